@@ -1,0 +1,37 @@
+#!/bin/sh
+# install-deps.sh: install every Debian package sasp needs. Idempotent and non-interactive.
+#   scripts/install-deps.sh          build and run (compiler, autotools, libraries)
+#   scripts/install-deps.sh --test   also what `make check` and .ci/run use (PyTorch, Node, Chromium, cross tools)
+#   scripts/install-deps.sh --train  also what rebuilding the corpus and training use
+set -eu
+want_test=no; want_train=no
+for a in "$@"; do
+  case "$a" in
+    --test) want_test=yes ;;
+    --train) want_train=yes; want_test=yes ;;
+    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "install-deps.sh: run as root (it calls apt-get)" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+
+BUILD="build-essential autoconf automake pkg-config git ca-certificates
+  libmicrohttpd-dev libjansson-dev libsleef-dev libpcre2-dev check"
+TEST="python3 python3-torch python3-numpy python3-regex libopenblas0-pthread curl valgrind
+  nodejs npm"
+TRAIN="python3-matplotlib python3-sympy python3-networkx python3-django libpython3.11-stdlib"
+
+pkgs=$BUILD
+[ $want_test = yes ] && pkgs="$pkgs $TEST"
+[ $want_train = yes ] && pkgs="$pkgs $TRAIN"
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends $missing
+fi
+echo "install-deps.sh: all packages present"

@@ -1,0 +1,22 @@
+/* threadpool.h: a persistent pool of worker threads for the forward pass.
+ *
+ * sasp_pool_run(pool, fn, arg) calls fn(arg, i, n) once for each i < n, where n is the pool's thread
+ * count, the calling thread taking i = 0, and returns when all have returned. The workers sleep on a
+ * condition variable between runs, so a run costs a wake-up, not a thread creation. One run at a time
+ * per pool (the engine loop is its only user). */
+#ifndef SASP_THREADPOOL_H
+#define SASP_THREADPOOL_H
+
+typedef struct sasp_pool sasp_pool;
+typedef void (*sasp_pool_fn)(void *arg, int ith, int nth);
+
+/* n_threads <= 0 means the number of online cores. Returns NULL on failure. */
+sasp_pool *sasp_pool_new(int n_threads);
+int sasp_pool_size(const sasp_pool *pool);
+void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg);
+void sasp_pool_free(sasp_pool *pool);
+
+/* The contiguous share [*lo, *hi) of n items that thread ith of nth takes. */
+void sasp_split(int n, int ith, int nth, int *lo, int *hi);
+
+#endif
