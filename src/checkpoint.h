@@ -21,6 +21,13 @@ typedef struct sasp_config {
     int vocab_size, d_model, n_layers, n_heads, d_ff, max_seq_len;
     sasp_norm norm;
     float norm_eps;
+    /* Two optional keys for checkpoints imported from the paper's reference code
+     * (scripts/import-reference.py, docs/importing-reference-checkpoints.md):
+     * "norm_f": the kind of the final norm (default: rmsnorm with "norm": "rmsnorm", else layernorm);
+     * "rmsnorm_eps_outside": rmsnorm is y = g * x / (sqrt(mean(x^2)) + eps) instead of the spec's
+     * g * x / sqrt(mean(x^2) + eps) (default false). */
+    sasp_norm norm_f; /* SASP_NORM_RMS or SASP_NORM_LAYER */
+    bool rmsnorm_eps_outside;
     sasp_act activation;
     sasp_pos position;
     float rope_theta;

@@ -56,7 +56,8 @@ typedef struct sasp_kv {
     int cap;      /* positions it can hold (<= max_seq_len) */
     float *k;     /* [n_layers][cap][d] */
     float *v;     /* [n_layers][cap][d] */
-    double *vsum; /* [n_layers][d]: sum of v over positions [0, len) (sasp only) */
+    double *vsum; /* [n_layers][d]: sum of v over positions [0, len) (sasp only; after sasp_kv_reset
+                   * it is stale until the next step, which restarts it at position 0) */
 } sasp_kv;
 
 /* Load DIR with n_threads workers (<= 0: one per core) and the active kernels. NULL + err on failure. */
@@ -85,7 +86,8 @@ typedef struct sasp_step {
  * is out of range or a sequence would pass its cache's capacity. */
 int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t errlen);
 
-/* Multiply-adds per token of the matrices (excluding attention over the context), for GFLOP/s. */
+/* Multiply-adds per token: the matrices, plus attention over n_ctx positions of context (scores and
+ * weighted sum, 2 n_ctx d per layer); n_ctx = 0 gives the matrices alone. For GFLOP/s. */
 double sasp_model_flops_per_token(const sasp_model *m, int n_ctx);
 
 #endif

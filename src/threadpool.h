@@ -1,9 +1,9 @@
 /* threadpool.h: a persistent pool of worker threads for the forward pass.
  *
  * sasp_pool_run(pool, fn, arg) calls fn(arg, i, n) once for each i < n, where n is the pool's thread
- * count, the calling thread taking i = 0, and returns when all have returned. The workers sleep on a
- * condition variable between runs, so a run costs a wake-up, not a thread creation. One run at a time
- * per pool (the engine loop is its only user). */
+ * count, the calling thread taking i = 0, and returns when all have returned. Between runs the workers
+ * spin for a short while (then sleep on a condition variable), so a run in a burst of runs costs a
+ * cache-line round trip, not a wake-up. One run at a time per pool (the engine loop is its only user). */
 #ifndef SASP_THREADPOOL_H
 #define SASP_THREADPOOL_H
 

@@ -1,0 +1,503 @@
+/* check_model.c: the C forward pass against the PyTorch reference, and its KV-cache against itself.
+ *
+ * Parity: for each architecture (sasp, preln) x norm (rmsnorm, layernorm, none) x position (rope,
+ * learned), at two sizes (one odd: d=96, 3 heads, d_ff=200, vocab 301), on sequences longer than 64
+ * tokens, the logits at every position must match the reference within 1e-4 relative
+ * (max |C - ref| / max |ref|), with every kernel table this CPU runs. When torch is available
+ * (HAVE_TORCH=1, TORCH_PYTHON) the models are made fresh by train/make_test_model.py with a new
+ * random seed each run (printed, and settable with SASP_PARITY_SEED); otherwise the committed
+ * fixtures in tests/fixtures/parity/ (scripts/gen-fixtures.sh) are used.
+ *
+ * KV-cache: prefill(n) then decode one at a time equals one forward over everything, for several n;
+ * a batched step over several sequences equals running each alone; under 1, 2 and 3 threads; on
+ * random models written by the test (tests/st_writer.c) with every optional tensor, at odd sizes. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "st_writer.h"
+
+#ifndef SASP_SRCDIR
+#define SASP_SRCDIR "."
+#endif
+#ifndef SASP_TORCH_PYTHON
+#define SASP_TORCH_PYTHON "/usr/bin/python3"
+#endif
+#ifndef SASP_HAVE_TORCH
+#define SASP_HAVE_TORCH 0
+#endif
+
+#define PARITY_TOL 1e-4
+#define KV_TOL 1e-5
+
+static char err[1024];
+
+/* max |a - b| / max |b| over n values */
+static double rel_err(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= num)) num = e; /* NaN counts as the worst */
+        if (fabs(b[i]) > den) den = fabs(b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+static double rel_err_f(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (!(e <= num)) num = e;
+        if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* One forward over tokens[0..n) from an empty cache; logits for every position. */
+static float *full_forward(sasp_model *m, const int *tokens, int n) {
+    float *logits = malloc((size_t)n * m->cfg.vocab_size * sizeof(float));
+    sasp_kv *kv = sasp_kv_new(m, 0);
+    ck_assert(logits && kv);
+    sasp_step st = {kv, tokens, n, n, logits};
+    ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(kv->len, n);
+    sasp_kv_free(kv);
+    return logits;
+}
+
+/* ---- parity with the PyTorch reference ---- */
+
+typedef struct {
+    int *tokens;
+    int n;
+    double *logits; /* [n][vocab] */
+    int vocab;
+} reference;
+
+static int load_reference(const char *dir, reference *r) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/reference.json", dir);
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) return -1;
+    json_t *toks = json_object_get(root, "tokens"), *lg = json_object_get(root, "logits");
+    r->n = (int)json_array_size(toks);
+    r->vocab = (int)json_array_size(json_array_get(lg, 0));
+    r->tokens = malloc((size_t)r->n * sizeof(int));
+    r->logits = malloc((size_t)r->n * r->vocab * sizeof(double));
+    ck_assert_int_eq(json_array_size(lg), r->n);
+    for (int i = 0; i < r->n; i++) {
+        r->tokens[i] = (int)json_integer_value(json_array_get(toks, (size_t)i));
+        json_t *row = json_array_get(lg, (size_t)i);
+        ck_assert_int_eq(json_array_size(row), r->vocab);
+        for (int j = 0; j < r->vocab; j++) r->logits[(size_t)i * r->vocab + j] = json_number_value(json_array_get(row, (size_t)j));
+    }
+    json_decref(root);
+    return 0;
+}
+
+/* Check one model directory against its reference.json with every kernel table; returns the worst
+ * relative error. */
+static unsigned covered; /* bits: arch, norm and position values the parity models exercised */
+
+static double parity_one(const char *dir, const char *label) {
+    reference ref;
+    ck_assert_msg(load_reference(dir, &ref) == 0, "%s: cannot read reference.json", dir);
+    ck_assert_int_gt(ref.n, 64);
+    sasp_model *m = sasp_model_load(dir, 1, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_int_eq(m->cfg.vocab_size, ref.vocab);
+    covered |= 1u << m->cfg.arch | 1u << (2 + m->cfg.norm) | 1u << (5 + m->cfg.position);
+    const sasp_kernels *ks[4];
+    int nk = sasp_kernels_available(ks, 4);
+    double worst = 0;
+    for (int i = 0; i < nk; i++) {
+        sasp_model_set_kernels(m, ks[i]);
+        float *logits = full_forward(m, ref.tokens, ref.n);
+        double e = rel_err(logits, ref.logits, (size_t)ref.n * ref.vocab);
+        printf("  parity %-46s %-7s %d tokens: max|C-ref|/max|ref| = %.3g\n", label, ks[i]->name, ref.n, e);
+        ck_assert_msg(e < PARITY_TOL, "%s (%s): relative error %.3g >= %g", label, ks[i]->name, e, PARITY_TOL);
+        if (e > worst) worst = e;
+        free(logits);
+    }
+    sasp_model_free(m);
+    free(ref.tokens), free(ref.logits);
+    return worst;
+}
+
+static int have_torch(void) {
+    const char *env = getenv("HAVE_TORCH");
+    if (env) return strcmp(env, "1") == 0;
+    return SASP_HAVE_TORCH;
+}
+
+static const char *torch_python(void) {
+    const char *env = getenv("TORCH_PYTHON");
+    return env && *env ? env : SASP_TORCH_PYTHON;
+}
+
+static const char *srcdir(void) {
+    const char *env = getenv("SASP_SRCDIR");
+    return env && *env ? env : SASP_SRCDIR;
+}
+
+START_TEST(parity_with_pytorch) {
+    static const char *archs[] = {"sasp", "preln"}, *norms[] = {"rmsnorm", "layernorm", "none"},
+                      *poss[] = {"rope", "learned"}, *acts[] = {"relu", "gelu", "silu"};
+    double worst = 0;
+    int models = 0;
+    if (have_torch()) {
+        unsigned long seed;
+        const char *s = getenv("SASP_PARITY_SEED");
+        if (s && *s) seed = strtoul(s, NULL, 10);
+        else seed = ((unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16)) % 1000000000ul;
+        printf("  parity: fresh models from train/make_test_model.py, seed %lu (SASP_PARITY_SEED=%lu repeats)\n",
+               seed, seed);
+        char *tmp = tw_tempdir();
+        ck_assert_ptr_nonnull(tmp);
+        /* One python process writes every model (torch imports once): one argument line per model. */
+        char listpath[4200], cmd[8192];
+        snprintf(listpath, sizeof listpath, "%s/args.txt", tmp);
+        FILE *f = fopen(listpath, "w");
+        ck_assert_ptr_nonnull(f);
+        char labels[40][96];
+        int n = 0;
+        uint64_t rs = seed;
+        for (int size = 0; size < 2; size++)
+            for (int a = 0; a < 2; a++)
+                for (int no = 0; no < 3; no++)
+                    for (int p = 0; p < 2; p++, n++) {
+                        /* size 0: d=64, 4 heads; size 1 (odd): d=96, 3 heads, d_ff=200, vocab 301 */
+                        int d = size ? 96 : 64, h = size ? 3 : 4, ff = size ? 200 : 160, vocab = size ? 301 : 256;
+                        int layers = size ? 2 : 3;
+                        const char *act = acts[tw_rand_u64(&rs) % 3];
+                        int opts = (int)(tw_rand_u64(&rs) % 32);
+                        char extra[200] = "";
+                        if (opts & 1) strcat(extra, " --qk-bias");
+                        if (opts & 2) strcat(extra, " --untied");
+                        if (a == 0) {
+                            if (opts & 4) strcat(extra, " --value-layers 0");
+                            if (opts & 8) strcat(extra, " --out-layers 1");
+                            if (opts & 16) strcat(extra, " --skip-gain");
+                        }
+                        snprintf(labels[n], sizeof labels[n], "%s-%s-%s d%d %s%s", archs[a], norms[no], poss[p], d,
+                                 act, extra);
+                        fprintf(f,
+                                "--arch %s --norm %s --position %s --activation %s --d-model %d --n-heads %d "
+                                "--d-ff %d --vocab %d --n-layers %d --max-seq-len 128 --n-tokens %d --seed %lu%s "
+                                "--out %s/m%d\n",
+                                archs[a], norms[no], poss[p], act, d, h, ff, vocab, layers, 65 + (int)(tw_rand_u64(&rs) % 40),
+                                seed + (unsigned long)n, extra, tmp, n);
+                    }
+        /* and the two half-precision dtypes, which the reference rounds to before its forward */
+        for (int i = 0; i < 2; i++, n++) {
+            snprintf(labels[n], sizeof labels[n], "sasp-rmsnorm-rope d96 %s", i ? "BF16" : "F16");
+            fprintf(f, "--arch sasp --norm rmsnorm --position rope --dtype %s --value-layers 0 --out-layers 1 "
+                       "--n-tokens 70 --seed %lu --out %s/m%d\n", i ? "BF16" : "F16", seed + (unsigned long)n, tmp, n);
+        }
+        fclose(f);
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && '%s' -c \"import sys; sys.path.insert(0, 'train'); import make_test_model as mt; "
+                 "[mt.main(l.split()) for l in open(sys.argv[1]) if l.strip()]\" '%s' >/dev/null",
+                 srcdir(), torch_python(), listpath);
+        int rc = system(cmd);
+        ck_assert_msg(rc == 0, "make_test_model.py failed (%d): %s", rc, cmd);
+        for (int i = 0; i < n; i++) {
+            char dir[4200];
+            snprintf(dir, sizeof dir, "%s/m%d", tmp, i);
+            double e = parity_one(dir, labels[i]);
+            if (e > worst) worst = e;
+            models++;
+        }
+        tw_rmtree(tmp);
+        free(tmp);
+    } else {
+        char root[4096];
+        snprintf(root, sizeof root, "%s/tests/fixtures/parity", srcdir());
+        printf("  parity: no torch; committed fixtures in %s\n", root);
+        DIR *dh = opendir(root);
+        ck_assert_msg(dh != NULL, "%s: cannot open the parity fixtures", root);
+        struct dirent *de;
+        while ((de = readdir(dh))) {
+            if (de->d_name[0] == '.') continue;
+            char dir[4400], refp[4500];
+            snprintf(dir, sizeof dir, "%s/%s", root, de->d_name);
+            snprintf(refp, sizeof refp, "%s/reference.json", dir);
+            if (access(refp, R_OK) != 0) continue;
+            double e = parity_one(dir, de->d_name);
+            if (e > worst) worst = e;
+            models++;
+        }
+        closedir(dh);
+    }
+    printf("  parity: %d models, worst relative error %.3g (tolerance %g)\n", models, worst, PARITY_TOL);
+    /* fresh models cover all 12 combinations; the fixtures at least every value of each */
+    ck_assert_int_ge(models, have_torch() ? 12 : 1);
+    ck_assert_msg(covered == 0x7f, "the parity models miss an architecture, norm or position (mask 0x%x)", covered);
+}
+END_TEST
+
+/* ---- KV-cache and batching, on models the test writes ---- */
+
+typedef struct {
+    const char *arch, *norm, *pos, *act;
+    int vocab, d, layers, heads, ff, seq, tie;
+    tw_options opt;
+} model_spec;
+
+static const model_spec specs[] = {
+    {"sasp", "rmsnorm", "rope", "relu", 301, 96, 2, 3, 200, 128, 1, {1, 1, 2, 1}},
+    {"sasp", "layernorm", "learned", "gelu", 37, 12, 3, 3, 7, 96, 0, {0, 5, 0, 0}},
+    {"sasp", "none", "rope", "silu", 50, 16, 2, 4, 33, 80, 1, {1, 0, 3, 1}},
+    {"preln", "rmsnorm", "rope", "gelu", 64, 24, 2, 2, 40, 100, 0, {1, 0, 0, 0}},
+    {"preln", "layernorm", "learned", "relu", 29, 6, 2, 2, 5, 90, 1, {0, 0, 0, 0}}, /* head size 3 */
+    {"preln", "none", "rope", "silu", 40, 8, 3, 1, 16, 72, 1, {0, 0, 0, 0}},
+};
+#define N_SPECS ((int)(sizeof specs / sizeof *specs))
+
+static char *kv_dir[N_SPECS];
+
+static void kv_setup(void) {
+    for (int i = 0; i < N_SPECS; i++) {
+        const model_spec *s = &specs[i];
+        kv_dir[i] = tw_tempdir();
+        ck_assert_ptr_nonnull(kv_dir[i]);
+        json_t *c = tw_config(s->arch, s->norm, s->pos, s->act, s->vocab, s->d, s->layers, s->heads, s->ff, s->seq, s->tie);
+        tw_model m = {0};
+        ck_assert_int_eq(tw_random_model(&m, c, &s->opt, 1000 + (uint64_t)i), 0);
+        ck_assert_int_eq(tw_write_model(kv_dir[i], c, &m, "F32"), 0);
+        tw_free(&m);
+        json_decref(c);
+    }
+}
+
+static void kv_teardown(void) {
+    for (int i = 0; i < N_SPECS; i++) {
+        tw_rmtree(kv_dir[i]);
+        free(kv_dir[i]);
+    }
+}
+
+static int *random_tokens(int n, int vocab, uint64_t seed) {
+    int *t = malloc((size_t)n * sizeof *t);
+    for (int i = 0; i < n; i++) t[i] = (int)(tw_rand_u64(&seed) % (uint64_t)vocab);
+    return t;
+}
+
+/* prefill(n) then decode the rest one at a time == one forward, for several n; also with a middle
+ * chunk, and again after sasp_kv_reset on the same cache. Every kernel table, threads 1, 2, 3. */
+START_TEST(kv_cache_prefill_then_decode) {
+    int spec = _i % N_SPECS, threads = 1 + _i / N_SPECS;
+    sasp_model *m = sasp_model_load(kv_dir[spec], threads, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    int V = m->cfg.vocab_size, N = m->cfg.max_seq_len < 75 ? m->cfg.max_seq_len : 75;
+    int *tokens = random_tokens(N, V, 77 + (uint64_t)spec);
+    const sasp_kernels *ks[4];
+    int nk = sasp_kernels_available(ks, 4);
+    double worst = 0;
+    for (int ki = 0; ki < nk; ki++) {
+        sasp_model_set_kernels(m, ks[ki]);
+        float *full = full_forward(m, tokens, N);
+        float *row = malloc((size_t)N * V * sizeof(float));
+        sasp_kv *kv = sasp_kv_new(m, 0);
+        static const int splits[] = {1, 2, 7, 33, 64, 74};
+        for (size_t si = 0; si < sizeof splits / sizeof *splits; si++) {
+            int n = splits[si] < N ? splits[si] : N - 1;
+            sasp_kv_reset(kv); /* the same cache each time: reset must really reset */
+            sasp_step st = {kv, tokens, n, n, row};
+            ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
+            double e = rel_err_f(row, full, (size_t)n * V);
+            int at = n;
+            while (at < N) {
+                /* decode one at a time, except a chunk of 3 in the middle of the longest run */
+                int chunk = (si == 1 && at == 10 && N - at >= 3) ? 3 : 1;
+                sasp_step d1 = {kv, tokens + at, chunk, chunk, row};
+                ck_assert_msg(sasp_forward(m, &d1, 1, err, sizeof err) == 0, "%s", err);
+                double e1 = rel_err_f(row, full + (size_t)at * V, (size_t)chunk * V);
+                if (e1 > e) e = e1;
+                at += chunk;
+            }
+            ck_assert_int_eq(kv->len, N);
+            ck_assert_msg(e < KV_TOL, "%s/%s/%s %s threads %d: prefill %d then decode differs by %.3g",
+                          specs[spec].arch, specs[spec].norm, specs[spec].pos, ks[ki]->name, threads, n, e);
+            if (e > worst) worst = e;
+        }
+        sasp_kv_free(kv);
+        free(full), free(row);
+    }
+    printf("  kv-cache %s-%s-%s d%d threads %d: prefill+decode vs full forward, worst %.3g\n", specs[spec].arch,
+           specs[spec].norm, specs[spec].pos, specs[spec].d, threads, worst);
+    free(tokens);
+    sasp_model_free(m);
+}
+END_TEST
+
+/* Several sequences in one step (different lengths, prefill chunks and single tokens mixed, logits
+ * for all, some or none of the rows) == each sequence run alone. */
+START_TEST(batched_step_equals_alone) {
+    int spec = _i % N_SPECS, threads = 1 + _i / N_SPECS;
+    sasp_model *m = sasp_model_load(kv_dir[spec], threads, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    int V = m->cfg.vocab_size;
+    enum { NS = 5 };
+    int len[NS] = {70, 3, 41, 66, 1};
+    int *toks[NS];
+    float *alone[NS];
+    sasp_kv *kv[NS];
+    for (int s = 0; s < NS; s++) {
+        if (len[s] > m->cfg.max_seq_len) len[s] = m->cfg.max_seq_len;
+        toks[s] = random_tokens(len[s], V, 500 + (uint64_t)s * 31 + (uint64_t)spec);
+        alone[s] = full_forward(m, toks[s], len[s]);
+        kv[s] = sasp_kv_new(m, len[s] + 2); /* small caches: capacity below max_seq_len */
+    }
+    float *out[NS];
+    for (int s = 0; s < NS; s++) out[s] = malloc((size_t)len[s] * V * sizeof(float));
+    uint64_t rs = 9 + (uint64_t)spec;
+    double worst = 0;
+    int steps_run = 0;
+    for (;;) {
+        sasp_step st[NS];
+        int idx[NS], ns = 0;
+        for (int s = 0; s < NS; s++) {
+            int left = len[s] - kv[s]->len;
+            if (left == 0 || tw_rand_u64(&rs) % 4 == 0) continue; /* sometimes sits a step out */
+            int n = kv[s]->len == 0 ? 1 + (int)(tw_rand_u64(&rs) % (uint64_t)left) /* a prefill chunk */
+                                    : (tw_rand_u64(&rs) % 3 ? 1 : 1 + (int)(tw_rand_u64(&rs) % (uint64_t)left));
+            int nl = (int)(tw_rand_u64(&rs) % 3);
+            nl = nl == 0 ? 0 : nl == 1 ? 1 : n;
+            st[ns] = (sasp_step){kv[s], toks[s] + kv[s]->len, n, nl, out[s] + (size_t)(kv[s]->len + n - nl) * V};
+            idx[ns++] = s;
+        }
+        int done = 1;
+        for (int s = 0; s < NS; s++) done &= kv[s]->len == len[s];
+        if (done) break;
+        if (ns == 0) continue;
+        int before[NS];
+        for (int j = 0; j < ns; j++) before[j] = kv[idx[j]]->len;
+        ck_assert_msg(sasp_forward(m, st, ns, err, sizeof err) == 0, "%s", err);
+        steps_run++;
+        for (int j = 0; j < ns; j++) {
+            int s = idx[j], first = before[j] + st[j].n_tokens - st[j].n_logits;
+            ck_assert_int_eq(kv[s]->len, before[j] + st[j].n_tokens);
+            double e = rel_err_f(out[s] + (size_t)first * V, alone[s] + (size_t)first * V, (size_t)st[j].n_logits * V);
+            ck_assert_msg(e < KV_TOL, "sequence %d rows [%d, %d): batched differs from alone by %.3g", s, first,
+                          kv[s]->len, e);
+            if (e > worst) worst = e;
+        }
+    }
+    printf("  batched %s-%s-%s d%d threads %d: %d steps of up to %d sequences, worst %.3g\n", specs[spec].arch,
+           specs[spec].norm, specs[spec].pos, specs[spec].d, threads, steps_run, NS, worst);
+    for (int s = 0; s < NS; s++) free(toks[s]), free(alone[s]), free(out[s]), sasp_kv_free(kv[s]);
+    sasp_model_free(m);
+}
+END_TEST
+
+/* Bad steps are refused with a message and change nothing. */
+START_TEST(bad_steps_change_nothing) {
+    sasp_model *m = sasp_model_load(kv_dir[0], 2, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    int V = m->cfg.vocab_size;
+    sasp_kv *a = sasp_kv_new(m, 8), *b = sasp_kv_new(m, 0);
+    ck_assert_int_eq(a->cap, 8);
+    ck_assert_int_eq(b->cap, m->cfg.max_seq_len);
+    int good[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, bad[2] = {3, V};
+    float *logits = malloc(10 * (size_t)V * sizeof(float));
+    sasp_step st[2] = {{a, good, 3, 1, logits}, {b, bad, 2, 1, logits + V}};
+    ck_assert_int_eq(sasp_forward(m, st, 2, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "outside the vocabulary"), "%s", err);
+    ck_assert_int_eq(a->len, 0);
+    ck_assert_int_eq(b->len, 0);
+    bad[1] = -1;
+    ck_assert_int_eq(sasp_forward(m, st, 2, err, sizeof err), -1);
+    st[1].tokens = good;
+    st[0].n_tokens = 9; /* over a's capacity of 8 */
+    ck_assert_int_eq(sasp_forward(m, st, 2, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "exceed its context"), "%s", err);
+    st[0].n_tokens = 3;
+    st[1].kv = a; /* one cache twice */
+    ck_assert_int_eq(sasp_forward(m, st, 2, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "share one cache"), "%s", err);
+    ck_assert_int_eq(a->len, 0);
+    st[1].kv = b;
+    ck_assert_msg(sasp_forward(m, st, 2, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(a->len, 3);
+    ck_assert_int_eq(b->len, 2);
+    free(logits);
+    sasp_kv_free(a), sasp_kv_free(b);
+    sasp_model_free(m);
+}
+END_TEST
+
+START_TEST(threadpool_covers_every_item) {
+    for (int nth = 1; nth <= 5; nth++) {
+        sasp_pool *p = sasp_pool_new(nth);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(sasp_pool_size(p), nth);
+        for (int n = 0; n < 40; n += 3) {
+            int seen = 0, prev_hi = 0;
+            for (int i = 0; i < nth; i++) {
+                int lo, hi;
+                sasp_split(n, i, nth, &lo, &hi);
+                ck_assert_int_eq(lo, prev_hi);
+                ck_assert_int_ge(hi, lo);
+                ck_assert_int_le(hi - lo, n / nth + 1);
+                seen += hi - lo;
+                prev_hi = hi;
+            }
+            ck_assert_int_eq(seen, n);
+        }
+        sasp_pool_free(p);
+    }
+}
+END_TEST
+
+static int counts[8];
+static void count_fn(void *arg, int ith, int nth) {
+    (void)arg;
+    ck_assert_int_lt(ith, nth);
+    __atomic_add_fetch(&counts[ith], 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(threadpool_runs_each_thread_once_per_run) {
+    sasp_pool *p = sasp_pool_new(4);
+    memset(counts, 0, sizeof counts);
+    for (int r = 0; r < 1000; r++) sasp_pool_run(p, count_fn, NULL);
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(counts[i], 1000);
+    sasp_pool_free(p);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("model");
+    TCase *tp = tcase_create("parity");
+    tcase_set_timeout(tp, 900);
+    tcase_add_test(tp, parity_with_pytorch);
+    suite_add_tcase(s, tp);
+    TCase *tk = tcase_create("kv-cache");
+    tcase_set_timeout(tk, 600);
+    tcase_add_unchecked_fixture(tk, kv_setup, kv_teardown);
+    tcase_add_loop_test(tk, kv_cache_prefill_then_decode, 0, 3 * N_SPECS);
+    tcase_add_loop_test(tk, batched_step_equals_alone, 0, 3 * N_SPECS);
+    tcase_add_test(tk, bad_steps_change_nothing);
+    suite_add_tcase(s, tk);
+    TCase *tt = tcase_create("threadpool");
+    tcase_add_test(tt, threadpool_covers_every_item);
+    tcase_add_test(tt, threadpool_runs_each_thread_once_per_run);
+    suite_add_tcase(s, tt);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
