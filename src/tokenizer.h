@@ -28,6 +28,11 @@ int sasp_tokenizer_is_special(const sasp_tokenizer *t, int id);
  * malloc'd array in *ids (the caller frees it), or -1 when out of memory. */
 int sasp_encode(const sasp_tokenizer *t, const char *text, size_t len, int allow_special, int **ids);
 
+/* Pre-tokenisation alone, as sasp_encode cuts text before merging (for tests and --tokenize):
+ * stores in *ends a malloc'd array of the end offset of each piece (a pre-token, an invalid byte,
+ * or a special token when allow_special) and returns how many, or -1 when out of memory. */
+int sasp_pretokenize(const sasp_tokenizer *t, const char *text, size_t len, int allow_special, size_t **ends);
+
 /* The raw bytes of token id (not necessarily valid UTF-8 on their own); NULL for an unknown id. */
 const char *sasp_token_bytes(const sasp_tokenizer *t, int id, size_t *len);
 
