@@ -1,0 +1,65 @@
+#!/bin/sh
+# check-neon.sh: cross-build sasp for ARM64 (the NEON kernels) and run its kernel and model tests under
+# qemu-aarch64. Exits non-zero when the build or a test fails.
+#
+#   scripts/check-neon.sh            build in build-arm64/ and run tests/check_kernels and tests/check_model
+#   SASP_NEON_TESTS="tests/check_kernels" scripts/check-neon.sh     a chosen list of tests
+#
+# Needs gcc-aarch64-linux-gnu, qemu-user and the :arm64 -dev packages (scripts/install-deps.sh --test).
+# The sources (git's tracked and untracked, not ignored, files) are copied into build-arm64/src, keeping
+# their times so rebuilds are incremental, and built there with ./configure --host=aarch64-linux-gnu:
+# a copy, because an out-of-tree build is refused by configure when the main tree is configured in place.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${SASP_NEON_BUILD:-$top/build-arm64}
+tests=${SASP_NEON_TESTS:-tests/check_kernels tests/check_model}
+triplet=aarch64-linux-gnu
+sysroot=/usr/$triplet
+jobs=${SASP_NEON_JOBS:-2}
+
+die() { echo "check-neon.sh: $*" >&2; exit 1; }
+for tool in $triplet-gcc qemu-aarch64 pkg-config autoreconf git; do
+  command -v $tool >/dev/null 2>&1 || die "$tool not found: run scripts/install-deps.sh --test"
+done
+[ -d /usr/lib/$triplet/pkgconfig ] || die "no arm64 libraries in /usr/lib/$triplet: run scripts/install-deps.sh --test"
+
+# 1. a copy of the sources (only files that changed are rewritten)
+mkdir -p "$build/src"
+stamp="$build/.files"
+(cd "$top" && git ls-files -co --exclude-standard) | grep -v '^build-' > "$stamp.new"
+(cd "$top" && tar -cf - -T "$stamp.new") | (cd "$build/src" && tar -xf -) # keeps times: make stays incremental
+mv "$stamp.new" "$stamp"
+
+# 2. configure once (again when configure.ac or Makefile.am change: make re-runs automake itself)
+cd "$build/src"
+export PKG_CONFIG=pkg-config
+export PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig
+export PKG_CONFIG_PATH=
+if [ ! -f config.status ] || [ configure.ac -nt config.status ]; then
+  echo "== check-neon.sh: configure --host=$triplet in $build/src"
+  autoreconf -fi >/dev/null 2>&1 || die "autoreconf failed"
+  ./configure -q --host=$triplet CC=$triplet-gcc >configure.out 2>&1 || { cat configure.out; die "configure failed"; }
+fi
+grep -q '^#define SASP_HAVE_NEON 1' config.h || die "configure did not select the NEON kernels"
+
+# 3. build the test programs, and run the chosen tests under qemu through automake's test driver
+echo "== check-neon.sh: building ($triplet-gcc)"
+make -j"$jobs" $tests >build.out 2>&1 || { tail -40 build.out; die "cross build failed"; }
+if grep -q 'warning:' build.out; then grep 'warning:' build.out; die "cross build has warnings"; fi
+echo "== check-neon.sh: running under qemu-aarch64: $tests"
+# The programs run on the arm64 multiarch libraries (/lib/ld-linux-aarch64.so.1 and /usr/lib/$triplet,
+# from the :arm64 packages). Not with -L $sysroot: its loader (libc6-arm64-cross) with the multiarch
+# libc.so.6 of a different build hangs in the first pthread_create.
+if [ -e /lib/ld-linux-aarch64.so.1 ]; then unset QEMU_LD_PREFIX; else export QEMU_LD_PREFIX=$sysroot; fi
+status=0
+make check TESTS="$tests" LOG_COMPILER="qemu-aarch64" >check.out 2>&1 || status=$?
+grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|^# ' check.out || true
+if [ $status -ne 0 ]; then
+  tail -15 check.out
+  for t in $tests; do [ -f "$t.log" ] && grep -E 'F:|E:|seed|tables' "$t.log" | head -20; done
+  die "tests failed under qemu (logs in $build/src/tests/*.log)"
+fi
+# the NEON table must really have been tested
+grep -q 'tables: scalar neon' tests/check_kernels.log 2>/dev/null || ! echo "$tests" | grep -q check_kernels ||
+  die "check_kernels did not run the neon table"
+echo "== check-neon.sh: all passed"
