@@ -1,0 +1,11 @@
+#!/bin/sh
+# run.sh: `make check` entry of the HTTP tests of sasp-server (tests/server/test_server.py).
+# Needs python3 (standard library only) and the committed fixture tests/fixtures/tiny-model.
+set -eu
+src=${SASP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+build=${SASP_BUILDDIR:-$src}
+py=$(command -v python3 || true)
+[ -n "$py" ] || { echo "run.sh: python3 not found; skipping the server tests"; exit 77; }
+[ -f "$src/tests/fixtures/tiny-model/model.safetensors" ] || {
+  echo "run.sh: tests/fixtures/tiny-model is missing (scripts/gen-server-fixture.sh makes it)" >&2; exit 1; }
+SASP_SRCDIR=$src SASP_BUILDDIR=$build exec "$py" "$src/tests/server/test_server.py" "$@"
