@@ -18,13 +18,27 @@ export DEBIAN_FRONTEND=noninteractive
 
 BUILD="build-essential autoconf automake pkg-config git ca-certificates
   libmicrohttpd-dev libjansson-dev libsleef-dev libpcre2-dev check"
-TEST="python3 python3-torch python3-numpy python3-regex libopenblas0-pthread curl valgrind
-  nodejs npm"
+TEST="python3 python3-torch python3-numpy python3-regex libopenblas0-pthread curl valgrind clang-14 libclang-rt-14-dev
+  chromium"
+# the NEON kernels are cross-built and tested under qemu (scripts/check-neon.sh): arm64 multiarch libs
+CROSS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libsleef-dev:arm64 check:arm64
+  libjansson-dev:arm64 libpcre2-dev:arm64 libmicrohttpd-dev:arm64"
 TRAIN="python3-matplotlib python3-sympy python3-networkx python3-django libpython3.11-stdlib"
 
 pkgs=$BUILD
-[ $want_test = yes ] && pkgs="$pkgs $TEST"
+[ $want_test = yes ] && pkgs="$pkgs $TEST $CROSS"
 [ $want_train = yes ] && pkgs="$pkgs $TRAIN"
+
+# the :arm64 packages need the architecture enabled (idempotent: only added when absent)
+if [ $want_test = yes ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+fi
+
+# Node.js and npm (the OpenAI client and browser tests) from Debian, unless a node with npm is already
+# installed some other way (NodeSource's nodejs bundles npm and conflicts with Debian's npm package)
+if [ $want_test = yes ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then
+  pkgs="$pkgs nodejs npm"
+fi
 
 missing=""
 for p in $pkgs; do
