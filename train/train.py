@@ -210,6 +210,12 @@ def plot_losses(runs, path, title):
     shown = []
     for i, (label, rows) in enumerate(runs):
         color = f"C{i}"
+        # a resumed run repeats the steps after its last checkpoint: keep the last record of each
+        last = {}
+        for r in rows:
+            if r.get("kind") in ("train", "val"):
+                last[(r["kind"], r["step"])] = r
+        rows = sorted(last.values(), key=lambda r: r["step"])
         tr = [(r["tokens"], r["loss"]) for r in rows if r.get("kind") == "train"]
         va = [(r["tokens"], r["val_loss"]) for r in rows if r.get("kind") == "val"]
         if tr:
