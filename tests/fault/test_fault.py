@@ -280,6 +280,9 @@ def t_sigterm_load(s):
         socks.append((k, kind))
     # wait until every slot decodes and the streams have started
     wait_for(lambda: s.metrics()["sasp_slots_active"] == 4, "all slots busy")
+    # and every other request accepted and queued: a connection still in the listen backlog when the
+    # server stops listening is closed unanswered, which says nothing about the streams under test
+    wait_for(lambda: s.metrics()["sasp_queue_depth"] == len(socks) - 4, "the other requests queued")
     # the streams among the first four (in the slots) have begun: their first bytes arrive
     first = [socks[i][0].recv(1) if socks[i][1] != "json" else b"" for i in range(4)]
     assert all(first[i] for i in range(4) if socks[i][1] != "json")
