@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "tokenizer.h"
 
 #ifndef SASP_SRCDIR
 #define SASP_SRCDIR "."
@@ -21,6 +22,20 @@ static inline const char *fuzz_srcdir(void)
 {
     const char *s = getenv("SASP_SRCDIR");
     return s && *s ? s : SASP_SRCDIR;
+}
+
+/* The tokenizer at REL (a path under the source tree), loaded once by a target's setup; a fixture
+ * that does not load is a broken test set-up, so it aborts naming the target. */
+static inline sasp_tokenizer *fuzz_load_tokenizer(const char *rel, const char *target)
+{
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/%s", fuzz_srcdir(), rel);
+    sasp_tokenizer *t = sasp_tokenizer_load(path, err, sizeof err);
+    if (!t) {
+        fprintf(stderr, "%s: %s\n", target, err);
+        abort();
+    }
+    return t;
 }
 
 /* A broken invariant: print it and abort, so that libFuzzer and the replay driver both report it. */

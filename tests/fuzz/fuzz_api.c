@@ -14,13 +14,7 @@ static api_limits lim;
 
 static void setup(void)
 {
-    char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", fuzz_srcdir());
-    tok = sasp_tokenizer_load(path, err, sizeof err);
-    if (!tok) {
-        fprintf(stderr, "fuzz_api: %s\n", err);
-        abort();
-    }
+    tok = fuzz_load_tokenizer("tests/fixtures/tiny-model/tokenizer.json", "fuzz_api");
     lim = (api_limits){tok, 256, sasp_tokenizer_vocab_size(tok), 0};
 }
 

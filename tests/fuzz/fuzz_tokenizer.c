@@ -16,13 +16,7 @@ static int vocab;
 
 static void setup(void)
 {
-    char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizer/tokenizer.json", fuzz_srcdir());
-    tok = sasp_tokenizer_load(path, err, sizeof err);
-    if (!tok) {
-        fprintf(stderr, "fuzz_tokenizer: %s\n", err);
-        abort();
-    }
+    tok = fuzz_load_tokenizer("tests/fixtures/tokenizer/tokenizer.json", "fuzz_tokenizer");
     vocab = sasp_tokenizer_vocab_size(tok);
 }
 
