@@ -1,7 +1,7 @@
 /* sasp-bench: how fast the engine runs a model, next to what this machine can do at most.
  *
  * For a model directory (-m), or without one for random-weight models of the shapes A and B of
- * ../shared/benchmarks/peers.md, it measures with the engine's own forward pass (sasp_forward):
+ * docs/performance.md, it measures with the engine's own forward pass (sasp_forward):
  *   prefill   tokens/s for a 512-token prompt (and 256, the peers' prompt), logits of the last token;
  *   decode    tokens/s at batch 1 (greedy, after a 32-token prompt) and for batched decode of 4 and 8
  *             sequences (one step feeds one token of each);
@@ -618,7 +618,7 @@ static void usage(FILE *f)
             "  -t N             threads (default: every core)\n"
             "  --json FILE      write every figure as JSON to FILE\n"
             "  --vs-preln       also a Pre-LN model of the same sizes (random weights), with the ratio\n"
-            "  --shape A|B      only that shape of ../shared/benchmarks/peers.md (without -m)\n"
+            "  --shape A|B      only that shape of docs/performance.md (without -m)\n"
             "  --isa LIST       kernel tables to measure: all, or e.g. scalar,avx2,avx512 (default: the active\n"
             "                   one, which SASP_SIMD=scalar|avx2|avx512|neon picks)\n"
             "  --reps N         runs per figure, the median is reported (default 5)\n"

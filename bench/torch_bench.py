@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import checkpoint_io  # noqa: E402
 import sasp_model as sm  # noqa: E402
 
-SHAPES = {  # ../shared/benchmarks/peers.md
+SHAPES = {  # the benchmark shapes A and B of docs/performance.md
     "A": dict(vocab_size=8192, d_model=256, n_layers=6, n_heads=4, d_ff=1024),
     "B": dict(vocab_size=8192, d_model=512, n_layers=8, n_heads=8, d_ff=2048),
 }

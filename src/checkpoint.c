@@ -1,6 +1,6 @@
 /* checkpoint.c: load a model directory (config.json + model.safetensors) into owned float32 memory.
  *
- * The format is ../shared/spec/checkpoint-format.md (docs/checkpoint-format.md for users). The order:
+ * The format is docs/checkpoint-format.md. The order:
  * config.json is parsed and checked; the expected tensor table (name, shape, required) is derived
  * from it; model.safetensors is mmapped, its header parsed and every entry checked against that
  * table and against the data section; then each tensor is copied out as float32 (F16 and BF16
@@ -68,6 +68,11 @@ static int get_int(json_t *root, const char *path, const char *key, long lo, lon
     *out = (int)x;
     return 0;
 }
+
+const char *const sasp_arch_names[2] = {"sasp", "preln"};
+const char *const sasp_norm_names[3] = {"rmsnorm", "layernorm", "none"};
+const char *const sasp_act_names[3] = {"relu", "gelu", "silu"};
+const char *const sasp_pos_names[2] = {"rope", "learned"};
 
 /* A string key whose value must be one of names[]; its index goes in *out. */
 static int get_enum(json_t *root, const char *path, const char *key, const char *const *names, int n,
@@ -138,12 +143,8 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
         goto out;
     }
     memset(cfg, 0, sizeof *cfg);
-    static const char *const archs[] = {"sasp", "preln"};
-    static const char *const norms[] = {"rmsnorm", "layernorm", "none"};
-    static const char *const acts[] = {"relu", "gelu", "silu"};
-    static const char *const poss[] = {"rope", "learned"};
     int e;
-    if (get_enum(root, path, "architecture", archs, 2, &e, err, errlen)) goto out;
+    if (get_enum(root, path, "architecture", sasp_arch_names, 2, &e, err, errlen)) goto out;
     cfg->arch = (sasp_arch)e;
     /* Upper bounds keep every product below (vocab x d) within 64-bit sizes and int indices. */
     if (get_int(root, path, "vocab_size", 1, 1 << 24, &cfg->vocab_size, err, errlen)) goto out;
@@ -152,7 +153,7 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
     if (get_int(root, path, "n_heads", 1, 1 << 16, &cfg->n_heads, err, errlen)) goto out;
     if (get_int(root, path, "d_ff", 1, 1 << 20, &cfg->d_ff, err, errlen)) goto out;
     if (get_int(root, path, "max_seq_len", 1, 1 << 20, &cfg->max_seq_len, err, errlen)) goto out;
-    if (get_enum(root, path, "norm", norms, 3, &e, err, errlen)) goto out;
+    if (get_enum(root, path, "norm", sasp_norm_names, 3, &e, err, errlen)) goto out;
     cfg->norm = (sasp_norm)e;
     /* The rest are optional, with the defaults of train/sasp_model.py's ModelConfig. */
     double eps;
@@ -165,7 +166,7 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
     /* Optional, for checkpoints from the paper's reference code (see checkpoint.h). */
     cfg->norm_f = cfg->norm == SASP_NORM_RMS ? SASP_NORM_RMS : SASP_NORM_LAYER;
     if (json_object_get(root, "norm_f")) {
-        if (get_enum(root, path, "norm_f", norms, 2, &e, err, errlen)) goto out;
+        if (get_enum(root, path, "norm_f", sasp_norm_names, 2, &e, err, errlen)) goto out;
         cfg->norm_f = (sasp_norm)e;
     }
     json_t *outside = json_object_get(root, "rmsnorm_eps_outside");
@@ -174,9 +175,9 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
         goto out;
     }
     cfg->rmsnorm_eps_outside = outside && json_is_true(outside);
-    if (get_enum(root, path, "activation", acts, 3, &e, err, errlen)) goto out;
+    if (get_enum(root, path, "activation", sasp_act_names, 3, &e, err, errlen)) goto out;
     cfg->activation = (sasp_act)e;
-    if (get_enum(root, path, "position", poss, 2, &e, err, errlen)) goto out;
+    if (get_enum(root, path, "position", sasp_pos_names, 2, &e, err, errlen)) goto out;
     cfg->position = (sasp_pos)e;
     double theta;
     if (get_real(root, path, "rope_theta", 0, 10000.0, &theta, err, errlen)) goto out;

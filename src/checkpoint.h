@@ -1,6 +1,6 @@
 /* checkpoint.h: reading a model directory (config.json + model.safetensors) into memory.
  *
- * The format is ../shared/spec/checkpoint-format.md, described for users in docs/checkpoint-format.md.
+ * The format is docs/checkpoint-format.md.
  * The loader mmaps model.safetensors, parses and validates its JSON header and config.json with
  * jansson, then copies every tensor into memory it owns as float32 (F16 and BF16 are converted) and
  * unmaps the file: a model directory deleted or truncated while the server runs cannot hurt it.
@@ -15,6 +15,12 @@ typedef enum { SASP_ARCH_SASP, SASP_ARCH_PRELN } sasp_arch;
 typedef enum { SASP_NORM_RMS, SASP_NORM_LAYER, SASP_NORM_NONE } sasp_norm;
 typedef enum { SASP_ACT_RELU, SASP_ACT_GELU, SASP_ACT_SILU } sasp_act;
 typedef enum { SASP_POS_ROPE, SASP_POS_LEARNED } sasp_pos;
+
+/* The config.json spellings of the enums above, indexed by value ("sasp", "rmsnorm", "relu", "rope"). */
+extern const char *const sasp_arch_names[2];
+extern const char *const sasp_norm_names[3];
+extern const char *const sasp_act_names[3];
+extern const char *const sasp_pos_names[2];
 
 typedef struct sasp_config {
     sasp_arch arch;

@@ -2,7 +2,7 @@
  * table m->k (simd/kernels.h), and the matrix products and the attention are split across the
  * thread pool.
  *
- * The math is ../shared/spec/sasp-block.md. sasp_forward is the whole model, top to bottom:
+ * The math is docs/sasp-block.md. sasp_forward is the whole model, top to bottom:
  * embedding, then per layer the norm, one product with the stacked [W_Q; W_K; (W_V); (W1)] matrix,
  * RoPE and the KV-cache write, the (shaped) attention, the output matrix, the MLP and the residual
  * combination, then the final norm and the head for the rows whose logits were asked for.

@@ -1,6 +1,6 @@
 /* model.h: the SAS-P (and Pre-LN baseline) forward pass with a per-sequence KV-cache.
  *
- * The math is ../shared/spec/sasp-block.md; model.c computes exactly that, in one function a reader
+ * The math is docs/sasp-block.md; model.c computes exactly that, in one function a reader
  * can follow from token to logits. One call of sasp_forward runs one batched step over any number of
  * sequences, each feeding any number of new tokens (a prompt chunk, or one token while decoding): all
  * rows of the step share each pass over the weights (matrix x matrix), which is what makes continuous

@@ -1,4 +1,4 @@
-"""checkpoint_io.py: read and write the checkpoint format (../shared/spec/checkpoint-format.md).
+"""checkpoint_io.py: read and write the checkpoint format (docs/checkpoint-format.md).
 
 A model is a directory: config.json, model.safetensors, and optionally tokenizer.json.
 safetensors is written and read here directly (Debian has no package for it):

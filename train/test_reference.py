@@ -4,7 +4,7 @@
     /usr/bin/python3 train/test_reference.py        (plain asserts; prints one line per test)
 
 Checks the vectorised model against a direct, position-by-position transcription of
-../shared/spec/sasp-block.md in float64 (every architecture, norm, position and activation, with
+docs/sasp-block.md in float64 (every architecture, norm, position and activation, with
 random gains and every optional tensor), RoPE against complex multiplication, the identity at the
 paper's initialisation, causality, save -> load round trips for each dtype, the loader's errors,
 and that a tiny model can overfit a short sequence.

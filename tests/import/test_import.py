@@ -61,7 +61,7 @@ def rel_err(a, b):
 
 
 # ---------------------------------------------------------------------------------------------
-# The spec's forward pass over a converted directory, float64 (../shared/spec/sasp-block.md plus
+# The spec's forward pass over a converted directory, float64 (docs/sasp-block.md plus
 # the two keys the converter adds for RMSNorm models: "norm_f" and "rmsnorm_eps_outside").
 
 def spec_forward(model_dir, tokens):
