@@ -188,20 +188,25 @@ def train(docs, vocab_size, log=sys.stderr):
     return tokens, merges
 
 
-def tokenizer_json(tokens, merges):
-    """The Hugging Face tokenizers document (a dict) for a trained vocabulary."""
+def tokenizer_json(tokens, merges, extra_specials=()):
+    """The Hugging Face tokenizers document (a dict) for a trained vocabulary. extra_specials are
+    further special tokens (the fill-in-the-middle ones), given the ids after the normal tokens."""
     vocab = {ENDOFTEXT: 0}
     for i, t in enumerate(tokens):
         if t is not None:
             vocab[token_string(t)] = i
+    added = [{"id": 0, "content": ENDOFTEXT, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False, "special": True}]
+    for k, s in enumerate(extra_specials):
+        vocab[s] = len(tokens) + k
+        added.append(dict(added[0], id=len(tokens) + k, content=s))
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
                   "use_regex": True}
     return {
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": [{"id": 0, "content": ENDOFTEXT, "single_word": False, "lstrip": False,
-                          "rstrip": False, "normalized": False, "special": True}],
+        "added_tokens": added,
         "normalizer": None,
         "pre_tokenizer": byte_level,
         "post_processor": dict(byte_level, trim_offsets=False),

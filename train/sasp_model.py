@@ -1,6 +1,6 @@
 """sasp_model.py: the PyTorch reference of the SAS-P model and of the Pre-LN baseline.
 
-The math is ../shared/spec/sasp-block.md (in the repository: docs/ and the spec the engine is tested
+The math is docs/sasp-block.md (in the repository: docs/ and the spec the engine is tested
 against). This is both the model the trainer trains and the reference the C engine is checked against,
 so it is written to be read: one block class per architecture, each forward pass top to bottom.
 
@@ -29,7 +29,7 @@ POSITIONS = ("rope", "learned")
 
 @dataclass
 class ModelConfig:
-    """config.json (../shared/spec/checkpoint-format.md), plus four optional keys that say which
+    """config.json (docs/checkpoint-format.md), plus four optional keys that say which
     optional tensors a model has: the engine reads those from model.safetensors itself, and
     checkpoint_io.load_checkpoint infers them from the tensor names too."""
     architecture: str = "sasp"
@@ -199,6 +199,32 @@ def causal_mask(T, device):
     return torch.ones(T, T, dtype=torch.bool, device=device).triu(1)
 
 
+_BIAS_CACHE = {}
+
+
+def causal_bias(T, dtype, device):
+    """The causal mask M as an additive [T, T] bias: 0 on and below the diagonal, -inf above.
+    Cached: every layer of every step uses the same one."""
+    key = (T, dtype, str(device))
+    b = _BIAS_CACHE.get(key)
+    if b is None:
+        b = torch.zeros(T, T, dtype=dtype, device=device).masked_fill(causal_mask(T, device), float("-inf"))
+        _BIAS_CACHE[key] = b
+    return b
+
+
+def stacked_linear(z, linears):
+    """z through several nn.Linear of the same input at once, split back into one output each: one
+    matrix product over the stacked weights (the engine's [W_Q; W_K; W1]) instead of one per matrix,
+    the same numbers up to the order of float additions."""
+    w = torch.cat([m.weight for m in linears])
+    if any(m.bias is not None for m in linears):
+        b = torch.cat([m.bias if m.bias is not None else w.new_zeros(m.out_features) for m in linears])
+    else:
+        b = None
+    return F.linear(z, w, b).split([m.out_features for m in linears], dim=-1)
+
+
 class Attention(nn.Module):
     """Queries, keys, optional value and output matrices, and (sasp) the shaped-attention gains."""
 
@@ -220,24 +246,29 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.cfg.n_heads, self.cfg.d_head).transpose(1, 2)  # [B, H, T, dh]
 
-    def forward(self, z, rope):
-        """z: the normalised input [B, T, d]; rope: (cos, sin) or None. Returns [B, T, d]."""
+    def forward(self, z, rope, q=None, k=None, v=None):
+        """z: the normalised input [B, T, d]; rope: (cos, sin) or None. Returns [B, T, d].
+        q, k (and v) may be given already projected (by one stacked product with other matrices)."""
         B, T, d = z.shape
-        q = self.split_heads(self.wq(z))
-        k = self.split_heads(self.wk(z))
-        v = self.split_heads(z if self.wv is None else self.wv(z))
+        H, dh = self.cfg.n_heads, self.cfg.d_head
+        if q is None:
+            q, k = self.wq(z), self.wk(z)
+        if v is None:
+            v = z if self.wv is None else self.wv(z)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.cfg.d_head)
-        scores = scores.masked_fill(causal_mask(T, z.device), float("-inf"))
+        # P = softmax(Q K^T / sqrt(dh) + M): the scale and the mask folded into one product
+        scores = torch.baddbmm(causal_bias(T, q.dtype, q.device), q.reshape(B * H, T, dh),
+                               k.reshape(B * H, T, dh).transpose(1, 2), alpha=1.0 / math.sqrt(dh))
         p = torch.softmax(scores, dim=-1)
-        pv = p @ v
+        pv = torch.bmm(p, v.reshape(B * H, T, dh)).view(B, H, T, dh)
         if self.shaped:
             # o = alpha v + beta P v - gamma C v, with (C v)[i] = (1/(i+1)) sum_{j<=i} v[j].
-            counts = torch.arange(1, T + 1, dtype=v.dtype, device=v.device)[:, None]
-            cv = torch.cumsum(v, dim=-2) / counts
+            inv_counts = 1.0 / torch.arange(1, T + 1, dtype=v.dtype, device=v.device)[:, None]
+            cv = torch.cumsum(v, dim=-2) * inv_counts
             gain = lambda g: g.view(1, -1, 1, 1)  # noqa: E731  per head
-            o = gain(self.alpha) * v + gain(self.beta) * pv - gain(self.gamma) * cv
+            o = torch.addcmul(gain(self.alpha) * v - gain(self.gamma) * cv, gain(self.beta), pv)
         else:
             o = pv
         o = o.transpose(1, 2).reshape(B, T, d)
@@ -276,7 +307,10 @@ class SASPBlock(nn.Module):
 
     def forward(self, x, rope):
         z = apply_norm(self.norm, x)
-        y = self.attn_gain * self.attn(z, rope) + self.mlp_gain * self.mlp(z)
+        # W_Q, W_K and W1 all read z: one product over the three (as the engine does)
+        q, k, u = stacked_linear(z, (self.attn.wq, self.attn.wk, self.mlp.w1))
+        mlp = self.mlp.w2(activation(self.mlp.act, u))
+        y = self.attn_gain * self.attn(z, rope, q, k) + self.mlp_gain * mlp
         if self.skip_gain is not None:
             y = y + self.skip_gain * x
         return y
@@ -293,7 +327,9 @@ class PreLNBlock(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, rope):
-        x = x + self.attn(apply_norm(self.norm, x), rope)
+        z = apply_norm(self.norm, x)
+        q, k, v = stacked_linear(z, (self.attn.wq, self.attn.wk, self.attn.wv))  # one product, as sasp
+        x = x + self.attn(z, rope, q, k, v)
         return x + self.mlp(apply_norm(self.norm2, x))
 
 

@@ -1,44 +1,58 @@
 #!/usr/bin/python3
 """train.py: train a SAS-P model (or the Pre-LN baseline, --arch preln) on the corpus of corpus.py.
 
-The paper's recipe (../shared/spec/sasp-block.md, "Training recipe"): its initialisation
+The paper's recipe (docs/sasp-block.md, "Training recipe"): its initialisation
 (sasp_model.init_paper_), AdamW (lr 1e-3, weight decay 0.1 on the matrices, eps 1e-8), 5% linear
 warm-up then cosine decay to --min-lr-frac of the peak, gradient clipping at 1.0. Batches are random
-windows of the training tokens. Every --eval-every steps the loss on a fixed set of validation windows
-is logged; at the end the whole validation split is scored in non-overlapping windows (the same
-method as eval_perplexity.py and sasp-cli --perplexity).
+windows of the training tokens; with --fim-rate, that share of windows is rearranged for
+fill-in-the-middle (fim_window). With --long-ctx, the last --long-frac of the steps train on windows of
+that length (the same tokens per step, fewer windows): the model learns its full context at the end,
+where a long window costs the most.
+
+Every --eval-every steps the loss on a fixed set of windows of each validation split (held-out files
+of the training packages, and whole held-out packages) is logged; at the end each split is scored
+whole in non-overlapping windows of the model's context (the method of eval_perplexity.py and
+sasp-cli --perplexity), in nats per token and bits per byte.
 
 Outputs, under --out (runs/NAME):
-  log.jsonl     one JSON object per line: {"kind": "train"|"val"|"final"|"start", ...}
+  log.jsonl     one JSON object per line: {"kind": "start"|"plan"|"train"|"val"|"stopped"|"final", ...}
   loss.png      training and validation loss against tokens seen (redrawn at every evaluation)
   ckpt.pt       model + optimizer + step + RNG states + args, written every --ckpt-minutes and at
-                the end; --resume continues from it with the same schedule
+                the end; --resume continues from it with the same schedule and the budget left
 and with --export DIR, the checkpoint format (config.json, model.safetensors, tokenizer.json).
 
---time-budget MINUTES measures the step time over the first steps and sets the step count so that
-the whole run, its evaluations included, ends in that time; it re-plans at each evaluation until 85%
-of the run (this machine's throughput varies with other work), and stops at the deadline whatever
-happens.
+The length of a run is --steps, or --flops-budget (a fixed amount of compute, for comparing shapes),
+or --time-budget MINUTES of running time: the step time is measured over the first steps and the step
+count set so that the run, its evaluations included, ends in that time. It re-plans at each
+evaluation until 85% of the run (this machine's throughput varies with other work). Time spent
+stopped (between a SIGTERM and --resume) does not count.
 
-  /usr/bin/python3 train/train.py --out runs/sasp-small --time-budget 70 --export models/sasp-small
-  /usr/bin/python3 train/train.py --arch preln --d-model 128 --n-layers 4 --ctx 128 --steps 3000 ...
+  /usr/bin/python3 train/train.py --out runs/default --time-budget 240 --long-ctx 1024 --export models/sasp-small
+  /usr/bin/python3 train/train.py --arch preln --d-model 128 --n-layers 4 --steps 3000 --out runs/cmp-preln
 """
-import argparse
-import json
-import math
 import os
-import signal
-import sys
-import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# libgomp's threads spin while they wait, against OpenBLAS's own threads: on two cores that costs a
+# third of the throughput (2,040-2,230 tokens/s passive against 1,290-1,410 spinning, shape A).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from sasp_model import ModelConfig, SASPModel, init_paper_, param_count  # noqa: E402
+from sasp_model import ModelConfig, SASPModel, init_paper_, param_count, forward_flops  # noqa: E402
 from checkpoint_io import save_checkpoint  # noqa: E402
+
+VAL_SPLITS = ("val-files", "val-packages")
 
 
 def parse_args(argv=None):
@@ -48,18 +62,23 @@ def parse_args(argv=None):
     ap.add_argument("--out", required=True, help="run directory (log, plot, resumable checkpoint)")
     ap.add_argument("--export", help="write the trained model here in the checkpoint format")
     ap.add_argument("--export-dtype", default="auto", choices=["auto", "F32", "F16", "BF16"],
-                    help="auto: F32 unless the weights would exceed 25 MB, then F16")
+                    help="auto: F32 unless the weights would exceed 25 MB, then BF16")
     # model
     ap.add_argument("--arch", default="sasp", choices=["sasp", "preln"])
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--n-layers", type=int, default=6)
     ap.add_argument("--n-heads", type=int, default=4)
     ap.add_argument("--d-ff", type=int, default=0, help="0: 4 * d-model")
-    ap.add_argument("--ctx", type=int, default=256, help="training window = the model's max_seq_len")
+    ap.add_argument("--ctx", type=int, default=256, help="training window")
+    ap.add_argument("--long-ctx", type=int, default=0,
+                    help="the model's context (max_seq_len), trained in the last --long-frac of steps")
+    ap.add_argument("--long-frac", type=float, default=0.1)
     ap.add_argument("--norm", default="rmsnorm", choices=["rmsnorm", "layernorm", "none"])
     ap.add_argument("--activation", default="relu", choices=["relu", "gelu", "silu"])
+    ap.add_argument("--fim-rate", type=float, default=0.0,
+                    help="share of windows rearranged as prefix/suffix/middle (needs the FIM tokens)")
     # optimisation
-    ap.add_argument("--batch-size", type=int, default=16, help="windows per step")
+    ap.add_argument("--batch-size", type=int, default=16, help="windows of --ctx per step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr-frac", type=float, default=0.1, help="final lr / peak lr")
     ap.add_argument("--decay", default="cosine", choices=["cosine", "linear"])
@@ -69,17 +88,19 @@ def parse_args(argv=None):
     ap.add_argument("--beta2", type=float, default=0.95,
                     help="AdamW's second-moment decay (the paper's Hugging Face runs: 0.999)")
     ap.add_argument("--clip", type=float, default=1.0)
-    ap.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16 for the matrices")
+    ap.add_argument("--bf16", action="store_true",
+                    help="CPU autocast to bfloat16 for the matrices (fast only where the CPU has AVX512_BF16 or AMX)")
     # length
     ap.add_argument("--steps", type=int, default=0, help="total optimizer steps")
-    ap.add_argument("--time-budget", type=float, default=0,
-                    help="minutes for the whole run: sets --steps from measured throughput")
+    ap.add_argument("--time-budget", type=float, default=0, help="minutes of running time")
+    ap.add_argument("--flops-budget", type=float, default=0,
+                    help="training FLOPs (3 x forward_flops per token): a fixed compute budget")
     ap.add_argument("--probe-steps", type=int, default=12, help="steps timed for --time-budget")
     # bookkeeping
     ap.add_argument("--eval-every", type=int, default=200, help="steps between validation losses")
-    ap.add_argument("--eval-windows", type=int, default=48, help="validation windows per evaluation")
+    ap.add_argument("--eval-windows", type=int, default=48, help="windows of each split per evaluation")
     ap.add_argument("--no-final-eval", action="store_true",
-                    help="skip scoring the whole validation split at the end")
+                    help="skip scoring the whole validation splits at the end")
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
@@ -88,8 +109,10 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if not args.d_ff:
         args.d_ff = 4 * args.d_model
-    if not args.steps and not args.time_budget and not args.resume:
-        ap.error("give --steps or --time-budget")
+    if args.long_ctx and args.long_ctx < args.ctx:
+        ap.error("--long-ctx must be at least --ctx")
+    if not (args.steps or args.time_budget or args.flops_budget or args.resume):
+        ap.error("give --steps, --time-budget or --flops-budget")
     return args
 
 
@@ -99,41 +122,85 @@ def parse_args(argv=None):
 def load_tokens(data_dir, split):
     path = os.path.join(data_dir, f"{split}.bin")
     if not os.path.isfile(path):
-        sys.exit(f"train: {path} is missing: run train/corpus.py first")
+        sys.exit(f"train: {path} is missing: run train/corpus.py build first")
     return np.memmap(path, dtype=np.uint16, mode="r")
 
 
-def random_batch(tokens, batch, ctx, rng):
-    """batch random windows: inputs [B, ctx] and their next tokens [B, ctx]."""
+def fim_window(w, fim, eot, rng):
+    """Rearrange the first document of window w (int64, n tokens) for fill-in-the-middle, in the
+    prefix-suffix-middle order: [PRE] prefix [SUF] suffix [MID] middle [EOT], then the rest of the
+    window, cut back to n tokens. The cuts are two uniform token positions of the document; a window
+    with no <|endoftext|> is taken as a document of n - 4 tokens, so that its [EOT] stays in."""
+    pre, suf, mid = fim
+    n = len(w)
+    ends = np.flatnonzero(w == eot)
+    if len(ends) and ends[0] <= n - 4:
+        doc_end, rest = int(ends[0]), w[int(ends[0]) + 1:]
+    else:  # no document end, or too near the window's end to keep the rearranged middle whole
+        doc_end, rest = n - 4, w[:0]
+    if doc_end < 2:
+        return w
+    doc = w[:doc_end]
+    i, j = sorted(rng.integers(0, doc_end + 1, size=2))
+    out = np.concatenate([[pre], doc[:i], [suf], doc[j:], [mid], doc[i:j], [eot], rest])
+    return out[:n]
+
+
+def random_batch(tokens, batch, ctx, rng, fim=None, fim_rate=0.0, eot=0):
+    """batch random windows: inputs [B, ctx] and their next tokens [B, ctx]. fim: the ids of
+    (<|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>) when fim_rate > 0."""
     starts = rng.integers(0, len(tokens) - ctx - 1, size=batch)
     w = np.stack([tokens[s:s + ctx + 1] for s in starts]).astype(np.int64)
+    if fim_rate > 0:
+        for b in range(batch):
+            if rng.random() < fim_rate:
+                w[b] = fim_window(w[b], fim, eot, rng)
     w = torch.from_numpy(w)
     return w[:, :-1], w[:, 1:]
 
 
 def val_windows(tokens, ctx, n):
-    """n non-overlapping windows of ctx + 1 tokens spread evenly over the validation split (all of
+    """n non-overlapping windows of ctx + 1 tokens spread evenly over a validation split (all of
     them when n is 0): a fixed set, so the curve is comparable from evaluation to evaluation."""
     total = (len(tokens) - 1) // ctx
     idx = range(total) if n <= 0 or n >= total else np.linspace(0, total - 1, n).round().astype(int)
     return [np.asarray(tokens[i * ctx:i * ctx + ctx + 1], dtype=np.int64) for i in idx]
 
 
+def split_windows(tokens, ctx):
+    """The whole split in non-overlapping windows of ctx tokens (the last may be shorter), each
+    predicting its tokens 1..n-1: the method of eval_perplexity.py and sasp-cli --perplexity."""
+    return [np.asarray(tokens[s:s + ctx], dtype=np.int64) for s in range(0, len(tokens), ctx)
+            if len(tokens[s:s + ctx]) > 1]
+
+
 @torch.no_grad()
 def mean_loss(model, windows, batch=16, bf16=False):
-    """Mean next-token NLL (nats) over every predicted position of the windows."""
+    """Mean next-token NLL (nats) over every predicted position of the windows (which may differ in
+    length: windows of one length are batched together)."""
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(windows), batch):
-        w = torch.from_numpy(np.stack(windows[i:i + batch]))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(w[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1),
-                               reduction="sum")
-        total += loss.item()
-        count += w[:, 1:].numel()
+    by_len = {}
+    for w in windows:
+        by_len.setdefault(len(w), []).append(w)
+    for group in by_len.values():
+        for i in range(0, len(group), batch):
+            w = torch.from_numpy(np.stack(group[i:i + batch]))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(w[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1),
+                                   reduction="sum")
+            total += loss.item()
+            count += w[:, 1:].numel()
     model.train()
-    return total / count
+    return total / max(1, count)
+
+
+def bits_per_byte(nats_per_token, split_facts):
+    """nats/token to bits/byte with the split's bytes per token (corpus.py's manifest)."""
+    if not split_facts or not split_facts.get("bytes") or not split_facts.get("tokens"):
+        return float("nan")
+    return nats_per_token * split_facts["tokens"] / split_facts["bytes"] / math.log(2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +216,13 @@ def lr_at(step, total, args):
     return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * shape)
 
 
+def window_at(step, total, args):
+    """(window length, windows per step) at a step: --ctx, then --long-ctx for the last --long-frac."""
+    if args.long_ctx and args.long_ctx > args.ctx and step >= total - int(round(args.long_frac * total)):
+        return args.long_ctx, max(1, args.batch_size * args.ctx // args.long_ctx)
+    return args.ctx, args.batch_size
+
+
 def make_optimizer(model, args):
     """AdamW; weight decay on the matrices (embedding included), none on gains, norms and biases."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -156,6 +230,18 @@ def make_optimizer(model, args):
     return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                               {"params": other, "weight_decay": 0.0}],
                              lr=args.lr, betas=(0.9, getattr(args, "beta2", 0.95)), eps=args.eps)
+
+
+def train_step(model, opt, x, y, args):
+    """Forward, cross-entropy, backward, clipping, AdamW. Returns (loss, gradient norm)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()
+    opt.step()
+    return loss.item(), gnorm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,9 +286,18 @@ def read_log(path):
     return rows
 
 
-def plot_losses(runs, path, title):
-    """runs: list of (label, rows from log.jsonl). Training loss (smoothed) and validation loss
-    against tokens seen, in one PNG."""
+def last_records(rows):
+    """A resumed run repeats the steps after its last checkpoint: the last record of each step."""
+    last = {}
+    for r in rows:
+        if r.get("kind") in ("train", "val"):
+            last[(r["kind"], r["step"])] = r
+    return sorted(last.values(), key=lambda r: r["step"])
+
+
+def plot_losses(runs, path, title, x_key="tokens"):
+    """runs: list of (label, rows from log.jsonl). Training loss (smoothed) and validation losses
+    against tokens seen (or x_key "flops"), in one PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -210,14 +305,8 @@ def plot_losses(runs, path, title):
     shown = []
     for i, (label, rows) in enumerate(runs):
         color = f"C{i}"
-        # a resumed run repeats the steps after its last checkpoint: keep the last record of each
-        last = {}
-        for r in rows:
-            if r.get("kind") in ("train", "val"):
-                last[(r["kind"], r["step"])] = r
-        rows = sorted(last.values(), key=lambda r: r["step"])
-        tr = [(r["tokens"], r["loss"]) for r in rows if r.get("kind") == "train"]
-        va = [(r["tokens"], r["val_loss"]) for r in rows if r.get("kind") == "val"]
+        rows = last_records(rows)
+        tr = [(r[x_key], r["loss"]) for r in rows if r.get("kind") == "train" and x_key in r]
         if tr:
             x, y = zip(*tr)
             y = np.asarray(y)
@@ -226,16 +315,18 @@ def plot_losses(runs, path, title):
             shown.extend(ys)
             ax.plot(np.asarray(x)[k - 1:] / 1e6, ys, color=color, alpha=0.35, lw=1,
                     label=f"{label} train (smoothed)")
-        if va:
-            x, y = zip(*va)
-            shown.extend(y)
-            ax.plot(np.asarray(x) / 1e6, y, color=color, marker="o", ms=3, lw=1.5,
-                    label=f"{label} validation")
-    ax.set_xlabel("training tokens (millions)")
+        for key, style in (("val_loss", "o-"), ("val_packages", "s--")):
+            va = [(r[x_key], r[key]) for r in rows if r.get("kind") == "val" and key in r and x_key in r]
+            if va:
+                x, y = zip(*va)
+                shown.extend(y)
+                name = "held-out files" if key == "val_loss" else "held-out packages"
+                ax.plot(np.asarray(x) / 1e6, y, style, color=color, ms=3, lw=1.2, label=f"{label} {name}")
+    ax.set_xlabel("training tokens (millions)" if x_key == "tokens" else f"{x_key} (millions)")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     if shown:  # the start of training (loss ~ log(vocab)) would flatten the rest
         lo = min(shown)
         ax.set_ylim(lo - 0.1, min(max(shown), lo + 3.0) + 0.1)
@@ -245,243 +336,322 @@ def plot_losses(runs, path, title):
     os.replace(path + ".tmp.png", path)
 
 
-def save_state(path, model, opt, step, total, tokens_seen, elapsed, rng, args, extra=None):
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-             "total_steps": total, "tokens_seen": tokens_seen, "elapsed": elapsed,
-             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-             "args": vars(args)}
-    state.update(extra or {})
+def save_state(path, run):
+    state = {"model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "step": run.step,
+             "total_steps": run.total, "tokens_seen": run.tokens_seen, "elapsed": run.elapsed(),
+             "numpy_rng": run.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "args": vars(run.args), "budget": run.budget, "eval_seconds": run.eval_seconds,
+             "final_eval_cost": run.final_eval_cost, "long_step_ratio": run.long_step_ratio}
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
 # ---------------------------------------------------------------------------------------------
+# a run
+
+class Run:
+    """The state of one training run: model, optimiser, data, schedule, budget, log."""
+
+    def __init__(self, args):
+        self.ckpt_path = os.path.join(args.out, "ckpt.pt")
+        state = None
+        if args.resume:
+            if not os.path.isfile(self.ckpt_path):
+                sys.exit(f"train: --resume: {self.ckpt_path} does not exist")
+            state = torch.load(self.ckpt_path)
+            saved = argparse.Namespace(**state["args"])
+            # The run's shape and schedule come from the checkpoint; bookkeeping options from this call.
+            for k in ("threads", "export", "export_dtype", "eval_every", "log_every", "ckpt_minutes",
+                      "no_final_eval"):
+                setattr(saved, k, getattr(args, k))
+            args, args.resume = saved, True
+        self.args = args
+        self.load_data()
+        self.build_model()
+        self.step, self.total, self.tokens_seen, elapsed = 0, args.steps, 0, 0.0
+        self.budget = args.time_budget * 60.0
+        self.eval_seconds, self.final_eval_cost, self.long_step_ratio = None, 0.0, None
+        if state is not None:
+            self.restore(state)
+            elapsed = state["elapsed"]
+        self.t_start = time.time() - elapsed
+        self.log_f = open(os.path.join(args.out, "log.jsonl"), "a")
+
+    def load_data(self):
+        a = self.args
+        path = os.path.join(a.data, "manifest.json")
+        self.manifest = json.load(open(path)) if os.path.isfile(path) else {}
+        tok = self.manifest.get("tokenizer", {})
+        if tok.get("vocab_size") is None:
+            sys.exit(f"train: {path} has no tokenizer: run train/corpus.py build first")
+        self.vocab_size, self.eot = tok["vocab_size"], tok.get("eot_id", 0)
+        sp = tok.get("specials", {})
+        self.fim = tuple(sp.get(k) for k in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+        if a.fim_rate > 0 and None in self.fim:
+            sys.exit("train: --fim-rate needs a tokenizer with the <|fim_*|> tokens (corpus.py build)")
+        self.train_tokens = load_tokens(a.data, "train")
+        splits = [s for s in VAL_SPLITS if os.path.isfile(os.path.join(a.data, f"{s}.bin"))] or ["val"]
+        self.val = {s: load_tokens(a.data, s) for s in splits}
+        self.vwin = {s: val_windows(t, a.ctx, a.eval_windows) for s, t in self.val.items()}
+
+    def build_model(self):
+        a = self.args
+        self.cfg = ModelConfig(architecture=a.arch, vocab_size=self.vocab_size, d_model=a.d_model,
+                               n_layers=a.n_layers, n_heads=a.n_heads, d_ff=a.d_ff,
+                               max_seq_len=max(a.ctx, a.long_ctx), norm=a.norm, activation=a.activation,
+                               position="rope", tie_embeddings=True, bos_token_id=self.eot,
+                               eos_token_id=self.eot)
+        torch.manual_seed(a.seed)
+        self.model = SASPModel(self.cfg)
+        init_paper_(self.model)
+        self.opt = make_optimizer(self.model, a)
+        self.rng = np.random.default_rng(a.seed)
+
+    def restore(self, state):
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.total = state["step"], state["total_steps"]
+        self.tokens_seen = state["tokens_seen"]
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.budget = state.get("budget", self.budget)
+        self.eval_seconds = state.get("eval_seconds")
+        self.final_eval_cost = state.get("final_eval_cost", 0.0)
+        self.long_step_ratio = state.get("long_step_ratio")
+        print(f"train: resumed {self.ckpt_path} at step {self.step}/{self.total}", file=sys.stderr)
+
+    def elapsed(self):
+        return time.time() - self.t_start
+
+    def log(self, obj):
+        self.log_f.write(json.dumps(obj) + "\n")
+        self.log_f.flush()
+
+    def train_flops_per_token(self, ctx):
+        return 3 * forward_flops(self.cfg, ctx)
+
+    def evaluate(self):
+        """Loss on the fixed windows of each validation split, logged and plotted."""
+        t = time.time()
+        losses = {s: mean_loss(self.model, w, bf16=self.args.bf16) for s, w in self.vwin.items()}
+        self.eval_seconds = time.time() - t
+        rec = {"kind": "val", "step": self.step, "tokens": self.tokens_seen, "flops": self.flops_seen(),
+               "time": self.elapsed()}
+        rec["val_loss"] = losses.get("val-files", losses.get("val"))
+        if "val-packages" in losses:
+            rec["val_packages"] = losses["val-packages"]
+        self.log(rec)
+        a = self.args
+        plot_losses([(a.arch, read_log(os.path.join(a.out, "log.jsonl")))], os.path.join(a.out, "loss.png"),
+                    f"{a.arch} d={a.d_model} L={a.n_layers} ctx={a.ctx}")
+        return rec
+
+    def flops_seen(self):
+        """Training FLOPs so far (the long-window steps counted at their length)."""
+        a = self.args
+        long_steps = max(0, self.step - (self.total - int(round(a.long_frac * self.total)))) if a.long_ctx else 0
+        short = (self.step - long_steps) * a.batch_size * a.ctx * self.train_flops_per_token(a.ctx)
+        if long_steps:
+            ctx, b = window_at(self.total - 1, self.total, a)
+            short += long_steps * b * ctx * self.train_flops_per_token(ctx)
+        return short
+
+
+# ---------------------------------------------------------------------------------------------
+# planning a budget
+
+def plan_steps(run, step_time):
+    """Steps that fit in what is left of the time budget, evaluations, the long-window stage and
+    the final evaluation included."""
+    a = run.args
+    left = run.budget - run.elapsed() - 20.0 - (0.0 if a.no_final_eval else run.final_eval_cost)
+    per_step = step_time * (1 + (a.long_frac * ((run.long_step_ratio or 1.0) - 1) if a.long_ctx else 0))
+    per_step += (run.eval_seconds or 0.0) / a.eval_every
+    return run.step + max(1, int(left / per_step))
+
+
+def probe(run, progress):
+    """Time --probe-steps steps (and a few at --long-ctx) with a small warm-up learning rate, then the
+    evaluations: sets run.total for --time-budget. The probe steps are real training steps."""
+    a = run.args
+    times = []
+    for i in range(a.probe_steps):
+        x, y = random_batch(run.train_tokens, a.batch_size, a.ctx, run.rng, run.fim, a.fim_rate, run.eot)
+        for g in run.opt.param_groups:
+            g["lr"] = lr_at(run.step, 100 * a.probe_steps, a)
+        t = time.time()
+        train_step(run.model, run.opt, x, y, a)
+        times.append(time.time() - t)
+        run.step += 1
+        run.tokens_seen += x.numel()
+    st = float(np.median(times[2:]))
+    if a.long_ctx > a.ctx:  # the cost of a long-window step against a short one, by forward passes
+        ctx, b = window_at(1, 1, a)
+        t_long, t_short = [], []
+        for _ in range(3):
+            for n, c, dest in ((b, ctx, t_long), (a.batch_size, a.ctx, t_short)):
+                x, _ = random_batch(run.train_tokens, n, c, run.rng)
+                t = time.time()
+                with torch.no_grad():
+                    run.model(x)
+                dest.append(time.time() - t)
+        run.long_step_ratio = float(np.median(t_long) / np.median(t_short))
+    run.evaluate()
+    if not a.no_final_eval:
+        n_full = sum((len(t) - 1) // run.cfg.max_seq_len for t in run.val.values())
+        per_window = run.eval_seconds / max(1, sum(len(w) for w in run.vwin.values()))
+        run.final_eval_cost = 1.5 * per_window * n_full * (run.cfg.max_seq_len / a.ctx)
+    run.total = plan_steps(run, st)
+    print(f"train: measured {st * 1000:.0f} ms/step ({a.batch_size * a.ctx / st:.0f} tok/s), "
+          f"{run.eval_seconds:.1f} s/eval, long-window steps x{run.long_step_ratio or 1:.2f}: "
+          f"{run.total} steps fit in the budget", file=sys.stderr)
+    run.log({"kind": "plan", "step": run.step, "step_seconds": st, "eval_seconds": run.eval_seconds,
+             "long_step_ratio": run.long_step_ratio, "total_steps": run.total})
+
+
+def replan(run, step_times):
+    """Re-plan on the mean of the recent step times (slow steps under other load cost wall time
+    all the same), until 85% of the run."""
+    a = run.args
+    st = float(np.mean(step_times[-4 * a.eval_every:]))
+    if window_at(run.step, run.total, a)[0] != a.ctx:
+        return
+    new_total = plan_steps(run, st)
+    if abs(new_total - run.total) > 0.02 * run.total:
+        run.log({"kind": "plan", "step": run.step, "step_seconds": st, "total_steps": new_total})
+        run.total = new_total
+
+
+# ---------------------------------------------------------------------------------------------
+
+def final_eval(run):
+    """Each validation split whole, in windows of the model's context (and of --ctx when shorter),
+    in nats/token and bits/byte."""
+    res = {}
+    ctxs = sorted({run.args.ctx, run.cfg.max_seq_len})
+    for s, toks in run.val.items():
+        for ctx in ctxs:
+            t = time.time()
+            loss = mean_loss(run.model, split_windows(toks, ctx), bf16=False)
+            key = f"{s}@{ctx}"
+            res[key] = {"loss": loss, "bpb": bits_per_byte(loss, run.manifest.get(s)),
+                        "seconds": round(time.time() - t, 1)}
+            print(f"train: {key}: {loss:.4f} nats/token, {res[key]['bpb']:.4f} bits/byte", file=sys.stderr)
+    return res
+
+
+def export(run, result):
+    a, n_params = run.args, param_count(run.model)
+    dtype = a.export_dtype
+    if dtype == "auto":
+        dtype = "F32" if n_params * 4 <= 25 * 1000 * 1000 else "BF16"
+    meta = {"steps": str(run.step), "tokens_seen": str(run.tokens_seen),
+            "train_seconds": f"{result['train_seconds']:.0f}",
+            "corpus_sha256": str(run.manifest.get("corpus_sha256")), "arch": a.arch, "lr": str(a.lr),
+            "batch_size": str(a.batch_size), "fim_rate": str(a.fim_rate)}
+    ev = result.get("eval", {})
+    key = f"val-files@{run.cfg.max_seq_len}"
+    if key in ev:
+        meta["val_loss"] = f"{ev[key]['loss']:.5f}"
+    tok_path = os.path.join(a.data, "tokenizer.json")
+    save_checkpoint(run.model, run.cfg, a.export, dtype=dtype, metadata=meta, tokenizer_json_path=tok_path)
+    print(f"train: exported {a.export} ({dtype})", file=sys.stderr)
+
 
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    ckpt_path = os.path.join(args.out, "ckpt.pt")
-    log_path = os.path.join(args.out, "log.jsonl")
+    run = Run(args)
+    a = run.args
+    if run.step == 0:
+        run.log({"kind": "start", "time": time.time(), "args": vars(a), "config": run.cfg.to_dict(),
+                 "params": param_count(run.model), "params_non_embedding": param_count(run.model, False),
+                 "corpus_sha256": run.manifest.get("corpus_sha256"), "train_tokens": len(run.train_tokens),
+                 "val_tokens": {s: len(t) for s, t in run.val.items()}, "torch": torch.__version__,
+                 "threads": a.threads, "train_flops_per_token": run.train_flops_per_token(a.ctx)})
+    print(f"train: {a.arch} d={a.d_model} L={a.n_layers} H={a.n_heads} F={a.d_ff} ctx={a.ctx}"
+          f"{f'/{a.long_ctx}' if a.long_ctx else ''} vocab={run.vocab_size}: {param_count(run.model):,} "
+          f"parameters; {len(run.train_tokens):,} training tokens", file=sys.stderr)
+    if a.flops_budget and not a.resume:
+        run.total = max(1, int(a.flops_budget / (a.batch_size * a.ctx * run.train_flops_per_token(a.ctx))))
+    progress = Progress()
+    if run.budget and run.step == 0:
+        probe(run, progress)
+    rc = train_loop(run, progress)
+    if rc:
+        return rc
+    result = {"kind": "final", "step": run.step, "tokens": run.tokens_seen, "flops": run.flops_seen(),
+              "train_seconds": run.elapsed(), "params": param_count(run.model),
+              "mean_tok_s": run.tokens_seen / max(1e-9, run.elapsed())}
+    save_state(run.ckpt_path, run)
+    if not a.no_final_eval:
+        result["eval"] = final_eval(run)
+        vf = result["eval"].get(f"val-files@{run.cfg.max_seq_len}") or result["eval"].get(f"val@{run.cfg.max_seq_len}")
+        result["val_loss_full"] = vf["loss"]
+        result["val_ppl_full"] = math.exp(vf["loss"])
+    run.log(result)
+    if a.export:
+        export(run, result)
+    run.log_f.close()
+    return 0
 
-    state = None
-    if args.resume:
-        if not os.path.isfile(ckpt_path):
-            sys.exit(f"train: --resume: {ckpt_path} does not exist")
-        state = torch.load(ckpt_path)
-        saved = argparse.Namespace(**state["args"])
-        # The run's shape and schedule come from the checkpoint; bookkeeping options from this call.
-        for k in ("threads", "export", "export_dtype", "eval_every", "log_every", "ckpt_minutes",
-                  "no_final_eval"):
-            setattr(saved, k, getattr(args, k))
-        args = saved
-        args.resume = True
 
-    manifest_path = os.path.join(args.data, "manifest.json")
-    manifest = json.load(open(manifest_path)) if os.path.isfile(manifest_path) else {}
-    tok_path = os.path.join(args.data, "tokenizer.json")
-    vocab_size = manifest.get("tokenizer", {}).get("vocab_size")
-    if vocab_size is None:
-        sys.exit(f"train: {manifest_path} has no tokenizer: run train/corpus.py first")
-    eot = manifest["tokenizer"]["eot_id"]
-    train_tokens = load_tokens(args.data, "train")
-    val_tokens = load_tokens(args.data, "val")
-
-    cfg = ModelConfig(architecture=args.arch, vocab_size=vocab_size, d_model=args.d_model,
-                      n_layers=args.n_layers, n_heads=args.n_heads, d_ff=args.d_ff,
-                      max_seq_len=args.ctx, norm=args.norm, activation=args.activation,
-                      position="rope", tie_embeddings=True, bos_token_id=eot, eos_token_id=eot)
-    torch.manual_seed(args.seed)
-    model = SASPModel(cfg)
-    init_paper_(model)
-    opt = make_optimizer(model, args)
-    rng = np.random.default_rng(args.seed)
-    step, tokens_seen, elapsed_before = 0, 0, 0.0
-    total = args.steps
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, total = state["step"], state["total_steps"]
-        tokens_seen, elapsed_before = state["tokens_seen"], state["elapsed"]
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        print(f"train: resumed {ckpt_path} at step {step}/{total}", file=sys.stderr)
-    n_params = param_count(model)
-    tokens_per_step = args.batch_size * args.ctx
-    vwin = val_windows(val_tokens, args.ctx, args.eval_windows)
-
-    log_f = open(log_path, "a")
-
-    def log(obj):
-        log_f.write(json.dumps(obj) + "\n")
-        log_f.flush()
-
-    if state is None:
-        log({"kind": "start", "time": time.time(), "args": vars(args), "config": cfg.to_dict(),
-             "params": n_params, "params_non_embedding": param_count(model, False),
-             "corpus_sha256": manifest.get("corpus_sha256"), "train_tokens": len(train_tokens),
-             "val_tokens": len(val_tokens), "torch": torch.__version__, "threads": args.threads})
-    print(f"train: {args.arch} d={args.d_model} L={args.n_layers} H={args.n_heads} F={args.d_ff} "
-          f"ctx={args.ctx} vocab={vocab_size}: {n_params:,} parameters; {len(train_tokens):,} "
-          f"training tokens; {tokens_per_step} tokens/step", file=sys.stderr)
-
-    # --time-budget: plan the step count from measured step and evaluation times.
-    budget = args.time_budget * 60.0
-    t_start = time.time() - elapsed_before
-    deadline = t_start + budget if budget else None
-    planning = bool(budget) and state is None
-    if planning:
-        total = 10 ** 9  # provisional; fixed after the probe (probe steps use a tiny warm-up lr)
-    eval_seconds = None
-    final_eval_cost = 0.0
-    if state is not None:  # a resumed run keeps its wall-clock deadline and measured costs
-        deadline = state.get("deadline", deadline)
-        eval_seconds = state.get("eval_seconds")
-        final_eval_cost = state.get("final_eval_cost", 0.0)
-    if args.no_final_eval:
-        final_eval_cost = 0.0
-
-    def plan(now, step_time):
-        """Steps that fit in what is left of the budget, evaluations and export included."""
-        left = deadline - now - 20.0 - (final_eval_cost if not args.no_final_eval else 0.0)
-        per_step = step_time + (eval_seconds or 0.0) / args.eval_every
-        return step + max(1, int(left / per_step))
-
-    def extra():
-        return {"deadline": deadline, "eval_seconds": eval_seconds, "final_eval_cost": final_eval_cost}
-
-    # SIGTERM or SIGINT: finish the step, write ckpt.pt and stop (resume with --resume).
+def train_loop(run, progress):
+    """Steps until run.total (or the time budget, or a signal). Returns 3 when stopped by a signal."""
+    a = run.args
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.append(signum))
-    progress = Progress()
-    model.train()
-    last_ckpt = time.time()
-    window_t, window_tokens = time.time(), 0
+    run.model.train()
+    last_ckpt, window_t, window_tokens = time.time(), time.time(), 0
     step_times = []
-    resume_step = step
-    tok_s = 0.0
-    while step < total:
-        if deadline and time.time() > deadline - 10 - final_eval_cost:
-            print(f"\ntrain: deadline reached at step {step}/{total}: stopping", file=sys.stderr)
-            total = step
+    while run.step < run.total:
+        if run.budget and run.elapsed() > run.budget - 10 - (0 if a.no_final_eval else run.final_eval_cost):
+            print(f"\ntrain: time budget reached at step {run.step}/{run.total}: stopping", file=sys.stderr)
+            run.total = run.step
             break
         t0 = time.time()
-        lr = lr_at(step, total if not planning else 100 * args.probe_steps, args)
-        for g in opt.param_groups:
+        ctx, batch = window_at(run.step, run.total, a)
+        lr = lr_at(run.step, run.total, a)
+        for g in run.opt.param_groups:
             g["lr"] = lr
-        x, y = random_batch(train_tokens, args.batch_size, args.ctx, rng)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float().reshape(-1, vocab_size), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()
-        opt.step()
-        step += 1
-        tokens_seen += tokens_per_step
-        window_tokens += tokens_per_step
+        x, y = random_batch(run.train_tokens, batch, ctx, run.rng, run.fim, a.fim_rate, run.eot)
+        loss, gnorm = train_step(run.model, run.opt, x, y, a)
+        if not math.isfinite(loss):
+            sys.exit(f"train: loss is {loss} at step {run.step + 1}: stopping")
+        run.step += 1
+        run.tokens_seen += x.numel()
+        window_tokens += x.numel()
         step_times.append(time.time() - t0)
-        loss_v = loss.item()
-        if not math.isfinite(loss_v):
-            sys.exit(f"train: loss is {loss_v} at step {step}: stopping")
-
-        if planning and step == args.probe_steps:
-            # The first two steps warm caches and allocators; time the rest.
-            st = float(np.median(step_times[2:]))
-            t_e = time.time()
-            mean_loss(model, vwin, bf16=args.bf16)
-            eval_seconds = time.time() - t_e
-            n_full = (len(val_tokens) - 1) // args.ctx
-            # The final evaluation runs in float32: count it at 1.5 times the probe's cost.
-            if not args.no_final_eval:
-                final_eval_cost = 1.5 * eval_seconds * n_full / max(1, len(vwin))
-            total = plan(time.time(), st)
-            planning = False
-            print(f"train: measured {st * 1000:.0f} ms/step ({tokens_per_step / st:.0f} tok/s), "
-                  f"{eval_seconds:.1f} s/eval: {total} steps fit in the budget", file=sys.stderr)
-            log({"kind": "plan", "step": step, "step_seconds": st, "eval_seconds": eval_seconds,
-                 "total_steps": total})
-        elif budget and state is not None and step == resume_step + args.probe_steps:
-            # A resumed run may run at another speed (threads, load): re-plan on its first steps.
-            st = float(np.mean(step_times[2:]))
-            new_total = plan(time.time(), st)
-            log({"kind": "plan", "step": step, "step_seconds": st, "total_steps": new_total})
-            total = new_total
-        elif budget and not planning and step % args.eval_every == 0 and step < 0.85 * total:
-            # Re-plan at each evaluation until 85% of the run, on the mean of the recent step times
-            # (the mean, not the median: slow steps under other load cost wall time all the same).
-            st = float(np.mean(step_times[-4 * args.eval_every:]))
-            new_total = plan(time.time(), st)
-            if abs(new_total - total) > 0.02 * total:
-                log({"kind": "plan", "step": step, "step_seconds": st, "total_steps": new_total})
-                total = new_total
-
-        if step % args.log_every == 0 or step == total:
+        if run.budget and run.step % a.eval_every == 0 and run.step < 0.85 * run.total:
+            replan(run, step_times)
+        if run.step % a.log_every == 0 or run.step == run.total:
             now = time.time()
             tok_s = window_tokens / max(1e-9, now - window_t)
             window_t, window_tokens = now, 0
-            log({"kind": "train", "step": step, "tokens": tokens_seen, "loss": loss_v, "lr": lr,
-                 "grad_norm": gnorm, "tok_s": tok_s, "time": now - t_start})
-        now = time.time()
-        rate = tokens_per_step / max(1e-9, float(np.median(step_times[-50:])))
-        eta = (total - step) * tokens_per_step / rate if total < 10 ** 9 else 0
-        progress.show(f"step {step}/{total if total < 10 ** 9 else '?'} loss {loss_v:.3f} "
-                      f"lr {lr:.2e} {rate:.0f} tok/s elapsed {fmt_time(now - t_start)} "
-                      f"ETA {fmt_time(eta)}")
-
-        if step % args.eval_every == 0 or step == total:
-            t_e = time.time()
-            vl = mean_loss(model, vwin, bf16=args.bf16)
-            eval_seconds = time.time() - t_e
-            log({"kind": "val", "step": step, "tokens": tokens_seen, "val_loss": vl,
-                 "time": time.time() - t_start})
-            progress.show(f"step {step}/{total} val loss {vl:.4f} (ppl {math.exp(vl):.2f})",
+            run.log({"kind": "train", "step": run.step, "tokens": run.tokens_seen, "flops": run.flops_seen(),
+                     "loss": loss, "lr": lr, "grad_norm": gnorm, "tok_s": tok_s, "ctx": ctx,
+                     "time": run.elapsed()})
+        rate = x.numel() / max(1e-9, float(np.median(step_times[-50:])))
+        progress.show(f"step {run.step}/{run.total} loss {loss:.3f} lr {lr:.2e} {rate:.0f} tok/s "
+                      f"elapsed {fmt_time(run.elapsed())} ETA {fmt_time((run.total - run.step) * step_times[-1])}")
+        if run.step % a.eval_every == 0 or run.step == run.total:
+            rec = run.evaluate()
+            progress.show(f"step {run.step}/{run.total} val loss {rec['val_loss']:.4f}"
+                          + (f" held-out packages {rec['val_packages']:.4f}" if "val_packages" in rec else ""),
                           force=True)
             progress.newline()
-            plot_losses([(args.arch, read_log(log_path))], os.path.join(args.out, "loss.png"),
-                        f"{args.arch} d={args.d_model} L={args.n_layers} ctx={args.ctx}")
         if stop:
-            save_state(ckpt_path, model, opt, step, total, tokens_seen, time.time() - t_start,
-                       rng, args, extra())
-            log({"kind": "stopped", "step": step, "signal": stop[0]})
-            print(f"\ntrain: signal {stop[0]}: saved {ckpt_path} at step {step}; "
+            save_state(run.ckpt_path, run)
+            run.log({"kind": "stopped", "step": run.step, "signal": stop[0]})
+            print(f"\ntrain: signal {stop[0]}: saved {run.ckpt_path} at step {run.step}; "
                   f"continue with --resume", file=sys.stderr)
             return 3
-        if time.time() - last_ckpt > args.ckpt_minutes * 60:
-            save_state(ckpt_path, model, opt, step, total, tokens_seen, time.time() - t_start,
-                       rng, args, extra())
+        if time.time() - last_ckpt > a.ckpt_minutes * 60:
+            save_state(run.ckpt_path, run)
             last_ckpt = time.time()
-
-    train_seconds = time.time() - t_start
-    save_state(ckpt_path, model, opt, step, total, tokens_seen, train_seconds, rng, args, extra())
     progress.newline()
-    result = {"kind": "final", "step": step, "tokens": tokens_seen, "train_seconds": train_seconds,
-              "params": n_params, "mean_tok_s": tokens_seen / max(1e-9, train_seconds)}
-    if not args.no_final_eval:
-        t_e = time.time()
-        full = mean_loss(model, val_windows(val_tokens, args.ctx, 0), bf16=False)
-        result.update({"val_loss_full": full, "val_ppl_full": math.exp(full),
-                       "val_windows": (len(val_tokens) - 1) // args.ctx,
-                       "eval_seconds": time.time() - t_e})
-        print(f"train: whole validation split: loss {full:.4f}, perplexity {math.exp(full):.2f}",
-              file=sys.stderr)
-    log(result)
-    plot_losses([(args.arch, read_log(log_path))], os.path.join(args.out, "loss.png"),
-                f"{args.arch} d={args.d_model} L={args.n_layers} ctx={args.ctx}")
-
-    if args.export:
-        dtype = args.export_dtype
-        if dtype == "auto":
-            dtype = "F32" if n_params * 4 <= 25 * 1000 * 1000 else "F16"
-        meta = {"steps": str(step), "tokens_seen": str(tokens_seen),
-                "train_seconds": f"{train_seconds:.0f}", "corpus_sha256": str(manifest.get("corpus_sha256")),
-                "arch": args.arch, "lr": str(args.lr), "batch_size": str(args.batch_size)}
-        if "val_loss_full" in result:
-            meta["val_loss"] = f"{result['val_loss_full']:.5f}"
-        save_checkpoint(model, cfg, args.export, dtype=dtype, metadata=meta, tokenizer_json_path=tok_path)
-        print(f"train: exported {args.export} ({dtype})", file=sys.stderr)
-    log_f.close()
     return 0
 
 
