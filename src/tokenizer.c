@@ -242,6 +242,233 @@ static int assign(sasp_tokenizer *t, json_int_t id, const char *name, const char
     return 0;
 }
 
+/* The parts of tokenizer.json the loader reads, checked for shape: model (BPE, no byte fallback),
+ * model.vocab, model.merges, added_tokens (optional) and the pipeline. */
+typedef struct {
+    json_t *vocab, *merges, *added;
+} tokenizer_json;
+
+static int check_document(json_t *root, tokenizer_json *doc, const char *path, char *err, size_t errlen) {
+    const char *why = NULL;
+    json_t *model = json_is_object(root) ? json_object_get(root, "model") : NULL;
+    json_t *mtype = json_object_get(model, "type");
+    if (!json_is_object(root)) why = "the top level is not a JSON object";
+    else if (!json_is_object(model)) why = "\"model\" is missing or not an object";
+    else if (mtype && (!json_is_string(mtype) || strcmp(json_string_value(mtype), "BPE") != 0))
+        why = "model type is not BPE";
+    else if (json_is_true(json_object_get(model, "byte_fallback")))
+        why = "model byte_fallback is not supported (byte-level BPE needs none)";
+    else if (!json_is_object(doc->vocab = json_object_get(model, "vocab")))
+        why = "model.vocab is missing or not an object";
+    else if (!json_is_array(doc->merges = json_object_get(model, "merges")))
+        why = "model.merges is missing or not an array";
+    else if ((doc->added = json_object_get(root, "added_tokens")) && !json_is_null(doc->added) &&
+             !json_is_array(doc->added))
+        why = "added_tokens is not an array";
+    else why = check_pipeline(root);
+    if (why) set_err(err, errlen, path, "%s", why);
+    return why ? -1 : 0;
+}
+
+/* The vocabulary's size (the largest id + 1, which must not exceed the number of entries: ids cover
+ * 0..n-1 exactly) and the token and name tables for it. */
+static int size_vocabulary(sasp_tokenizer *t, const tokenizer_json *doc, const char *path, char *err,
+                           size_t errlen) {
+    json_int_t maxid = -1;
+    size_t n_added = doc->added ? json_array_size(doc->added) : 0;
+    size_t n_entries = json_object_size(doc->vocab) + n_added;
+    const char *key;
+    json_t *val;
+    json_object_foreach(doc->vocab, key, val) {
+        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (1 << 24)) {
+            set_err(err, errlen, path, "model.vocab: the id of \"%s\" is not an integer in 0..16777215", key);
+            return -1;
+        }
+        if (json_integer_value(val) > maxid) maxid = json_integer_value(val);
+    }
+    size_t i;
+    json_t *at;
+    json_array_foreach(doc->added, i, at) {
+        json_t *id = json_object_get(at, "id"), *content = json_object_get(at, "content");
+        if (!json_is_object(at) || !json_is_integer(id) || !json_is_string(content) ||
+            json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 24) || json_string_length(content) == 0) {
+            set_err(err, errlen, path, "added_tokens[%zu] needs an integer \"id\" in 0..16777215 and a non-empty \"content\"", i);
+            return -1;
+        }
+        if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
+    }
+    if (maxid < 0 || (size_t)maxid >= n_entries) {
+        set_err(err, errlen, path, maxid < 0 ? "model.vocab is empty" :
+                "ids are not contiguous: the largest id is %lld but there are only %zu tokens", (long long)maxid, n_entries);
+        return -1;
+    }
+    t->n = (int)maxid + 1;
+    t->tok = calloc(t->n, sizeof *t->tok);
+    t->name_mask = pow2_at_least(2 * (size_t)t->n) - 1;
+    t->name_slots = malloc((t->name_mask + 1) * sizeof *t->name_slots);
+    t->specials = malloc(n_added * sizeof(int) + 1);
+    if (!t->tok || !t->name_slots || !t->specials) {
+        set_err(err, errlen, path, "out of memory");
+        return -1;
+    }
+    memset(t->name_slots, 0xff, (t->name_mask + 1) * sizeof *t->name_slots);
+    return 0;
+}
+
+/* A scratch byte buffer that grows. */
+typedef struct {
+    char *p;
+    size_t cap;
+} scratch;
+
+static int scratch_fit(scratch *b, size_t need) {
+    if (need <= b->cap) return 0;
+    char *p = realloc(b->p, need);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = need;
+    return 0;
+}
+
+/* Added tokens first (every one is recognised, only, with allow_special, whatever its "special"
+ * flag says); then model.vocab, whose entries for added tokens must be their raw text and whose
+ * others are byte-level spellings. */
+static int load_tokens(sasp_tokenizer *t, const alphabet *al, const tokenizer_json *doc, scratch *buf,
+                       const char *path, char *err, size_t errlen) {
+    size_t i;
+    json_t *at;
+    json_array_foreach(doc->added, i, at) {
+        json_int_t id = json_integer_value(json_object_get(at, "id"));
+        const char *content = json_string_value(json_object_get(at, "content"));
+        if (t->tok[id].name) {
+            set_err(err, errlen, path, "added_tokens: id %lld appears twice", (long long)id);
+            return -1;
+        }
+        if (assign(t, id, content, content, (int)strlen(content), 1, path, err, errlen)) return -1;
+        t->specials[t->n_specials++] = (int)id;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(doc->vocab, key, val) {
+        json_int_t id = json_integer_value(val);
+        token *tk = &t->tok[id];
+        if (tk->special) {
+            if (strcmp(tk->name, key) == 0) continue;
+            set_err(err, errlen, path, "id %lld is used by both \"%s\" and \"%s\"", (long long)id, tk->name, key);
+            return -1;
+        }
+        if (scratch_fit(buf, strlen(key) + 1)) {
+            set_err(err, errlen, path, "out of memory");
+            return -1;
+        }
+        int len = byte_level_decode(al, key, buf->p);
+        if (len <= 0) {
+            set_err(err, errlen, path, "model.vocab: \"%s\" is not a byte-level token (and not an added token)", key);
+            return -1;
+        }
+        if (assign(t, id, key, buf->p, len, 0, path, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+/* Every id has a token, every name is unique (then indexed), and every byte has its token. */
+static int index_tokens(sasp_tokenizer *t, const alphabet *al, const char *path, char *err, size_t errlen) {
+    for (int id = 0; id < t->n; id++) {
+        if (!t->tok[id].name) {
+            set_err(err, errlen, path, "ids are not contiguous: no token has id %d", id);
+            return -1;
+        }
+        if (name_find(t, t->tok[id].name, strlen(t->tok[id].name)) >= 0) {
+            set_err(err, errlen, path, "the token \"%s\" appears twice", t->tok[id].name);
+            return -1;
+        }
+        name_insert(t, id);
+    }
+    for (int b = 0; b < 256; b++) {
+        char nm[3] = {0};
+        int c = al->char_of_byte[b];
+        if (c < 0x80) nm[0] = (char)c;
+        else { nm[0] = (char)(0xC0 | c >> 6); nm[1] = (char)(0x80 | (c & 0x3F)); }
+        t->byte_id[b] = name_find(t, nm, strlen(nm));
+        if (t->byte_id[b] < 0 || t->tok[t->byte_id[b]].special) {
+            set_err(err, errlen, path, "model.vocab lacks the token for byte 0x%02X (\"%s\")", b, nm);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Merge i's two token names: "a b" strings (classic) or ["a", "b"] pairs (newer files). */
+static int merge_names(json_t *m, size_t i, const char **a, size_t *la, const char **b, size_t *lb,
+                       const char *path, char *err, size_t errlen) {
+    if (json_is_string(m)) {
+        *a = json_string_value(m);
+        const char *space = strchr(*a, ' ');
+        if (!space || strchr(space + 1, ' ') || space == *a || space[1] == 0) {
+            set_err(err, errlen, path, "model.merges[%zu] \"%s\" is not two tokens separated by one space", i, *a);
+            return -1;
+        }
+        *la = (size_t)(space - *a);
+        *b = space + 1;
+        *lb = strlen(*b);
+        return 0;
+    }
+    if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+        json_is_string(json_array_get(m, 1))) {
+        *a = json_string_value(json_array_get(m, 0));
+        *b = json_string_value(json_array_get(m, 1));
+        *la = strlen(*a);
+        *lb = strlen(*b);
+        return 0;
+    }
+    set_err(err, errlen, path, "model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
+    return -1;
+}
+
+/* The merges, by rank: both halves and their concatenation must be normal tokens of the vocabulary. */
+static int load_merges(sasp_tokenizer *t, json_t *merges, scratch *buf, const char *path, char *err,
+                       size_t errlen) {
+    size_t nm = json_array_size(merges);
+    if (nm > (size_t)1 << 24) {
+        set_err(err, errlen, path, "model.merges has too many entries");
+        return -1;
+    }
+    t->merge_mask = pow2_at_least(2 * nm + 2) - 1;
+    t->merges = calloc(t->merge_mask + 1, sizeof *t->merges);
+    if (!t->merges) {
+        set_err(err, errlen, path, "out of memory");
+        return -1;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(merges, i, m) {
+        const char *a, *b;
+        size_t la, lb;
+        if (merge_names(m, i, &a, &la, &b, &lb, path, err, errlen)) return -1;
+        int ia = name_find(t, a, la), ib = name_find(t, b, lb);
+        if (ia < 0 || ib < 0 || t->tok[ia].special || t->tok[ib].special) {
+            int first_bad = ia < 0 || t->tok[ia].special;
+            set_err(err, errlen, path, "model.merges[%zu] refers to a token not in model.vocab: \"%.*s\"", i,
+                    (int)(first_bad ? la : lb), first_bad ? a : b);
+            return -1;
+        }
+        if (scratch_fit(buf, la + lb + 1)) {
+            set_err(err, errlen, path, "out of memory");
+            return -1;
+        }
+        memcpy(buf->p, a, la);
+        memcpy(buf->p + la, b, lb);
+        int ic = name_find(t, buf->p, la + lb);
+        if (ic < 0 || t->tok[ic].special) {
+            set_err(err, errlen, path, "model.merges[%zu]: the merged token \"%.*s\" is not in model.vocab", i,
+                    (int)(la + lb), buf->p);
+            return -1;
+        }
+        merge_insert(t, ia, ib, (int)i, ic);
+    }
+    return 0;
+}
+
 sasp_tokenizer *sasp_tokenizer_load(const char *path, char *err, size_t errlen) {
     alphabet al;
     init_alphabet(&al);
@@ -252,225 +479,30 @@ sasp_tokenizer *sasp_tokenizer_load(const char *path, char *err, size_t errlen) 
         return NULL;
     }
     sasp_tokenizer *t = calloc(1, sizeof *t);
-    char *buf = NULL;
-    if (!t) {
-        set_err(err, errlen, path, "out of memory");
-        goto fail;
+    scratch buf = {0};
+    tokenizer_json doc = {0};
+    int ok = t != NULL;
+    if (!ok) set_err(err, errlen, path, "out of memory");
+    ok = ok && check_document(root, &doc, path, err, errlen) == 0;
+    ok = ok && size_vocabulary(t, &doc, path, err, errlen) == 0;
+    ok = ok && load_tokens(t, &al, &doc, &buf, path, err, errlen) == 0;
+    ok = ok && index_tokens(t, &al, path, err, errlen) == 0;
+    ok = ok && load_merges(t, doc.merges, &buf, path, err, errlen) == 0;
+    if (ok) {
+        int rc;
+        PCRE2_SIZE off;
+        t->re = pcre2_compile((PCRE2_SPTR)PRETOKEN_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &rc, &off,
+                              NULL);
+        if (!t->re) {
+            set_err(err, errlen, path, "internal error: the pre-tokeniser pattern does not compile (%d)", rc);
+            ok = 0;
+        } else
+            pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* without JIT (unsupported CPU) matching still works */
     }
-    if (!json_is_object(root)) {
-        set_err(err, errlen, path, "the top level is not a JSON object");
-        goto fail;
-    }
-    json_t *model = json_object_get(root, "model");
-    if (!json_is_object(model)) {
-        set_err(err, errlen, path, "\"model\" is missing or not an object");
-        goto fail;
-    }
-    json_t *mtype = json_object_get(model, "type");
-    if (mtype && (!json_is_string(mtype) || strcmp(json_string_value(mtype), "BPE") != 0)) {
-        set_err(err, errlen, path, "model type is not BPE");
-        goto fail;
-    }
-    if (json_is_true(json_object_get(model, "byte_fallback"))) {
-        set_err(err, errlen, path, "model byte_fallback is not supported (byte-level BPE needs none)");
-        goto fail;
-    }
-    json_t *vocab = json_object_get(model, "vocab");
-    json_t *merges = json_object_get(model, "merges");
-    json_t *added = json_object_get(root, "added_tokens");
-    if (!json_is_object(vocab)) {
-        set_err(err, errlen, path, "model.vocab is missing or not an object");
-        goto fail;
-    }
-    if (!json_is_array(merges)) {
-        set_err(err, errlen, path, "model.merges is missing or not an array");
-        goto fail;
-    }
-    if (added && !json_is_null(added) && !json_is_array(added)) {
-        set_err(err, errlen, path, "added_tokens is not an array");
-        goto fail;
-    }
-    const char *why = check_pipeline(root);
-    if (why) {
-        set_err(err, errlen, path, "%s", why);
-        goto fail;
-    }
-
-    /* Size: the largest id + 1; ids must then cover 0..n-1 exactly. */
-    json_int_t maxid = -1;
-    size_t n_entries = json_object_size(vocab) + (added ? json_array_size(added) : 0);
-    const char *key;
-    json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (1 << 24)) {
-            set_err(err, errlen, path, "model.vocab: the id of \"%s\" is not an integer in 0..16777215", key);
-            goto fail;
-        }
-        if (json_integer_value(val) > maxid) maxid = json_integer_value(val);
-    }
-    size_t i;
-    json_t *at;
-    json_array_foreach(added, i, at) {
-        json_t *id = json_object_get(at, "id"), *content = json_object_get(at, "content");
-        if (!json_is_object(at) || !json_is_integer(id) || !json_is_string(content) ||
-            json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 24) || json_string_length(content) == 0) {
-            set_err(err, errlen, path, "added_tokens[%zu] needs an integer \"id\" in 0..16777215 and a non-empty \"content\"", i);
-            goto fail;
-        }
-        if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
-    }
-    if (maxid < 0 || (size_t)maxid >= n_entries) {
-        set_err(err, errlen, path, maxid < 0 ? "model.vocab is empty" :
-                "ids are not contiguous: the largest id is %lld but there are only %zu tokens", (long long)maxid, n_entries);
-        goto fail;
-    }
-    t->n = (int)maxid + 1;
-    t->tok = calloc(t->n, sizeof *t->tok);
-    t->name_mask = pow2_at_least(2 * (size_t)t->n) - 1;
-    t->name_slots = malloc((t->name_mask + 1) * sizeof *t->name_slots);
-    t->specials = malloc((added ? json_array_size(added) : 0) * sizeof(int) + 1);
-    if (!t->tok || !t->name_slots || !t->specials) {
-        set_err(err, errlen, path, "out of memory");
-        goto fail;
-    }
-    memset(t->name_slots, 0xff, (t->name_mask + 1) * sizeof *t->name_slots);
-
-    /* Added tokens first: their vocab entries (if any) are their raw text, not byte-level. */
-    json_array_foreach(added, i, at) {
-        json_int_t id = json_integer_value(json_object_get(at, "id"));
-        const char *content = json_string_value(json_object_get(at, "content"));
-        json_t *sp = json_object_get(at, "special");
-        (void)sp; /* every added token is recognised (only) with allow_special */
-        if (t->tok[id].name) {
-            set_err(err, errlen, path, "added_tokens: id %lld appears twice", (long long)id);
-            goto fail;
-        }
-        if (assign(t, id, content, content, (int)strlen(content), 1, path, err, errlen)) goto fail;
-        t->specials[t->n_specials++] = (int)id;
-    }
-    buf = malloc(4096);
-    size_t bufcap = 4096;
-    if (!buf) goto oom;
-    json_object_foreach(vocab, key, val) {
-        json_int_t id = json_integer_value(val);
-        token *k = &t->tok[id];
-        if (k->special) { /* must be the same added token */
-            if (strcmp(k->name, key) != 0) {
-                set_err(err, errlen, path, "id %lld is used by both \"%s\" and \"%s\"", (long long)id, k->name, key);
-                goto fail;
-            }
-            continue;
-        }
-        size_t kl = strlen(key);
-        if (kl + 1 > bufcap) {
-            bufcap = kl + 1;
-            char *nb = realloc(buf, bufcap);
-            if (!nb) goto oom;
-            buf = nb;
-        }
-        int len = byte_level_decode(&al, key, buf);
-        if (len <= 0) {
-            set_err(err, errlen, path, "model.vocab: \"%s\" is not a byte-level token (and not an added token)", key);
-            goto fail;
-        }
-        if (assign(t, id, key, buf, len, 0, path, err, errlen)) goto fail;
-    }
-    for (int id = 0; id < t->n; id++) {
-        if (!t->tok[id].name) {
-            set_err(err, errlen, path, "ids are not contiguous: no token has id %d", id);
-            goto fail;
-        }
-        if (name_find(t, t->tok[id].name, strlen(t->tok[id].name)) >= 0) {
-            set_err(err, errlen, path, "the token \"%s\" appears twice", t->tok[id].name);
-            goto fail;
-        }
-        name_insert(t, id);
-    }
-    for (int b = 0; b < 256; b++) {
-        char nm[3] = {0};
-        int c = al.char_of_byte[b];
-        if (c < 0x80) nm[0] = (char)c;
-        else { nm[0] = (char)(0xC0 | c >> 6); nm[1] = (char)(0x80 | (c & 0x3F)); }
-        t->byte_id[b] = name_find(t, nm, strlen(nm));
-        if (t->byte_id[b] < 0 || t->tok[t->byte_id[b]].special) {
-            set_err(err, errlen, path, "model.vocab lacks the token for byte 0x%02X (\"%s\")", b, nm);
-            goto fail;
-        }
-    }
-
-    /* Merges: "a b" strings (classic) or ["a", "b"] pairs (newer files). */
-    size_t nm = json_array_size(merges);
-    if (nm > (size_t)1 << 24) {
-        set_err(err, errlen, path, "model.merges has too many entries");
-        goto fail;
-    }
-    t->merge_mask = pow2_at_least(2 * nm + 2) - 1;
-    t->merges = calloc(t->merge_mask + 1, sizeof *t->merges);
-    if (!t->merges) goto oom;
-    json_t *m;
-    json_array_foreach(merges, i, m) {
-        const char *a, *b;
-        size_t la, lb;
-        if (json_is_string(m)) {
-            a = json_string_value(m);
-            const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' ') || sp == a || sp[1] == 0) {
-                set_err(err, errlen, path, "model.merges[%zu] \"%s\" is not two tokens separated by one space", i, a);
-                goto fail;
-            }
-            la = (size_t)(sp - a);
-            b = sp + 1;
-            lb = strlen(b);
-        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
-                   json_is_string(json_array_get(m, 1))) {
-            a = json_string_value(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1));
-            la = strlen(a);
-            lb = strlen(b);
-        } else {
-            set_err(err, errlen, path, "model.merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
-            goto fail;
-        }
-        int ia = name_find(t, a, la), ib = name_find(t, b, lb);
-        if (ia < 0 || ib < 0 || t->tok[ia].special || t->tok[ib].special) {
-            set_err(err, errlen, path, "model.merges[%zu] refers to a token not in model.vocab: \"%.*s\"", i,
-                    (int)(ia < 0 || t->tok[ia].special ? la : lb), ia < 0 || t->tok[ia].special ? a : b);
-            goto fail;
-        }
-        if (la + lb + 1 > bufcap) {
-            bufcap = la + lb + 1;
-            char *nb = realloc(buf, bufcap);
-            if (!nb) goto oom;
-            buf = nb;
-        }
-        memcpy(buf, a, la);
-        memcpy(buf + la, b, lb);
-        int ic = name_find(t, buf, la + lb);
-        if (ic < 0 || t->tok[ic].special) {
-            set_err(err, errlen, path, "model.merges[%zu]: the merged token \"%.*s\" is not in model.vocab", i,
-                    (int)(la + lb), buf);
-            goto fail;
-        }
-        merge_insert(t, ia, ib, (int)i, ic);
-    }
-
-    int rc;
-    PCRE2_SIZE off;
-    t->re = pcre2_compile((PCRE2_SPTR)PRETOKEN_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &rc, &off, NULL);
-    if (!t->re) {
-        set_err(err, errlen, path, "internal error: the pre-tokeniser pattern does not compile (%d)", rc);
-        goto fail;
-    }
-    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* without JIT (unsupported CPU) matching still works */
-    free(buf);
+    free(buf.p);
     json_decref(root);
-    return t;
-oom:
-    set_err(err, errlen, path, "out of memory");
-fail:
-    free(buf);
+    if (ok) return t;
     sasp_tokenizer_free(t);
-    json_decref(root);
     return NULL;
 }
 
