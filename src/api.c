@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util.h"
+
 /* --- errors --- */
 
 void api_error_set(api_error *e, int status, const char *type, const char *code, const char *param,
@@ -207,36 +209,46 @@ static json_t *parse_body(const char *body, size_t len, api_error *e)
 
 /* --- sampling and stopping parameters, shared by every endpoint --- */
 
-static int parse_stop(json_t *v, const char *name, sasp_gen_params *g, api_error *e)
+/* One stop string, copied (0, or -1 when out of memory). */
+static int add_stop(sasp_gen_params *g, const char *stop)
 {
+    char *copy = strdup(stop);
+    if (!copy) return -1;
+    g->stop[g->n_stop++] = copy;
+    return 0;
+}
+
+/* "stop" of o: a string or an array of strings; empty ones are ignored. Leaves room for the two the
+ * chat template adds. */
+static int read_stop(json_t *o, sasp_gen_params *g, api_error *e)
+{
+    json_t *v = json_object_get(o, "stop");
     if (!v || json_is_null(v)) return 0;
-    if (json_is_string(v)) {
-        if (json_string_length(v) > 0) g->stop[g->n_stop++] = strdup(json_string_value(v));
-        return 0;
-    }
+    if (json_is_string(v)) return json_string_length(v) > 0 ? add_stop(g, json_string_value(v)) : 0;
     if (!json_is_array(v)) {
-        bad(e, name, "'%s' must be a string or an array of strings", name);
+        bad(e, "stop", "'stop' must be a string or an array of strings");
         return -1;
     }
     size_t i;
     json_t *s;
     json_array_foreach(v, i, s) {
         if (!json_is_string(s)) {
-            bad(e, name, "'%s' must be a string or an array of strings", name);
+            bad(e, "stop", "'stop' must be a string or an array of strings");
             return -1;
         }
         if (json_string_length(s) == 0) continue;
         if (g->n_stop >= SASP_MAX_STOPS - 2) {
-            bad(e, name, "at most %d stop strings", SASP_MAX_STOPS - 2);
+            bad(e, "stop", "at most %d stop strings", SASP_MAX_STOPS - 2);
             return -1;
         }
-        g->stop[g->n_stop++] = strdup(json_string_value(s));
+        if (add_stop(g, json_string_value(s))) return -1;
     }
     return 0;
 }
 
-/* The sampling fields of o (the request, or Ollama's options), OpenAI and llama.cpp names. */
-static int parse_sampling(json_t *o, sasp_sampling *p, int *seed_given, uint64_t *seed, api_error *e)
+/* The sampling fields of o (the request, or Ollama's options), OpenAI and llama.cpp names; *seed is
+ * set only when o names one (-1, as in llama.cpp, means random: the seed already there stays). */
+static int read_sampling(json_t *o, sasp_sampling *p, uint64_t *seed, api_error *e)
 {
     long long k;
     int r;
@@ -264,12 +276,11 @@ static int parse_sampling(json_t *o, sasp_sampling *p, int *seed_given, uint64_t
     if (get_range(o, "frequency_penalty", &p->frequency_penalty, -2, 0, 2, 0, e) < 0) return -1;
     if (get_range(o, "presence_penalty", &p->presence_penalty, -2, 0, 2, 0, e) < 0) return -1;
     if ((r = get_int(o, "seed", &k, e)) < 0) return -1;
-    if (r && k != -1) { /* -1 means random, as in llama.cpp */
-        *seed_given = 1;
-        *seed = (uint64_t)k;
-    }
+    if (r && k != -1) *seed = (uint64_t)k;
     return 0;
 }
+
+/* --- prompts: each becomes a sequence's token ids and its text --- */
 
 static int push_prompt(api_request *r, int *ids, int n, char *text)
 {
@@ -349,7 +360,8 @@ static int is_int(const json_t *v) { return json_is_integer(v); }
 static int is_str(const json_t *v) { return json_is_string(v); }
 static int is_arr(const json_t *v) { return json_is_array(v); }
 
-static int parse_prompt(json_t *p, api_request *r, const api_limits *lim, api_error *e)
+/* Completions' prompt: a string, strings, token ids, or arrays of token ids; one sequence each. */
+static int read_completion_prompt(json_t *p, api_request *r, const api_limits *lim, api_error *e)
 {
     if (!p || json_is_null(p)) {
         bad(e, "prompt", "'prompt' is required");
@@ -388,27 +400,14 @@ static int parse_prompt(json_t *p, api_request *r, const api_limits *lim, api_er
 
 /* --- the chat template --- */
 
-const char *const api_chat_stops[] = {"\nUser:", "\nSystem:", NULL};
+/* The stop strings the template adds to what the request asks, so the model does not write the
+ * next turn. */
+static const char *const chat_stops[] = {"\nUser:", "\nSystem:", NULL};
 
-static int append_str(char **buf, size_t *n, size_t *cap, const char *s, size_t len)
+/* The plain chat template (docs/api.md): for each message "Role: content\n" with Role one of
+ * System, User, Assistant, Tool, then "Assistant:". Returns malloc'd text, or NULL + e. */
+static char *chat_render(json_t *msgs, api_error *e)
 {
-    if (*n + len + 1 > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (c < *n + len + 1) c *= 2;
-        char *b = realloc(*buf, c);
-        if (!b) return -1;
-        *buf = b;
-        *cap = c;
-    }
-    memcpy(*buf + *n, s, len);
-    *n += len;
-    (*buf)[*n] = 0;
-    return 0;
-}
-
-char *api_chat_render(const void *messages_json, api_error *e)
-{
-    json_t *msgs = (json_t *)messages_json;
     if (!msgs || json_is_null(msgs)) {
         bad(e, "messages", "'messages' is required");
         return NULL;
@@ -417,8 +416,7 @@ char *api_chat_render(const void *messages_json, api_error *e)
         bad(e, "messages", "'messages' must be a non-empty array of {role, content} objects");
         return NULL;
     }
-    char *out = NULL;
-    size_t n = 0, cap = 0;
+    sasp_buf out = {0};
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m) {
@@ -436,9 +434,9 @@ char *api_chat_render(const void *messages_json, api_error *e)
             bad(e, "messages", "messages[%zu].role must be system, developer, user, assistant or tool", i);
             goto fail;
         }
-        if (append_str(&out, &n, &cap, label, strlen(label))) goto oom;
+        sasp_buf_puts(&out, label);
         if (json_is_string(content)) {
-            if (append_str(&out, &n, &cap, json_string_value(content), json_string_length(content))) goto oom;
+            sasp_buf_append(&out, json_string_value(content), json_string_length(content));
         } else if (json_is_array(content)) {
             size_t k;
             json_t *part;
@@ -449,24 +447,291 @@ char *api_chat_render(const void *messages_json, api_error *e)
                                        "are supported", i, k);
                     goto fail;
                 }
-                if (append_str(&out, &n, &cap, json_string_value(text), json_string_length(text))) goto oom;
+                sasp_buf_append(&out, json_string_value(text), json_string_length(text));
             }
         } else if (content && !json_is_null(content)) {
             bad(e, "messages", "messages[%zu].content must be a string, an array of text parts or null", i);
             goto fail;
         }
-        if (append_str(&out, &n, &cap, "\n", 1)) goto oom;
+        sasp_buf_puts(&out, "\n");
     }
-    if (append_str(&out, &n, &cap, "Assistant:", 10)) goto oom;
-    return out;
-oom:
-    api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    sasp_buf_puts(&out, "Assistant:");
+    char *text = sasp_buf_take(&out, NULL);
+    if (!text) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    return text;
 fail:
-    free(out);
+    sasp_buf_free(&out);
     return NULL;
 }
 
-/* --- api_parse --- */
+/* --- api_parse: the fields the dialects share, each read and checked once, then one function per
+ * dialect (OpenAI completions, OpenAI chat, Ollama generate) that reads them in its own order --- */
+
+/* model and user are checked and ignored (the loaded model answers), then stream and the sampling
+ * fields of the top level. */
+static int read_common(json_t *root, api_request *r, api_error *e)
+{
+    const char *ignored;
+    if (get_str(root, "model", &ignored, e) < 0 || get_str(root, "user", &ignored, e) < 0 ||
+        get_bool(root, "stream", &r->stream, e) < 0)
+        return -1;
+    return read_sampling(root, &r->gen.sampling, &r->seed_base, e);
+}
+
+/* The length limit in field `name` of o: 1 .. the context; with until_full (Ollama's num_predict),
+ * a value <= 0 means until the context is full. 0 absent, 1 read, -1 bad (e filled). */
+static int read_max_tokens(json_t *o, const char *name, int until_full, const api_limits *lim, int *out,
+                           api_error *e)
+{
+    long long k;
+    int got = get_int(o, name, &k, e);
+    if (got <= 0) return got;
+    if (until_full && k <= 0) k = lim->n_ctx;
+    if (k <= 0 || k > lim->n_ctx) {
+        api_error_set(e, 400, "invalid_request_error", NULL, name,
+                      "'%s' must be between 1 and the context size %d, got %lld", name, lim->n_ctx, k);
+        return -1;
+    }
+    *out = (int)k;
+    return 1;
+}
+
+/* A number of alternative tokens to report, 0 .. SASP_MAX_TOP_LOGPROBS. 0 absent, 1 read, -1 bad. */
+static int read_top_count(json_t *o, const char *name, int *out, api_error *e)
+{
+    long long k;
+    int got = get_int(o, name, &k, e);
+    if (got <= 0) return got;
+    if (k < 0 || k > SASP_MAX_TOP_LOGPROBS) {
+        bad(e, name, "'%s' must be between 0 and %d", name, SASP_MAX_TOP_LOGPROBS);
+        return -1;
+    }
+    *out = (int)k;
+    return 1;
+}
+
+/* OpenAI's n (choices per prompt) and stream_options.include_usage. */
+static int read_choices_and_usage(json_t *root, api_request *r, api_error *e)
+{
+    long long k;
+    int got = get_int(root, "n", &k, e);
+    if (got < 0) return -1;
+    if (got && (k < 1 || k > 16)) {
+        bad(e, "n", "'n' must be between 1 and 16");
+        return -1;
+    }
+    if (got) r->n_choices = (int)k;
+    json_t *so = json_object_get(root, "stream_options");
+    if (!so || json_is_null(so)) return 0;
+    if (!json_is_object(so)) {
+        bad(e, "stream_options", "'stream_options' must be an object");
+        return -1;
+    }
+    return get_bool(so, "include_usage", &r->include_usage, e) < 0 ? -1 : 0;
+}
+
+/* Every prompt within the context, and at most API_MAX_SEQS sequences counting each prompt's n
+ * choices. prompt_param names the field a too long prompt came from. */
+static int check_sequences(const api_request *r, const char *prompt_param, const api_limits *lim, api_error *e)
+{
+    for (int i = 0; i < r->n_seqs; i++) {
+        if (r->n_prompt[i] > lim->n_ctx) {
+            api_error_set(e, 400, "invalid_request_error", "context_length_exceeded", prompt_param,
+                          "This model's maximum context length is %d tokens, but the prompt has %d tokens",
+                          lim->n_ctx, r->n_prompt[i]);
+            return -1;
+        }
+    }
+    if (r->n_seqs * r->n_choices > API_MAX_SEQS) {
+        bad(e, "n", "at most %d sequences (prompts x n) per request", API_MAX_SEQS);
+        return -1;
+    }
+    return 0;
+}
+
+/* n choices per prompt: prompt i becomes sequences i*n .. i*n+n-1, each with its own copy. */
+static int expand_choices(api_request *r)
+{
+    int n = r->n_choices, np = r->n_seqs;
+    if (n <= 1) return 0;
+    int **p = calloc((size_t)(np * n), sizeof *p);
+    int *npr = calloc((size_t)(np * n), sizeof *npr);
+    char **pt = calloc((size_t)(np * n), sizeof *pt);
+    if (!p || !npr || !pt) {
+        free(p);
+        free(npr);
+        free(pt);
+        return -1;
+    }
+    for (int i = 0; i < np; i++)
+        for (int c = 0; c < n; c++) {
+            int j = i * n + c;
+            npr[j] = r->n_prompt[i];
+            p[j] = c == 0 ? r->prompt[i] : malloc((size_t)npr[j] * sizeof **p);
+            if (p[j] && c) memcpy(p[j], r->prompt[i], (size_t)npr[j] * sizeof **p);
+            pt[j] = c == 0 ? r->prompt_text[i] : strdup(r->prompt_text[i] ? r->prompt_text[i] : "");
+        }
+    free(r->prompt);
+    free(r->n_prompt);
+    free(r->prompt_text);
+    r->prompt = p;
+    r->n_prompt = npr;
+    r->prompt_text = pt;
+    r->n_seqs = np * n;
+    for (int j = 0; j < r->n_seqs; j++)
+        if (!p[j] || !pt[j]) return -1;
+    return 0;
+}
+
+/* Completions' logprobs (a boolean, or how many alternatives) and echo, which with logprobs scores
+ * the prompt too, as OpenAI does. */
+static int read_completion_logprobs(json_t *root, api_request *r, api_error *e)
+{
+    json_t *lp = json_object_get(root, "logprobs");
+    int got;
+    if (json_is_boolean(lp)) {
+        r->gen.logprobs = json_is_true(lp);
+    } else if ((got = read_top_count(root, "logprobs", &r->gen.top_logprobs, e)) < 0) {
+        return -1;
+    } else if (got) {
+        r->gen.logprobs = 1;
+    }
+    if (get_bool(root, "echo", &r->echo, e) < 0) return -1;
+    r->gen.prompt_logprobs = r->echo && r->gen.logprobs;
+    return 0;
+}
+
+static int parse_completions(json_t *root, const api_limits *lim, api_request *r, api_error *e)
+{
+    if (read_common(root, r, e)) return -1;
+    if (read_max_tokens(root, "max_tokens", 0, lim, &r->gen.max_tokens, e) < 0) return -1;
+    if (read_stop(root, &r->gen, e)) return -1;
+    if (read_completion_logprobs(root, r, e)) return -1;
+    if (read_choices_and_usage(root, r, e)) return -1;
+    if (get_bool(root, "ignore_eos", &r->gen.ignore_eos, e) < 0) return -1;
+    if (read_completion_prompt(json_object_get(root, "prompt"), r, lim, e)) return -1;
+    if (check_sequences(r, "prompt", lim, e)) return -1;
+    return expand_choices(r);
+}
+
+/* Chat's logprobs (a boolean) and top_logprobs (alternatives, which need logprobs). */
+static int read_chat_logprobs(json_t *root, sasp_gen_params *g, api_error *e)
+{
+    if (get_bool(root, "logprobs", &g->logprobs, e) < 0) return -1;
+    int top = 0, got = read_top_count(root, "top_logprobs", &top, e);
+    if (got < 0) return -1;
+    if (got && !g->logprobs && top > 0) {
+        bad(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        return -1;
+    }
+    if (got) g->top_logprobs = top;
+    return 0;
+}
+
+/* The messages through the chat template, as one prompt, and the template's stop strings. */
+static int read_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
+{
+    char *text = chat_render(json_object_get(root, "messages"), e);
+    if (!text) return -1;
+    int failed = add_text_prompt(r, text, strlen(text), lim, e);
+    free(text);
+    if (failed) return -1;
+    for (int i = 0; chat_stops[i]; i++)
+        if (add_stop(&r->gen, chat_stops[i])) return -1;
+    return 0;
+}
+
+static int parse_chat(json_t *root, const api_limits *lim, api_request *r, api_error *e)
+{
+    if (read_common(root, r, e)) return -1;
+    int got = read_max_tokens(root, "max_tokens", 0, lim, &r->gen.max_tokens, e);
+    if (got == 0) got = read_max_tokens(root, "max_completion_tokens", 0, lim, &r->gen.max_tokens, e);
+    if (got < 0) return -1;
+    if (read_stop(root, &r->gen, e)) return -1;
+    if (read_chat_logprobs(root, &r->gen, e)) return -1;
+    if (read_choices_and_usage(root, r, e)) return -1;
+    if (get_bool(root, "ignore_eos", &r->gen.ignore_eos, e) < 0) return -1;
+    if (read_chat_prompt(root, r, lim, e)) return -1;
+    if (check_sequences(r, "messages", lim, e)) return -1;
+    return expand_choices(r);
+}
+
+/* Ollama's context (the ids an earlier answer returned) goes before the prompt's ids; an empty
+ * prompt's BOS token is not needed after it. */
+static int prepend_context(api_request *r, json_t *ctx, int empty_prompt, const api_limits *lim, api_error *e)
+{
+    size_t nc = json_array_size(ctx), i;
+    int *ids = malloc((nc + (size_t)r->n_prompt[0]) * sizeof *ids);
+    if (!ids) return -1;
+    json_t *v;
+    json_array_foreach(ctx, i, v) {
+        long long id = json_integer_value(v);
+        if (id < 0 || id >= lim->vocab) {
+            free(ids);
+            bad(e, "context", "token ids must be in [0, %d)", lim->vocab);
+            return -1;
+        }
+        ids[i] = (int)id;
+    }
+    int np = empty_prompt ? 0 : r->n_prompt[0];
+    memcpy(ids + nc, r->prompt[0], (size_t)np * sizeof *ids);
+    free(r->prompt[0]);
+    r->prompt[0] = ids;
+    r->n_prompt[0] = (int)nc + np;
+    return 0;
+}
+
+/* Ollama's prompt: "system\n\n" (unless raw) then prompt, after the context's ids. */
+static int read_generate_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
+{
+    const char *prompt = "", *system = NULL;
+    int raw = 0;
+    if (get_str(root, "prompt", &prompt, e) < 0 || get_str(root, "system", &system, e) < 0 ||
+        get_bool(root, "raw", &raw, e) < 0)
+        return -1;
+    json_t *ctx = json_object_get(root, "context");
+    if (ctx && !json_is_null(ctx) && (!json_is_array(ctx) || !all_of(ctx, is_int))) {
+        bad(e, "context", "'context' must be an array of token ids");
+        return -1;
+    }
+    r->empty = prompt[0] == 0 && json_array_size(ctx) == 0;
+    sasp_buf text = {0};
+    if (system && system[0] && !raw) {
+        sasp_buf_puts(&text, system);
+        sasp_buf_puts(&text, "\n\n");
+    }
+    sasp_buf_puts(&text, prompt);
+    size_t tn;
+    char *t = sasp_buf_take(&text, &tn);
+    if (!t) return -1;
+    int failed = add_text_prompt(r, t, tn, lim, e);
+    free(t);
+    if (failed) return -1;
+    return json_array_size(ctx) ? prepend_context(r, ctx, prompt[0] == 0, lim, e) : 0;
+}
+
+/* Ollama: the sampling fields, num_predict and stop may also be in "options" (which win). */
+static int parse_generate(json_t *root, const api_limits *lim, api_request *r, api_error *e)
+{
+    if (read_common(root, r, e)) return -1;
+    json_t *opts = json_object_get(root, "options");
+    if (opts && json_is_null(opts)) opts = NULL;
+    if (opts && !json_is_object(opts)) {
+        bad(e, "options", "'options' must be an object");
+        return -1;
+    }
+    if (opts && read_sampling(opts, &r->gen.sampling, &r->seed_base, e)) return -1;
+    if (read_max_tokens(opts ? opts : root, "num_predict", 1, lim, &r->gen.max_tokens, e) < 0) return -1;
+    if (read_stop(root, &r->gen, e)) return -1;
+    if (opts && read_stop(opts, &r->gen, e)) return -1;
+    if (get_bool(root, "ignore_eos", &r->gen.ignore_eos, e) < 0) return -1;
+    if (read_generate_prompt(root, r, lim, e)) return -1;
+    if (check_sequences(r, "prompt", lim, e)) return -1;
+    /* the prompt's ids come back in the answer's "context" */
+    r->context = malloc((size_t)r->n_prompt[0] * sizeof *r->context);
+    if (r->context) memcpy(r->context, r->prompt[0], (size_t)r->n_prompt[0] * sizeof *r->context);
+    return 0;
+}
 
 int api_parse(api_kind kind, const char *body, size_t len, const api_limits *lim, uint64_t random_seed,
               api_request *r, api_error *e)
@@ -474,214 +739,22 @@ int api_parse(api_kind kind, const char *body, size_t len, const api_limits *lim
     memset(r, 0, sizeof *r);
     r->kind = kind;
     r->stream = kind == API_GENERATE; /* Ollama streams by default, OpenAI does not */
+    r->n_choices = 1;
+    r->seed_base = random_seed; /* unless the request names a seed */
     sasp_sampling_defaults(&r->gen.sampling);
     r->gen.max_tokens = kind == API_COMPLETIONS ? 16 : lim->n_ctx;
     json_t *root = parse_body(body, len, e);
     if (!root) return -1;
-    int rc = -1, seed_given = 0, n_choices = 1;
-    uint64_t seed = random_seed;
-    long long k;
-    const char *str;
-    int got;
-    if (get_str(root, "model", &str, e) < 0) goto out;
-    if (get_str(root, "user", &str, e) < 0) goto out;
-    if (get_bool(root, "stream", &r->stream, e) < 0) goto out;
-
-    /* sampling parameters: top level for OpenAI, "options" for Ollama (top level also accepted) */
-    if (parse_sampling(root, &r->gen.sampling, &seed_given, &seed, e)) goto out;
-    json_t *opts = json_object_get(root, "options");
-    if (kind == API_GENERATE && opts && !json_is_null(opts)) {
-        if (!json_is_object(opts)) {
-            bad(e, "options", "'options' must be an object");
-            goto out;
-        }
-        if (parse_sampling(opts, &r->gen.sampling, &seed_given, &seed, e)) goto out;
-    }
-
-    /* max tokens */
-    const char *mt_name = kind == API_GENERATE ? "num_predict" : "max_tokens";
-    json_t *mt_obj = kind == API_GENERATE ? (json_is_object(opts) ? opts : root) : root;
-    got = get_int(mt_obj, mt_name, &k, e);
-    if (got == 0 && kind == API_CHAT) {
-        mt_name = "max_completion_tokens";
-        got = get_int(root, mt_name, &k, e);
-    }
-    if (got < 0) goto out;
-    if (got) {
-        if (kind == API_GENERATE && k <= 0) k = lim->n_ctx; /* Ollama: -1 = until the context is full */
-        if (k <= 0 || k > lim->n_ctx) {
-            api_error_set(e, 400, "invalid_request_error", NULL, mt_name,
-                          "'%s' must be between 1 and the context size %d, got %lld", mt_name, lim->n_ctx, k);
-            goto out;
-        }
-        r->gen.max_tokens = (int)k;
-    }
-
-    /* stop strings, logprobs, echo, n, usage */
-    if (parse_stop(json_object_get(root, "stop"), "stop", &r->gen, e)) goto out;
-    if (kind == API_GENERATE && json_is_object(opts) && parse_stop(json_object_get(opts, "stop"), "stop", &r->gen, e))
-        goto out;
-    if (kind == API_COMPLETIONS) {
-        json_t *lp = json_object_get(root, "logprobs");
-        if (json_is_boolean(lp)) {
-            r->gen.logprobs = json_is_true(lp);
-        } else if ((got = get_int(root, "logprobs", &k, e)) < 0) {
-            goto out;
-        } else if (got) {
-            if (k < 0 || k > SASP_MAX_TOP_LOGPROBS) {
-                bad(e, "logprobs", "'logprobs' must be between 0 and %d", SASP_MAX_TOP_LOGPROBS);
-                goto out;
-            }
-            r->gen.logprobs = 1;
-            r->gen.top_logprobs = (int)k;
-        }
-        if (get_bool(root, "echo", &r->echo, e) < 0) goto out;
-        r->gen.prompt_logprobs = r->echo && r->gen.logprobs; /* OpenAI scores the echoed prompt too */
-    } else if (kind == API_CHAT) {
-        if (get_bool(root, "logprobs", &r->gen.logprobs, e) < 0) goto out;
-        if ((got = get_int(root, "top_logprobs", &k, e)) < 0) goto out;
-        if (got) {
-            if (k < 0 || k > SASP_MAX_TOP_LOGPROBS) {
-                bad(e, "top_logprobs", "'top_logprobs' must be between 0 and %d", SASP_MAX_TOP_LOGPROBS);
-                goto out;
-            }
-            if (!r->gen.logprobs && k > 0) {
-                bad(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
-                goto out;
-            }
-            r->gen.top_logprobs = (int)k;
-        }
-    }
-    if (kind != API_GENERATE) {
-        if ((got = get_int(root, "n", &k, e)) < 0) goto out;
-        if (got && (k < 1 || k > 16)) {
-            bad(e, "n", "'n' must be between 1 and 16");
-            goto out;
-        }
-        if (got) n_choices = (int)k;
-        json_t *so = json_object_get(root, "stream_options");
-        if (so && !json_is_null(so)) {
-            if (!json_is_object(so)) {
-                bad(e, "stream_options", "'stream_options' must be an object");
-                goto out;
-            }
-            if (get_bool(so, "include_usage", &r->include_usage, e) < 0) goto out;
-        }
-    }
-    if (get_bool(root, "ignore_eos", &r->gen.ignore_eos, e) < 0) goto out;
-
-    /* the prompt(s) */
-    if (kind == API_COMPLETIONS) {
-        if (parse_prompt(json_object_get(root, "prompt"), r, lim, e)) goto out;
-    } else if (kind == API_CHAT) {
-        char *text = api_chat_render(json_object_get(root, "messages"), e);
-        if (!text) goto out;
-        int failed = add_text_prompt(r, text, strlen(text), lim, e);
-        free(text);
-        if (failed) goto out;
-        for (int i = 0; api_chat_stops[i]; i++) r->gen.stop[r->gen.n_stop++] = strdup(api_chat_stops[i]);
-    } else {
-        const char *prompt = "", *system = NULL;
-        int raw = 0;
-        if (get_str(root, "prompt", &prompt, e) < 0 || get_str(root, "system", &system, e) < 0 ||
-            get_bool(root, "raw", &raw, e) < 0)
-            goto out;
-        if (!prompt) prompt = "";
-        json_t *ctx = json_object_get(root, "context");
-        if (ctx && !json_is_null(ctx) && (!json_is_array(ctx) || !all_of(ctx, is_int))) {
-            bad(e, "context", "'context' must be an array of token ids");
-            goto out;
-        }
-        r->empty = prompt[0] == 0 && json_array_size(ctx) == 0;
-        char *text = NULL;
-        size_t tn = 0, tc = 0;
-        if (system && system[0] && !raw) {
-            append_str(&text, &tn, &tc, system, strlen(system));
-            append_str(&text, &tn, &tc, "\n\n", 2);
-        }
-        append_str(&text, &tn, &tc, prompt, strlen(prompt));
-        int failed = add_text_prompt(r, text ? text : "", tn, lim, e);
-        free(text);
-        if (failed) goto out;
-        size_t nc = json_array_size(ctx);
-        if (nc) { /* earlier context first */
-            int *ids = malloc((nc + (size_t)r->n_prompt[0]) * sizeof *ids);
-            if (!ids) goto out;
-            size_t i;
-            json_t *v;
-            json_array_foreach(ctx, i, v) {
-                long long id = json_integer_value(v);
-                if (id < 0 || id >= lim->vocab) {
-                    free(ids);
-                    bad(e, "context", "token ids must be in [0, %d)", lim->vocab);
-                    goto out;
-                }
-                ids[i] = (int)id;
-            }
-            int np = prompt[0] ? r->n_prompt[0] : 0; /* an empty prompt's BOS is not needed after context */
-            memcpy(ids + nc, r->prompt[0], (size_t)np * sizeof *ids);
-            free(r->prompt[0]);
-            r->prompt[0] = ids;
-            r->n_prompt[0] = (int)nc + np;
-        }
-    }
-
-    /* lengths against the context */
-    for (int i = 0; i < r->n_seqs; i++) {
-        if (r->n_prompt[i] > lim->n_ctx) {
-            api_error_set(e, 400, "invalid_request_error", "context_length_exceeded",
-                          kind == API_CHAT ? "messages" : "prompt",
-                          "This model's maximum context length is %d tokens, but the prompt has %d tokens",
-                          lim->n_ctx, r->n_prompt[i]);
-            goto out;
-        }
-    }
-    if (r->n_seqs * n_choices > API_MAX_SEQS) {
-        bad(e, "n", "at most %d sequences (prompts x n) per request", API_MAX_SEQS);
-        goto out;
-    }
-    if (kind == API_GENERATE && r->n_seqs == 1) {
-        r->context = malloc((size_t)r->n_prompt[0] * sizeof *r->context);
-        if (r->context) memcpy(r->context, r->prompt[0], (size_t)r->n_prompt[0] * sizeof *r->context);
-    }
-    /* n choices per prompt: prompt i becomes sequences i*n .. i*n+n-1 */
-    if (n_choices > 1) {
-        int np = r->n_seqs;
-        int **p = calloc((size_t)(np * n_choices), sizeof *p);
-        int *npr = calloc((size_t)(np * n_choices), sizeof *npr);
-        char **pt = calloc((size_t)(np * n_choices), sizeof *pt);
-        if (!p || !npr || !pt) {
-            free(p);
-            free(npr);
-            free(pt);
-            goto out;
-        }
-        for (int i = 0; i < np; i++)
-            for (int c = 0; c < n_choices; c++) {
-                int j = i * n_choices + c;
-                npr[j] = r->n_prompt[i];
-                p[j] = c == 0 ? r->prompt[i] : malloc((size_t)npr[j] * sizeof **p);
-                if (p[j] && c) memcpy(p[j], r->prompt[i], (size_t)npr[j] * sizeof **p);
-                pt[j] = c == 0 ? r->prompt_text[i] : strdup(r->prompt_text[i] ? r->prompt_text[i] : "");
-            }
-        free(r->prompt);
-        free(r->n_prompt);
-        free(r->prompt_text);
-        r->prompt = p;
-        r->n_prompt = npr;
-        r->prompt_text = pt;
-        r->n_seqs = np * n_choices;
-        for (int j = 0; j < r->n_seqs; j++)
-            if (!p[j] || !pt[j]) goto out;
-    }
-    r->n_choices = n_choices;
-    r->seed_base = seed_given ? seed : random_seed;
-    r->gen.sampling.seed = r->seed_base;
-    rc = 0;
-out:
-    if (rc && e->status == 0) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    int rc = kind == API_COMPLETIONS ? parse_completions(root, lim, r, e)
+             : kind == API_CHAT      ? parse_chat(root, lim, r, e)
+                                     : parse_generate(root, lim, r, e);
     json_decref(root);
-    return rc;
+    if (rc) {
+        if (e->status == 0) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return -1;
+    }
+    r->gen.sampling.seed = r->seed_base;
+    return 0;
 }
 
 void api_request_free(api_request *r)
@@ -806,8 +879,7 @@ done:
 /* --- writing responses --- */
 
 typedef struct choice {
-    char *text;
-    size_t len, cap;
+    sasp_buf text;       /* non-stream: the text so far */
     const char *finish;
     json_t *lp;          /* accumulated logprobs (non-stream) */
     size_t offset;       /* completions text_offset: bytes of token text so far */
@@ -819,7 +891,7 @@ typedef struct choice {
 
 struct api_out {
     api_kind kind;
-    int stream, include_usage, echo, logprobs, top_logprobs, n_choices_per_prompt;
+    int stream, include_usage, echo, logprobs, n_choices_per_prompt;
     char id[48];
     char *model;
     long created;
@@ -842,29 +914,33 @@ api_out *api_out_new(const api_request *r, const char *model, const sasp_tokeniz
     o->include_usage = r->include_usage;
     o->echo = r->echo;
     o->logprobs = r->gen.logprobs;
-    o->top_logprobs = r->gen.top_logprobs;
+    o->n_choices_per_prompt = r->n_choices > 0 ? r->n_choices : 1;
     o->model = strdup(model);
     o->created = created;
     o->tok = tok;
-    o->n = r->n_seqs;
-    o->ch = calloc((size_t)(r->n_seqs > 0 ? r->n_seqs : 1), sizeof *o->ch);
     unsigned long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
     snprintf(o->id, sizeof o->id, "%s-%lx%06lx", r->kind == API_CHAT ? "chatcmpl" : "cmpl", (unsigned long)created,
              c & 0xffffff);
+    o->ch = calloc((size_t)(r->n_seqs > 0 ? r->n_seqs : 1), sizeof *o->ch);
     o->prompt_text = calloc((size_t)(r->n_seqs > 0 ? r->n_seqs : 1), sizeof *o->prompt_text);
+    if (!o->model || !o->ch || !o->prompt_text) {
+        api_out_free(o);
+        return NULL;
+    }
+    o->n = r->n_seqs;
     for (int i = 0; i < r->n_seqs; i++) {
         o->prompt_text[i] = strdup(r->prompt_text[i] ? r->prompt_text[i] : "");
+        if (!o->prompt_text[i]) {
+            api_out_free(o);
+            return NULL;
+        }
         o->ch[i].prompt_tokens = r->n_prompt[i];
     }
     if (r->context) {
         o->n_context = r->n_prompt[0];
         o->context = malloc((size_t)o->n_context * sizeof *o->context);
         if (o->context) memcpy(o->context, r->context, (size_t)o->n_context * sizeof *o->context);
-    }
-    o->n_choices_per_prompt = r->n_choices > 0 ? r->n_choices : 1; /* usage counts each prompt once */
-    if (!o->model || !o->ch || !o->prompt_text) {
-        api_out_free(o);
-        return NULL;
+        else o->n_context = 0;
     }
     return o;
 }
@@ -873,10 +949,10 @@ void api_out_free(api_out *o)
 {
     if (!o) return;
     for (int i = 0; i < o->n; i++) {
-        free(o->ch[i].text);
+        sasp_buf_free(&o->ch[i].text);
         json_decref(o->ch[i].lp);
         free(o->ch[i].ids);
-        if (o->prompt_text) free(o->prompt_text[i]);
+        free(o->prompt_text[i]);
     }
     free(o->ch);
     free(o->prompt_text);
@@ -890,7 +966,7 @@ void api_out_usage(const api_out *o, int *prompt_tokens, int *completion_tokens)
 {
     int p = 0, c = 0;
     for (int i = 0; i < o->n; i++) {
-        p += o->ch[i].prompt_tokens;
+        if (i % o->n_choices_per_prompt == 0) p += o->ch[i].prompt_tokens; /* a prompt's n choices share it */
         c += o->ch[i].completion_tokens;
     }
     *prompt_tokens = p;
@@ -912,8 +988,25 @@ static json_t *created_at(void)
     return json_string(buf);
 }
 
+/* Completions' top_logprobs entry: {token text: logprob} for a token's alternatives. */
+static json_t *top_object(const sasp_tokenizer *tok, const sasp_token_info *ti)
+{
+    json_t *top = json_object();
+    for (int k = 0; k < ti->n_top; k++) {
+        json_t *s = token_string(tok, ti->top[k].id);
+        json_object_set_new(top, json_string_value(s), json_real(ti->top[k].logprob));
+        json_decref(s);
+    }
+    return top;
+}
+
+static json_t *completion_logprobs_new(void)
+{
+    return json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+}
+
 /* Logprobs of ev's tokens: completions' {tokens, token_logprobs, top_logprobs, text_offset} or chat's
- * {content: [...]}; appended to *acc when acc is given, else returned fresh. */
+ * {content: [...]}; appended to acc when acc is given, else returned fresh. */
 static json_t *logprobs_json(api_out *o, choice *c, const sasp_event *ev, json_t *acc)
 {
     if (!o->logprobs || !ev->info) return acc;
@@ -933,21 +1026,14 @@ static json_t *logprobs_json(api_out *o, choice *c, const sasp_event *ev, json_t
         }
         return lp;
     }
-    json_t *lp = acc ? acc
-                     : json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+    json_t *lp = acc ? acc : completion_logprobs_new();
     json_t *toks = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs"),
            *tops = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
     for (int i = 0; i < ev->n_ids; i++) {
         const sasp_token_info *ti = &ev->info[i];
         json_array_append_new(toks, token_string(o->tok, ti->id));
         json_array_append_new(lps, json_real(ti->logprob));
-        json_t *top = json_object();
-        for (int k = 0; k < ti->n_top; k++) {
-            json_t *s = token_string(o->tok, ti->top[k].id);
-            json_object_set_new(top, json_string_value(s), json_real(ti->top[k].logprob));
-            json_decref(s);
-        }
-        json_array_append_new(tops, top);
+        json_array_append_new(tops, top_object(o->tok, ti));
         json_array_append_new(offs, json_integer((json_int_t)c->offset));
         size_t nb = 0;
         sasp_token_bytes(o->tok, ti->id, &nb);
@@ -959,8 +1045,7 @@ static json_t *logprobs_json(api_out *o, choice *c, const sasp_event *ev, json_t
 /* The prompt's logprobs in the completions shape (echo with logprobs): the first token has none. */
 static json_t *prompt_logprobs_json(api_out *o, const sasp_event *ev, json_t *acc)
 {
-    json_t *lp = acc ? acc
-                     : json_pack("{s:[],s:[],s:[],s:[]}", "tokens", "token_logprobs", "top_logprobs", "text_offset");
+    json_t *lp = acc ? acc : completion_logprobs_new();
     json_t *toks = json_object_get(lp, "tokens"), *lps = json_object_get(lp, "token_logprobs"),
            *tops = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
     size_t offset = 0;
@@ -977,31 +1062,30 @@ static json_t *prompt_logprobs_json(api_out *o, const sasp_event *ev, json_t *ac
         }
         const sasp_token_info *ti = &ev->prompt_info[i - 1];
         json_array_append_new(lps, json_real(ti->logprob));
-        json_t *top = json_object();
-        for (int k = 0; k < ti->n_top; k++) {
-            json_t *ts = token_string(o->tok, ti->top[k].id);
-            json_object_set_new(top, json_string_value(ts), json_real(ti->top[k].logprob));
-            json_decref(ts);
-        }
-        json_array_append_new(tops, top);
+        json_array_append_new(tops, top_object(o->tok, ti));
     }
     return lp;
 }
 
-/* "data: <json>\n\n" (SSE) or "<json>\n" (NDJSON), appended to buf; j is consumed. */
-static void emit(char **buf, size_t *n, size_t *cap, api_kind kind, json_t *j)
+/* The bytes gathered in b, handed to the caller, or NULL when there are none. */
+static char *take(sasp_buf *b, size_t *len)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
-    json_decref(j);
-    if (!s) return;
-    if (kind == API_GENERATE) {
-        append_str(buf, n, cap, s, strlen(s));
-        append_str(buf, n, cap, "\n", 1);
-    } else {
-        append_str(buf, n, cap, "data: ", 6);
-        append_str(buf, n, cap, s, strlen(s));
-        append_str(buf, n, cap, "\n\n", 2);
+    if (b->len == 0) {
+        sasp_buf_free(b);
+        *len = 0;
+        return NULL;
     }
+    return sasp_buf_take(b, len);
+}
+
+/* "data: <json>\n\n" (SSE) or "<json>\n" (NDJSON), appended to b; j is consumed. */
+static void emit(sasp_buf *b, api_kind kind, json_t *j)
+{
+    char *s = dump(j);
+    if (!s) return;
+    if (kind != API_GENERATE) sasp_buf_puts(b, "data: ");
+    sasp_buf_puts(b, s);
+    sasp_buf_puts(b, kind == API_GENERATE ? "\n" : "\n\n");
     free(s);
 }
 
@@ -1014,51 +1098,45 @@ static json_t *chunk_head(api_out *o)
 
 static json_t *usage_json(api_out *o)
 {
-    int p = 0, c = 0;
-    for (int i = 0; i < o->n; i++) {
-        if (i % o->n_choices_per_prompt == 0) p += o->ch[i].prompt_tokens;
-        c += o->ch[i].completion_tokens;
-    }
+    int p, c;
+    api_out_usage(o, &p, &c);
     return json_pack("{s:i,s:i,s:i}", "prompt_tokens", p, "completion_tokens", c, "total_tokens", p + c);
 }
 
-static void completion_chunk(api_out *o, char **buf, size_t *n, size_t *cap, int index, const char *text,
-                             size_t len, json_t *lp, const char *finish)
+static void completion_chunk(api_out *o, sasp_buf *b, int index, const char *text, size_t len, json_t *lp,
+                             const char *finish)
 {
     json_t *ch = json_pack("{s:i,s:o,s:o,s:o}", "index", index, "text", json_text(text, len), "logprobs",
                            lp ? lp : json_null(), "finish_reason", finish ? json_string(finish) : json_null());
     json_t *j = chunk_head(o);
     json_object_set_new(j, "choices", json_pack("[o]", ch));
-    emit(buf, n, cap, o->kind, j);
+    emit(b, o->kind, j);
 }
 
-static void chat_chunk(api_out *o, char **buf, size_t *n, size_t *cap, int index, json_t *delta, json_t *lp,
-                       const char *finish)
+static void chat_chunk(api_out *o, sasp_buf *b, int index, json_t *delta, json_t *lp, const char *finish)
 {
     json_t *ch = json_pack("{s:i,s:o,s:o,s:o}", "index", index, "delta", delta, "logprobs", lp ? lp : json_null(),
                            "finish_reason", finish ? json_string(finish) : json_null());
     json_t *j = chunk_head(o);
     json_object_set_new(j, "choices", json_pack("[o]", ch));
-    emit(buf, n, cap, o->kind, j);
+    emit(b, o->kind, j);
 }
 
 char *api_out_start(api_out *o, size_t *len)
 {
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
+    sasp_buf b = {0};
     for (int i = 0; i < o->n; i++) {
         choice *c = &o->ch[i];
         const char *pt = o->prompt_text[i];
         if (o->kind == API_COMPLETIONS && o->echo) {
             c->offset = strlen(pt);
-            if (o->stream) completion_chunk(o, &buf, &n, &cap, i, pt, strlen(pt), NULL, NULL);
-            else append_str(&c->text, &c->len, &c->cap, pt, strlen(pt));
+            if (o->stream) completion_chunk(o, &b, i, pt, strlen(pt), NULL, NULL);
+            else sasp_buf_puts(&c->text, pt);
         }
         if (o->kind == API_CHAT && o->stream)
-            chat_chunk(o, &buf, &n, &cap, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL);
+            chat_chunk(o, &b, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL);
     }
-    *len = n;
-    return buf;
+    return take(&b, len);
 }
 
 static json_t *generate_final(api_out *o, choice *c, const char *text, size_t len)
@@ -1075,23 +1153,24 @@ static json_t *generate_final(api_out *o, choice *c, const char *text, size_t le
     return j;
 }
 
-char *api_out_event(api_out *o, const sasp_event *ev, size_t *len)
+/* The scored prompt (echo with logprobs): it comes before every generated token. */
+static char *prompt_event(api_out *o, choice *c, const sasp_event *ev, size_t *len)
 {
-    *len = 0;
-    if (ev->index < 0 || ev->index >= o->n) return NULL;
-    choice *c = &o->ch[ev->index];
-    if (ev->prompt_info) { /* the prompt, scored: comes before every generated token */
-        if (o->kind != API_COMPLETIONS || !o->logprobs) return NULL;
-        if (!o->stream) {
-            c->lp = prompt_logprobs_json(o, ev, c->lp);
-            return NULL;
-        }
-        char *buf = NULL;
-        size_t n = 0, cap = 0;
-        completion_chunk(o, &buf, &n, &cap, ev->index, "", 0, prompt_logprobs_json(o, ev, NULL), NULL);
-        *len = n;
-        return buf;
+    if (o->kind != API_COMPLETIONS || !o->logprobs) return NULL;
+    if (!o->stream) {
+        c->lp = prompt_logprobs_json(o, ev, c->lp);
+        return NULL;
     }
+    sasp_buf b = {0};
+    completion_chunk(o, &b, ev->index, "", 0, prompt_logprobs_json(o, ev, NULL), NULL);
+    return take(&b, len);
+}
+
+/* What an event tells about its choice whatever the format: generate's context ids, and with the last
+ * event the finish reason, the counts, the times, and an engine error (whose message is then not
+ * text: *text becomes empty). */
+static void record_event(api_out *o, choice *c, const sasp_event *ev, const char **text, size_t *tl)
+{
     if (o->kind == API_GENERATE && ev->n_ids) {
         if (c->n_ids + ev->n_ids > c->cap_ids) {
             int cap = (c->n_ids + ev->n_ids) * 2;
@@ -1106,112 +1185,117 @@ char *api_out_event(api_out *o, const sasp_event *ev, size_t *len)
             c->n_ids += ev->n_ids;
         }
     }
+    if (!ev->done) return;
+    c->finish = ev->finish_reason ? ev->finish_reason : "stop";
+    c->prompt_tokens = ev->prompt_tokens;
+    c->completion_tokens = ev->completion_tokens;
+    c->total_ns = ev->total_ns;
+    c->prompt_ns = ev->prompt_ns;
+    c->eval_ns = ev->eval_ns;
+    if (ev->error) {
+        o->failed = 1;
+        free(o->error);
+        o->error = strndup(*text, *tl);
+        *text = "";
+        *tl = 0;
+    }
+}
+
+/* A streamed engine failure: an error object where the next chunk would have been. */
+static void stream_error(api_out *o, sasp_buf *b)
+{
+    api_error err;
+    api_error_set(&err, 500, "server_error", NULL, NULL, "%s", o->error ? o->error : "engine failure");
+    json_t *msg = json_text(err.message, strlen(err.message));
+    if (o->kind == API_GENERATE) emit(b, o->kind, json_pack("{s:o}", "error", msg));
+    else emit(b, o->kind, json_pack("{s:{s:o,s:s}}", "error", "message", msg, "type", "server_error"));
+}
+
+char *api_out_event(api_out *o, const sasp_event *ev, size_t *len)
+{
+    *len = 0;
+    if (ev->index < 0 || ev->index >= o->n) return NULL;
+    choice *c = &o->ch[ev->index];
+    if (ev->prompt_info) return prompt_event(o, c, ev, len);
     const char *text = ev->text ? ev->text : "";
     size_t tl = ev->text ? ev->len : 0;
-    if (ev->done) {
-        c->finish = ev->finish_reason ? ev->finish_reason : "stop";
-        c->prompt_tokens = ev->prompt_tokens;
-        c->completion_tokens = ev->completion_tokens;
-        c->total_ns = ev->total_ns;
-        c->prompt_ns = ev->prompt_ns;
-        c->eval_ns = ev->eval_ns;
-        if (ev->error) {
-            o->failed = 1;
-            free(o->error);
-            o->error = strndup(text, tl);
-            text = "";
-            tl = 0;
-        }
-    }
+    record_event(o, c, ev, &text, &tl);
     if (!o->stream) {
-        append_str(&c->text, &c->len, &c->cap, text, tl);
-        c->lp = logprobs_json(o, c, ev, c->lp ? c->lp : NULL);
+        sasp_buf_append(&c->text, text, tl);
+        c->lp = logprobs_json(o, c, ev, c->lp);
         return NULL;
     }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
+    sasp_buf b = {0};
     json_t *lp = logprobs_json(o, c, ev, NULL);
     if (ev->done && ev->error) {
-        api_error err;
-        api_error_set(&err, 500, "server_error", NULL, NULL, "%s", o->error ? o->error : "engine failure");
-        json_t *ej = json_pack("{s:{s:o,s:s}}", "error", "message", json_text(err.message, strlen(err.message)),
-                               "type", "server_error");
-        if (o->kind == API_GENERATE) {
-            json_decref(ej);
-            ej = json_pack("{s:o}", "error", json_text(err.message, strlen(err.message)));
-        }
-        emit(&buf, &n, &cap, o->kind, ej);
         json_decref(lp);
-        *len = n;
-        return buf;
+        stream_error(o, &b);
+        return take(&b, len);
     }
     switch (o->kind) {
     case API_COMPLETIONS:
-        if (tl || lp || ev->done) completion_chunk(o, &buf, &n, &cap, ev->index, text, tl, lp, ev->done ? c->finish : NULL);
-        else json_decref(lp);
+        if (tl || lp || ev->done) completion_chunk(o, &b, ev->index, text, tl, lp, ev->done ? c->finish : NULL);
         break;
     case API_CHAT:
-        if (tl || lp) chat_chunk(o, &buf, &n, &cap, ev->index, json_pack("{s:o}", "content", json_text(text, tl)), lp, NULL);
-        if (ev->done) chat_chunk(o, &buf, &n, &cap, ev->index, json_object(), NULL, c->finish);
+        if (tl || lp) chat_chunk(o, &b, ev->index, json_pack("{s:o}", "content", json_text(text, tl)), lp, NULL);
+        if (ev->done) chat_chunk(o, &b, ev->index, json_object(), NULL, c->finish);
         break;
     case API_GENERATE:
         json_decref(lp);
-        if (tl) emit(&buf, &n, &cap, o->kind, json_pack("{s:s,s:o,s:o,s:b}", "model", o->model, "created_at",
-                                                         created_at(), "response", json_text(text, tl), "done", 0));
-        if (ev->done) emit(&buf, &n, &cap, o->kind, generate_final(o, c, "", 0));
+        if (tl) emit(&b, o->kind, json_pack("{s:s,s:o,s:o,s:b}", "model", o->model, "created_at", created_at(),
+                                            "response", json_text(text, tl), "done", 0));
+        if (ev->done) emit(&b, o->kind, generate_final(o, c, "", 0));
         break;
     }
-    *len = n;
-    return buf;
+    return take(&b, len);
+}
+
+/* The non-streamed answer: Ollama's one final object, or OpenAI's whole completion with usage. */
+static json_t *whole_answer(api_out *o)
+{
+    if (o->kind == API_GENERATE) {
+        choice *c = &o->ch[0];
+        return generate_final(o, c, c->text.data ? c->text.data : "", c->text.len);
+    }
+    json_t *choices = json_array();
+    for (int i = 0; i < o->n; i++) {
+        choice *c = &o->ch[i];
+        json_t *text = json_text(c->text.data ? c->text.data : "", c->text.len);
+        json_t *lp = c->lp ? json_incref(c->lp) : json_null();
+        json_t *fin = json_string(c->finish ? c->finish : "stop");
+        if (o->kind == API_CHAT)
+            json_array_append_new(choices, json_pack("{s:i,s:{s:s,s:o},s:o,s:o}", "index", i, "message", "role",
+                                                     "assistant", "content", text, "logprobs", lp, "finish_reason",
+                                                     fin));
+        else
+            json_array_append_new(choices, json_pack("{s:i,s:o,s:o,s:o}", "index", i, "text", text, "logprobs", lp,
+                                                     "finish_reason", fin));
+    }
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", o->id, "object",
+                     o->kind == API_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)o->created,
+                     "model", o->model, "choices", choices, "usage", usage_json(o));
 }
 
 char *api_out_finish(api_out *o, size_t *len)
 {
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
+    sasp_buf b = {0};
     if (o->stream) {
         if (o->kind != API_GENERATE) {
             if (o->include_usage) {
                 json_t *j = chunk_head(o);
                 json_object_set_new(j, "choices", json_array());
                 json_object_set_new(j, "usage", usage_json(o));
-                emit(&buf, &n, &cap, o->kind, j);
+                emit(&b, o->kind, j);
             }
-            append_str(&buf, &n, &cap, "data: [DONE]\n\n", 14);
+            sasp_buf_puts(&b, "data: [DONE]\n\n");
         }
-        *len = n;
-        return buf;
+        return take(&b, len);
     }
-    json_t *j;
-    if (o->kind == API_GENERATE) {
-        choice *c = &o->ch[0];
-        j = generate_final(o, c, c->text ? c->text : "", c->len);
-    } else {
-        json_t *choices = json_array();
-        for (int i = 0; i < o->n; i++) {
-            choice *c = &o->ch[i];
-            json_t *text = json_text(c->text ? c->text : "", c->len);
-            json_t *lp = c->lp ? json_incref(c->lp) : json_null();
-            json_t *fin = json_string(c->finish ? c->finish : "stop");
-            if (o->kind == API_CHAT)
-                json_array_append_new(choices, json_pack("{s:i,s:{s:s,s:o},s:o,s:o}", "index", i, "message", "role",
-                                                         "assistant", "content", text, "logprobs", lp,
-                                                         "finish_reason", fin));
-            else
-                json_array_append_new(choices, json_pack("{s:i,s:o,s:o,s:o}", "index", i, "text", text, "logprobs",
-                                                         lp, "finish_reason", fin));
-        }
-        j = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", o->id, "object",
-                      o->kind == API_CHAT ? "chat.completion" : "text_completion", "created", (json_int_t)o->created,
-                      "model", o->model, "choices", choices, "usage", usage_json(o));
-    }
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
-    json_decref(j);
+    char *s = dump(whole_answer(o));
     if (s) {
-        append_str(&buf, &n, &cap, s, strlen(s));
-        append_str(&buf, &n, &cap, "\n", 1);
+        sasp_buf_puts(&b, s);
+        sasp_buf_puts(&b, "\n");
         free(s);
     }
-    *len = n;
-    return buf;
+    return take(&b, len);
 }

@@ -1,5 +1,5 @@
 /* api.h: the wire format of sasp-server, apart from any I/O: JSON request bodies into generation
- * parameters (with every check of the "Bad input" rules), and the response bodies, server-sent-event
+ * parameters (with every check docs/api.md lists under Errors), and the response bodies, server-sent-event
  * chunks (OpenAI) and NDJSON lines (Ollama) written from the scheduler's events. Pure functions over
  * memory, so they can be unit-tested and fuzzed without a socket. docs/api.md describes the formats. */
 #ifndef SASP_API_H
@@ -54,17 +54,11 @@ typedef struct api_request {
 } api_request;
 
 /* Parse body (len bytes) for endpoint kind. Returns 0, or -1 with e filled (status 400 and what was
- * wrong, naming the field). r must be freed with api_request_free in both cases. random_seed is used
- * when the request names no seed. */
+ * wrong, naming the field; 500 when out of memory). r must be freed with api_request_free in both
+ * cases. random_seed is used when the request names no seed. */
 int api_parse(api_kind kind, const char *body, size_t len, const api_limits *lim, uint64_t random_seed,
               api_request *r, api_error *e);
 void api_request_free(api_request *r);
-
-/* The plain chat template (docs/api.md): for each message "Role: content\n" with Role one of
- * System, User, Assistant, Tool, then "Assistant:". Returns malloc'd text, or NULL + e. */
-char *api_chat_render(const void *messages_json, api_error *e);
-/* The stop strings the chat template adds to what the request asks. */
-extern const char *const api_chat_stops[];
 
 /* /tokenize and /detokenize: the response JSON text (malloc'd), or NULL + e. */
 char *api_tokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
@@ -84,7 +78,8 @@ char *api_out_event(api_out *o, const sasp_event *ev, size_t *len);
 /* After the last event: stream mode, the closing bytes (usage chunk, "data: [DONE]"); otherwise the
  * whole JSON body. */
 char *api_out_finish(api_out *o, size_t *len);
-/* Totals so far, for the log line and /metrics. */
+/* The token counts of the answer's usage (and the server's log line): each prompt's tokens once,
+ * however many choices share it, and the completion tokens of every sequence that has ended. */
 void api_out_usage(const api_out *o, int *prompt_tokens, int *completion_tokens);
 /* Whether an event reported an engine error (the non-stream answer is then 500). */
 int api_out_failed(const api_out *o);

@@ -2,7 +2,6 @@
  * The semantics are documented in sampler.h; this file is the one path that implements them. */
 #include "sampler.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

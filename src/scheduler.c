@@ -13,12 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#include "util.h"
 
 /* --- jobs and their events --- */
 
@@ -35,8 +30,7 @@ typedef struct seq {
     sasp_gen_params p;
     sasp_sampler *smp;
     sasp_utf8_stream utf8;
-    char *pend;            /* decoded text not yet released (could start a stop string) */
-    size_t n_pend, cap_pend;
+    sasp_buf pend;         /* decoded text not yet released (could start a stop string) */
     int n_gen;
     int next_tok;          /* sampled, to be fed next step */
     int *ev_ids;           /* tokens since the last event */
@@ -46,7 +40,6 @@ typedef struct seq {
     sasp_token_info *pinfo; /* prompt_logprobs: [n_prompt - 1], filled while the prompt is read */
     sasp_candidate *pscratch;
     int64_t t_start, t_first, t_prev;
-    int finished;
     struct seq *qnext;
 } seq;
 
@@ -97,8 +90,7 @@ static void seq_free_work(seq *q)
 {
     sasp_sampler_free(q->smp);
     q->smp = NULL;
-    free(q->pend);
-    q->pend = NULL;
+    sasp_buf_free(&q->pend);
     free(q->ev_ids);
     q->ev_ids = NULL;
     free(q->ev_info);
@@ -109,7 +101,6 @@ static void seq_free_work(seq *q)
     q->pinfo = NULL;
     free(q->pscratch);
     q->pscratch = NULL;
-    q->n_pend = q->cap_pend = 0;
     q->ev_n = q->ev_cap = 0;
 }
 
@@ -126,9 +117,11 @@ int sasp_job_set(sasp_job *job, int i, const int *prompt, int n, const sasp_gen_
     q->p = *p;
     if (q->p.top_logprobs > SASP_MAX_TOP_LOGPROBS) q->p.top_logprobs = SASP_MAX_TOP_LOGPROBS;
     if (q->p.top_logprobs < 0) q->p.top_logprobs = 0;
+    q->p.n_stop = 0; /* counts the copies made, which are the job's to free */
     for (int k = 0; k < p->n_stop; k++) {
-        q->p.stop[k] = strdup(p->stop[k]);
-        if (!q->p.stop[k]) return -1;
+        char *copy = strdup(p->stop[k]);
+        if (!copy) return -1;
+        q->p.stop[q->p.n_stop++] = copy;
     }
     return 0;
 }
@@ -226,7 +219,7 @@ typedef struct slot {
 struct sasp_sched {
     sasp_model *m;
     const sasp_tokenizer *tok;
-    int n_slots, n_ctx, max_queue, chunk, vocab, eos;
+    int n_slots, max_queue, chunk, vocab, eos;
     slot *slots;
     float *logits;         /* [n_slots][vocab] */
     sasp_step *steps;      /* [n_slots] */
@@ -283,21 +276,8 @@ int sasp_stop_scan(const char *buf, size_t n, char *const *stops, int n_stops, s
     return found;
 }
 
-static int append(char **buf, size_t *n, size_t *cap, const char *src, size_t len)
-{
-    if (*n + len + 1 > *cap) {
-        size_t c = *cap ? *cap : 64;
-        while (c < *n + len + 1) c *= 2;
-        char *b = realloc(*buf, c);
-        if (!b) return -1;
-        *buf = b;
-        *cap = c;
-    }
-    memcpy(*buf + *n, src, len);
-    *n += len;
-    (*buf)[*n] = 0;
-    return 0;
-}
+/* q's decoded text not yet released. */
+static const char *pend_text(const seq *q) { return q->pend.data ? q->pend.data : ""; }
 
 /* Post the event of q that releases text[0..len) and the tokens gathered since its last one; reason
  * non-NULL makes it the final event. Returns 1 if the job has delivered everything (caller drops
@@ -320,7 +300,7 @@ static int seq_emit(seq *q, const char *text, size_t len, const char *reason, in
     q->ev_info = NULL;
     q->ev_n = q->ev_cap = 0;
     if (reason) {
-        int64_t t = now_ns();
+        int64_t t = sasp_now_ns();
         ev.done = 1;
         ev.finish_reason = reason;
         ev.error = error;
@@ -340,7 +320,6 @@ static int seq_emit(seq *q, const char *text, size_t len, const char *reason, in
 static void seq_finish(sasp_sched *s, seq *q, int si, const char *reason, int error, const char *text,
                        size_t len)
 {
-    q->finished = 1;
     sasp_job *job = q->job;
     int last = seq_emit(q, text, len, reason, error);
     seq_free_work(q);
@@ -359,8 +338,8 @@ static void seq_finish_flush(sasp_sched *s, seq *q, int si, const char *reason)
 {
     char tail[16];
     size_t nt = sasp_stream_finish(&q->utf8, tail, sizeof tail);
-    if (nt) append(&q->pend, &q->n_pend, &q->cap_pend, tail, nt);
-    seq_finish(s, q, si, reason, 0, q->pend ? q->pend : "", q->n_pend);
+    sasp_buf_append(&q->pend, tail, nt);
+    seq_finish(s, q, si, reason, 0, pend_text(q), q->pend.len);
 }
 
 static int seq_start(sasp_sched *s, seq *q)
@@ -376,15 +355,13 @@ static int seq_start(sasp_sched *s, seq *q)
     }
     for (int i = 0; i < q->n_prompt; i++) sasp_sampler_accept(q->smp, q->prompt[i], 0);
     sasp_stream_init(&q->utf8);
-    q->t_start = now_ns();
+    q->t_start = sasp_now_ns();
     return 0;
 }
 
-/* The sampled logits of slot si: choose the token, stream its text, decide whether q is finished. */
-static void seq_on_logits(sasp_sched *s, int si, seq *q, const float *logits)
+/* Keep tok, and its logprobs when they were asked, for q's next event. */
+static void record_token(seq *q, int tok)
 {
-    int64_t t = now_ns();
-    int tok = sasp_sampler_sample(q->smp, logits);
     if (q->ev_n == q->ev_cap) {
         int cap = q->ev_cap ? 2 * q->ev_cap : 8;
         int *ids = realloc(q->ev_ids, (size_t)cap * sizeof *ids);
@@ -393,19 +370,21 @@ static void seq_on_logits(sasp_sched *s, int si, seq *q, const float *logits)
         if (info) q->ev_info = info;
         if (ids && (!q->p.logprobs || info)) q->ev_cap = cap;
     }
-    if (q->ev_n < q->ev_cap) {
-        q->ev_ids[q->ev_n] = tok;
-        if (q->p.logprobs) {
-            sasp_token_info *ti = &q->ev_info[q->ev_n];
-            ti->id = tok;
-            ti->n_top = q->p.top_logprobs;
-            ti->logprob = sasp_sampler_logprobs(q->smp, tok, ti->top, ti->n_top);
-        }
-        q->ev_n++;
+    if (q->ev_n == q->ev_cap) return; /* out of memory: the event lacks this id */
+    q->ev_ids[q->ev_n] = tok;
+    if (q->p.logprobs) {
+        sasp_token_info *ti = &q->ev_info[q->ev_n];
+        ti->id = tok;
+        ti->n_top = q->p.top_logprobs;
+        ti->logprob = sasp_sampler_logprobs(q->smp, tok, ti->top, ti->n_top);
     }
-    sasp_sampler_accept(q->smp, tok, 1);
-    q->n_gen++;
+    q->ev_n++;
+}
 
+/* Count a token sampled at time t: the first one in the time-to-first-token histogram, the others in
+ * the token-latency one. */
+static void observe_token(sasp_sched *s, seq *q, int64_t t)
+{
     pthread_mutex_lock(&s->mu);
     s->st.generated_tokens++;
     if (!q->t_first) hist_observe(&s->st.ttft, (double)(t - q->job->t_submit) * 1e-9);
@@ -413,38 +392,53 @@ static void seq_on_logits(sasp_sched *s, int si, seq *q, const float *logits)
     pthread_mutex_unlock(&s->mu);
     if (!q->t_first) q->t_first = t;
     q->t_prev = t;
+}
+
+/* tok's bytes into q's pending text, as whole UTF-8 characters (a partial one waits in q->utf8).
+ * Special tokens have no text. */
+static void decode_token(sasp_sched *s, seq *q, int tok)
+{
+    if (sasp_tokenizer_is_special(s->tok, tok)) return;
+    size_t nb;
+    const char *b = sasp_token_bytes(s->tok, tok, &nb);
+    if (!b || !nb) return;
+    char small[512];
+    size_t cap = 3 * nb + 8;
+    char *out = cap <= sizeof small ? small : malloc(cap);
+    if (!out) return;
+    size_t w = sasp_stream_push(&q->utf8, b, nb, out, cap);
+    sasp_buf_append(&q->pend, out, w);
+    if (out != small) free(out);
+}
+
+/* The sampled logits of slot si: choose the token, stream its text, decide whether q is finished. */
+static void seq_on_logits(sasp_sched *s, int si, seq *q, const float *logits)
+{
+    int64_t t = sasp_now_ns();
+    int tok = sasp_sampler_sample(q->smp, logits);
+    record_token(q, tok);
+    sasp_sampler_accept(q->smp, tok, 1);
+    q->n_gen++;
+    observe_token(s, q, t);
 
     if (tok == s->eos && !q->p.ignore_eos) {
         seq_finish_flush(s, q, si, "stop");
         return;
     }
-    if (!sasp_tokenizer_is_special(s->tok, tok)) {
-        size_t nb;
-        const char *b = sasp_token_bytes(s->tok, tok, &nb);
-        if (b && nb) {
-            char small[512];
-            size_t cap = 3 * nb + 8;
-            char *out = cap <= sizeof small ? small : malloc(cap);
-            if (out) {
-                size_t w = sasp_stream_push(&q->utf8, b, nb, out, cap);
-                append(&q->pend, &q->n_pend, &q->cap_pend, out, w);
-                if (out != small) free(out);
-            }
-        }
-    }
+    decode_token(s, q, tok);
     size_t cut = 0;
-    if (sasp_stop_scan(q->pend, q->n_pend, q->p.stop, q->p.n_stop, &cut)) {
-        seq_finish(s, q, si, "stop", 0, q->pend, cut);
+    if (sasp_stop_scan(pend_text(q), q->pend.len, q->p.stop, q->p.n_stop, &cut)) {
+        seq_finish(s, q, si, "stop", 0, pend_text(q), cut);
         return;
     }
     if (q->n_gen >= q->p.max_tokens || s->slots[si].kv->len >= s->slots[si].kv->cap) {
         seq_finish_flush(s, q, si, "length");
         return;
     }
-    if (cut > 0) {
-        seq_emit(q, q->pend, cut, NULL, 0);
-        memmove(q->pend, q->pend + cut, q->n_pend - cut + 1);
-        q->n_pend -= cut;
+    if (cut > 0) { /* release what can no longer be part of a stop string */
+        seq_emit(q, q->pend.data, cut, NULL, 0);
+        memmove(q->pend.data, q->pend.data + cut, q->pend.len - cut + 1);
+        q->pend.len -= cut;
     }
     q->next_tok = tok;
 }
@@ -473,6 +467,7 @@ static void seq_score_prompt(sasp_sched *s, seq *q, int from, int n)
     job_post(q->job, &ev);
 }
 
+/* Under s->mu, for /props: what every slot is doing. */
 static void snapshot_slots(sasp_sched *s)
 {
     for (int i = 0; i < s->n_slots; i++) {
@@ -486,136 +481,175 @@ static void snapshot_slots(sasp_sched *s)
     }
 }
 
+/* --- the engine loop: admit, gather a step, run it, deliver --- */
+
+/* Under s->mu: take the queued sequences that will never run (cancelled ones, or all of them when
+ * stopping) out of the queue; returns them as a list through qnext. */
+static seq *unqueue_dropped(sasp_sched *s, int stopping)
+{
+    seq *drop = NULL;
+    for (seq **pp = &s->qhead; *pp;) {
+        seq *q = *pp;
+        if (stopping || atomic_load(&q->job->cancelled)) {
+            *pp = q->qnext;
+            q->qnext = drop;
+            drop = q;
+            s->n_queued--;
+            if (!stopping) s->st.cancelled++;
+            continue;
+        }
+        pp = &q->qnext;
+    }
+    s->qtail = NULL;
+    for (seq *q = s->qhead; q; q = q->qnext) s->qtail = q;
+    return drop;
+}
+
+/* Under s->mu: move queued sequences into the free slots, first come first served. */
+static void fill_slots(sasp_sched *s)
+{
+    for (int i = 0; i < s->n_slots && s->qhead; i++) {
+        if (s->slots[i].q) continue;
+        seq *q = s->qhead;
+        s->qhead = q->qnext;
+        if (!s->qhead) s->qtail = NULL;
+        s->n_queued--;
+        q->qnext = NULL;
+        s->slots[i].q = q;
+        sasp_kv_reset(s->slots[i].kv);
+        s->active++;
+    }
+}
+
+/* Wait until there is work, then end the queued sequences that will never run and fill the free
+ * slots. Returns 0 with *stopping set (sasp_sched_shutdown was called), or -1 when the engine quits. */
+static int admit(sasp_sched *s, int *stopping)
+{
+    pthread_mutex_lock(&s->mu);
+    while (!s->quit && s->active == 0 && !s->qhead) pthread_cond_wait(&s->cv, &s->mu);
+    if (s->quit) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    *stopping = s->stopping;
+    seq *drop = unqueue_dropped(s, *stopping);
+    fill_slots(s);
+    pthread_mutex_unlock(&s->mu);
+    while (drop) { /* seq_finish takes s->mu itself */
+        seq *q = drop;
+        drop = q->qnext;
+        seq_finish(s, q, -1, "stop", 0, "", 0);
+    }
+    return 0;
+}
+
+/* Plan what slot i feeds as step n: its next prompt chunk, as far as *budget (the prompt tokens left
+ * for this step) allows, or the token it sampled last. Returns 1, or 0 when it feeds nothing now. */
+static int plan_slot(sasp_sched *s, int i, int n, int *budget)
+{
+    seq *q = s->slots[i].q;
+    sasp_step *st = &s->steps[n];
+    st->kv = s->slots[i].kv;
+    st->logits = s->logits + (size_t)i * s->vocab;
+    if (q->n_fed < q->n_prompt) {
+        if (*budget <= 0) return 0;
+        int take = q->n_prompt - q->n_fed < *budget ? q->n_prompt - q->n_fed : *budget;
+        *budget -= take;
+        st->tokens = q->prompt + q->n_fed;
+        st->n_tokens = take;
+        st->n_logits = q->n_fed + take == q->n_prompt ? 1 : 0; /* the last row predicts the first token */
+        if (q->p.prompt_logprobs) { /* every row's logits: they score the prompt */
+            st->n_logits = take;
+            st->logits = q->plogits;
+        }
+        s->step_fed[n] = take;
+    } else {
+        st->tokens = &q->next_tok;
+        st->n_tokens = 1;
+        st->n_logits = 1;
+        s->step_fed[n] = 0;
+    }
+    s->step_slot[n] = i;
+    return 1;
+}
+
+/* One step over the slots: start the sequences just admitted, end the cancelled ones (every one when
+ * stopping), plan what each other one feeds. Returns the number of planned steps. */
+static int gather_step(sasp_sched *s, int stopping)
+{
+    int n = 0, budget = s->chunk;
+    for (int i = 0; i < s->n_slots; i++) {
+        seq *q = s->slots[i].q;
+        if (!q) continue;
+        if (!q->smp && seq_start(s, q) != 0) {
+            seq_finish(s, q, i, "stop", 1, "out of memory", 13);
+            continue;
+        }
+        if (stopping) {
+            seq_finish_flush(s, q, i, "stop");
+            continue;
+        }
+        if (atomic_load(&q->job->cancelled)) {
+            pthread_mutex_lock(&s->mu);
+            s->st.cancelled++;
+            pthread_mutex_unlock(&s->mu);
+            seq_finish(s, q, i, "stop", 0, "", 0);
+            continue;
+        }
+        n += plan_slot(s, i, n, &budget);
+    }
+    return n;
+}
+
+/* After a successful forward pass, step k (slot i, sequence q): count the prompt tokens it fed, score
+ * them when asked, and sample once the logits of its next token are there. */
+static void deliver(sasp_sched *s, int k, int i, seq *q)
+{
+    int fed = s->step_fed[k];
+    q->n_fed += fed;
+    if (fed && q->p.prompt_logprobs) {
+        seq_score_prompt(s, q, q->n_fed - fed, fed);
+        if (q->n_fed == q->n_prompt) seq_on_logits(s, i, q, q->plogits + (size_t)(fed - 1) * s->vocab);
+    } else if (s->steps[k].n_logits) {
+        seq_on_logits(s, i, q, s->steps[k].logits);
+    }
+}
+
+/* Run the n planned steps in one forward pass and deliver them; a failed pass ends their sequences
+ * with the error. */
+static void run_step(sasp_sched *s, int n)
+{
+    char err[256];
+    int64_t t0 = sasp_now_ns();
+    int rc = sasp_forward(s->m, s->steps, n, err, sizeof err);
+    int64_t t1 = sasp_now_ns();
+    uint64_t fed = 0;
+    for (int k = 0; k < n; k++) fed += (uint64_t)s->step_fed[k];
+    pthread_mutex_lock(&s->mu);
+    s->st.steps++;
+    s->st.forward_seconds += (double)(t1 - t0) * 1e-9;
+    if (rc == 0) s->st.prompt_tokens += fed;
+    pthread_mutex_unlock(&s->mu);
+    if (rc != 0) fprintf(stderr, "sasp-server: engine step failed: %s\n", err);
+    for (int k = 0; k < n; k++) {
+        int i = s->step_slot[k];
+        if (rc != 0) seq_finish(s, s->slots[i].q, i, "stop", 1, err, strlen(err));
+        else deliver(s, k, i, s->slots[i].q);
+    }
+}
+
 static void *engine_main(void *arg)
 {
     sasp_sched *s = arg;
-    char err[256];
-    for (;;) {
-        /* admit waiting sequences, drop cancelled queued ones, or end everything when stopping */
-        seq *drop = NULL;
-        pthread_mutex_lock(&s->mu);
-        while (!s->quit && s->active == 0 && !s->qhead) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->quit) {
-            pthread_mutex_unlock(&s->mu);
-            break;
-        }
-        int stopping = s->stopping;
-        for (seq **pp = &s->qhead; *pp;) {
-            seq *q = *pp;
-            if (stopping || atomic_load(&q->job->cancelled)) {
-                *pp = q->qnext;
-                q->qnext = drop;
-                drop = q;
-                s->n_queued--;
-                if (!stopping) s->st.cancelled++;
-                continue;
-            }
-            pp = &q->qnext;
-        }
-        s->qtail = NULL;
-        for (seq *q = s->qhead; q; q = q->qnext) s->qtail = q;
-        for (int i = 0; i < s->n_slots && s->qhead; i++) {
-            if (s->slots[i].q) continue;
-            seq *q = s->qhead;
-            s->qhead = q->qnext;
-            if (!s->qhead) s->qtail = NULL;
-            s->n_queued--;
-            q->qnext = NULL;
-            s->slots[i].q = q;
-            sasp_kv_reset(s->slots[i].kv);
-            s->active++;
-        }
-        pthread_mutex_unlock(&s->mu);
-        while (drop) {
-            seq *q = drop;
-            drop = q->qnext;
-            seq_finish(s, q, -1, "stop", 0, "", 0);
-        }
-
-        /* gather one step: a decode token from every generating slot, prompt chunks from the others */
-        int n_steps = 0, budget = s->chunk;
-        for (int i = 0; i < s->n_slots; i++) {
-            seq *q = s->slots[i].q;
-            if (!q) continue;
-            if (!q->smp && !q->finished && seq_start(s, q) != 0) {
-                seq_finish(s, q, i, "stop", 1, "out of memory", 13);
-                continue;
-            }
-            if (stopping) {
-                seq_finish_flush(s, q, i, "stop");
-                continue;
-            }
-            if (atomic_load(&q->job->cancelled)) {
-                pthread_mutex_lock(&s->mu);
-                s->st.cancelled++;
-                pthread_mutex_unlock(&s->mu);
-                seq_finish(s, q, i, "stop", 0, "", 0);
-                continue;
-            }
-            sasp_step *st = &s->steps[n_steps];
-            st->kv = s->slots[i].kv;
-            st->logits = s->logits + (size_t)i * s->vocab;
-            if (q->n_fed < q->n_prompt) {
-                if (budget <= 0) continue;
-                int n = q->n_prompt - q->n_fed;
-                if (n > budget) n = budget;
-                budget -= n;
-                st->tokens = q->prompt + q->n_fed;
-                st->n_tokens = n;
-                st->n_logits = q->n_fed + n == q->n_prompt ? 1 : 0;
-                if (q->p.prompt_logprobs) { /* every row's logits: they score the prompt */
-                    st->n_logits = n;
-                    st->logits = q->plogits;
-                }
-                s->step_fed[n_steps] = n;
-            } else {
-                st->tokens = &q->next_tok;
-                st->n_tokens = 1;
-                st->n_logits = 1;
-                s->step_fed[n_steps] = 0;
-            }
-            s->step_slot[n_steps++] = i;
-        }
-        if (n_steps == 0) {
-            pthread_mutex_lock(&s->mu);
-            snapshot_slots(s);
-            pthread_mutex_unlock(&s->mu);
-            continue;
-        }
-
-        int64_t t0 = now_ns();
-        int rc = sasp_forward(s->m, s->steps, n_steps, err, sizeof err);
-        int64_t t1 = now_ns();
-        uint64_t fed = 0;
-        for (int k = 0; k < n_steps; k++) fed += (uint64_t)s->step_fed[k];
-        pthread_mutex_lock(&s->mu);
-        s->st.steps++;
-        s->st.forward_seconds += (double)(t1 - t0) * 1e-9;
-        if (rc == 0) s->st.prompt_tokens += fed;
-        pthread_mutex_unlock(&s->mu);
-
-        for (int k = 0; k < n_steps; k++) {
-            int i = s->step_slot[k];
-            seq *q = s->slots[i].q;
-            if (rc != 0) {
-                fprintf(stderr, "sasp-server: engine step failed: %s\n", err);
-                seq_finish(s, q, i, "stop", 1, err, strlen(err));
-                continue;
-            }
-            int fed = s->step_fed[k];
-            q->n_fed += fed;
-            if (fed && q->p.prompt_logprobs) {
-                seq_score_prompt(s, q, q->n_fed - fed, fed);
-                if (q->n_fed == q->n_prompt) seq_on_logits(s, i, q, q->plogits + (size_t)(fed - 1) * s->vocab);
-            } else if (s->steps[k].n_logits) {
-                seq_on_logits(s, i, q, s->steps[k].logits);
-            }
-        }
+    int stopping;
+    while (admit(s, &stopping) == 0) {
+        int n = gather_step(s, stopping);
+        if (n > 0) run_step(s, n);
         pthread_mutex_lock(&s->mu);
         snapshot_slots(s);
         pthread_mutex_unlock(&s->mu);
         int delay = atomic_load(&s->step_delay_ms);
-        if (delay > 0) {
+        if (n > 0 && delay > 0) {
             struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
@@ -637,7 +671,6 @@ sasp_sched *sasp_sched_new(sasp_model *m, const sasp_tokenizer *tok, int n_slots
     s->m = m;
     s->tok = tok;
     s->n_slots = n_slots;
-    s->n_ctx = n_ctx;
     s->max_queue = max_queue;
     s->chunk = chunk;
     s->vocab = m->cfg.vocab_size;
@@ -700,7 +733,7 @@ int sasp_sched_submit(sasp_sched *s, sasp_job *job)
     pthread_mutex_lock(&job->mu);
     job->refs++;
     pthread_mutex_unlock(&job->mu);
-    job->t_submit = now_ns();
+    job->t_submit = sasp_now_ns();
     for (int i = 0; i < job->n_seq; i++) {
         seq *q = &job->seqs[i];
         q->qnext = NULL;
@@ -767,7 +800,5 @@ int sasp_sched_slots(sasp_sched *s, sasp_slot_info *out, int max)
     pthread_mutex_unlock(&s->mu);
     return s->n_slots;
 }
-
-int sasp_sched_n_ctx(const sasp_sched *s) { return s->n_ctx; }
 
 void sasp_sched_set_step_delay(sasp_sched *s, int ms) { atomic_store(&s->step_delay_ms, ms < 0 ? 0 : ms); }

@@ -100,25 +100,29 @@ typedef struct sasp_slot_info {
 
 typedef struct sasp_sched sasp_sched;
 
-/* n_slots sequences at once, each with a cache of n_ctx positions; at most max_queue waiting; at most
- * chunk prompt tokens per step. Starts the engine thread. NULL + err on failure. */
+/* n_slots sequences at once, each with a cache of n_ctx positions (<= 0 or beyond the model's
+ * max_seq_len: max_seq_len); at most max_queue waiting; at most chunk prompt tokens per step. Starts
+ * the engine thread. NULL + err on failure. */
 sasp_sched *sasp_sched_new(sasp_model *m, const sasp_tokenizer *tok, int n_slots, int n_ctx,
                            int max_queue, int chunk, char *err, size_t errlen);
 /* Sleep ms milliseconds after every engine step (0 = never): slows generation down on purpose, for
  * tests of disconnects and queueing and for demonstrating streaming with a tiny model. */
 void sasp_sched_set_step_delay(sasp_sched *s, int ms);
-/* 0 on success; -1 when the queue is full; -2 when shutting down; -3 when the job has more sequences
- * than slots and queue places together. The scheduler takes a reference. */
+/* 0 on success (the scheduler takes a reference); -1 when the job's sequences do not fit in the free
+ * slots and queue places left (the server answers 429); -2 when shutting down; -3 when the job has
+ * more sequences than slots and queue places together (it never could fit). */
 int sasp_sched_submit(sasp_sched *s, sasp_job *job);
-/* Finish every open sequence now (finish_reason "stop", text so far flushed) and refuse new ones. */
+/* Finish every open sequence at the engine's next step (finish_reason "stop": a running one with its
+ * text so far flushed, a queued one empty) and refuse new jobs from now on. */
 void sasp_sched_shutdown(sasp_sched *s);
-/* Stop the engine thread and free everything (after sasp_sched_shutdown and the HTTP side). */
+/* Shut down as sasp_sched_shutdown does, wait until the engine has ended every open sequence, stop its
+ * thread and free everything. Jobs still referenced by their readers stay valid until released. */
 void sasp_sched_free(sasp_sched *s);
 
 void sasp_sched_get_stats(sasp_sched *s, sasp_sched_stats *out);
-/* Fill up to max slot descriptions; returns the number of slots. */
+/* Fill up to max slot descriptions (a snapshot taken after every engine step); returns the number of
+ * slots. */
 int sasp_sched_slots(sasp_sched *s, sasp_slot_info *out, int max);
-int sasp_sched_n_ctx(const sasp_sched *s);
 
 /* Stop-string scan over not-yet-released text buf[0..n). Returns 1 when a stop string occurs, with
  * *cut at its first byte (the earliest occurrence of any); otherwise 0 with *cut = the length that can

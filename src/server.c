@@ -2,7 +2,6 @@
  * Ollama's /api/generate, tokenizer endpoints, Prometheus metrics and static files, on libmicrohttpd
  * (one thread per connection). HTTP threads parse and write JSON only; the model runs on the
  * scheduler's engine thread (scheduler.c), the wire format lives in api.c. docs/api.md is the manual. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -26,10 +25,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "checkpoint.h"
 #include "kernels.h"
 #include "model.h"
 #include "scheduler.h"
 #include "tokenizer.h"
+#include "util.h"
 
 #define SASP_VERSION "0.1.0"
 
@@ -51,7 +52,6 @@ static char g_www_real[PATH_MAX];
 static int g_have_www;
 static long g_started;
 static atomic_int g_open_streams;
-static atomic_int g_stopping;
 
 /* --- request counters for /metrics --- */
 
@@ -77,6 +77,15 @@ static void count_request(int ep, int status)
         }
     }
     pthread_mutex_unlock(&g_req.mu);
+}
+
+/* The current UTC time as "2026-11-23T01:49:12Z". */
+static void utc_stamp(char *buf, size_t size)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* --- routes --- */
@@ -117,10 +126,8 @@ typedef struct conn {
     route_id route;
     int64_t t0;
     int status;
-    char *body;
-    size_t len, cap;
+    sasp_buf body;          /* the request body, as far as it fits --max-body */
     int too_big;
-    int prompt_tokens, completion_tokens;
     /* streaming */
     struct MHD_Connection *mc;
     sasp_job *job;
@@ -131,12 +138,7 @@ typedef struct conn {
     int64_t checked; /* when client_gone last looked */
 } conn;
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+static const char *body_text(const conn *k) { return k->body.data ? k->body.data : ""; }
 
 static void conn_release(conn *k)
 {
@@ -144,7 +146,7 @@ static void conn_release(conn *k)
     if (k->job) sasp_job_release(k->job);
     api_out_free(k->out);
     free(k->pend);
-    free(k->body);
+    sasp_buf_free(&k->body);
     free(k->path);
     free(k);
 }
@@ -155,25 +157,39 @@ static void add_common_headers(struct MHD_Response *r)
     MHD_add_response_header(r, "Server", "sasp-server/" SASP_VERSION);
 }
 
-static enum MHD_Result send_buf(struct MHD_Connection *c, conn *k, int status, const char *type, char *buf,
-                                size_t len)
+/* Queue r as the answer with status (the headers every answer has added) and let it go. */
+static enum MHD_Result queue(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(buf);
-        return MHD_NO;
-    }
     add_common_headers(r);
-    if (type) MHD_add_response_header(r, "Content-Type", type);
     k->status = status;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, conn *k, int status, char *json)
+/* A response of buf (len bytes, malloc'd: taken, freed on failure too) with its Content-Type. */
+static struct MHD_Response *buffer_response(char *buf, size_t len, const char *type)
 {
-    if (!json) return MHD_NO;
+    struct MHD_Response *r = buf ? MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE) : NULL;
+    if (!r) {
+        free(buf);
+        return NULL;
+    }
+    if (type) MHD_add_response_header(r, "Content-Type", type);
+    return r;
+}
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, conn *k, int status, const char *type, char *buf,
+                                size_t len)
+{
+    struct MHD_Response *r = buffer_response(buf, len, type);
+    return r ? queue(c, k, status, r) : MHD_NO;
+}
+
+/* JSON text (malloc'd, taken) as one line: a newline is added. */
+static struct MHD_Response *json_response(char *json)
+{
+    if (!json) return NULL;
     size_t n = strlen(json);
     char *b = realloc(json, n + 2);
     if (b) {
@@ -181,7 +197,13 @@ static enum MHD_Result send_json(struct MHD_Connection *c, conn *k, int status, 
         b[n] = 0;
         json = b;
     }
-    return send_buf(c, k, status, "application/json", json, n);
+    return buffer_response(json, n, "application/json");
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, conn *k, int status, char *json)
+{
+    struct MHD_Response *r = json_response(json);
+    return r ? queue(c, k, status, r) : MHD_NO;
 }
 
 static enum MHD_Result send_jval(struct MHD_Connection *c, conn *k, int status, json_t *j)
@@ -191,30 +213,14 @@ static enum MHD_Result send_jval(struct MHD_Connection *c, conn *k, int status, 
     return send_json(c, k, status, s);
 }
 
+/* e as OpenAI shapes errors, with one extra header when hname is given. */
 static enum MHD_Result send_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname,
                                   const char *hval)
 {
-    char *s = api_error_body(e);
-    if (!s) return MHD_NO;
-    size_t n = strlen(s);
-    char *b = realloc(s, n + 2);
-    if (b) {
-        b[n++] = '\n';
-        b[n] = 0;
-        s = b;
-    }
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(s);
-        return MHD_NO;
-    }
-    add_common_headers(r);
-    MHD_add_response_header(r, "Content-Type", "application/json");
+    struct MHD_Response *r = json_response(api_error_body(e));
+    if (!r) return MHD_NO;
     if (hname) MHD_add_response_header(r, hname, hval);
-    k->status = e->status;
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)e->status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue(c, k, e->status, r);
 }
 
 static enum MHD_Result fail(struct MHD_Connection *c, conn *k, int status, const char *type, const char *code,
@@ -241,14 +247,6 @@ static int client_gone(struct MHD_Connection *c)
 
 /* --- generation --- */
 
-static void count_usage(conn *k, const sasp_event *ev)
-{
-    if (ev->done) {
-        k->prompt_tokens += ev->prompt_tokens;
-        k->completion_tokens += ev->completion_tokens;
-    }
-}
-
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -267,15 +265,14 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         sasp_event ev;
         int r = sasp_job_next(k->job, &ev, 50);
         if (r == 1) {
-            count_usage(k, &ev);
             k->pend = api_out_event(k->out, &ev, &k->plen);
             sasp_event_clear(&ev);
         } else if (r < 0) {
             k->pend = api_out_finish(k->out, &k->plen);
             k->ended = 1;
         }
-        if (r != 0 && now_ns() - k->checked < 50000000) continue;
-        k->checked = now_ns();
+        if (r != 0 && sasp_now_ns() - k->checked < 50000000) continue;
+        k->checked = sasp_now_ns();
         if (!k->ended && client_gone(k->mc)) {
             sasp_job_cancel(k->job);
             return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -294,44 +291,30 @@ static void stream_free(void *cls)
 static uint64_t random_seed(void)
 {
     uint64_t s;
-    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) s = (uint64_t)now_ns() * 0x9e3779b97f4a7c15ULL;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s)
+        s = (uint64_t)sasp_now_ns() * 0x9e3779b97f4a7c15ULL;
     return s;
 }
 
-static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_kind kind)
+/* A job of r's sequences (sequence i uses seed_base + i), or NULL when out of memory. */
+static sasp_job *job_of(const api_request *r)
 {
-    api_request r;
-    api_error e = {0};
-    if (api_parse(kind, k->body ? k->body : "", k->len, &g_lim, random_seed(), &r, &e)) {
-        api_request_free(&r);
-        return send_error(c, k, &e, NULL, NULL);
+    sasp_job *job = sasp_job_new(r->n_seqs);
+    for (int i = 0; job && i < r->n_seqs; i++) {
+        sasp_gen_params g = r->gen;
+        g.sampling.seed = r->seed_base + (uint64_t)i;
+        if (sasp_job_set(job, i, r->prompt[i], r->n_prompt[i], &g) != 0) {
+            sasp_job_release(job);
+            job = NULL;
+        }
     }
-    k->out = api_out_new(&r, g_model_id, g_tok, (long)time(NULL));
-    if (!k->out) {
-        api_request_free(&r);
-        return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
-    }
-    if (kind == API_GENERATE && r.empty) { /* Ollama: an empty prompt only loads the model */
-        api_request_free(&r);
-        char stamp[32];
-        time_t t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        return send_jval(c, k, 200, json_pack("{s:s,s:s,s:s,s:b,s:s}", "model", g_model_id, "created_at", stamp,
-                                              "response", "", "done", 1, "done_reason", "load"));
-    }
-    k->job = sasp_job_new(r.n_seqs);
-    int ok = k->job != NULL;
-    for (int i = 0; ok && i < r.n_seqs; i++) {
-        sasp_gen_params g = r.gen;
-        g.sampling.seed = r.seed_base + (uint64_t)i;
-        ok = sasp_job_set(k->job, i, r.prompt[i], r.n_prompt[i], &g) == 0;
-    }
-    int stream = r.stream;
-    api_request_free(&r);
-    if (!ok) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
-    int rc = sasp_sched_submit(g_sched, k->job);
+    return job;
+}
+
+/* The answer to a job sasp_sched_submit refused (rc < 0). */
+static enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc)
+{
+    api_error e;
     if (rc == -1) {
         api_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
                       "the server is busy: all %d slots and %d queue places are taken; retry later", opt.parallel,
@@ -339,40 +322,43 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
         return send_error(c, k, &e, "Retry-After", "1");
     }
     if (rc == -2) return fail(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
-    if (rc == -3) {
-        api_error_set(&e, 400, "invalid_request_error", NULL, "n",
-                      "the request asks for more sequences (prompts x n) than this server's %d slots and %d "
-                      "queue places together", opt.parallel, opt.max_queue);
-        return send_error(c, k, &e, NULL, NULL);
-    }
+    api_error_set(&e, 400, "invalid_request_error", NULL, "n",
+                  "the request asks for more sequences (prompts x n) than this server's %d slots and %d "
+                  "queue places together", opt.parallel, opt.max_queue);
+    return send_error(c, k, &e, NULL, NULL);
+}
 
-    if (!stream) {
-        size_t n;
-        free(api_out_start(k->out, &n)); /* echo: the prompt opens each choice's text */
-        int64_t checked = now_ns();
-        for (;;) {
-            sasp_event ev;
-            int got = sasp_job_next(k->job, &ev, 50);
-            if (got == 1) {
-                count_usage(k, &ev);
-                free(api_out_event(k->out, &ev, &n));
-                sasp_event_clear(&ev);
-            } else if (got < 0) {
-                break;
-            }
-            if (got == 1 && now_ns() - checked < 50000000) continue;
-            checked = now_ns();
-            if (client_gone(c)) {
-                sasp_job_cancel(k->job);
-                k->status = 499; /* nginx's "client closed request", for the log */
-                return MHD_NO;
-            }
+/* Not streamed: wait for every event (noticing a client that leaves), then answer in one body. */
+static enum MHD_Result answer_whole(struct MHD_Connection *c, conn *k)
+{
+    size_t n;
+    free(api_out_start(k->out, &n)); /* echo: the prompt opens each choice's text */
+    int64_t checked = sasp_now_ns();
+    for (;;) {
+        sasp_event ev;
+        int got = sasp_job_next(k->job, &ev, 50);
+        if (got == 1) {
+            free(api_out_event(k->out, &ev, &n));
+            sasp_event_clear(&ev);
+        } else if (got < 0) {
+            break;
         }
-        if (api_out_failed(k->out)) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed");
-        char *body = api_out_finish(k->out, &n);
-        return send_buf(c, k, 200, "application/json", body, n);
+        if (got == 1 && sasp_now_ns() - checked < 50000000) continue;
+        checked = sasp_now_ns();
+        if (client_gone(c)) {
+            sasp_job_cancel(k->job);
+            k->status = 499; /* nginx's "client closed request", for the log */
+            return MHD_NO;
+        }
     }
+    if (api_out_failed(k->out)) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed");
+    char *body = api_out_finish(k->out, &n);
+    return send_buf(c, k, 200, "application/json", body, n);
+}
 
+/* Streamed: stream_reader sends the events as they come (SSE, or NDJSON for Ollama). */
+static enum MHD_Result answer_stream(struct MHD_Connection *c, conn *k, api_kind kind)
+{
     k->mc = c;
     k->pend = api_out_start(k->out, &k->plen);
     atomic_fetch_add(&k->refs, 1);
@@ -384,14 +370,36 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
         sasp_job_cancel(k->job);
         return MHD_NO;
     }
-    add_common_headers(resp);
     MHD_add_response_header(resp, "Content-Type", kind == API_GENERATE ? "application/x-ndjson" : "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    k->status = 200;
-    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return queue(c, k, 200, resp);
+}
+
+/* The three generation endpoints: parse, hand the job to the scheduler, answer as asked. */
+static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_kind kind)
+{
+    api_request r;
+    api_error e = {0};
+    if (api_parse(kind, body_text(k), k->body.len, &g_lim, random_seed(), &r, &e)) {
+        api_request_free(&r);
+        return send_error(c, k, &e, NULL, NULL);
+    }
+    if (kind == API_GENERATE && r.empty) { /* Ollama: an empty prompt only loads the model */
+        api_request_free(&r);
+        char stamp[32];
+        utc_stamp(stamp, sizeof stamp);
+        return send_jval(c, k, 200, json_pack("{s:s,s:s,s:s,s:b,s:s}", "model", g_model_id, "created_at", stamp,
+                                              "response", "", "done", 1, "done_reason", "load"));
+    }
+    k->out = api_out_new(&r, g_model_id, g_tok, (long)time(NULL));
+    k->job = k->out ? job_of(&r) : NULL;
+    int stream = r.stream;
+    api_request_free(&r);
+    if (!k->job) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
+    int rc = sasp_sched_submit(g_sched, k->job);
+    if (rc != 0) return send_refusal(c, k, rc);
+    return stream ? answer_stream(c, k, kind) : answer_whole(c, k);
 }
 
 /* --- information endpoints --- */
@@ -399,11 +407,10 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
 static json_t *config_json(void)
 {
     const sasp_config *cfg = &g_model->cfg;
-    return json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:s}", "architecture", cfg->arch == SASP_ARCH_SASP ? "sasp" : "preln",
-                     "vocab_size", cfg->vocab_size, "d_model", cfg->d_model, "n_layers", cfg->n_layers, "n_heads",
-                     cfg->n_heads, "d_ff", cfg->d_ff, "max_seq_len", cfg->max_seq_len, "position",
-                     cfg->position == SASP_POS_ROPE ? "rope" : "learned", "norm",
-                     cfg->norm == SASP_NORM_RMS ? "rmsnorm" : cfg->norm == SASP_NORM_LAYER ? "layernorm" : "none");
+    return json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:s,s:s}", "architecture", sasp_arch_names[cfg->arch], "vocab_size",
+                     cfg->vocab_size, "d_model", cfg->d_model, "n_layers", cfg->n_layers, "n_heads", cfg->n_heads,
+                     "d_ff", cfg->d_ff, "max_seq_len", cfg->max_seq_len, "position", sasp_pos_names[cfg->position],
+                     "norm", sasp_norm_names[cfg->norm]);
 }
 
 static enum MHD_Result handle_models(struct MHD_Connection *c, conn *k)
@@ -447,55 +454,32 @@ static enum MHD_Result handle_props(struct MHD_Connection *c, conn *k)
     return send_jval(c, k, 200, j);
 }
 
-static void appendf(char **buf, size_t *n, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void appendf(char **buf, size_t *n, size_t *cap, const char *fmt, ...)
+static void hist_text(sasp_buf *b, const char *name, const char *help, const sasp_hist *h)
 {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int w = vsnprintf(*buf ? *buf + *n : NULL, *buf ? *cap - *n : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) return;
-        if (*buf && *n + (size_t)w < *cap) {
-            *n += (size_t)w;
-            return;
-        }
-        size_t c = *cap ? *cap * 2 : 4096;
-        while (c < *n + (size_t)w + 1) c *= 2;
-        char *b = realloc(*buf, c);
-        if (!b) return;
-        *buf = b;
-        *cap = c;
-    }
-}
-
-static void hist_text(char **buf, size_t *n, size_t *cap, const char *name, const char *help, const sasp_hist *h)
-{
-    appendf(buf, n, cap, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    sasp_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < SASP_HIST_BUCKETS; i++) {
         cum += h->count[i];
-        appendf(buf, n, cap, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
+        sasp_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
     }
-    appendf(buf, n, cap, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->n,
-            name, h->sum, name, (unsigned long long)h->n);
+    sasp_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->n,
+                    name, h->sum, name, (unsigned long long)h->n);
 }
 
 static enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k)
 {
     sasp_sched_stats st;
     sasp_sched_get_stats(g_sched, &st);
-    char *b = NULL;
-    size_t n = 0, cap = 0;
-    appendf(&b, &n, &cap, "# HELP sasp_requests_total HTTP requests answered, by endpoint and status.\n"
-                          "# TYPE sasp_requests_total counter\n");
+    sasp_buf b = {0};
+    sasp_buf_puts(&b, "# HELP sasp_requests_total HTTP requests answered, by endpoint and status.\n"
+                      "# TYPE sasp_requests_total counter\n");
     pthread_mutex_lock(&g_req.mu);
     for (int e = 0; e < N_ENDPOINTS; e++)
         for (int i = 0; i < MAX_STATUSES && g_req.status[e][i]; i++)
-            appendf(&b, &n, &cap, "sasp_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", endpoints[e],
-                    g_req.status[e][i], (unsigned long long)g_req.count[e][i]);
+            sasp_buf_printf(&b, "sasp_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", endpoints[e],
+                            g_req.status[e][i], (unsigned long long)g_req.count[e][i]);
     pthread_mutex_unlock(&g_req.mu);
-    appendf(&b, &n, &cap,
+    sasp_buf_printf(&b,
             "# HELP sasp_prompt_tokens_total Prompt tokens processed.\n# TYPE sasp_prompt_tokens_total counter\n"
             "sasp_prompt_tokens_total %llu\n"
             "# HELP sasp_generated_tokens_total Tokens generated.\n# TYPE sasp_generated_tokens_total counter\n"
@@ -514,17 +498,19 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k)
             (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
             (unsigned long long)st.cancelled, (unsigned long long)st.sequences_done, st.active, st.n_slots, st.queued,
             (unsigned long long)st.steps, st.forward_seconds);
-    hist_text(&b, &n, &cap, "sasp_time_to_first_token_seconds", "From request to its first sampled token.", &st.ttft);
-    hist_text(&b, &n, &cap, "sasp_token_latency_seconds", "Between consecutive tokens of a sequence.",
-              &st.token_latency);
-    return send_buf(c, k, 200, "text/plain; version=0.0.4", b, n);
+    hist_text(&b, "sasp_time_to_first_token_seconds", "From request to its first sampled token.", &st.ttft);
+    hist_text(&b, "sasp_token_latency_seconds", "Between consecutive tokens of a sequence.", &st.token_latency);
+    size_t n;
+    char *text = sasp_buf_take(&b, &n);
+    if (!text) return MHD_NO;
+    return send_buf(c, k, 200, "text/plain; version=0.0.4", text, n);
 }
 
 static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 {
     api_error e = {0};
-    char *s = de ? api_detokenize(k->body ? k->body : "", k->len, &g_lim, &e)
-                 : api_tokenize(k->body ? k->body : "", k->len, &g_lim, &e);
+    char *s = de ? api_detokenize(body_text(k), k->body.len, &g_lim, &e)
+                 : api_tokenize(body_text(k), k->body.len, &g_lim, &e);
     if (!s) return send_error(c, k, &e, NULL, NULL);
     return send_json(c, k, 200, s);
 }
@@ -578,14 +564,10 @@ static enum MHD_Result handle_static(struct MHD_Connection *c, conn *k, const ch
         close(fd);
         return MHD_NO;
     }
-    add_common_headers(r);
     MHD_add_response_header(r, "Content-Type", content_type(real));
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    k->status = 200;
-    enum MHD_Result ret = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue(c, k, 200, r);
 }
 
 /* --- dispatch --- */
@@ -603,21 +585,23 @@ static int authorized(struct MHD_Connection *c)
     return diff == 0;
 }
 
+/* OPTIONS on any path: the CORS preflight, which allows every origin, our methods and the headers
+ * asked for. */
+static enum MHD_Result answer_preflight(struct MHD_Connection *c, conn *k)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const char *req = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers", req ? req : "Authorization, Content-Type");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
+    return queue(c, k, 204, r);
+}
+
 static enum MHD_Result dispatch(struct MHD_Connection *c, conn *k, const char *url, const char *method)
 {
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    if (!strcmp(method, "OPTIONS")) { /* CORS preflight */
-        struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-        add_common_headers(r);
-        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        const char *req = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
-        MHD_add_response_header(r, "Access-Control-Allow-Headers", req ? req : "Authorization, Content-Type");
-        MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
-        k->status = 204;
-        enum MHD_Result ret = MHD_queue_response(c, 204, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
+    if (!strcmp(method, "OPTIONS")) return answer_preflight(c, k);
     const struct route *rt = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
         if (!strcmp(url, routes[i].path)) rt = &routes[i];
@@ -669,7 +653,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         k = calloc(1, sizeof *k);
         if (!k) return MHD_NO;
         atomic_init(&k->refs, 1);
-        k->t0 = now_ns();
+        k->t0 = sasp_now_ns();
         k->route = R_NONE;
         snprintf(k->method, sizeof k->method, "%s", method);
         k->path = strdup(url);
@@ -688,25 +672,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!k->too_big && k->len + *upload_size > opt.max_body) {
+        if (!k->too_big && k->body.len + *upload_size > opt.max_body) {
             k->too_big = 1;
-            free(k->body);
-            k->body = NULL;
-            k->len = k->cap = 0;
+            sasp_buf_free(&k->body);
         }
-        if (!k->too_big) {
-            if (k->len + *upload_size + 1 > k->cap) {
-                size_t cap = k->cap ? k->cap : 4096;
-                while (cap < k->len + *upload_size + 1) cap *= 2;
-                char *b = realloc(k->body, cap);
-                if (!b) return MHD_NO;
-                k->body = b;
-                k->cap = cap;
-            }
-            memcpy(k->body + k->len, upload, *upload_size);
-            k->len += *upload_size;
-            k->body[k->len] = 0;
-        }
+        if (!k->too_big && sasp_buf_append(&k->body, upload, *upload_size) != 0) return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
     }
@@ -721,16 +691,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     conn *k = *con_cls;
     if (!k) return;
     *con_cls = NULL;
-    double ms = (double)(now_ns() - k->t0) * 1e-6;
+    double ms = (double)(sasp_now_ns() - k->t0) * 1e-6;
     int status = k->status ? k->status : 500;
     count_request((int)k->route, status); /* route ids index `endpoints` (R_NONE is "other") */
+    int prompt_tokens = 0, completion_tokens = 0;
+    if (k->out) api_out_usage(k->out, &prompt_tokens, &completion_tokens);
     char stamp[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    utc_stamp(stamp, sizeof stamp);
     fprintf(stderr, "%s %s %s %d tokens=%d+%d %.1fms%s\n", stamp, k->method, k->path ? k->path : "?", status,
-            k->prompt_tokens, k->completion_tokens, ms,
+            prompt_tokens, completion_tokens, ms,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     conn_release(k);
 }
@@ -792,7 +761,9 @@ static int parse_int(const char *name, const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Read the command line into opt. Returns -1 to go on, or the status to exit with (--help, --version,
+ * a bad option). */
+static int parse_options(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION };
     static const struct option lo[] = {
@@ -833,32 +804,41 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt.api_key && !opt.api_key[0]) opt.api_key = NULL;
+    return -1;
+}
 
-    /* SIGINT/SIGTERM are taken by sigwait in main; every other thread inherits the block */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+/* The model's id: the last component of its directory. */
+static void set_model_id(const char *dir)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    size_t l = strlen(tmp);
+    while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
+    const char *base = strrchr(tmp, '/');
+    snprintf(g_model_id, sizeof g_model_id, "%s", base ? base + 1 : tmp);
+}
 
+/* Load the model and its tokenizer, start the scheduler, fill the globals the handlers read.
+ * 0, or -1 after saying why. */
+static int load_engine(void)
+{
     char err[512];
     g_model = sasp_model_load(opt.model_dir, opt.threads, err, sizeof err);
     if (!g_model) {
         fprintf(stderr, "sasp-server: cannot load the model: %s\n", err);
-        return 1;
+        return -1;
     }
     char tokpath[PATH_MAX];
     snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", opt.model_dir);
     g_tok = sasp_tokenizer_load(tokpath, err, sizeof err);
     if (!g_tok) {
         fprintf(stderr, "sasp-server: cannot load the tokenizer: %s\n", err);
-        return 1;
+        return -1;
     }
     if (sasp_tokenizer_vocab_size(g_tok) > g_model->cfg.vocab_size) {
         fprintf(stderr, "sasp-server: %s has %d tokens but the model only %d\n", tokpath,
                 sasp_tokenizer_vocab_size(g_tok), g_model->cfg.vocab_size);
-        return 1;
+        return -1;
     }
     int n_ctx = opt.ctx > 0 && opt.ctx < g_model->cfg.max_seq_len ? opt.ctx : g_model->cfg.max_seq_len;
     if (opt.ctx > g_model->cfg.max_seq_len)
@@ -867,30 +847,27 @@ int main(int argc, char **argv)
     g_sched = sasp_sched_new(g_model, g_tok, opt.parallel, n_ctx, opt.max_queue, opt.chunk, err, sizeof err);
     if (!g_sched) {
         fprintf(stderr, "sasp-server: %s\n", err);
-        return 1;
+        return -1;
     }
     sasp_sched_set_step_delay(g_sched, opt.step_delay);
     g_lim = (api_limits){g_tok, n_ctx, g_model->cfg.vocab_size, g_model->cfg.bos_token_id};
-    {
-        char tmp[PATH_MAX];
-        snprintf(tmp, sizeof tmp, "%s", opt.model_dir);
-        size_t l = strlen(tmp);
-        while (l > 1 && tmp[l - 1] == '/') tmp[--l] = 0;
-        const char *base = strrchr(tmp, '/');
-        snprintf(g_model_id, sizeof g_model_id, "%s", base ? base + 1 : tmp);
-    }
+    set_model_id(opt.model_dir);
     g_have_www = realpath(opt.www, g_www_real) != NULL;
     if (!g_have_www) fprintf(stderr, "sasp-server: note: --www %s does not exist; / will answer 404\n", opt.www);
     g_started = (long)time(NULL);
+    return 0;
+}
 
-    /* listen */
+/* Listen on --host and --port and print where; NULL after saying why not. */
+static struct MHD_Daemon *start_listening(void)
+{
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
     char portstr[16];
     snprintf(portstr, sizeof portstr, "%d", opt.port);
     int gai = getaddrinfo(opt.host, portstr, &hints, &ai);
     if (gai) {
         fprintf(stderr, "sasp-server: cannot resolve --host %s: %s\n", opt.host, gai_strerror(gai));
-        return 1;
+        return NULL;
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
@@ -904,23 +881,26 @@ int main(int argc, char **argv)
     if (!d) {
         fprintf(stderr, "sasp-server: cannot listen on %s port %d (in use, or not an address of this machine?)\n",
                 opt.host, opt.port);
-        return 1;
+        return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int port = di ? di->port : opt.port;
     printf("sasp-server: %s (%zu parameters, context %d, %d slots, %s kernels, %d threads)\n", g_model_id,
-           g_model->n_params, n_ctx, opt.parallel, sasp_kernels_active()->name, sasp_pool_size(g_model->pool));
+           g_model->n_params, g_lim.n_ctx, opt.parallel, sasp_kernels_active()->name, sasp_pool_size(g_model->pool));
     printf("sasp-server: listening on http://%s%s%s:%d/\n", family == AF_INET6 ? "[" : "", opt.host,
            family == AF_INET6 ? "]" : "", port);
     fflush(stdout);
+    return d;
+}
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    atomic_store(&g_stopping, 1);
+/* After SIGINT or SIGTERM: take no new connections, end every open sequence (its stream closes
+ * cleanly), give the streams up to 5 s to send their last bytes, free everything. */
+static void stop_gracefully(struct MHD_Daemon *d, int sig)
+{
     fprintf(stderr, "sasp-server: %s: finishing open requests and stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    MHD_socket ls = MHD_quiesce_daemon(d); /* no new connections */
+    MHD_socket ls = MHD_quiesce_daemon(d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
-    sasp_sched_shutdown(g_sched); /* every open sequence ends now, its stream closes cleanly */
+    sasp_sched_shutdown(g_sched);
     for (int i = 0; i < 500 && atomic_load(&g_open_streams) > 0; i++) {
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
@@ -930,5 +910,26 @@ int main(int argc, char **argv)
     sasp_tokenizer_free(g_tok);
     sasp_model_free(g_model);
     fprintf(stderr, "sasp-server: stopped\n");
+}
+
+int main(int argc, char **argv)
+{
+    int status = parse_options(argc, argv);
+    if (status >= 0) return status;
+
+    /* SIGINT/SIGTERM are taken by sigwait below; every thread started from here on inherits the block */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (load_engine() != 0) return 1;
+    struct MHD_Daemon *d = start_listening();
+    if (!d) return 1;
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    stop_gracefully(d, sig);
     return 0;
 }

@@ -423,6 +423,10 @@ START_TEST(test_write_nonstream_and_chat)
     json_t *u = json_object_get(j, "usage");
     ck_assert_int_eq(json_integer_value(json_object_get(u, "prompt_tokens")), r.n_prompt[0]);
     ck_assert_int_eq(json_integer_value(json_object_get(u, "completion_tokens")), 3);
+    int pt, ct; /* the counts the server logs are the usage the answer reports */
+    api_out_usage(o, &pt, &ct);
+    ck_assert_int_eq(pt, r.n_prompt[0]);
+    ck_assert_int_eq(ct, 3);
     json_decref(j);
     free(all);
     api_out_free(o);
