@@ -1,9 +1,12 @@
 /* kernels.h: the interface between the model and its vector kernels.
  *
- * The forward pass (src/model.c) spends its time in these functions and nowhere else. Each instruction
- * set implements the same table in its own file: kernels_scalar.c (the reference every other one is
- * tested against), kernels_avx2.c (AVX2+FMA), kernels_avx512.c (AVX-512F), kernels_neon.c (ARM64).
- * dispatch.c picks one at run time from CPUID, or from SASP_SIMD=scalar|avx2|avx512|neon.
+ * The forward pass (src/model.c) spends its time in these functions and nowhere else. There is one table
+ * per instruction set. kernels_scalar.c is the reference, plain C, that every other table is tested
+ * against. The vector tables are written once, in kernels_body.h (blocking drivers, microkernels,
+ * element-wise kernels, the table), over a small set of primitives (vector type and width, loads and
+ * masked tail loads, fma, horizontal sums, exp and tanh) and block sizes, which each ISA file defines
+ * before it includes the body: kernels_avx2.c (AVX2+FMA), kernels_avx512.c (AVX-512F), kernels_neon.c
+ * (ARM64). dispatch.c picks a table at run time from CPUID, or from SASP_SIMD=scalar|avx2|avx512|neon.
  *
  * Conventions: all matrices are row-major float32. Weight matrices are stored as PyTorch's nn.Linear
  * stores them, [out_features][in_features], so y = W x is a dot product of each row of W with x.
