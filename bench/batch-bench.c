@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     if (prompt < 1) prompt = 1;
     if (prompt + steps > m->cfg.max_seq_len) steps = m->cfg.max_seq_len - prompt;
     printf("model %s, %d threads, %s kernels, prompt %d, %d decode steps\n", argv[1], sasp_pool_size(m->pool),
-           m->k->name, prompt, steps);
+           m->kernels->name, prompt, steps);
     /* the caches and buffers of the largest batch, allocated once as the server allocates its slots */
     int maxB = 0;
     char list[128];
@@ -76,7 +76,8 @@ int main(int argc, char **argv)
             for (int b = 0; b < B; b++) {
                 sasp_kv_reset(kv[b]);
                 for (int i = 0; i < prompt; i++) ids[b * prompt + i] = (i * 31 + b * 7 + 1) % V;
-                st[b] = (sasp_step){kv[b], ids + b * prompt, prompt, 1, logits + (size_t)b * V};
+                st[b] = (sasp_step){.kv = kv[b], .tokens = ids + b * prompt, .n_tokens = prompt,
+                        .n_logits = 1, .logits = logits + (size_t)b * V};
             }
             if (sasp_forward(m, st, B, err, sizeof err)) {
                 fprintf(stderr, "%s\n", err);
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
                     for (int j = 1; j < V; j++)
                         if (l[j] > l[top]) top = j;
                     next[b] = top;
-                    st[b] = (sasp_step){kv[b], next + b, 1, 1, logits + (size_t)b * V};
+                    st[b] = (sasp_step){.kv = kv[b], .tokens = next + b, .n_tokens = 1,
+                            .n_logits = 1, .logits = logits + (size_t)b * V};
                 }
                 if (sasp_forward(m, st, B, err, sizeof err)) {
                     fprintf(stderr, "%s\n", err);

@@ -38,8 +38,10 @@
 
 #include "kernels.h"
 #include "model.h"
+#include "paths.h"
 #include "st_writer.h"
 #include "threadpool.h"
+#include "util.h"
 
 #define MAX_ISAS 4
 
@@ -51,14 +53,10 @@ typedef struct {
     const char *isa_list; /* NULL: the active table; "all"; or "scalar,avx2" */
     const char *json_path;
     long bw_mb;           /* size of the triad arrays in total; 0: 4 x L3 (at least 256 MB) */
+    int weights;          /* --weights: a sasp_wtype the matrices are converted to at load, or as stored */
 } options;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+static double now(void) { return (double)sasp_now_ns() * 1e-9; }
 
 /* CPU time of the whole process (every thread): the work done, which a busy machine changes far less
  * than the wall-clock time. */
@@ -406,7 +404,7 @@ static double time_prefill(bench_model *bm, int len, double *cpu)
 {
     char err[256];
     sasp_kv_reset(bm->kv[0]);
-    sasp_step st = {bm->kv[0], bm->prompt, len, 1, bm->logits};
+    sasp_step st = {.kv = bm->kv[0], .tokens = bm->prompt, .n_tokens = len, .n_logits = 1, .logits = bm->logits};
     double c = cpu_now(), t = now();
     if (sasp_forward(bm->m, &st, 1, err, sizeof err) != 0) {
         fprintf(stderr, "sasp-bench: prefill failed: %s\n", err);
@@ -427,7 +425,8 @@ static double time_decode(bench_model *bm, int B, int steps, double *cpu)
     int tok[8];
     for (int b = 0; b < B; b++) {
         sasp_kv_reset(bm->kv[b]);
-        st[b] = (sasp_step){bm->kv[b], bm->prompt + b, bm->prompt_decode, 1, bm->logits + (size_t)b * V};
+        st[b] = (sasp_step){.kv = bm->kv[b], .tokens = bm->prompt + b, .n_tokens = bm->prompt_decode,
+                .n_logits = 1, .logits = bm->logits + (size_t)b * V};
     }
     if (sasp_forward(bm->m, st, B, err, sizeof err) != 0) {
         fprintf(stderr, "sasp-bench: decode prompt failed: %s\n", err);
@@ -437,7 +436,8 @@ static double time_decode(bench_model *bm, int B, int steps, double *cpu)
     for (int s = 0; s < steps; s++) {
         for (int b = 0; b < B; b++) {
             tok[b] = argmax(bm->logits + (size_t)b * V, V);
-            st[b] = (sasp_step){bm->kv[b], &tok[b], 1, 1, bm->logits + (size_t)b * V};
+            st[b] = (sasp_step){.kv = bm->kv[b], .tokens = &tok[b], .n_tokens = 1,
+                    .n_logits = 1, .logits = bm->logits + (size_t)b * V};
         }
         if (sasp_forward(bm->m, st, B, err, sizeof err) != 0) {
             fprintf(stderr, "sasp-bench: decode failed: %s\n", err);
@@ -623,84 +623,217 @@ static void usage(FILE *f)
             "                   one, which SASP_SIMD=scalar|avx2|avx512|neon picks)\n"
             "  --reps N         runs per figure, the median is reported (default 5)\n"
             "  --decode-tokens N  tokens per decode run after a 32-token prompt (default 128)\n"
-            "  --bw-mb MB       total size of the triad arrays (default: 4 x L3, at least 256)\n");
+            "  --bw-mb MB       total size of the triad arrays (default: 4 x L3, at least 256)\n"
+            "  --weights TYPE   convert the weight matrices to f32, bf16 or q8_0 at load (default: as stored)\n"
+            "  --version        print the version and exit\n");
 }
 
-int main(int argc, char **argv)
+/* The options into *o. Returns 0; 1 after printing the usage for --help (or the version for --version);
+ * 2 after printing the usage for bad arguments. */
+static int parse_options(int argc, char **argv, options *o)
 {
-    options o = {NULL, 0, 5, 128, 32, 0, NULL, NULL, NULL, 0};
     static const struct option longopts[] = {
         {"json", required_argument, 0, 'j'},  {"vs-preln", no_argument, 0, 'p'},
         {"shape", required_argument, 0, 's'}, {"isa", required_argument, 0, 'i'},
         {"reps", required_argument, 0, 'r'},  {"decode-tokens", required_argument, 0, 'd'},
         {"bw-mb", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},     {"weights", required_argument, 0, 'w'},
         {0, 0, 0, 0}};
+    *o = (options){NULL, 0, 5, 128, 32, 0, NULL, NULL, NULL, 0, SASP_WEIGHTS_AS_STORED};
     int c;
     while ((c = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'm': o.model_dir = optarg; break;
-        case 't': o.threads = atoi(optarg); break;
-        case 'j': o.json_path = optarg; break;
-        case 'p': o.vs_preln = 1; break;
-        case 's': o.shape = optarg; break;
-        case 'i': o.isa_list = optarg; break;
-        case 'r': o.reps = atoi(optarg); break;
-        case 'd': o.decode_tokens = atoi(optarg); break;
-        case 'b': o.bw_mb = atol(optarg); break;
-        case 'h': usage(stdout); return 0;
+        case 'm': o->model_dir = optarg; break;
+        case 't': o->threads = atoi(optarg); break;
+        case 'j': o->json_path = optarg; break;
+        case 'p': o->vs_preln = 1; break;
+        case 's': o->shape = optarg; break;
+        case 'i': o->isa_list = optarg; break;
+        case 'r': o->reps = atoi(optarg); break;
+        case 'd': o->decode_tokens = atoi(optarg); break;
+        case 'b': o->bw_mb = atol(optarg); break;
+        case 'w':
+            if ((o->weights = sasp_wtype_parse(optarg)) < 0) {
+                usage(stderr);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 1;
+        case 'V': printf("sasp-bench %s\n", SASP_VERSION); return 1;
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc || o.reps < 1 || o.reps > 1000 || o.decode_tokens < 1 || o.threads < 0 ||
-        (o.shape && strcmp(o.shape, "A") && strcmp(o.shape, "B"))) {
+    if (optind < argc || o->reps < 1 || o->reps > 1000 || o->decode_tokens < 1 || o->threads < 0 ||
+        (o->shape && strcmp(o->shape, "A") && strcmp(o->shape, "B"))) {
         usage(stderr);
         return 2;
     }
+    return 0;
+}
 
-    /* the kernel tables to measure */
-    const sasp_kernels *isas[MAX_ISAS], *avail[MAX_ISAS];
-    int n_avail = sasp_kernels_available(avail, MAX_ISAS), n_isas = 0;
-    if (!o.isa_list) {
-        isas[n_isas++] = sasp_kernels_active();
-    } else if (!strcmp(o.isa_list, "all")) {
-        for (int i = 0; i < n_avail; i++) isas[n_isas++] = avail[i];
+/* The kernel tables --isa names (default: the active one) into isas[]; returns their count, or -1
+ * after a message when one is not available. */
+static int choose_isas(const char *isa_list, const sasp_kernels **isas)
+{
+    const sasp_kernels *avail[MAX_ISAS];
+    int n_avail = sasp_kernels_available(avail, MAX_ISAS), n = 0;
+    if (!isa_list) {
+        isas[n++] = sasp_kernels_active();
+    } else if (!strcmp(isa_list, "all")) {
+        for (int i = 0; i < n_avail; i++) isas[n++] = avail[i];
     } else {
-        char *list = strdup(o.isa_list), *save = NULL;
-        for (char *tok = strtok_r(list, ",", &save); tok && n_isas < MAX_ISAS; tok = strtok_r(NULL, ",", &save)) {
+        char *list = strdup(isa_list), *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok && n < MAX_ISAS; tok = strtok_r(NULL, ",", &save)) {
             const sasp_kernels *k = sasp_kernels_by_name(tok);
             if (!k) {
                 fprintf(stderr, "sasp-bench: kernel table '%s' is not available on this build or CPU\n", tok);
-                return 2;
+                free(list);
+                return -1;
             }
-            isas[n_isas++] = k;
+            isas[n++] = k;
         }
         free(list);
     }
+    return n;
+}
 
-    /* the machine */
-    sasp_pool *pool = sasp_pool_new(o.threads);
+/* The machine's ceilings with the widest vector ISA, on a pool of o->threads; printed. -1 when the
+ * threads cannot start. */
+static int measure_machine(const options *o, machine *mc)
+{
+    const sasp_kernels *avail[MAX_ISAS];
+    int n_avail = sasp_kernels_available(avail, MAX_ISAS);
+    sasp_pool *pool = sasp_pool_new(o->threads);
     if (!pool) {
         fprintf(stderr, "sasp-bench: cannot start threads\n");
-        return 1;
+        return -1;
     }
-    machine mc = {avail[n_avail - 1]->name, 0, 0, 0, l3_bytes()};
-    mc.peak_gflops = peak_gflops(pool, mc.isa, 5);
-    size_t tb = o.bw_mb > 0 ? (size_t)o.bw_mb << 20 : (size_t)(4 * mc.l3);
+    *mc = (machine){avail[n_avail - 1]->name, 0, 0, 0, l3_bytes()};
+    mc->peak_gflops = peak_gflops(pool, mc->isa, 5);
+    size_t tb = o->bw_mb > 0 ? (size_t)o->bw_mb << 20 : (size_t)(4 * mc->l3);
     if (tb < ((size_t)256 << 20)) tb = (size_t)256 << 20;
-    mc.triad_bytes = tb;
-    mc.triad_gbs = bandwidth_gbs(pool, tb, 1, 5);
+    mc->triad_bytes = tb;
+    mc->triad_gbs = bandwidth_gbs(pool, tb, 1, 5);
     printf("machine: %d threads; peak FMA (%s, all threads) %.1f GFLOP/s; STREAM triad (%.0f MB arrays) %.1f GB/s; "
            "L3 %.0f MB\n",
-           sasp_pool_size(pool), mc.isa, mc.peak_gflops, tb / 1048576.0, mc.triad_gbs, mc.l3 / 1048576.0);
+           sasp_pool_size(pool), mc->isa, mc->peak_gflops, tb / 1048576.0, mc->triad_gbs, mc->l3 / 1048576.0);
     sasp_pool_free(pool);
+    return 0;
+}
+
+/* The SAS-P model to measure (o->model_dir, or a random one of shape sh) and, for a = 1, its Pre-LN
+ * twin of shape sh; NULL after a message on failure. */
+static sasp_model *load_bench_model(const options *o, const shape *sh, int a, const char *title)
+{
+    static const char *const archs[2] = {"sasp", "preln"};
+    char err[512], *tmp = NULL;
+    const char *dir = o->model_dir;
+    if (!dir || a == 1) {
+        fprintf(stderr, "sasp-bench: writing a random %s model of %s...\n", archs[a], title);
+        if (!(tmp = random_model(sh, archs[a]))) {
+            fprintf(stderr, "sasp-bench: cannot write a temporary model\n");
+            return NULL;
+        }
+        dir = tmp;
+    }
+    sasp_model *m = sasp_model_load_as(dir, o->threads, o->weights, err, sizeof err);
+    if (tmp) tw_rmtree(tmp), free(tmp);
+    if (!m) fprintf(stderr, "sasp-bench: %s\n", err);
+    return m;
+}
+
+static void print_sasp_vs_preln(const result *sasp, const result *preln, int n_isas)
+{
+    printf("  SAS-P / Pre-LN (wall-clock tokens/s, then tokens per CPU-second):\n");
+    for (int i = 0; i < n_isas; i++) {
+        const result *a = &sasp[i], *b = &preln[i];
+        printf("  %-8s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   "
+               "(Pre-LN / SAS-P weights read per token %.2fx)\n",
+               a->isa, a->prefill512 / b->prefill512, a->prefill256 / b->prefill256, a->decode[0] / b->decode[0],
+               a->decode[1] / b->decode[1], a->decode[2] / b->decode[2], b->weight_bytes / a->weight_bytes);
+        printf("  %-8s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   (CPU time)\n", "",
+               a->cpu_prefill512 / b->cpu_prefill512, a->cpu_prefill256 / b->cpu_prefill256,
+               a->cpu_decode[0] / b->cpu_decode[0], a->cpu_decode[1] / b->cpu_decode[1],
+               a->cpu_decode[2] / b->cpu_decode[2]);
+    }
+}
+
+static json_t *model_json(const char *title, const sasp_model *m, const options *o, const result *r, int n_isas)
+{
+    const sasp_config *cf = &m->cfg;
+    json_t *jm = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "model", title, "architecture",
+                           sasp_arch_names[cf->arch], "vocab_size", cf->vocab_size, "d_model", cf->d_model, "n_layers",
+                           cf->n_layers, "n_heads", cf->n_heads, "d_ff", cf->d_ff, "threads", sasp_pool_size(m->pool),
+                           "decode_prompt", o->prompt_decode, "decode_tokens", o->decode_tokens);
+    json_t *jr = json_array();
+    for (int i = 0; i < n_isas; i++) json_array_append_new(jr, result_json(&r[i]));
+    json_object_set_new(jm, "results", jr);
+    return jm;
+}
+
+/* Every measurement of one shape (or of -m's model), with every kernel table and, with --vs-preln,
+ * its Pre-LN twin: printed, and appended to jmodels. */
+static int bench_shape(const options *o, shape sh, const char *title, const sasp_kernels **isas, int n_isas,
+                       const machine *mc, json_t *jmodels)
+{
+    int n_arch = o->vs_preln ? 2 : 1;
+    result res[2][MAX_ISAS];
+    sasp_model *models[2] = {NULL, NULL};
+    bench_model bms[2];
+    for (int a = 0; a < n_arch; a++) {
+        if (!(models[a] = load_bench_model(o, &sh, a, title))) return -1;
+        if (bench_model_init(&bms[a], models[a], o) != 0) {
+            fprintf(stderr, "sasp-bench: out of memory\n");
+            return -1;
+        }
+    }
+    /* Runs interleaved: rep r of every (architecture, kernels) configuration before rep r + 1 of any,
+     * so that a burst of load on a shared machine hits all of them alike and ratios stay fair. */
+    int n_cfg = n_arch * n_isas;
+    double (*samples)[N_SAMPLE] = calloc((size_t)n_cfg * (o->reps + 1), sizeof *samples);
+    if (!samples) return -1;
+    for (int r = 0; r <= o->reps; r++) { /* r = 0: warm-up */
+        fprintf(stderr, "sasp-bench: %s, run %d of %d\n", title, r, o->reps);
+        for (int a = 0; a < n_arch; a++)
+            for (int i = 0; i < n_isas; i++)
+                sample_once(&bms[a], isas[i], samples[(size_t)(a * n_isas + i) * (o->reps + 1) + r], r == 0);
+    }
+    for (int a = 0; a < n_arch; a++)
+        for (int i = 0; i < n_isas; i++) {
+            res[a][i].isa = isas[i]->name;
+            summarize(&bms[a], mc, samples + (size_t)(a * n_isas + i) * (o->reps + 1) + 1, o->reps, &res[a][i]);
+        }
+    free(samples);
+    print_results(title, models[0], res[0], n_isas, NULL, NULL);
+    if (o->vs_preln) {
+        print_results(title, models[1], res[1], n_isas, NULL, NULL);
+        print_sasp_vs_preln(res[0], res[1], n_isas);
+    }
+    for (int a = 0; a < n_arch; a++) {
+        json_array_append_new(jmodels, model_json(title, models[a], o, res[a], n_isas));
+        bench_model_free(&bms[a]);
+        sasp_model_free(models[a]);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : rc;
+    const sasp_kernels *isas[MAX_ISAS];
+    int n_isas = choose_isas(o.isa_list, isas);
+    if (n_isas < 0) return 2;
+    machine mc;
+    if (measure_machine(&o, &mc)) return 1;
 
     json_t *out = json_object();
     json_object_set_new(out, "machine",
                         json_pack("{s:s, s:f, s:f, s:f, s:f}", "peak_isa", mc.isa, "peak_fma_gflops", mc.peak_gflops,
-                                  "triad_gbs", mc.triad_gbs, "triad_mb", tb / 1048576.0, "l3_mb",
+                                  "triad_gbs", mc.triad_gbs, "triad_mb", mc.triad_bytes / 1048576.0, "l3_mb",
                                   mc.l3 / 1048576.0));
     json_t *jmodels = json_array();
-
     /* the models: -m, or shapes A and B (each with its Pre-LN twin under --vs-preln) */
     int n_runs = o.model_dir ? 1 : o.shape ? 1 : 2;
     for (int s = 0; s < n_runs; s++) {
@@ -718,90 +851,13 @@ int main(int argc, char **argv)
         } else {
             snprintf(title, sizeof title, "shape %s", sh.name);
         }
-        const char *archs[2] = {"sasp", "preln"};
-        int n_arch = o.vs_preln ? 2 : 1;
-        result res[2][MAX_ISAS];
-        sasp_model *models[2] = {NULL, NULL};
-        bench_model bms[2];
-        for (int a = 0; a < n_arch; a++) {
-            char err[512], *tmp = NULL;
-            const char *dir = o.model_dir;
-            if (!dir || a == 1) {
-                fprintf(stderr, "sasp-bench: writing a random %s model of %s...\n", archs[a], title);
-                tmp = random_model(&sh, archs[a]);
-                if (!tmp) {
-                    fprintf(stderr, "sasp-bench: cannot write a temporary model\n");
-                    return 1;
-                }
-                dir = tmp;
-            }
-            sasp_model *m = sasp_model_load(dir, o.threads, err, sizeof err);
-            if (tmp) tw_rmtree(tmp), free(tmp);
-            if (!m) {
-                fprintf(stderr, "sasp-bench: %s\n", err);
-                return 1;
-            }
-            models[a] = m;
-            if (bench_model_init(&bms[a], m, &o) != 0) {
-                fprintf(stderr, "sasp-bench: out of memory\n");
-                return 1;
-            }
-        }
-        /* Runs interleaved: rep r of every (architecture, kernels) configuration before rep r + 1 of any,
-         * so that a burst of load on a shared machine hits all of them alike and ratios stay fair. */
-        int n_cfg = n_arch * n_isas;
-        double (*samples)[N_SAMPLE] = calloc((size_t)n_cfg * (o.reps + 1), sizeof *samples);
-        for (int r = 0; r <= o.reps; r++) { /* r = 0: warm-up */
-            fprintf(stderr, "sasp-bench: %s, run %d of %d\n", title, r, o.reps);
-            for (int a = 0; a < n_arch; a++)
-                for (int i = 0; i < n_isas; i++)
-                    sample_once(&bms[a], isas[i], samples[(size_t)(a * n_isas + i) * (o.reps + 1) + r], r == 0);
-        }
-        for (int a = 0; a < n_arch; a++)
-            for (int i = 0; i < n_isas; i++) {
-                res[a][i].isa = isas[i]->name;
-                summarize(&bms[a], &mc, samples + (size_t)(a * n_isas + i) * (o.reps + 1) + 1, o.reps, &res[a][i]);
-            }
-        free(samples);
-        print_results(title, models[0], res[0], n_isas, NULL, NULL);
-        if (o.vs_preln) {
-            print_results(title, models[1], res[1], n_isas, NULL, NULL);
-            printf("  SAS-P / Pre-LN (wall-clock tokens/s, then tokens per CPU-second):\n");
-            for (int i = 0; i < n_isas; i++) {
-                const result *a = &res[0][i], *b = &res[1][i];
-                printf("  %-8s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   "
-                       "(Pre-LN / SAS-P weights read per token %.2fx)\n",
-                       a->isa, a->prefill512 / b->prefill512, a->prefill256 / b->prefill256,
-                       a->decode[0] / b->decode[0], a->decode[1] / b->decode[1], a->decode[2] / b->decode[2],
-                       b->weight_bytes / a->weight_bytes);
-                printf("  %-8s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   (CPU time)\n",
-                       "", a->cpu_prefill512 / b->cpu_prefill512, a->cpu_prefill256 / b->cpu_prefill256,
-                       a->cpu_decode[0] / b->cpu_decode[0], a->cpu_decode[1] / b->cpu_decode[1],
-                       a->cpu_decode[2] / b->cpu_decode[2]);
-            }
-        }
-        for (int a = 0; a < n_arch; a++) {
-            const sasp_config *cf = &models[a]->cfg;
-            json_t *jm = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "model", title, "architecture",
-                                   cf->arch == SASP_ARCH_SASP ? "sasp" : "preln", "vocab_size", cf->vocab_size,
-                                   "d_model", cf->d_model, "n_layers", cf->n_layers, "n_heads", cf->n_heads, "d_ff",
-                                   cf->d_ff, "threads", sasp_pool_size(models[a]->pool), "decode_prompt",
-                                   o.prompt_decode, "decode_tokens", o.decode_tokens);
-            json_t *jr = json_array();
-            for (int i = 0; i < n_isas; i++) json_array_append_new(jr, result_json(&res[a][i]));
-            json_object_set_new(jm, "results", jr);
-            json_array_append_new(jmodels, jm);
-            bench_model_free(&bms[a]);
-            sasp_model_free(models[a]);
-        }
+        if (bench_shape(&o, sh, title, isas, n_isas, &mc, jmodels)) return 1;
     }
     json_object_set_new(out, "models", jmodels);
     json_object_set_new(out, "reps", json_integer(o.reps));
-    if (o.json_path) {
-        if (json_dump_file(out, o.json_path, JSON_INDENT(2)) != 0) {
-            fprintf(stderr, "sasp-bench: cannot write %s: %s\n", o.json_path, strerror(errno));
-            return 1;
-        }
+    if (o.json_path && json_dump_file(out, o.json_path, JSON_INDENT(2)) != 0) {
+        fprintf(stderr, "sasp-bench: cannot write %s: %s\n", o.json_path, strerror(errno));
+        return 1;
     }
     json_decref(out);
     return 0;

@@ -5,6 +5,11 @@
 #   scripts/check-neon.sh            build in build-arm64/ and run tests/check_kernels and tests/check_model
 #   SASP_NEON_TESTS="tests/check_kernels" scripts/check-neon.sh     a chosen list of tests
 #
+# The tests run twice: on qemu's `-cpu max` (FEAT_DotProd and FEAT_BF16: the neon, neon-dotprod and
+# neon-bf16 tables are offered and tested), then check_kernels alone on `-cpu cortex-a57` (ARMv8.0:
+# dispatch must offer the plain neon table only). SASP_EXPECT_TABLES tells check_kernels which tables
+# dispatch must offer on each.
+#
 # Needs gcc-aarch64-linux-gnu, qemu-user and the :arm64 -dev packages (scripts/install-deps.sh --test).
 # The sources (git's tracked and untracked, not ignored, files) are copied into build-arm64/src, keeping
 # their times so rebuilds are incremental, and built there with ./configure --host=aarch64-linux-gnu:
@@ -51,20 +56,39 @@ make -j"$jobs" $tests >build.out 2>&1 || { tail -40 build.out; die "cross build 
 if grep -qE '^[^ ]+:[0-9]+:[0-9]+: warning:' build.out; then
   grep -E '^[^ ]+:[0-9]+:[0-9]+: warning:' build.out; die "cross build has warnings"
 fi
-echo "== check-neon.sh: running under qemu-aarch64: $tests"
 # The programs run on the arm64 multiarch libraries (/lib/ld-linux-aarch64.so.1 and /usr/lib/$triplet,
 # from the :arm64 packages). Not with -L $sysroot: its loader (libc6-arm64-cross) with the multiarch
 # libc.so.6 of a different build hangs in the first pthread_create.
 if [ -e /lib/ld-linux-aarch64.so.1 ]; then unset QEMU_LD_PREFIX; else export QEMU_LD_PREFIX=$sysroot; fi
-status=0
-make check TESTS="$tests" LOG_COMPILER="qemu-aarch64" >check.out 2>&1 || status=$?
-grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|^# ' check.out || true
-if [ $status -ne 0 ]; then
-  tail -15 check.out
-  for t in $tests; do [ -f "$t.log" ] && grep -E 'F:|E:|seed|tables' "$t.log" | head -20; done
-  die "tests failed under qemu (logs in $build/src/tests/*.log)"
+# the tables this build has (configure drops a feature table the compiler cannot build)
+max_tables="scalar neon"
+grep -q '^#define SASP_HAVE_NEON_DOTPROD 1' config.h && max_tables="$max_tables neon-dotprod"
+grep -q '^#define SASP_HAVE_NEON_BF16 1' config.h && max_tables="$max_tables neon-bf16"
+
+# run_tests CPU "EXPECTED TABLES" TESTS...: the tests under qemu-aarch64 -cpu CPU (QEMU_CPU)
+run_tests() {
+  cpu=$1 expect=$2
+  shift 2
+  echo "== check-neon.sh: running under qemu-aarch64 -cpu $cpu: $*"
+  status=0
+  # man1_MANS= : no man pages (help2man would run the ARM64 programs on this machine)
+  QEMU_CPU=$cpu SASP_EXPECT_TABLES=$expect \
+    make check TESTS="$*" LOG_COMPILER="qemu-aarch64" man1_MANS= >check.out 2>&1 || status=$?
+  grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|^# ' check.out || true
+  if [ $status -ne 0 ]; then
+    tail -15 check.out
+    for t in "$@"; do [ -f "$t.log" ] && grep -E 'F:|E:|seed|tables' "$t.log" | head -20; done
+    die "tests failed under qemu -cpu $cpu (logs in $build/src/tests/*.log)"
+  fi
+  # the tables must really have been tested
+  if echo " $* " | grep -q ' tests/check_kernels '; then
+    grep -q "tables: $expect;" tests/check_kernels.log 2>/dev/null ||
+      die "check_kernels under -cpu $cpu did not run the tables $expect"
+    grep -E 'tables:|rms error' tests/check_kernels.log
+  fi
+}
+run_tests max "$max_tables" $tests
+if echo " $tests " | grep -q ' tests/check_kernels '; then
+  run_tests cortex-a57 "scalar neon" tests/check_kernels
 fi
-# the NEON table must really have been tested
-grep -q 'tables: scalar neon' tests/check_kernels.log 2>/dev/null || ! echo "$tests" | grep -q check_kernels ||
-  die "check_kernels did not run the neon table"
 echo "== check-neon.sh: all passed"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # install-deps.sh: install every Debian package sasp needs. Idempotent and non-interactive.
-#   scripts/install-deps.sh          build and run (compiler, autotools, libraries)
-#   scripts/install-deps.sh --test   also what `make check` and .ci/run use (PyTorch, Node, Chromium, cross tools)
+#   scripts/install-deps.sh          build and run (compiler, autotools, libraries, help2man)
+#   scripts/install-deps.sh --test   also what `make check` and .ci/run use (PyTorch, Node, Chromium, cross tools,
+#                                    debhelper, lintian, systemd-analyze, HAProxy)
 #   scripts/install-deps.sh --train  also what rebuilding the corpus and training use
 set -eu
 want_test=no; want_train=no
@@ -9,7 +10,7 @@ for a in "$@"; do
   case "$a" in
     --test) want_test=yes ;;
     --train) want_train=yes; want_test=yes ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -17,16 +18,19 @@ done
 export DEBIAN_FRONTEND=noninteractive
 
 BUILD="build-essential autoconf automake pkg-config git ca-certificates
-  libmicrohttpd-dev libjansson-dev libsleef-dev libpcre2-dev check"
+  libmicrohttpd-dev libjansson-dev libsleef-dev libpcre2-dev check help2man"
 TEST="python3 python3-torch python3-numpy python3-regex libopenblas0-pthread curl valgrind clang-14 libclang-rt-14-dev
   chromium"
+# packaging, the systemd unit and the balancer (tests/deploy/): dpkg-buildpackage with debhelper,
+# lintian, systemd-analyze (the systemd package; nothing is started in a container) and HAProxy
+DEPLOY="debhelper lintian systemd haproxy"
 # the NEON kernels are cross-built and tested under qemu (scripts/check-neon.sh): arm64 multiarch libs
 CROSS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libsleef-dev:arm64 check:arm64
   libjansson-dev:arm64 libpcre2-dev:arm64 libmicrohttpd-dev:arm64"
 TRAIN="python3-matplotlib python3-sympy python3-networkx python3-django libpython3.11-stdlib"
 
 pkgs=$BUILD
-[ $want_test = yes ] && pkgs="$pkgs $TEST $CROSS"
+[ $want_test = yes ] && pkgs="$pkgs $TEST $DEPLOY $CROSS"
 [ $want_train = yes ] && pkgs="$pkgs $TRAIN"
 
 # the :arm64 packages need the architecture enabled (idempotent: only added when absent)

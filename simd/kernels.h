@@ -1,30 +1,116 @@
 /* kernels.h: the interface between the model and its vector kernels.
  *
  * The forward pass (src/model.c) spends its time in these functions and nowhere else. There is one table
- * per instruction set. kernels_scalar.c is the reference, plain C, that every other table is tested
- * against. The vector tables are written once, in kernels_body.h (blocking drivers, microkernels,
- * element-wise kernels, the table), over a small set of primitives (vector type and width, loads and
- * masked tail loads, fma, horizontal sums, exp and tanh) and block sizes, which each ISA file defines
- * before it includes the body: kernels_avx2.c (AVX2+FMA), kernels_avx512.c (AVX-512F), kernels_neon.c
- * (ARM64). dispatch.c picks a table at run time from CPUID, or from SASP_SIMD=scalar|avx2|avx512|neon.
+ * per instruction set and CPU feature set. kernels_scalar.c is the reference, plain C, that every other
+ * table is tested against. The vector tables are written once, in kernels_body.h (blocking drivers,
+ * microkernels, element-wise kernels, the table), over a small set of primitives (vector type and width,
+ * loads and masked tail loads, fma, horizontal sums, exp and tanh, the int8 and bf16 dot products) and
+ * block sizes, which each ISA file defines before it includes the body: kernels_avx2.c (AVX2+FMA+F16C),
+ * kernels_avx512.c (AVX-512F/VL/BW/DQ; built three times: plain, with VNNI, with VNNI + BF16),
+ * kernels_neon.c (ARM64; built three times: plain, with dotprod, with dotprod + bf16). dispatch.c picks
+ * a table at run time from CPUID / getauxval, or from SASP_SIMD (a table's id, below).
  *
- * Conventions: all matrices are row-major float32. Weight matrices are stored as PyTorch's nn.Linear
+ * Conventions: activations are row-major float32. Weight matrices are stored as PyTorch's nn.Linear
  * stores them, [out_features][in_features], so y = W x is a dot product of each row of W with x.
  * Pointers need not be aligned. Sizes may be any positive integer (odd and tiny included).
- * Kernels are pure: no allocation, no threads, no global state; the thread pool splits work outside. */
+ * Kernels are pure: no allocation, no threads, no global state; the thread pool splits work outside.
+ *
+ * Typed weights (matmul_w): W [m][k] of one of three storage types, rows contiguous:
+ *   SASP_WT_F32   data: float    [m][k]
+ *   SASP_WT_BF16  data: uint16_t [m][k], bfloat16 (the upper half of a float32), read as is
+ *   SASP_WT_Q8_0  data: int8_t   [m][k], and scales: uint16_t [m][ceil(k/32)], IEEE binary16:
+ *                 W[j][p] = data[j][p] * scales[j][p / 32] (the product rounded to float32). A row's
+ *                 last block holds k % 32 columns when k is not a multiple of 32; nothing is padded.
+ *                 Values in [-127, 127] (what sasp_quantize_q8_0 writes; -128 is not allowed: the AVX2
+ *                 kernel flips the sign of w by that of x, and -(-128) does not fit in int8).
+ * A q8_0 matrix is two safetensors tensors: I8 [m][k] and F16 [m][ceil(k/32)]. Why this layout and not
+ * llama.cpp's interleaved 34-byte blocks: two plain tensors the loader maps as they are, any row slice
+ * [lo, hi) of W is a view of both (sasp_weights_rows), 32-byte blocks stay aligned with the rows, and
+ * f16 scales cost 6% of the bytes f32 ones would (1.0625 bytes per weight against 1.125); the kernels
+ * convert the scales of a row VL blocks at a time, one vector instruction (vcvtph2ps, fcvtl). */
 #ifndef SASP_KERNELS_H
 #define SASP_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* ---- typed weights ---- */
+
+typedef enum sasp_wtype { SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0 } sasp_wtype;
+
+#define SASP_Q8_0_BLOCK 32 /* q8_0: columns per scale */
+
+/* A weight matrix W [m][k] (see the layouts above). */
+typedef struct sasp_weights {
+    sasp_wtype type;
+    int m, k;
+    const void *data;       /* float, uint16_t (bf16) or int8_t [m][k] */
+    const uint16_t *scales; /* q8_0: [m][sasp_q8_0_blocks(k)] binary16; NULL for the other types */
+} sasp_weights;
+
+static inline int sasp_q8_0_blocks(int k) { return (k + SASP_Q8_0_BLOCK - 1) / SASP_Q8_0_BLOCK; }
+
+/* Rows [lo, hi) of W as a matrix of its own (the columns [lo, hi) of Y = X W^T). */
+static inline sasp_weights sasp_weights_rows(const sasp_weights *w, int lo, int hi)
+{
+    sasp_weights r = *w;
+    size_t elem = w->type == SASP_WT_F32 ? 4 : w->type == SASP_WT_BF16 ? 2 : 1;
+    r.m = hi - lo;
+    r.data = (const char *)w->data + (size_t)lo * w->k * elem;
+    if (w->type == SASP_WT_Q8_0) r.scales = w->scales + (size_t)lo * sasp_q8_0_blocks(w->k);
+    return r;
+}
+
+/* The bytes one pass over W reads (data and scales). */
+static inline size_t sasp_weights_bytes(const sasp_weights *w)
+{
+    size_t n = (size_t)w->m * w->k;
+    switch (w->type) {
+    case SASP_WT_F32: return 4 * n;
+    case SASP_WT_BF16: return 2 * n;
+    case SASP_WT_Q8_0: return n + 2 * (size_t)w->m * sasp_q8_0_blocks(w->k);
+    }
+    return 0;
+}
+
+/* matmul_w: Y = X W^T (+ bias), what it computes. With n rows of X:
+ *  - n >= SASP_PREFILL_ROWS (prefill), every type: y[i][j] = sum_p x[i][p] * W[j][p] + bias[j] in float32
+ *    arithmetic, W[j][p] as above (the f32 value of the bf16, the q8_0 product);
+ *  - n < SASP_PREFILL_ROWS (decode, batched decode):
+ *    f32, and bf16 in a table without SASP_SEM_BF16_ACT: the same;
+ *    bf16 in a table with SASP_SEM_BF16_ACT (AVX512_BF16's vdpbf16ps, ARM's bf16 BFMLAL): each x[i][p]
+ *      is first rounded to bfloat16 (to nearest even; denormals may be flushed to 0), a relative error of
+ *      at most 2^-8; the products of two bf16 are exact, the sums float32. The result moves by up to
+ *      2^-8 sum_p |x w| (typically 1e-3 of |y|): the price of a fused instruction that does twice
+ *      the multiply-adds of an f32 FMA;
+ *    q8_0: each row of X is quantized per block of 32 columns, as the weights are: amax = max |x| over
+ *      the block, dx = amax / 127, qx = rint(x * (127 / amax)) (0 when amax = 0), in [-127, 127];
+ *      then y[i][j] = sum_b (float)(sum_{p in b} qx[p] qw[j][p]) * (dx_b * dw_jb) + bias[j], the inner
+ *      sums exact in int32, the rest float32. |x - qx dx| <= dx / 2, so the result is within
+ *      sum_b (dx_b / 2) sum_{p in b} |W[j][p]| of the f32 product (typically a few 1e-3 relative).
+ * Every table equals kernels_scalar.c's sasp_matmul_w_reference within float32 rounding (the order of
+ * the sums differs); the activations are quantized / rounded identically (bit for bit) in all tables. */
+#define SASP_PREFILL_ROWS 24
+#define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 decode rounds X to bf16 */
 
 typedef struct sasp_kernels {
-    const char *name; /* "scalar", "avx2", "avx512", "neon" */
+    const char *name; /* the instruction set: "scalar", "avx2", "avx512", "neon" */
+    const char *id;   /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
+                       * "neon-dotprod", "neon-bf16" (dotprod + bf16) */
+    unsigned semantics; /* SASP_SEM_* flags: where matmul_w's results differ by design (above) */
 
     /* Y[i][j] = sum_k X[i][k] * W[j][k] (+ bias[j] when bias != NULL), for i < n, j < m.
      * X has row stride ldx, Y row stride ldy (so a thread can fill a column slice of Y).
      * n = 1 is matrix x vector (decode); n > 1 is the batched / prefill case. */
     void (*matmul)(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                    int n, int m, int k);
+    /* The same for a typed weight matrix (above): Y[i][j] for i < n, j < w->m, X n x w->k. A column
+     * slice of Y is a call on sasp_weights_rows(w, lo, hi) with y + lo and bias + lo. A bf16 or q8_0
+     * call with n < SASP_PREFILL_ROWS first copies X (split into even and odd columns, rounded to
+     * bf16, or quantized: n * k values, 1024 or 2048 columns at a time, at most 94 KB of stack), so
+     * its cost is lowest with wide slices. */
+    void (*matmul_w)(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
+                     int n);
 
     /* Attention of one query against the keys of one head.
      * scores[j] = scale * dot(q, keys + j*stride, dh) for j < n. */
@@ -55,21 +141,49 @@ typedef struct sasp_kernels {
     void (*scale)(float *y, float a, int n);
 } sasp_kernels;
 
-/* The kernel table the process uses: chosen once, on first call, from SASP_SIMD when it is set
- * (an unknown or unsupported value is reported on stderr and falls back to the best available),
- * else from the CPU. Thread-safe. */
+/* The kernel table the process uses: chosen once, on first call, from SASP_SIMD when it is set (a
+ * table's id, or an instruction set's name for its best table; an unknown or unsupported value is
+ * reported on stderr and falls back to the best available), else from the CPU. Thread-safe. */
 const sasp_kernels *sasp_kernels_active(void);
 
-/* A named table ("scalar", "avx2", "avx512", "neon"), or NULL when this build or CPU lacks it. */
-const sasp_kernels *sasp_kernels_by_name(const char *name);
+/* The table of that id ("scalar", "avx2", "avx512", "avx512-vnni", "avx512-bf16", "neon",
+ * "neon-dotprod", "neon-bf16"), or NULL when this build or CPU lacks it. */
+const sasp_kernels *sasp_kernels_by_name(const char *id);
 
-/* Every table this build and CPU can run, scalar first; returns the count (at most 4). */
+/* Every table this build and CPU can run, scalar first, best last; returns the count (at most
+ * SASP_KERNELS_MAX). */
+#define SASP_KERNELS_MAX 6
 int sasp_kernels_available(const sasp_kernels **out, int max);
 
-/* The per-ISA tables, defined in their files (only those built for this architecture exist). */
+/* The tables, defined in their files (only those built for this architecture and compiler exist). */
 extern const sasp_kernels sasp_kernels_scalar;
 extern const sasp_kernels sasp_kernels_avx2;
-extern const sasp_kernels sasp_kernels_avx512;
-extern const sasp_kernels sasp_kernels_neon;
+extern const sasp_kernels sasp_kernels_avx512, sasp_kernels_avx512_vnni, sasp_kernels_avx512_bf16;
+extern const sasp_kernels sasp_kernels_neon, sasp_kernels_neon_dotprod, sasp_kernels_neon_bf16;
+
+/* For the tests only (libsasp_emul.a, linked by tests/check_kernels, never offered by dispatch): the
+ * AVX-512 body (16 floats a vector, its block sizes) over GCC generic vectors, with vpdpbusd and
+ * vdpbf16ps emulated by plain code (kernels_avx512.c), runnable on any CPU: "vl16-emul" (plain
+ * AVX-512's int8 path) and "vl16-emul-bf16" (VNNI and BF16). */
+extern const sasp_kernels sasp_kernels_vl16_emul, sasp_kernels_vl16_emul_bf16;
+
+/* ---- the scalar reference and conversions (kernels_scalar.c) ---- */
+
+/* matmul_w's semantics in plain C (SASP_SEM_* flags as a table's). */
+void sasp_matmul_w_reference(float *y, int ldy, const float *x, int ldx, const sasp_weights *w,
+                             const float *bias, int n, unsigned semantics);
+
+/* binary16 and bfloat16 to and from float32, rounding to nearest even (NaN stays NaN). */
+float sasp_f16_to_f32(uint16_t h);
+uint16_t sasp_f32_to_f16(float f);
+float sasp_bf16_to_f32(uint16_t b);
+uint16_t sasp_f32_to_bf16(float f);
+
+/* Row j of W as float32 (out: W->k floats): the embedding of a token whose table is typed. */
+void sasp_weights_row_f32(const sasp_weights *w, int j, float *out);
+
+/* W [m][k] float32 to q8_0: per row and block of 32, d = amax / 127 rounded to binary16 and
+ * q = rint(w / d) clamped to [-127, 127] (0 where d = 0). */
+void sasp_quantize_q8_0(int8_t *q, uint16_t *scales, const float *w, int m, int k);
 
 #endif

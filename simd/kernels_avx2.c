@@ -1,8 +1,12 @@
-/* kernels_avx2.c: the AVX2 + FMA primitives and block sizes of the kernels (8 floats per register, 16
- * registers); the kernels themselves are in kernels_body.h, included at the end, which also says what
- * each primitive must do. Tails are masked loads and stores (vmaskmov) with a mask of the first r
- * lanes, read from a table. */
+/* kernels_avx2.c: the AVX2 + FMA + F16C primitives and block sizes of the kernels (8 floats per
+ * register, 16 registers); the kernels themselves are in kernels_body.h, included at the end, which also
+ * says what each primitive must do. Tails are masked loads and stores (vmaskmov) with a mask of the
+ * first r lanes, read from a table; the 8- and 16-bit tails (q8_0, bf16) go through a zeroed buffer
+ * (k % 16 columns of a row: once per row), the scales' tails are inserted in a register.
+ * q8_0: one block of 32 per step, its int8 dot products by vpmaddubsw (unsigned x signed bytes, pairs
+ * summed to int16) and vpmaddwd (pairs of int16 summed to int32) with the sign trick. */
 #include <stdint.h>
+#include <string.h>
 
 #include <immintrin.h>
 #include <sleef.h>
@@ -11,6 +15,7 @@
 
 #define KERNELS_TABLE sasp_kernels_avx2
 #define KERNELS_NAME "avx2"
+#define KERNELS_ID "avx2"
 
 #define VL 8              /* floats per vector */
 #define PANEL 16          /* rows of W per packed panel: two vectors of Y columns */
@@ -20,6 +25,10 @@
 #define ACCUM_VECS 4      /* attn_accum: 4 vectors of out (dh = 32) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(4, 3) B(2, 4) B(1, 8)
+/* q8_0 holds a W vector and its scales per row of the block: fewer rows of W */
+#define Q8_DOT_BLOCKS(B) B(4, 2) B(2, 3) B(1, 4)
+/* bf16 holds the even and the odd half of each W vector */
+#define BF16_DOT_BLOCKS(B) B(4, 2) B(2, 3) B(1, 4)
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
@@ -51,6 +60,7 @@ ALWAYS_INLINE vec v_div(vec a, vec b) { return _mm256_div_ps(a, b); }
 ALWAYS_INLINE vec v_max(vec a, vec b) { return _mm256_max_ps(a, b); }
 ALWAYS_INLINE vec v_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 ALWAYS_INLINE vec v_fnma(vec a, vec b, vec c) { return _mm256_fnmadd_ps(a, b, c); }
+ALWAYS_INLINE vec v_abs(vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 
 /* Horizontal sums: one vector, or four vectors into the four lanes of an SSE register. */
 ALWAYS_INLINE __m128 half_sum(vec v)
@@ -83,5 +93,71 @@ ALWAYS_INLINE vec v_in_register(vec v)
     __asm__("" : "+x"(v));
     return v;
 }
+
+/* ---- weight types ---- */
+
+/* bf16 is the high half of a float32: in a dword of two, the even element is the low half (<< 16 makes
+ * it a float), the odd one the high half (the low half masked off). */
+typedef __m256i hvec;
+ALWAYS_INLINE hvec h_load(const uint16_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+ALWAYS_INLINE hvec h_load_tail(const uint16_t *p, int left)
+{
+    uint16_t t[2 * VL] = {0};
+    if (left > 0) memcpy(t, p, (size_t)(left < 2 * VL ? left : 2 * VL) * sizeof *p);
+    return h_load(t);
+}
+ALWAYS_INLINE void h_split(hvec h, vec *even, vec *odd)
+{
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(h, _mm256_set1_epi32((int)0xffff0000u)));
+}
+ALWAYS_INLINE float f16_to_float(uint16_t h) { return _cvtsh_ss(h); }
+ALWAYS_INLINE vec v_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+/* The first `left` halves inserted one by one (no store to a buffer and load back: that stalls) */
+ALWAYS_INLINE vec v_load_f16_tail(const uint16_t *p, int left)
+{
+    __m128i h = _mm_setzero_si128();
+    switch (left < VL ? left : VL) {
+    case 8: return v_load_f16(p);
+    case 7: h = _mm_insert_epi16(h, p[6], 6); /* fall through */
+    case 6: h = _mm_insert_epi16(h, p[5], 5); /* fall through */
+    case 5: h = _mm_insert_epi16(h, p[4], 4); /* fall through */
+    case 4: h = _mm_insert_epi16(h, p[3], 3); /* fall through */
+    case 3: h = _mm_insert_epi16(h, p[2], 2); /* fall through */
+    case 2: h = _mm_insert_epi16(h, p[1], 1); /* fall through */
+    case 1: h = _mm_insert_epi16(h, p[0], 0); /* fall through */
+    default: break;
+    }
+    return _mm256_cvtph_ps(h);
+}
+
+/* VL int8, rounded to nearest even (cvtps2dq under the default MXCSR), packed with saturation. */
+ALWAYS_INLINE void v_store_i8(int8_t *p, vec v)
+{
+    __m256i i32 = _mm256_cvtps_epi32(v);
+    __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(i16, i16));
+}
+
+#define QSTEP 32 /* one block of q8_0 per step */
+typedef __m256i qvec;
+ALWAYS_INLINE qvec q_load(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+ALWAYS_INLINE qvec q_load_tail(const int8_t *p, int left)
+{
+    int8_t t[QSTEP] = {0};
+    memcpy(t, p, (size_t)(left < QSTEP ? left : QSTEP));
+    return q_load(t);
+}
+/* The sign trick: vpmaddubsw multiplies unsigned by signed bytes, so it gets |x| and w with the sign of
+ * x (|x| is made once per step, whatever the rows of W: GCC keeps it from the first q_dot of the step);
+ * w in [-127, 127], so the sign flip does not overflow, and a pair of products is at most
+ * 2 * 127 * 127 = 32258: vpmaddubsw does not saturate. vpmaddwd by 1 sums the pairs of int16 into 8 int32
+ * lanes of 4 products each. */
+ALWAYS_INLINE vec q_dot(qvec x, qvec w)
+{
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+ALWAYS_INLINE vec q_scale_at(const float *d) { return _mm256_broadcast_ss(d); }
 
 #include "kernels_body.h"

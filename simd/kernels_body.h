@@ -5,7 +5,7 @@
  * sasp_kernels table of kernels.h. The scalar reference (kernels_scalar.c) does not use it.
  *
  * What an ISA file defines: the ALWAYS_INLINE macro (static inline, always_inline), and as such
- * functions, all on floats:
+ * functions, on floats:
  *   vec, VL                      the vector type and how many floats it holds
  *   vtail, v_lanes(left)         the live lanes of a tail: the first min(max(left, 0), VL)
  *   v_load(p), v_store(p, v)     VL floats, any alignment
@@ -13,86 +13,121 @@
  *                                past them is read or written
  *   v_keep(t, v)                 v with the lanes outside t set to 0
  *   v_zero(), v_set1(a), v_broadcast(p)        0, a, *p in every lane
- *   v_add, v_sub, v_mul, v_div, v_max; v_fma(a, b, c) = a b + c; v_fnma(a, b, c) = c - a b
+ *   v_add, v_sub, v_mul, v_div, v_max; v_fma(a, b, c) = a b + c; v_fnma(a, b, c) = c - a b; v_abs
  *   v_hsum(v), v_hmax(v)         the sum, the max of the lanes
  *   v_hsum4(out, a, b, c, d)     out[0..3] = the sums of a, b, c, d (the ISA's fast form)
  *   v_exp(v), v_tanh(v)          SLEEF's, within 1 ulp
  *   v_prefetch(p)                fetch the cache line of p into L1
  *   v_in_register(v)             v, kept in a register (one load of x, not a memory operand per FMA)
+ * on the weight types:
+ *   hvec, h_load(p), h_load_tail(p, left)      2 VL bfloat16 (uint16_t) as they are; the first `left`
+ *                                only, the others 0
+ *   h_split(h, even, odd)        the even and the odd elements of h as floats (a shift and a mask)
+ *   f16_to_float(h)              one IEEE binary16 as a float
+ *   v_load_f16(p), v_load_f16_tail(p, left)    VL binary16 as floats (the q8_0 scales); the first
+ *                                `left` only, the other lanes 0 (once per row and VL blocks: better
+ *                                without a round trip through memory, whose store forwarding fails)
+ *   v_store_i8(p, v)             VL int8 at p: v rounded to nearest even (|v| <= 127.5 here)
+ *   QSTEP, qvec                  int8 values per step of the q8_0 loop (32 or 64: one or two blocks of
+ *                                32) and the type that holds them
+ *   q_load(p), q_load_tail(p, left)  QSTEP int8; the first `left` only, the others 0
+ *   q_dot(x, w)                  a vec of partial sums of the products x[t] w[t] (x, w in [-127, 127]),
+ *                                exact: the lanes that belong to block c of the step
+ *                                (lanes c*VL/QB .. of QB = QSTEP / 32 blocks) add up to that block's dot
+ *   q_scale_at(d)                a vec whose lanes of block c of the step hold d[c] (float32)
+ * and, where the ISA has a fused bf16 dot product (KERNELS_BF16_DOT):
+ *   bvec, b_load(p), b_load_tail(p, left)      2 VL bfloat16, any alignment; the first `left` only
+ *   v_dot_bf16(acc, a, b)        acc[l] + a[2l] b[2l] + a[2l+1] b[2l+1] (exact products, float sums)
+ *   v_store_bf16(p, v)           VL bfloat16 at p: v rounded to nearest even
  * and its block sizes:
  *   PANEL, MRX, KC, GEBP_MIN_ROWS   matmul's packed path (below)
  *   DOT_BLOCKS(B)                B(NR, MR) for each register block of matmul's dot-product path
  *                                (NR rows of X, MR of W), largest NR first, ending with NR = 1
+ *   Q8_DOT_BLOCKS(B), BF16_DOT_BLOCKS(B)   the same for q8_0 and for bf16 weights (their loops hold
+ *                                more registers per row of W)
  *   ACCUM_VECS                   vectors of out per pass of attn_accum
- *   KERNELS_TABLE, KERNELS_NAME  the table to define and its name
+ *   KERNELS_TABLE, KERNELS_NAME, KERNELS_ID    the table to define, its instruction set and its id
  *
- * Tails use v_load_tail / v_store_tail, so no kernel reads or writes past the end of its arrays, and
- * no pointer needs to be aligned.
+ * Tails use v_load_tail / v_store_tail (and the typed tails), so no kernel reads or writes past the
+ * end of its arrays, and no pointer needs to be aligned.
  *
  * matmul, Y = X W^T with W [m][k] row-major, has two paths:
  *  - few rows of X (decode, batched decode): blocks of dot products. A block of NR rows of X and MR
  *    rows of W keeps NR*MR vector accumulators running along k, so each row of W is read once per NR
  *    rows of X; the accumulators are summed horizontally at the end (four at a time).
  *  - many rows of X (prefill): W is repacked, PANEL rows and KC columns at a time, into a k-major
- *    buffer on the stack; a microkernel then computes MRX rows x PANEL columns of Y with broadcasts of
- *    X and no horizontal sums, reading the packed panel from L1 once per MRX rows of X.
+ *    buffer of floats on the stack; a microkernel then computes MRX rows x PANEL columns of Y with
+ *    broadcasts of X and no horizontal sums, reading the packed panel from L1 once per MRX rows of X.
  *
- * Weight types. matmul reads W only through the weight-access functions (w_row, w_load, w_load_tail,
- * w_get, w_prefetch), which take the storage type WT, a constant after inlining, as their last
- * argument; the drivers pass it through. Float32 (W_F32) is the only type so far. Adding one (bf16,
- * q8_0) is: its "VL weights of a row at column p, as floats" primitive in each ISA file (e.g.
- * v_load_bf16), a case of that type in each weight-access function, and a matmul_<type> entry point
- * like matmul_f32; the drivers stay as they are. A fused instruction (vdpbf16ps, VNNI) is a loop of
- * that type's own in dot_along_k, the rest of the drivers unchanged.
+ * Weight types (matmul_w; kernels.h says what each computes). The dot-product drivers take the weight
+ * type WT and the activation type XT, constants after inlining, and read W and X only through
+ * w_row / x_row and the loop of that pair of types in dot_along_k:
+ *  - f32 X, f32 W: FMA;
+ *  - f32 X split by pairs once per call, bf16 W: 2 VL weights a load, their even and their odd elements
+ *    as floats by a shift and a mask, two FMAs (the same products as f32: only the order of the sums
+ *    differs);
+ *  - bf16 X, bf16 W (KERNELS_BF16_DOT): X is rounded to bf16 once per call, v_dot_bf16 (vdpbf16ps,
+ *    BFMLAL) does 2 VL multiply-adds per instruction;
+ *  - q8_0 X, q8_0 W: X is quantized per block of 32 once per call (quantize_x); per step q_dot gives
+ *    the exact int8 dot products (AVX2 vpmaddubsw + vpmaddwd with the sign trick, AVX-512 VNNI
+ *    vpdpbusd, NEON sdot, or vmull + vpadal) as floats, scaled by dx * dw of their block and added;
+ *    dx * dw is made once per pair of rows and group of QG blocks, vector by vector.
+ *    The per-call copies of X (bf16 or q8_0) live on the stack, QCHUNK columns at a time.
+ * The packed path converts W to floats while packing (pack_panel) and reuses the f32 microkernel.
+ * Adding a type: its loads here and in each ISA file, a case in w_row / pack_panel, a loop in
+ * dot_along_k if it has its own arithmetic, and its case in matmul_w.
  *
  * Adding an ISA: a kernels_<isa>.c that defines the primitives and block sizes above and includes this
  * file (kernels_neon.c shows an ISA without masked loads), its table declared in kernels.h and offered
  * by dispatch.c, and a library of its own in Makefile.am's simd section, built with its -m flags. */
 
-#define FLOATS_PER_LINE 16 /* a 64-byte cache line */
+#define BYTES_PER_LINE 64 /* a cache line */
+#define QB 32             /* q8_0: columns per scale */
+#define QBS (QSTEP / QB)  /* q8_0 blocks per step */
+#define QG VL             /* q8_0 blocks per group: one vector of their scales */
+#define QCHUNK 2048       /* columns of X per bf16 / q8_0 copy: (SASP_PREFILL_ROWS - 1) * QCHUNK on the stack */
+#define PCHUNK 1024       /* the same for the f32 copy split by pairs (94 KB at most) */
+_Static_assert(QCHUNK % QSTEP == 0 && QCHUNK % (2 * VL) == 0 && PCHUNK % (2 * VL) == 0 && KC % QB == 0 &&
+                   QB % VL == 0 && (QG * QB) % QSTEP == 0 && QCHUNK % (QG * QB) == 0,
+               "the blocks of q8_0, its groups, the chunks of X and the panels of k must line up");
 
-/* ---- weight access: the only code that reads W ---- */
+/* ---- weight and activation access: the only code that reads W and X ---- */
 
-enum weight_type { W_F32 };
+enum weight_type { W_F32, W_BF16, W_Q8 };
+enum act_type { X_F32, X_F32_PAIRS, X_BF16, X_Q8 };
 
-/* Row j of W, rows ldw weights apart. */
-ALWAYS_INLINE const void *w_row(const void *w, size_t ldw, int j, const enum weight_type WT)
+/* W or X as the loops read them: rows ld elements apart; q8_0 scales rows lds apart. */
+typedef struct {
+    const void *p;
+    const uint16_t *s; /* W's binary16 scales */
+    size_t ld, lds;
+} wref;
+typedef struct {
+    const void *p;
+    const float *s; /* X's float32 scales (the per-call q8_0 copy) */
+    size_t ld, lds;
+} xref;
+
+ALWAYS_INLINE size_t w_size(const enum weight_type WT) { return WT == W_F32 ? 4 : WT == W_BF16 ? 2 : 1; }
+ALWAYS_INLINE size_t x_size(const enum act_type XT) { return XT <= X_F32_PAIRS ? 4 : XT == X_BF16 ? 2 : 1; }
+
+/* W from row j on; row j itself, its scales. */
+ALWAYS_INLINE wref w_from(wref w, int j, const enum weight_type WT)
 {
-    switch (WT) {
-    case W_F32: return (const float *)w + (size_t)j * ldw;
-    }
-    __builtin_unreachable();
+    w.p = (const char *)w.p + (size_t)j * w.ld * w_size(WT);
+    if (WT == W_Q8) w.s += (size_t)j * w.lds;
+    return w;
 }
-/* VL weights of a row from column p, as floats; or only the lanes of t (the others 0). */
-ALWAYS_INLINE vec w_load(const void *row, int p, const enum weight_type WT)
+ALWAYS_INLINE const void *w_row(wref w, int j, const enum weight_type WT) { return w_from(w, j, WT).p; }
+ALWAYS_INLINE const uint16_t *w_scales(wref w, int j) { return w.s + (size_t)j * w.lds; }
+ALWAYS_INLINE xref x_from(xref x, int i, const enum act_type XT)
 {
-    switch (WT) {
-    case W_F32: return v_load((const float *)row + p);
-    }
-    __builtin_unreachable();
+    x.p = (const char *)x.p + (size_t)i * x.ld * x_size(XT);
+    if (XT == X_Q8) x.s += (size_t)i * x.lds;
+    return x;
 }
-ALWAYS_INLINE vec w_load_tail(const void *row, int p, vtail t, const enum weight_type WT)
-{
-    switch (WT) {
-    case W_F32: return v_load_tail((const float *)row + p, t);
-    }
-    __builtin_unreachable();
-}
-/* The weight of a row at column p, as a float (for packing). */
-ALWAYS_INLINE float w_get(const void *row, int p, const enum weight_type WT)
-{
-    switch (WT) {
-    case W_F32: return ((const float *)row)[p];
-    }
-    __builtin_unreachable();
-}
-ALWAYS_INLINE void w_prefetch(const void *row, int p, const enum weight_type WT)
-{
-    switch (WT) {
-    case W_F32: v_prefetch((const float *)row + p); return;
-    }
-    __builtin_unreachable();
-}
+ALWAYS_INLINE const void *x_row(xref x, int i, const enum act_type XT) { return x_from(x, i, XT).p; }
+
 
 /* ---- matmul, dot-product blocks ---- */
 
@@ -108,23 +143,22 @@ ALWAYS_INLINE void sum_block(float *sums, vec acc[8][8], const int NR, const int
     for (int s = NS & ~3; s < NS; s++) sums[s] = v_hsum(acc[s / MR][s % MR]);
 }
 
-/* acc[i][j] += dot(X row i, W row j) over columns [0, k), for i < NR, j < MR: each W vector is loaded
- * once for the NR rows of X. A weight type with a fused dot instruction has its own loop here. */
-ALWAYS_INLINE void dot_along_k(vec acc[8][8], const float *x, int ldx, const void *w, size_t ldw, int k,
-                               const int NR, const int MR, const enum weight_type WT)
+/* f32 X against f32 W: each W vector is loaded once for the NR rows of X. */
+ALWAYS_INLINE void dot_loop_f32(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
 {
     int p = 0;
     for (; p + VL <= k; p += VL) {
         vec wv[8];
 #pragma GCC unroll 8
         for (int j = 0; j < MR; j++) {
-            wv[j] = w_load(w_row(w, ldw, j, WT), p, WT);
+            wv[j] = v_load((const float *)w_row(w, j, W_F32) + p);
             /* the same place in the next block's rows, once a line: W streams from L3 or memory */
-            if (VL >= FLOATS_PER_LINE || p % FLOATS_PER_LINE == 0) w_prefetch(w_row(w, ldw, j + MR, WT), p, WT);
+            if (VL >= BYTES_PER_LINE / 4 || p % (BYTES_PER_LINE / 4) == 0)
+                v_prefetch((const float *)w_row(w, j + MR, W_F32) + p);
         }
 #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) {
-            vec xv = v_load(x + (size_t)i * ldx + p);
+            vec xv = v_load((const float *)x_row(x, i, X_F32) + p);
             if (MR > 1) xv = v_in_register(xv);
 #pragma GCC unroll 8
             for (int j = 0; j < MR; j++) acc[i][j] = v_fma(xv, wv[j], acc[i][j]);
@@ -134,72 +168,304 @@ ALWAYS_INLINE void dot_along_k(vec acc[8][8], const float *x, int ldx, const voi
         vtail t = v_lanes(k - p);
         vec wv[8];
 #pragma GCC unroll 8
-        for (int j = 0; j < MR; j++) wv[j] = w_load_tail(w_row(w, ldw, j, WT), p, t, WT);
+        for (int j = 0; j < MR; j++) wv[j] = v_load_tail((const float *)w_row(w, j, W_F32) + p, t);
 #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) {
-            vec xv = v_load_tail(x + (size_t)i * ldx + p, t);
+            vec xv = v_load_tail((const float *)x_row(x, i, X_F32) + p, t);
 #pragma GCC unroll 8
             for (int j = 0; j < MR; j++) acc[i][j] = v_fma(xv, wv[j], acc[i][j]);
         }
     }
 }
 
-/* Y[i][j] = alpha * dot(X row i, W row j) (+ bias[j]) for i < NR, j < MR. NR and MR are constants
- * after inlining, so acc[][] lives in registers. */
-ALWAYS_INLINE void dot_block(float *y, int ldy, const float *x, int ldx, const void *w, size_t ldw,
-                             const float *bias, float alpha, int k, const int NR, const int MR,
-                             const enum weight_type WT)
+/* f32 X, its columns split by pairs (the per-call copy, pair_x: per 2 VL columns, the even ones, then
+ * the odd ones; zero-padded), against bf16 W: 2 VL weights a load, their even and odd elements as
+ * floats by a shift and a mask (h_split), two FMAs. The typed loops prefetch 2 (bf16) or 4 (q8_0)
+ * blocks of rows ahead: as many bytes ahead as f32's one block. */
+ALWAYS_INLINE void dot_loop_bf16_pairs(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
+{
+    enum { STEP = 2 * VL, PER_LINE = BYTES_PER_LINE / 2 };
+    for (int p = 0; p < k; p += STEP) {
+        vec we[8], wo[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < MR; j++) {
+            const uint16_t *row = (const uint16_t *)w_row(w, j, W_BF16) + p;
+            h_split(p + STEP <= k ? h_load(row) : h_load_tail(row, k - p), &we[j], &wo[j]);
+            if (STEP >= PER_LINE || p % PER_LINE == 0) v_prefetch((const uint16_t *)w_row(w, j + 2 * MR, W_BF16) + p);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; i++) {
+            const float *xi = (const float *)x_row(x, i, X_F32_PAIRS) + p;
+            vec xe = v_load(xi), xo = v_load(xi + VL);
+            if (MR > 1) xe = v_in_register(xe), xo = v_in_register(xo);
+#pragma GCC unroll 8
+            for (int j = 0; j < MR; j++) acc[i][j] = v_fma(xo, wo[j], v_fma(xe, we[j], acc[i][j]));
+        }
+    }
+}
+
+#ifdef KERNELS_BF16_DOT
+/* bf16 X (the per-call copy, zero-padded to whole vectors) against bf16 W: 2 VL columns a step. */
+ALWAYS_INLINE void dot_loop_bf16(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
+{
+    enum { STEP = 2 * VL, PER_LINE = BYTES_PER_LINE / 2 };
+    int p = 0;
+    for (; p + STEP <= k; p += STEP) {
+        bvec wv[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < MR; j++) {
+            wv[j] = b_load((const uint16_t *)w_row(w, j, W_BF16) + p);
+            if (STEP >= PER_LINE || p % PER_LINE == 0) v_prefetch((const uint16_t *)w_row(w, j + 2 * MR, W_BF16) + p);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; i++) {
+            bvec xv = b_load((const uint16_t *)x_row(x, i, X_BF16) + p);
+#pragma GCC unroll 8
+            for (int j = 0; j < MR; j++) acc[i][j] = v_dot_bf16(acc[i][j], xv, wv[j]);
+        }
+    }
+    if (p < k) {
+        bvec wv[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < MR; j++) wv[j] = b_load_tail((const uint16_t *)w_row(w, j, W_BF16) + p, k - p);
+#pragma GCC unroll 8
+        for (int i = 0; i < NR; i++) {
+            bvec xv = b_load((const uint16_t *)x_row(x, i, X_BF16) + p);
+#pragma GCC unroll 8
+            for (int j = 0; j < MR; j++) acc[i][j] = v_dot_bf16(acc[i][j], xv, wv[j]);
+        }
+    }
+}
+#endif
+
+/* q8_0 X (the per-call copy: rows zero-padded to whole steps, scales to whole groups) against q8_0 W.
+ * Per group of QG = VL blocks the scales of W are converted (one vector) and multiplied by those of X,
+ * d[i][j][b] = dx_ib dw_jb, once per pair of rows; then per step of QSTEP columns
+ * acc += q_dot(x, w) * d of the step's blocks (a broadcast load). */
+ALWAYS_INLINE void dot_loop_q8(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
+{
+    float d[8][8][QG] __attribute__((aligned(64)));
+    _Static_assert(QG == VL, "a group's scales are one vector");
+    for (int g = 0; g < k; g += QG * QB) {
+        int b0 = g / QB, nb = (k - g + QB - 1) / QB, end = k - g < QG * QB ? k : g + QG * QB;
+#pragma GCC unroll 8
+        for (int j = 0; j < MR; j++) {
+            const uint16_t *sj = w_scales(w, j) + b0;
+            vec sw = nb >= QG ? v_load_f16(sj) : v_load_f16_tail(sj, nb);
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; i++) v_store(d[i][j], v_mul(v_load(x_from(x, i, X_Q8).s + b0), sw));
+        }
+        int p = g;
+        for (; p + QSTEP <= end; p += QSTEP) {
+            qvec wq[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < MR; j++) {
+                wq[j] = q_load((const int8_t *)w_row(w, j, W_Q8) + p);
+                if (QSTEP >= BYTES_PER_LINE || p % BYTES_PER_LINE == 0)
+                    v_prefetch((const int8_t *)w_row(w, j + 4 * MR, W_Q8) + p);
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; i++) {
+                qvec xq = q_load((const int8_t *)x_row(x, i, X_Q8) + p);
+#pragma GCC unroll 8
+                for (int j = 0; j < MR; j++)
+                    acc[i][j] = v_fma(q_dot(xq, wq[j]), q_scale_at(&d[i][j][(p - g) / QB]), acc[i][j]);
+            }
+        }
+        if (p < end) { /* the last step of the row, k - p < QSTEP columns */
+            qvec wq[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < MR; j++) wq[j] = q_load_tail((const int8_t *)w_row(w, j, W_Q8) + p, k - p);
+#pragma GCC unroll 8
+            for (int i = 0; i < NR; i++) {
+                qvec xq = q_load((const int8_t *)x_row(x, i, X_Q8) + p);
+#pragma GCC unroll 8
+                for (int j = 0; j < MR; j++)
+                    acc[i][j] = v_fma(q_dot(xq, wq[j]), q_scale_at(&d[i][j][(p - g) / QB]), acc[i][j]);
+            }
+        }
+    }
+}
+
+/* acc[i][j] += dot(X row i, W row j) over columns [0, k), for i < NR, j < MR: the loop of the types. */
+ALWAYS_INLINE void dot_along_k(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR,
+                               const enum weight_type WT, const enum act_type XT)
+{
+    if (XT == X_F32 && WT == W_F32) {
+        dot_loop_f32(acc, x, w, k, NR, MR);
+    } else if (XT == X_F32_PAIRS && WT == W_BF16) {
+        dot_loop_bf16_pairs(acc, x, w, k, NR, MR);
+    } else if (XT == X_Q8 && WT == W_Q8) {
+        dot_loop_q8(acc, x, w, k, NR, MR);
+    } else if (XT == X_BF16 && WT == W_BF16) {
+#ifdef KERNELS_BF16_DOT
+        dot_loop_bf16(acc, x, w, k, NR, MR);
+#else
+        __builtin_unreachable();
+#endif
+    }
+}
+
+/* Y[i][j] = alpha * dot(X row i, W row j) (+ bias[j]), or Y[i][j] += alpha * dot when accumulate, for
+ * i < NR, j < MR. NR and MR are constants after inlining, so acc[][] lives in registers. */
+ALWAYS_INLINE void dot_block(float *y, int ldy, xref x, wref w, const float *bias, float alpha, int k,
+                             int accumulate, const int NR, const int MR, const enum weight_type WT,
+                             const enum act_type XT)
 {
     vec acc[8][8];
 #pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < MR; j++) acc[i][j] = v_zero();
-    dot_along_k(acc, x, ldx, w, ldw, k, NR, MR, WT);
+    dot_along_k(acc, x, w, k, NR, MR, WT, XT);
     float sums[64];
     sum_block(sums, acc, NR, MR);
 #pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
 #pragma GCC unroll 8
-        for (int j = 0; j < MR; j++)
-            y[(size_t)i * ldy + j] = alpha * sums[i * MR + j] + (bias ? bias[j] : 0.0f);
+        for (int j = 0; j < MR; j++) {
+            float *yij = y + (size_t)i * ldy + j;
+            *yij = accumulate ? *yij + alpha * sums[i * MR + j] : alpha * sums[i * MR + j] + (bias ? bias[j] : 0.0f);
+        }
 }
 
 /* All m columns of Y for NR rows of X: blocks of MR rows of W, then one row at a time. */
-ALWAYS_INLINE void dot_rows(float *y, int ldy, const float *x, int ldx, const void *w, size_t ldw,
-                            const float *bias, float alpha, int m, int k, const int NR, const int MR,
-                            const enum weight_type WT)
+ALWAYS_INLINE void dot_rows(float *y, int ldy, xref x, wref w, const float *bias, float alpha, int m, int k,
+                            int accumulate, const int NR, const int MR, const enum weight_type WT,
+                            const enum act_type XT)
 {
     int j = 0;
     for (; j + MR <= m; j += MR)
-        dot_block(y + j, ldy, x, ldx, w_row(w, ldw, j, WT), ldw, bias ? bias + j : NULL, alpha, k, NR, MR, WT);
+        dot_block(y + j, ldy, x, w_from(w, j, WT), bias ? bias + j : NULL, alpha, k, accumulate, NR, MR, WT, XT);
     for (; j < m; j++)
-        dot_block(y + j, ldy, x, ldx, w_row(w, ldw, j, WT), ldw, bias ? bias + j : NULL, alpha, k, NR, 1, WT);
+        dot_block(y + j, ldy, x, w_from(w, j, WT), bias ? bias + j : NULL, alpha, k, accumulate, NR, 1, WT, XT);
 }
 
-/* Y = alpha X W^T (+ bias): rows of X in the blocks of DOT_BLOCKS, largest first (a block of NR rows
- * reads W once for all NR). */
-ALWAYS_INLINE void matmul_dot(float *y, int ldy, const float *x, int ldx, const void *w, size_t ldw,
-                              const float *bias, float alpha, int n, int m, int k, const enum weight_type WT)
-{
-    int i = 0;
+/* Y = alpha X W^T (+ bias), or Y += alpha X W^T: rows of X in the blocks of DOT_BLOCKS (Q8_DOT_BLOCKS
+ * for q8_0), largest first (a block of NR rows reads W once for all NR). */
 #define DOT_ROWS_OF(NR, MR)                                                                               \
     for (; i + (NR) <= n; i += (NR))                                                                     \
-        dot_rows(y + (size_t)i * ldy, ldy, x + (size_t)i * ldx, ldx, w, ldw, bias, alpha, m, k, NR, MR, WT);
+        dot_rows(y + (size_t)i * ldy, ldy, x_from(x, i, XT), w, bias, alpha, m, k, accumulate, NR, MR, WT, XT);
+ALWAYS_INLINE void matmul_dot(float *y, int ldy, xref x, wref w, const float *bias, float alpha, int n, int m,
+                              int k, int accumulate, const enum weight_type WT, const enum act_type XT)
+{
+    int i = 0;
     DOT_BLOCKS(DOT_ROWS_OF)
-#undef DOT_ROWS_OF
 }
+ALWAYS_INLINE void matmul_dot_q8(float *y, int ldy, xref x, wref w, const float *bias, float alpha, int n, int m,
+                                 int k, int accumulate)
+{
+    const enum weight_type WT = W_Q8;
+    const enum act_type XT = X_Q8;
+    int i = 0;
+    Q8_DOT_BLOCKS(DOT_ROWS_OF)
+}
+ALWAYS_INLINE void matmul_dot_bf16_pairs(float *y, int ldy, xref x, wref w, const float *bias, float alpha, int n,
+                                         int m, int k, int accumulate)
+{
+    const enum weight_type WT = W_BF16;
+    const enum act_type XT = X_F32_PAIRS;
+    int i = 0;
+    BF16_DOT_BLOCKS(DOT_ROWS_OF)
+}
+#undef DOT_ROWS_OF
+
+/* ---- the per-call copies of X for the typed dot products ---- */
+
+/* One block of X (len <= QB values) to q8_0, bit for bit as kernels_scalar.c's quantize_x_block:
+ * dx = amax / 127, q = rint(x * (127 / amax)); all QB bytes of q are written (0 past len). */
+ALWAYS_INLINE float quantize_x_block(int8_t *q, const float *x, int len)
+{
+    enum { NV = QB / VL };
+    vec v[NV], mx = v_zero();
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; c++) {
+        v[c] = len >= QB ? v_load(x + c * VL) : v_load_tail(x + c * VL, v_lanes(len - c * VL));
+        mx = v_max(mx, v_abs(v[c]));
+    }
+    float amax = v_hmax(mx);
+    vec id = v_set1(amax > 0.0f ? 127.0f / amax : 0.0f);
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; c++) v_store_i8(q + c * VL, v_mul(v[c], id));
+    return amax / 127.0f;
+}
+
+/* Columns [0, kc) of n rows of X to q8_0: rows of ldq bytes and lds scales, zero-padded to them. */
+static void quantize_x(int8_t *xq, size_t ldq, float *xs, size_t lds, const float *x, int ldx, int n, int kc)
+{
+    int nb = (kc + QB - 1) / QB;
+    for (int i = 0; i < n; i++) {
+        int8_t *q = xq + (size_t)i * ldq;
+        float *s = xs + (size_t)i * lds;
+        for (int b = 0; b < nb; b++)
+            s[b] = quantize_x_block(q + b * QB, x + (size_t)i * ldx + b * QB, kc - b * QB);
+        memset(q + (size_t)nb * QB, 0, ldq - (size_t)nb * QB);
+        for (size_t b = nb; b < lds; b++) s[b] = 0.0f;
+    }
+}
+
+#ifndef KERNELS_BF16_DOT
+/* Columns [0, kc) of n rows of X split by pairs for dot_loop_bf16_pairs: per 2 VL columns, the VL even
+ * ones then the VL odd ones; rows of ld floats, zero-padded. */
+static void pair_x(float *xp, size_t ld, const float *x, int ldx, int n, int kc)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * ldx;
+        float *d = xp + (size_t)i * ld;
+        for (size_t p = 0; p < ld; p += 2 * VL)
+            for (int l = 0; l < VL; l++) {
+                size_t e = p + 2 * (size_t)l;
+                d[p + l] = e < (size_t)kc ? xi[e] : 0.0f;
+                d[p + VL + l] = e + 1 < (size_t)kc ? xi[e + 1] : 0.0f;
+            }
+    }
+}
+#else
+/* Columns [0, kc) of n rows of X to bf16, rows of ldb values, zero-padded. */
+static void round_x_bf16(uint16_t *xb, size_t ldb, const float *x, int ldx, int n, int kc)
+{
+    for (int i = 0; i < n; i++) {
+        uint16_t *b = xb + (size_t)i * ldb;
+        const float *xi = x + (size_t)i * ldx;
+        int p = 0;
+        for (; p + VL <= kc; p += VL) v_store_bf16(b + p, v_load(xi + p));
+        if (p < kc) v_store_bf16(b + p, v_load_tail(xi + p, v_lanes(kc - p))), p += VL;
+        memset(b + p, 0, (ldb - (size_t)p) * sizeof *b);
+    }
+}
+#endif
 
 /* ---- matmul, packed panels ---- */
 
 /* wp[p][r] = W[r][pc + p] as floats, for p < kc, r < PANEL, W from its panel's first row; rows
- * r >= mw are zero. */
-ALWAYS_INLINE void pack_panel(float *wp, const void *w, size_t ldw, int mw, int pc, int kc,
-                              const enum weight_type WT)
+ * r >= mw are zero. q8_0 converts its scale once per row and block (pc is a multiple of QB). */
+ALWAYS_INLINE void pack_panel(float *wp, wref w, int mw, int pc, int kc, const enum weight_type WT)
 {
+    if (WT == W_Q8) {
+        for (int r = 0; r < mw; r++) {
+            const int8_t *q = (const int8_t *)w_row(w, r, W_Q8) + pc;
+            const uint16_t *s = w_scales(w, r) + pc / QB;
+            for (int b = 0; b * QB < kc; b++) {
+                float d = f16_to_float(s[b]);
+                int end = kc < (b + 1) * QB ? kc : (b + 1) * QB;
+                for (int p = b * QB; p < end; p++) wp[(size_t)p * PANEL + r] = (float)q[p] * d;
+            }
+        }
+        for (int p = 0; p < kc; p++)
+            for (int r = mw; r < PANEL; r++) wp[(size_t)p * PANEL + r] = 0.0f;
+        return;
+    }
     for (int p = 0; p < kc; p++) {
         float *dst = wp + (size_t)p * PANEL;
-        for (int r = 0; r < mw; r++) dst[r] = w_get(w_row(w, ldw, r, WT), pc + p, WT);
+        for (int r = 0; r < mw; r++) {
+            const void *row = w_row(w, r, WT);
+            if (WT == W_F32) {
+                dst[r] = ((const float *)row)[pc + p];
+            } else {
+                uint32_t u = (uint32_t)((const uint16_t *)row)[pc + p] << 16;
+                memcpy(dst + r, &u, sizeof u);
+            }
+        }
         for (int r = mw; r < PANEL; r++) dst[r] = 0.0f;
     }
 }
@@ -256,15 +522,15 @@ ALWAYS_INLINE void micro_tail(float *y, int ldy, const float *x, int ldx, const 
 #undef MICRO_ROWS
 }
 
-ALWAYS_INLINE void matmul_packed(float *y, int ldy, const float *x, int ldx, const void *w,
-                                 const float *bias, int n, int m, int k, const enum weight_type WT)
+ALWAYS_INLINE void matmul_packed(float *y, int ldy, const float *x, int ldx, wref w, const float *bias, int n,
+                                 int m, int k, const enum weight_type WT)
 {
     float wp[KC * PANEL] __attribute__((aligned(64)));
     for (int j = 0; j < m; j += PANEL) {
         int mw = m - j < PANEL ? m - j : PANEL;
         for (int pc = 0; pc < k; pc += KC) {
             int kc = k - pc < KC ? k - pc : KC;
-            pack_panel(wp, w_row(w, k, j, WT), k, mw, pc, kc, WT);
+            pack_panel(wp, w_from(w, j, WT), mw, pc, kc, WT);
             const float *bj = bias ? bias + j : NULL;
             int first = pc == 0, i = 0;
             for (; i + MRX <= n; i += MRX)
@@ -282,16 +548,81 @@ ALWAYS_INLINE void matmul_packed(float *y, int ldy, const float *x, int ldx, con
 static void matmul_dot_f32(float *y, int ldy, const float *x, int ldx, const float *w, int ldw,
                            const float *bias, float alpha, int n, int m, int k)
 {
-    matmul_dot(y, ldy, x, ldx, w, ldw, bias, alpha, n, m, k, W_F32);
+    xref xr = {x, NULL, (size_t)ldx, 0};
+    wref wr = {w, NULL, (size_t)ldw, 0};
+    matmul_dot(y, ldy, xr, wr, bias, alpha, n, m, k, 0, W_F32, X_F32);
 }
 
 static void matmul_f32(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                        int n, int m, int k)
 {
+    wref wr = {w, NULL, (size_t)k, 0};
     if (n >= GEBP_MIN_ROWS)
-        matmul_packed(y, ldy, x, ldx, w, bias, n, m, k, W_F32);
+        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_F32);
     else
         matmul_dot_f32(y, ldy, x, ldx, w, k, bias, 1.0f, n, m, k);
+}
+
+static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
+                        int n)
+{
+    int m = w->m, k = w->k;
+    wref wr = {w->data, NULL, (size_t)k, 0};
+    if (n >= SASP_PREFILL_ROWS) {
+        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_BF16);
+        return;
+    }
+#ifdef KERNELS_BF16_DOT
+    uint16_t xb[(SASP_PREFILL_ROWS - 1) * QCHUNK] __attribute__((aligned(64)));
+    for (int pc = 0; pc < k; pc += QCHUNK) {
+        int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
+        size_t ldb = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
+        round_x_bf16(xb, ldb, x + pc, ldx, n, kc);
+        xref xr = {xb, NULL, ldb, 0};
+        wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
+        matmul_dot(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0, W_BF16, X_BF16);
+    }
+#else
+    float xp[(SASP_PREFILL_ROWS - 1) * PCHUNK] __attribute__((aligned(64)));
+    for (int pc = 0; pc < k; pc += PCHUNK) {
+        int kc = k - pc < PCHUNK ? k - pc : PCHUNK;
+        size_t ld = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
+        pair_x(xp, ld, x + pc, ldx, n, kc);
+        xref xr = {xp, NULL, ld, 0};
+        wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
+        matmul_dot_bf16_pairs(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0);
+    }
+#endif
+}
+
+static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
+                        int n)
+{
+    int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
+    if (n >= SASP_PREFILL_ROWS) {
+        wref wr = {w->data, w->scales, (size_t)k, (size_t)nb};
+        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_Q8);
+        return;
+    }
+    int8_t xq[(SASP_PREFILL_ROWS - 1) * QCHUNK] __attribute__((aligned(64)));
+    float xs[(SASP_PREFILL_ROWS - 1) * (QCHUNK / QB)];
+    for (int pc = 0; pc < k; pc += QCHUNK) {
+        int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
+        size_t ldq = (size_t)(kc + QSTEP - 1) / QSTEP * QSTEP, lds = (size_t)(kc + QG * QB - 1) / (QG * QB) * QG;
+        quantize_x(xq, ldq, xs, lds, x + pc, ldx, n, kc);
+        xref xr = {xq, xs, ldq, lds};
+        wref wc = {(const int8_t *)w->data + pc, w->scales + pc / QB, (size_t)k, (size_t)nb};
+        matmul_dot_q8(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0);
+    }
+}
+
+static void matmul_w(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias, int n)
+{
+    switch (w->type) {
+    case SASP_WT_F32: matmul_f32(y, ldy, x, ldx, w->data, bias, n, w->m, w->k); return;
+    case SASP_WT_BF16: matmul_bf16(y, ldy, x, ldx, w, bias, n); return;
+    case SASP_WT_Q8_0: matmul_q8_0(y, ldy, x, ldx, w, bias, n); return;
+    }
 }
 
 /* ---- attention ---- */
@@ -488,9 +819,18 @@ static void scale(float *y, float a, int n)
     }
 }
 
+#ifdef KERNELS_BF16_DOT
+#define KERNELS_SEMANTICS SASP_SEM_BF16_ACT
+#else
+#define KERNELS_SEMANTICS 0u
+#endif
+
 const sasp_kernels KERNELS_TABLE = {
     .name = KERNELS_NAME,
+    .id = KERNELS_ID,
+    .semantics = KERNELS_SEMANTICS,
     .matmul = matmul_f32,
+    .matmul_w = matmul_w,
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
     .softmax = softmax,

@@ -1,10 +1,15 @@
-/* checkpoint.c: load a model directory (config.json + model.safetensors) into owned float32 memory.
+/* checkpoint.c: load a model directory (config.json + model.safetensors), and write a safetensors file.
  *
  * The format is docs/checkpoint-format.md. The order:
- * config.json is parsed and checked; the expected tensor table (name, shape, required) is derived
- * from it; model.safetensors is mmapped, its header parsed and every entry checked against that
- * table and against the data section; then each tensor is copied out as float32 (F16 and BF16
- * converted exactly) into 64-byte-aligned memory and the file is unmapped. Each failure is a single
+ * config.json is parsed and checked (sasp_config_load); the tensors it allows (name, shape, required
+ * or optional) come from the tensor schema, the one table of names and shapes and the one function of
+ * presence rules, which model.c takes its weights by as well; model.safetensors is mmapped, its header
+ * parsed and every entry checked against those tensors and against the data section (check_header);
+ * and q8_0's I8 matrices paired with their F16 ".scales" (pair_scales); then each tensor is made
+ * (make_tensors): vectors, and F32 / F16 matrices, copied out as float32 (converted exactly) into
+ * 64-byte-aligned memory; BF16 and q8_0 matrices left in the mapping as the kernels read them (the
+ * checkpoint then keeps the file mapped), or every matrix converted to the one type asked for.
+ * sasp_checkpoint_save writes what was loaded back out (sasp-quantize). Each failure is a single
  * message naming the file and the tensor or key. */
 #include "checkpoint.h"
 
@@ -219,119 +224,139 @@ out:
     return rc;
 }
 
-/* ---- the tensor table a config implies ---- */
+/* ---- the tensor schema (docs/checkpoint-format.md, "Tensors") ---- */
+
+/* Name and shape of each kind. A shape is spelled in the letters of the format's table: V vocab_size,
+ * d d_model, F d_ff, H n_heads, S max_seq_len, and 1. */
+static const struct {
+    const char *name; /* after "layers.N." for the per-layer kinds */
+    const char *shape;
+} schema[SASP_N_TENSOR_KINDS] = {
+    [SASP_T_TOK_EMB] = {"tok_emb.weight", "Vd"},  [SASP_T_POS_EMB] = {"pos_emb.weight", "Sd"},
+    [SASP_T_NORM_W] = {"norm.weight", "d"},       [SASP_T_NORM_B] = {"norm.bias", "d"},
+    [SASP_T_WQ] = {"attn.wq.weight", "dd"},       [SASP_T_BQ] = {"attn.wq.bias", "d"},
+    [SASP_T_WK] = {"attn.wk.weight", "dd"},       [SASP_T_BK] = {"attn.wk.bias", "d"},
+    [SASP_T_WV] = {"attn.wv.weight", "dd"},       [SASP_T_WO] = {"attn.wo.weight", "dd"},
+    [SASP_T_ALPHA] = {"attn.alpha", "H"},         [SASP_T_BETA] = {"attn.beta", "H"},
+    [SASP_T_GAMMA] = {"attn.gamma", "H"},         [SASP_T_ATTN_GAIN] = {"attn_gain", "1"},
+    [SASP_T_MLP_GAIN] = {"mlp_gain", "1"},        [SASP_T_SKIP_GAIN] = {"skip_gain", "1"},
+    [SASP_T_NORM2_W] = {"norm2.weight", "d"},     [SASP_T_NORM2_B] = {"norm2.bias", "d"},
+    [SASP_T_W1] = {"mlp.w1.weight", "Fd"},        [SASP_T_W2] = {"mlp.w2.weight", "dF"},
+    [SASP_T_NORM_F_W] = {"norm_f.weight", "d"},   [SASP_T_NORM_F_B] = {"norm_f.bias", "d"},
+    [SASP_T_LM_HEAD] = {"lm_head.weight", "Vd"},
+};
+
+/* The column "present" of the table. */
+static sasp_presence presence(const sasp_config *c, sasp_tensor_kind kind, int layer) {
+    const sasp_presence NO = SASP_TENSOR_ABSENT, MAY = SASP_TENSOR_OPTIONAL, MUST = SASP_TENSOR_REQUIRED;
+    int sasp = c->arch == SASP_ARCH_SASP, layernorm = c->norm == SASP_NORM_LAYER, none = c->norm == SASP_NORM_NONE;
+    int first_ln = none && layer == 0; /* "none" keeps a layernorm on layer 0's input */
+    switch (kind) {
+    case SASP_T_TOK_EMB: return MUST;
+    case SASP_T_POS_EMB: return c->position == SASP_POS_LEARNED ? MUST : NO;
+    case SASP_T_NORM_W: return !none || first_ln ? MUST : NO;
+    case SASP_T_NORM_B: return layernorm || first_ln ? MUST : NO;
+    case SASP_T_WQ: case SASP_T_WK: return MUST;
+    case SASP_T_BQ: case SASP_T_BK: return MAY;
+    case SASP_T_WV: case SASP_T_WO: return sasp ? MAY : MUST; /* sasp: absent means V = Z, W_O = identity */
+    case SASP_T_ALPHA: case SASP_T_BETA: case SASP_T_GAMMA: return sasp ? MUST : NO;
+    case SASP_T_ATTN_GAIN: case SASP_T_MLP_GAIN: return sasp ? MUST : NO;
+    case SASP_T_SKIP_GAIN: return sasp ? MAY : NO;
+    case SASP_T_NORM2_W: return !sasp && !none ? MUST : NO;
+    case SASP_T_NORM2_B: return !sasp && layernorm ? MUST : NO;
+    case SASP_T_W1: case SASP_T_W2: return MUST;
+    case SASP_T_NORM_F_W: return MUST;
+    case SASP_T_NORM_F_B: return c->norm_f == SASP_NORM_LAYER ? MUST : NO;
+    case SASP_T_LM_HEAD: return c->tie_embeddings ? NO : MUST;
+    case SASP_N_TENSOR_KINDS: break;
+    }
+    return NO;
+}
+
+static long dim_size(const sasp_config *c, char letter) {
+    switch (letter) {
+    case 'V': return c->vocab_size;
+    case 'd': return c->d_model;
+    case 'F': return c->d_ff;
+    case 'H': return c->n_heads;
+    case 'S': return c->max_seq_len;
+    default: return 1;
+    }
+}
+
+bool sasp_tensor_per_layer(sasp_tensor_kind kind) { return kind >= SASP_T_NORM_W && kind <= SASP_T_W2; }
+
+bool sasp_tensor_is_matrix(sasp_tensor_kind kind) {
+    switch (kind) {
+    case SASP_T_TOK_EMB: case SASP_T_WQ: case SASP_T_WK: case SASP_T_WV: case SASP_T_WO:
+    case SASP_T_W1: case SASP_T_W2: case SASP_T_LM_HEAD: return true;
+    default: return false;
+    }
+}
+
+static const char *const wtype_names[] = {[SASP_WT_F32] = "f32", [SASP_WT_BF16] = "bf16", [SASP_WT_Q8_0] = "q8_0"};
+
+const char *sasp_wtype_name(sasp_wtype t) { return (unsigned)t < 3 ? wtype_names[t] : "?"; }
+
+int sasp_wtype_parse(const char *name) {
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, wtype_names[i]) == 0) return i;
+    return -1;
+}
+
+static void tensor_name(char *buf, size_t len, sasp_tensor_kind kind, int layer) {
+    if (sasp_tensor_per_layer(kind)) snprintf(buf, len, "layers.%d.%s", layer, schema[kind].name);
+    else snprintf(buf, len, "%s", schema[kind].name);
+}
+
+sasp_presence sasp_tensor_spec_of(const sasp_config *c, sasp_tensor_kind kind, int layer, sasp_tensor_spec *spec) {
+    tensor_name(spec->name, sizeof spec->name, kind, layer);
+    spec->ndim = (int)strlen(schema[kind].shape);
+    spec->shape[1] = 0;
+    for (int i = 0; i < spec->ndim; i++) spec->shape[i] = dim_size(c, schema[kind].shape[i]);
+    return spec->presence = presence(c, kind, layer);
+}
+
+/* ---- the tensors a config allows, for checking a file's header against ---- */
 
 typedef struct {
-    char name[64];
-    int ndim;
-    long shape[2];
-    int required;
-    int seen;
+    sasp_tensor_spec spec;
+    sasp_tensor_kind kind;
+    int entry;  /* the header entry of this tensor, -1 when the file has none */
+    int scales; /* the entry "<name>.scales" (q8_0), -1 when none */
 } expected_tensor;
 
 typedef struct {
     expected_tensor *v;
-    int n, cap;
+    int n;
 } expected_list;
 
-static int expect(expected_list *l, const char *name, int required, int ndim, long s0, long s1) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        expected_tensor *v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
-        l->cap = cap;
-    }
-    expected_tensor *t = &l->v[l->n++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ndim = ndim;
-    t->shape[0] = s0;
-    t->shape[1] = s1;
-    t->required = required;
-    t->seen = 0;
-    return 0;
-}
-
 static int cmp_expected(const void *a, const void *b) {
-    return strcmp(((const expected_tensor *)a)->name, ((const expected_tensor *)b)->name);
+    return strcmp(((const expected_tensor *)a)->spec.name, ((const expected_tensor *)b)->spec.name);
 }
 
-/* Every tensor name the config allows, with its shape and whether it must be present. */
+/* Every tensor the config allows, required or optional, sorted by name. */
 static int expected_tensors(const sasp_config *c, expected_list *l) {
-    long V = c->vocab_size, d = c->d_model, F = c->d_ff, H = c->n_heads;
-    int sasp = c->arch == SASP_ARCH_SASP, ln = c->norm == SASP_NORM_LAYER, none = c->norm == SASP_NORM_NONE;
-    int r = 0;
-    r |= expect(l, "tok_emb.weight", 1, 2, V, d);
-    if (c->position == SASP_POS_LEARNED) r |= expect(l, "pos_emb.weight", 1, 2, c->max_seq_len, d);
-    for (int i = 0; i < c->n_layers && r == 0; i++) {
-        char n[64];
-#define E(suffix, req, nd, a, b) (snprintf(n, sizeof n, "layers.%d.%s", i, suffix), expect(l, n, req, nd, a, b))
-        int first_ln = none && i == 0; /* "none" keeps a layernorm on layer 0's input */
-        if (!none || first_ln) r |= E("norm.weight", 1, 1, d, 0);
-        if (ln || first_ln) r |= E("norm.bias", 1, 1, d, 0);
-        r |= E("attn.wq.weight", 1, 2, d, d);
-        r |= E("attn.wq.bias", 0, 1, d, 0);
-        r |= E("attn.wk.weight", 1, 2, d, d);
-        r |= E("attn.wk.bias", 0, 1, d, 0);
-        r |= E("attn.wv.weight", !sasp, 2, d, d);
-        r |= E("attn.wo.weight", !sasp, 2, d, d);
-        if (sasp) {
-            r |= E("attn.alpha", 1, 1, H, 0);
-            r |= E("attn.beta", 1, 1, H, 0);
-            r |= E("attn.gamma", 1, 1, H, 0);
-            r |= E("attn_gain", 1, 1, 1, 0);
-            r |= E("mlp_gain", 1, 1, 1, 0);
-            r |= E("skip_gain", 0, 1, 1, 0);
-        } else {
-            if (!none) r |= E("norm2.weight", 1, 1, d, 0);
-            if (ln) r |= E("norm2.bias", 1, 1, d, 0);
-        }
-        r |= E("mlp.w1.weight", 1, 2, F, d);
-        r |= E("mlp.w2.weight", 1, 2, d, F);
-#undef E
-    }
-    r |= expect(l, "norm_f.weight", 1, 1, d, 0);
-    if (c->norm_f == SASP_NORM_LAYER) r |= expect(l, "norm_f.bias", 1, 1, d, 0);
-    if (!c->tie_embeddings) r |= expect(l, "lm_head.weight", 1, 2, V, d);
-    if (r) return -1;
+    size_t cap = 0;
+    for (int kind = 0; kind < SASP_N_TENSOR_KINDS; kind++) cap += sasp_tensor_per_layer(kind) ? (size_t)c->n_layers : 1;
+    l->n = 0;
+    if (!(l->v = calloc(cap, sizeof *l->v))) return -1;
+    for (int kind = 0; kind < SASP_N_TENSOR_KINDS; kind++)
+        for (int layer = 0; layer < (sasp_tensor_per_layer(kind) ? c->n_layers : 1); layer++)
+            if (sasp_tensor_spec_of(c, kind, layer, &l->v[l->n].spec) != SASP_TENSOR_ABSENT) {
+                l->v[l->n].kind = (sasp_tensor_kind)kind;
+                l->v[l->n].entry = l->v[l->n].scales = -1;
+                l->n++;
+            }
     qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_expected);
     return 0;
 }
 
-/* ---- dtype conversion (exact) ---- */
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
-    } else if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: man * 2^-24, exactly representable in float32 */
-            float f = ldexpf((float)man, -24);
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static float bf16_to_f32(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* ---- model.safetensors ---- */
 
-typedef enum { DT_F32, DT_F16, DT_BF16 } dtype;
+typedef enum { DT_F32, DT_F16, DT_BF16, DT_I8 } dtype;
+static const char *const dtype_names[] = {"F32", "F16", "BF16", "I8"};
+static const size_t dtype_sizes[] = {4, 2, 2, 1};
 
 typedef struct {
     const char *name; /* points into the parsed header */
@@ -340,6 +365,9 @@ typedef struct {
     long shape[4];
     size_t numel;
     uint64_t begin, end;
+    int is_scales;    /* "<matrix>.scales": a q8_0 matrix's scales, not a tensor of its own */
+    int scales;       /* an I8 matrix: the index of its scales entry (-1 before they are paired) */
+    sasp_tensor_kind kind;
 } entry;
 
 static int cmp_entry_begin(const void *a, const void *b) {
@@ -376,15 +404,16 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
         fail(err, errlen, "%s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
         return -1;
     }
-    size_t esize;
-    if (strcmp(ds, "F32") == 0) e->dt = DT_F32, esize = 4;
-    else if (strcmp(ds, "F16") == 0) e->dt = DT_F16, esize = 2;
-    else if (strcmp(ds, "BF16") == 0) e->dt = DT_BF16, esize = 2;
-    else {
-        fail(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\" (F32, F16 or BF16 are supported)", path,
+    int dt = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(ds, dtype_names[i]) == 0) dt = i;
+    if (dt < 0) {
+        fail(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\" (F32, F16, BF16 or I8 are supported)", path,
              name, ds);
         return -1;
     }
+    e->dt = (dtype)dt;
+    size_t esize = dtype_sizes[dt];
     if (!json_is_array(js)) {
         fail(err, errlen, "%s: tensor \"%s\": missing or non-array \"shape\"", path, name);
         return -1;
@@ -439,175 +468,464 @@ static void free_tensors(sasp_tensor *t, int n) {
     for (int i = 0; i < n; i++) {
         free(t[i].name);
         free(t[i].data);
+        free(t[i].owned);
     }
     free(t);
 }
 
-sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen) {
-    sasp_config cfg;
-    if (sasp_config_load(dir, &cfg, err, errlen)) return NULL;
+/* model.safetensors, mapped read-only, with its header parsed and its data section located. */
+typedef struct {
+    char *path;
+    void *map; /* MAP_FAILED when not mapped */
+    size_t map_size;
+    json_t *header;
+    const unsigned char *data;
+    uint64_t data_size;
+} st_file;
 
-    sasp_checkpoint *ck = NULL;
-    expected_list exp = {0};
-    entry *entries = NULL, **order = NULL;
-    json_t *root = NULL;
-    void *map = MAP_FAILED;
-    size_t map_size = 0;
-    int fd = -1;
-    char *path = path_join(dir, "model.safetensors");
-    if (!path || expected_tensors(&cfg, &exp)) {
-        fail(err, errlen, "%s: out of memory", dir);
-        goto out;
-    }
+static void st_close(st_file *f) {
+    if (f->map != MAP_FAILED) munmap(f->map, f->map_size);
+    json_decref(f->header);
+}
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+/* Map f->path and parse its header (the 8-byte length, then a JSON object). 0, or -1 with a message;
+ * either way st_close releases what it took. */
+static int st_open(st_file *f, char *err, size_t errlen) {
+    f->map = MAP_FAILED;
+    f->header = NULL;
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        goto out;
+        fail(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
-        fail(err, errlen, "%s: not a regular file", path);
-        goto out;
+    if (!S_ISREG(st.st_mode) || st.st_size < 8) {
+        if (!S_ISREG(st.st_mode)) fail(err, errlen, "%s: not a regular file", f->path);
+        else
+            fail(err, errlen, "%s: file is %lld bytes, too short for the 8-byte header length", f->path,
+                 (long long)st.st_size);
+        close(fd);
+        return -1;
     }
-    if (st.st_size < 8) {
-        fail(err, errlen, "%s: file is %lld bytes, too short for the 8-byte header length", path,
-             (long long)st.st_size);
-        goto out;
+    f->map_size = (size_t)st.st_size;
+    f->map = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int mmap_errno = errno;
+    close(fd); /* the mapping outlives the descriptor */
+    if (f->map == MAP_FAILED) {
+        fail(err, errlen, "%s: cannot mmap: %s", f->path, strerror(mmap_errno));
+        return -1;
     }
-    map_size = (size_t)st.st_size;
-    map = mmap(NULL, map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        fail(err, errlen, "%s: cannot mmap: %s", path, strerror(errno));
-        goto out;
-    }
-    const unsigned char *bytes = map;
+    const unsigned char *bytes = f->map;
     uint64_t hlen = read_le64(bytes);
     if (hlen > MAX_HEADER_BYTES) {
-        fail(err, errlen, "%s: header length %llu is over the 100 MB limit", path, (unsigned long long)hlen);
-        goto out;
+        fail(err, errlen, "%s: header length %llu is over the 100 MB limit", f->path, (unsigned long long)hlen);
+        return -1;
     }
-    if (hlen > map_size - 8) {
-        fail(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
-             (unsigned long long)hlen, map_size);
-        goto out;
+    if (hlen > f->map_size - 8) {
+        fail(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", f->path,
+             (unsigned long long)hlen, f->map_size);
+        return -1;
     }
-    const unsigned char *data = bytes + 8 + hlen;
-    uint64_t data_size = map_size - 8 - hlen;
-
+    f->data = bytes + 8 + hlen;
+    f->data_size = f->map_size - 8 - hlen;
     json_error_t jerr;
-    root = json_loadb((const char *)bytes + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        fail(err, errlen, "%s: header is not valid JSON: %s (at byte %d)", path, jerr.text, jerr.position);
-        goto out;
+    f->header = json_loadb((const char *)bytes + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!f->header) {
+        fail(err, errlen, "%s: header is not valid JSON: %s (at byte %d)", f->path, jerr.text, jerr.position);
+        return -1;
     }
-    if (!json_is_object(root)) {
-        fail(err, errlen, "%s: header must be a JSON object", path);
-        goto out;
+    if (!json_is_object(f->header)) {
+        fail(err, errlen, "%s: header must be a JSON object", f->path);
+        return -1;
     }
+    return 0;
+}
 
-    size_t n_keys = json_object_size(root);
-    entries = calloc(n_keys ? n_keys : 1, sizeof *entries);
-    order = calloc(n_keys ? n_keys : 1, sizeof *order);
-    if (!entries || !order) {
+/* Entry idx is a tensor the config allows, with the shape it implies, or the scales of one
+ * ("<name>.scales", checked once paired: pair_scales); records it in the expected list. */
+static int match_expected(const char *path, const sasp_config *cfg, expected_list *exp, entry *entries, int idx,
+                          char *err, size_t errlen) {
+    entry *e = &entries[idx];
+    size_t len = strlen(e->name), suffix = strlen(".scales");
+    e->is_scales = len > suffix && strcmp(e->name + len - suffix, ".scales") == 0;
+    e->scales = -1;
+    size_t base = e->is_scales ? len - suffix : len;
+    expected_tensor probe;
+    snprintf(probe.spec.name, sizeof probe.spec.name, "%.*s", (int)(base < 64 ? base : 0), e->name);
+    expected_tensor *x = base < sizeof probe.spec.name
+                             ? bsearch(&probe, exp->v, (size_t)exp->n, sizeof *exp->v, cmp_expected)
+                             : NULL;
+    if (!x) {
+        fail(err, errlen,
+             "%s: tensor \"%s\": unknown tensor name (not part of a %s model with norm %s, position %s, %s "
+             "embeddings and %d layers)",
+             path, e->name, sasp_arch_names[cfg->arch], sasp_norm_names[cfg->norm], sasp_pos_names[cfg->position],
+             cfg->tie_embeddings ? "tied" : "untied", cfg->n_layers);
+        return -1;
+    }
+    e->kind = x->kind;
+    if (e->is_scales) {
+        x->scales = idx;
+        return 0;
+    }
+    const sasp_tensor_spec *want = &x->spec;
+    if (e->ndim != want->ndim || e->shape[0] != want->shape[0] || (want->ndim == 2 && e->shape[1] != want->shape[1])) {
+        char got[96], implied[96];
+        shape_str(got, sizeof got, e->ndim, e->shape);
+        shape_str(implied, sizeof implied, want->ndim, want->shape);
+        fail(err, errlen, "%s: tensor \"%s\": shape %s disagrees with config.json, which implies %s", path, e->name,
+             got, implied);
+        return -1;
+    }
+    x->entry = idx;
+    return 0;
+}
+
+/* q8_0 (docs/checkpoint-format.md): an I8 tensor is a matrix, and has an F16 "<name>.scales" of
+ * shape [rows, ceil(columns / 32)]; a .scales entry belongs to an I8 matrix. Pairs them (e->scales). */
+static int pair_scales(const char *path, const expected_list *exp, entry *entries, char *err, size_t errlen) {
+    for (int i = 0; i < exp->n; i++) {
+        const expected_tensor *x = &exp->v[i];
+        entry *e = x->entry >= 0 ? &entries[x->entry] : NULL;
+        const char *name = x->spec.name;
+        if (x->scales >= 0 && (!e || e->dt != DT_I8)) {
+            fail(err, errlen, "%s: tensor \"%s.scales\": scales of a tensor that is %s (q8_0 is an I8 matrix with F16 scales)",
+                 path, name, e ? "not I8" : "missing");
+            return -1;
+        }
+        if (!e || e->dt != DT_I8) continue;
+        if (!sasp_tensor_is_matrix(x->kind)) {
+            fail(err, errlen, "%s: tensor \"%s\": dtype I8 (q8_0) is only allowed for the weight matrices", path, name);
+            return -1;
+        }
+        if (x->scales < 0) {
+            fail(err, errlen, "%s: tensor \"%s\": I8 (q8_0) matrix without its scales tensor \"%s.scales\"", path, name,
+                 name);
+            return -1;
+        }
+        const entry *s = &entries[x->scales];
+        long want[2] = {e->shape[0], sasp_q8_0_blocks((int)e->shape[1])};
+        if (s->dt != DT_F16 || s->ndim != 2 || s->shape[0] != want[0] || s->shape[1] != want[1]) {
+            char got[96], need[96];
+            shape_str(got, sizeof got, s->ndim, s->shape);
+            shape_str(need, sizeof need, 2, want);
+            fail(err, errlen, "%s: tensor \"%s.scales\": %s %s, but the q8_0 scales of a %ld x %ld matrix are F16 %s",
+                 path, name, dtype_names[s->dt], got, e->shape[0], e->shape[1], need);
+            return -1;
+        }
+        e->scales = x->scales;
+    }
+    return 0;
+}
+
+/* No two entries' byte ranges overlap (empty ranges cannot, and every expected tensor is non-empty). */
+static int check_no_overlap(const char *path, entry *entries, int n, char *err, size_t errlen) {
+    entry **order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!order) {
         fail(err, errlen, "%s: out of memory", path);
-        goto out;
+        return -1;
     }
-    int n = 0;
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val) {
-        if (strcmp(key, "__metadata__") == 0) continue; /* free-form strings; nothing we need */
-        entry *e = &entries[n];
-        if (parse_entry(path, key, val, data_size, e, err, errlen)) goto out;
-        expected_tensor probe;
-        snprintf(probe.name, sizeof probe.name, "%s", key);
-        expected_tensor *x = strlen(key) < sizeof probe.name
-                                 ? bsearch(&probe, exp.v, (size_t)exp.n, sizeof *exp.v, cmp_expected)
-                                 : NULL;
-        if (!x) {
-            fail(err, errlen,
-                 "%s: tensor \"%s\": unknown tensor name (not part of a %s model with norm %s, position "
-                 "%s, %s embeddings and %d layers)",
-                 path, key, cfg.arch == SASP_ARCH_SASP ? "sasp" : "preln",
-                 cfg.norm == SASP_NORM_RMS ? "rmsnorm" : cfg.norm == SASP_NORM_LAYER ? "layernorm" : "none",
-                 cfg.position == SASP_POS_ROPE ? "rope" : "learned", cfg.tie_embeddings ? "tied" : "untied",
-                 cfg.n_layers);
-            goto out;
-        }
-        if (e->ndim != x->ndim || e->shape[0] != x->shape[0] || (x->ndim == 2 && e->shape[1] != x->shape[1])) {
-            char got[96], want[96];
-            shape_str(got, sizeof got, e->ndim, e->shape);
-            shape_str(want, sizeof want, x->ndim, x->shape);
-            fail(err, errlen, "%s: tensor \"%s\": shape %s disagrees with config.json, which implies %s", path,
-                 key, got, want);
-            goto out;
-        }
-        x->seen = 1;
-        order[n] = e;
-        n++;
-    }
-    for (int i = 0; i < exp.n; i++)
-        if (exp.v[i].required && !exp.v[i].seen) {
-            fail(err, errlen, "%s: required tensor \"%s\" is missing", path, exp.v[i].name);
-            goto out;
-        }
-    /* Extents must not overlap (empty extents cannot, and every expected tensor is non-empty). */
+    for (int i = 0; i < n; i++) order[i] = &entries[i];
     qsort(order, (size_t)n, sizeof *order, cmp_entry_begin);
-    for (int i = 1; i < n; i++)
+    int rc = 0;
+    for (int i = 1; i < n && rc == 0; i++)
         if (order[i]->begin < order[i - 1]->end) {
             fail(err, errlen, "%s: tensor \"%s\": data [%llu, %llu) overlaps tensor \"%s\" [%llu, %llu)", path,
                  order[i]->name, (unsigned long long)order[i]->begin, (unsigned long long)order[i]->end,
-                 order[i - 1]->name, (unsigned long long)order[i - 1]->begin,
-                 (unsigned long long)order[i - 1]->end);
+                 order[i - 1]->name, (unsigned long long)order[i - 1]->begin, (unsigned long long)order[i - 1]->end);
+            rc = -1;
+        }
+    free(order);
+    return rc;
+}
+
+/* Parse and check every entry of the header into entries[] (*n of them): each a tensor the config
+ * allows, every required one present, no two overlapping. */
+static int check_header(const st_file *f, const sasp_config *cfg, entry *entries, int *n, char *err, size_t errlen) {
+    expected_list exp;
+    if (expected_tensors(cfg, &exp)) {
+        fail(err, errlen, "%s: out of memory", f->path);
+        return -1;
+    }
+    int rc = -1;
+    const char *key;
+    json_t *val;
+    *n = 0;
+    json_object_foreach(f->header, key, val) {
+        if (strcmp(key, "__metadata__") == 0) continue; /* free-form strings; nothing we need */
+        entry *e = &entries[*n];
+        if (parse_entry(f->path, key, val, f->data_size, e, err, errlen)) goto out;
+        if (match_expected(f->path, cfg, &exp, entries, *n, err, errlen)) goto out;
+        ++*n;
+    }
+    for (int i = 0; i < exp.n; i++)
+        if (exp.v[i].spec.presence == SASP_TENSOR_REQUIRED && exp.v[i].entry < 0) {
+            fail(err, errlen, "%s: required tensor \"%s\" is missing", f->path, exp.v[i].spec.name);
             goto out;
         }
+    if (pair_scales(f->path, &exp, entries, err, errlen)) goto out;
+    rc = check_no_overlap(f->path, entries, *n, err, errlen);
+out:
+    free(exp.v);
+    return rc;
+}
+
+/* ---- the tensors, from the checked entries ---- */
+
+static uint16_t read_le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static void *alloc64(size_t bytes) {
+    size_t r = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, r ? r : 64);
+}
+
+/* A q8_0 matrix's values are in [-127, 127] (kernels.h: -128 would overflow the AVX2 sign trick) and
+ * its scales are finite. */
+static int check_q8_0(const char *path, const entry *e, const entry *sc, const unsigned char *data, char *err,
+                      size_t errlen) {
+    const int8_t *q = (const int8_t *)(data + e->begin);
+    for (size_t i = 0; i < e->numel; i++)
+        if (q[i] == -128) {
+            fail(err, errlen, "%s: tensor \"%s\": q8_0 value -128 at [%zu, %zu] (values are in [-127, 127])", path,
+                 e->name, i / (size_t)e->shape[1], i % (size_t)e->shape[1]);
+            return -1;
+        }
+    for (size_t i = 0; i < sc->numel; i++)
+        if (!isfinite(sasp_f16_to_f32(read_le16(data + sc->begin + 2 * i)))) {
+            fail(err, errlen, "%s: tensor \"%s.scales\": scale %zu is not finite", path, e->name, i);
+            return -1;
+        }
+    return 0;
+}
+
+/* Entry e's values as float32 (F16 and BF16 exactly, q8_0 dequantized as the kernels see them). */
+static void values_f32(float *out, const entry *e, const entry *sc, const unsigned char *data) {
+    const unsigned char *src = data + e->begin;
+    if (e->dt == DT_F32) {
+        memcpy(out, src, e->numel * 4);
+    } else if (e->dt == DT_I8) {
+        sasp_weights w = {SASP_WT_Q8_0, (int)e->shape[0], (int)e->shape[1], src, NULL};
+        uint16_t *s = malloc(sc->numel * sizeof *s);
+        if (!s) abort(); /* a few KB per matrix */
+        for (size_t i = 0; i < sc->numel; i++) s[i] = read_le16(data + sc->begin + 2 * i);
+        w.scales = s;
+        for (int j = 0; j < w.m; j++) sasp_weights_row_f32(&w, j, out + (size_t)j * w.k);
+        free(s);
+    } else {
+        for (size_t j = 0; j < e->numel; j++) {
+            uint16_t h = read_le16(src + 2 * j);
+            out[j] = e->dt == DT_F16 ? sasp_f16_to_f32(h) : sasp_bf16_to_f32(h);
+        }
+    }
+}
+
+/* Matrix entry e as bf16 or q8_0 (want) in t->w: a view of the mapping when the file holds that type
+ * at an aligned offset, else converted into t->owned. *viewed: whether it is a view. */
+static int typed_matrix(sasp_tensor *t, const entry *e, const entry *sc, const unsigned char *data, sasp_wtype want,
+                        int *viewed) {
+    int m = (int)e->shape[0], k = (int)e->shape[1], nb = sasp_q8_0_blocks(k);
+    const unsigned char *src = data + e->begin;
+    t->w = (sasp_weights){want, m, k, src, want == SASP_WT_Q8_0 && sc ? (const uint16_t *)(data + sc->begin) : NULL};
+    int stored = (want == SASP_WT_BF16 && e->dt == DT_BF16) || (want == SASP_WT_Q8_0 && e->dt == DT_I8);
+    uintptr_t half = (uintptr_t)(want == SASP_WT_BF16 ? (const void *)src : (const void *)t->w.scales);
+    if (stored && half % 2 == 0 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
+        *viewed = 1;
+        return 0;
+    }
+    size_t n = (size_t)m * k, bytes = want == SASP_WT_BF16 ? 2 * n : n + 2 * (size_t)m * nb;
+    if (!(t->owned = alloc64(bytes))) return -1;
+    t->w.data = t->owned;
+    if (want == SASP_WT_Q8_0) t->w.scales = (uint16_t *)(void *)((char *)t->owned + ((n + 1) & ~(size_t)1));
+    if (stored && want == SASP_WT_BF16) {
+        for (size_t i = 0; i < n; i++) ((uint16_t *)t->owned)[i] = read_le16(src + 2 * i);
+        return 0;
+    }
+    if (stored) { /* q8_0 whose scales are misaligned in the file */
+        memcpy(t->owned, src, n);
+        for (int i = 0; i < m * nb; i++) ((uint16_t *)t->w.scales)[i] = read_le16(data + sc->begin + 2 * (size_t)i);
+        return 0;
+    }
+    float *f = alloc64(n * sizeof *f);
+    if (!f) return -1;
+    values_f32(f, e, sc, data);
+    if (want == SASP_WT_BF16)
+        for (size_t i = 0; i < n; i++) ((uint16_t *)t->owned)[i] = sasp_f32_to_bf16(f[i]);
+    else
+        sasp_quantize_q8_0(t->owned, (uint16_t *)t->w.scales, f, m, k);
+    free(f);
+    return 0;
+}
+
+/* The type matrix entry e is used in: WEIGHTS, or the file's own (F32 and F16 as f32). */
+static sasp_wtype type_for(const entry *e, int weights) {
+    if (weights != SASP_WEIGHTS_AS_STORED) return (sasp_wtype)weights;
+    return e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0 : SASP_WT_F32;
+}
+
+/* Tensor t from entry e (sc: its q8_0 scales): float32 in t->data, or a matrix in the type it is used
+ * in (t->w). *viewed is set when t views the mapping. */
+static int make_tensor(sasp_tensor *t, const entry *e, const entry *sc, const unsigned char *data, int weights,
+                       int *viewed) {
+    t->name = strdup(e->name);
+    t->ndim = e->ndim;
+    memcpy(t->shape, e->shape, sizeof t->shape);
+    t->numel = e->numel;
+    if (!t->name) return -1;
+    int matrix = sasp_tensor_is_matrix(e->kind);
+    sasp_wtype want = matrix ? type_for(e, weights) : SASP_WT_F32;
+    if (want != SASP_WT_F32) return typed_matrix(t, e, sc, data, want, viewed);
+    if (!(t->data = alloc64(e->numel * sizeof(float)))) return -1;
+    values_f32(t->data, e, sc, data);
+    if (matrix) t->w = (sasp_weights){SASP_WT_F32, (int)e->shape[0], (int)e->shape[1], t->data, NULL};
+    return 0;
+}
+
+/* Every tensor of the checked entries into ck (the scales go with their matrices). */
+static int make_tensors(sasp_checkpoint *ck, const st_file *f, const entry *entries, int n, int weights, int *viewed,
+                        char *err, size_t errlen) {
+    for (int i = 0; i < n; i++) {
+        const entry *e = &entries[i], *sc = e->scales >= 0 ? &entries[e->scales] : NULL;
+        if (e->is_scales) continue;
+        if (sc && check_q8_0(f->path, e, sc, f->data, err, errlen)) return -1;
+        if (make_tensor(&ck->tensors[ck->n_tensors++], e, sc, f->data, weights, viewed)) {
+            fail(err, errlen, "%s: tensor \"%s\": out of memory (%zu bytes)", f->path, e->name, e->numel * sizeof(float));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen) {
+    return sasp_checkpoint_load_as(dir, SASP_WEIGHTS_AS_STORED, err, errlen);
+}
+
+sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen) {
+    sasp_config cfg;
+    if (sasp_config_load(dir, &cfg, err, errlen)) return NULL;
+    st_file f = {.path = path_join(dir, "model.safetensors"), .map = MAP_FAILED};
+    sasp_checkpoint *ck = NULL;
+    entry *entries = NULL;
+    int n = 0, viewed = 0;
+    if (!f.path) {
+        fail(err, errlen, "%s: out of memory", dir);
+        return NULL;
+    }
+    if (st_open(&f, err, errlen)) goto out;
+    size_t n_keys = json_object_size(f.header);
+    if (!(entries = calloc(n_keys ? n_keys : 1, sizeof *entries))) {
+        fail(err, errlen, "%s: out of memory", f.path);
+        goto out;
+    }
+    if (check_header(&f, &cfg, entries, &n, err, errlen)) goto out;
 
     ck = calloc(1, sizeof *ck);
-    if (!ck || !(ck->dir = strdup(dir)) || !(ck->tensors = calloc((size_t)(n ? n : 1), sizeof *ck->tensors))) {
-        fail(err, errlen, "%s: out of memory", path);
+    if (!ck || !(ck->tensors = calloc((size_t)(n ? n : 1), sizeof *ck->tensors))) {
+        fail(err, errlen, "%s: out of memory", f.path);
         goto fail_ck;
     }
     ck->config = cfg;
-    ck->file_bytes = map_size;
-    for (int i = 0; i < n; i++) {
-        const entry *e = &entries[i];
-        sasp_tensor *t = &ck->tensors[i];
-        ck->n_tensors = i + 1;
-        t->name = strdup(e->name);
-        t->ndim = e->ndim;
-        memcpy(t->shape, e->shape, sizeof t->shape);
-        t->numel = e->numel;
-        size_t bytes_out = (e->numel * sizeof(float) + 63) & ~(size_t)63;
-        t->data = aligned_alloc(64, bytes_out ? bytes_out : 64);
-        if (!t->name || !t->data) {
-            fail(err, errlen, "%s: tensor \"%s\": out of memory (%zu bytes)", path, e->name, bytes_out);
-            goto fail_ck;
-        }
-        const unsigned char *src = data + e->begin;
-        if (e->dt == DT_F32) {
-            memcpy(t->data, src, e->numel * 4);
-        } else {
-            for (size_t j = 0; j < e->numel; j++) {
-                uint16_t h = (uint16_t)(src[2 * j] | (src[2 * j + 1] << 8));
-                t->data[j] = e->dt == DT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
-            }
-        }
+    if (make_tensors(ck, &f, entries, n, weights, &viewed, err, errlen)) goto fail_ck;
+    if (viewed) { /* the checkpoint keeps the mapping its matrices view */
+        ck->map = f.map, ck->map_size = f.map_size;
+        f.map = MAP_FAILED;
     }
     goto out;
-
 fail_ck:
     sasp_checkpoint_free(ck);
     ck = NULL;
 out:
-    if (map != MAP_FAILED) munmap(map, map_size);
-    if (fd >= 0) close(fd);
-    json_decref(root);
+    st_close(&f);
     free(entries);
-    free(order);
-    free(exp.v);
-    free(path);
+    free(f.path);
     return ck;
+}
+
+/* ---- writing (sasp-quantize) ---- */
+
+/* One tensor of the file being written: its header entry and where its bytes come from. */
+typedef struct {
+    const void *bytes;
+    size_t len;
+    uint64_t begin;
+} out_tensor;
+
+static int add_entry(json_t *h, const char *name, const char *dtype, long s0, long s1, int ndim, out_tensor *o,
+                     const void *bytes, size_t len, uint64_t *at) {
+    json_t *shape = json_array();
+    json_array_append_new(shape, json_integer(s0));
+    if (ndim > 1) json_array_append_new(shape, json_integer(s1));
+    *o = (out_tensor){bytes, len, *at};
+    json_t *offs = json_pack("[II]", (json_int_t)*at, (json_int_t)(*at + len));
+    *at = (*at + len + 63) & ~(uint64_t)63; /* every tensor 64-byte aligned */
+    return json_object_set_new(h, name, json_pack("{s:s, s:o, s:o}", "dtype", dtype, "shape", shape,
+                                                  "data_offsets", offs));
+}
+
+/* The header of ck's tensors (o: their bytes, at most 2 per tensor; *n of them). */
+static json_t *save_header(const sasp_checkpoint *ck, out_tensor *o, int *n) {
+    json_t *h = json_object();
+    json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
+    uint64_t at = 0;
+    int r = 0;
+    *n = 0;
+    for (int i = 0; i < ck->n_tensors; i++) {
+        const sasp_tensor *t = &ck->tensors[i];
+        const sasp_weights *w = &t->w;
+        long s0 = t->shape[0], s1 = t->ndim > 1 ? t->shape[1] : 0;
+        if (!t->data && !w->data) { /* taken (sasp_checkpoint_take): nothing to write */
+            json_decref(h);
+            return NULL;
+        }
+        if (!w->data || w->type == SASP_WT_F32) {
+            r |= add_entry(h, t->name, "F32", s0, s1, t->ndim, &o[(*n)++], t->data, t->numel * 4, &at);
+        } else if (w->type == SASP_WT_BF16) {
+            r |= add_entry(h, t->name, "BF16", s0, s1, 2, &o[(*n)++], w->data, t->numel * 2, &at);
+        } else {
+            char sname[80];
+            snprintf(sname, sizeof sname, "%s.scales", t->name);
+            long nb = sasp_q8_0_blocks(w->k);
+            r |= add_entry(h, t->name, "I8", s0, s1, 2, &o[(*n)++], w->data, t->numel, &at);
+            r |= add_entry(h, sname, "F16", s0, nb, 2, &o[(*n)++], w->scales, (size_t)s0 * nb * 2, &at);
+        }
+    }
+    if (r) json_decref(h);
+    return r ? NULL : h;
+}
+
+/* The 8-byte length, the header padded with spaces so that the data starts 64-byte aligned, the data. */
+static int write_file(FILE *fp, const char *text, const out_tensor *o, int n) {
+    size_t hlen = strlen(text), padded = ((8 + hlen + 63) & ~(size_t)63) - 8;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    int ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(text, 1, hlen, fp) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', fp) != EOF;
+    uint64_t at = 0;
+    static const char zeros[64];
+    for (int i = 0; ok && i < n; i++) {
+        ok = fwrite(zeros, 1, (size_t)(o[i].begin - at), fp) == o[i].begin - at &&
+             fwrite(o[i].bytes, 1, o[i].len, fp) == o[i].len;
+        at = o[i].begin + o[i].len;
+    }
+    return ok ? 0 : -1;
+}
+
+int sasp_checkpoint_save(const sasp_checkpoint *ck, const char *path, char *err, size_t errlen) {
+    out_tensor *o = malloc(sizeof *o * 2 * (size_t)(ck->n_tensors + 1));
+    int n = 0, rc = -1;
+    json_t *h = o ? save_header(ck, o, &n) : NULL;
+    char *text = h ? json_dumps(h, JSON_COMPACT) : NULL;
+    FILE *fp = NULL;
+    if (!text) fail(err, errlen, "%s: out of memory, or a tensor was taken from the checkpoint", path);
+    else if (!(fp = fopen(path, "wb"))) fail(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+    else if (write_file(fp, text, o, n) || fflush(fp) || ferror(fp)) fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    else rc = 0;
+    if (fp && fclose(fp) && rc == 0) {
+        fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        rc = -1;
+    }
+    free(text), json_decref(h), free(o);
+    return rc;
 }
 
 const sasp_tensor *sasp_checkpoint_find(const sasp_checkpoint *ck, const char *name) {
@@ -626,9 +944,26 @@ float *sasp_checkpoint_take(sasp_checkpoint *ck, const char *name) {
     return NULL;
 }
 
+const sasp_tensor *sasp_checkpoint_find_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer) {
+    char name[64];
+    tensor_name(name, sizeof name, kind, layer);
+    return sasp_checkpoint_find(ck, name);
+}
+
+float *sasp_checkpoint_take_kind(sasp_checkpoint *ck, sasp_tensor_kind kind, int layer) {
+    char name[64];
+    tensor_name(name, sizeof name, kind, layer);
+    return sasp_checkpoint_take(ck, name);
+}
+
+const sasp_weights *sasp_checkpoint_weights_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer) {
+    const sasp_tensor *t = sasp_checkpoint_find_kind(ck, kind, layer);
+    return t && sasp_tensor_is_matrix(kind) && t->w.data ? &t->w : NULL;
+}
+
 void sasp_checkpoint_free(sasp_checkpoint *ck) {
     if (!ck) return;
     free_tensors(ck->tensors, ck->n_tensors);
-    free(ck->dir);
+    if (ck->map) munmap(ck->map, ck->map_size);
     free(ck);
 }

@@ -1,15 +1,20 @@
-/* checkpoint.h: reading a model directory (config.json + model.safetensors) into memory.
+/* checkpoint.h: reading a model directory (config.json + model.safetensors) into memory, and the
+ * tensor schema (which tensors a config calls for) that the loader and the model share.
  *
  * The format is docs/checkpoint-format.md.
  * The loader mmaps model.safetensors, parses and validates its JSON header and config.json with
- * jansson, then copies every tensor into memory it owns as float32 (F16 and BF16 are converted) and
- * unmaps the file: a model directory deleted or truncated while the server runs cannot hurt it.
+ * jansson. Vectors, and matrices stored as F32 or F16, are copied into memory it owns as float32; the
+ * matrices stored in a type the kernels run natively (BF16, and q8_0: an I8 tensor with an F16
+ * "<name>.scales" tensor) are used from the mapping as they are, which the checkpoint keeps while it
+ * lives. sasp_checkpoint_load_as converts every matrix to one type instead (sasp-cli --weights).
  * Every failure is one message naming the file and the problem, returned in err. */
 #ifndef SASP_CHECKPOINT_H
 #define SASP_CHECKPOINT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "kernels.h"
 
 typedef enum { SASP_ARCH_SASP, SASP_ARCH_PRELN } sasp_arch;
 typedef enum { SASP_NORM_RMS, SASP_NORM_LAYER, SASP_NORM_NONE } sasp_norm;
@@ -46,16 +51,60 @@ typedef struct sasp_tensor {
     int ndim;
     long shape[4];
     size_t numel;
-    float *data; /* owned, float32, 64-byte aligned */
+    float *data;    /* owned, float32, 64-byte aligned; NULL for a matrix held in another type (w) */
+    sasp_weights w; /* the matrices (sasp_tensor_is_matrix): as the kernels read them; an f32 one is
+                     * data, the others a view of the mapping or owned (converted at load) */
+    void *owned;    /* w's storage when it was converted at load (data, then the q8_0 scales) */
 } sasp_tensor;
 
 typedef struct sasp_checkpoint {
-    char *dir;
     sasp_config config;
     sasp_tensor *tensors;
     int n_tensors;
-    size_t file_bytes; /* size of model.safetensors */
+    void *map;       /* model.safetensors, mapped read-only while a tensor's w views it; else NULL */
+    size_t map_size;
 } sasp_checkpoint;
+
+/* The weight types by name ("f32", "bf16", "q8_0"), and back: -1 for an unknown name. */
+const char *sasp_wtype_name(sasp_wtype t);
+int sasp_wtype_parse(const char *name);
+#define SASP_WEIGHTS_AS_STORED (-1) /* sasp_checkpoint_load_as: each matrix in its file's type */
+
+/* The tensor schema: every tensor a model can have, in the order of the table "Tensors" of
+ * docs/checkpoint-format.md. The loader checks a file against it and the model takes its weights by it,
+ * so the names, shapes and presence rules are written once, in checkpoint.c. The kinds from
+ * SASP_T_NORM_W to SASP_T_W2 exist once per layer ("layers.N.<name>"); the others once. */
+typedef enum {
+    SASP_T_TOK_EMB, SASP_T_POS_EMB,
+    SASP_T_NORM_W, SASP_T_NORM_B,
+    SASP_T_WQ, SASP_T_BQ, SASP_T_WK, SASP_T_BK, SASP_T_WV, SASP_T_WO,
+    SASP_T_ALPHA, SASP_T_BETA, SASP_T_GAMMA, SASP_T_ATTN_GAIN, SASP_T_MLP_GAIN, SASP_T_SKIP_GAIN,
+    SASP_T_NORM2_W, SASP_T_NORM2_B,
+    SASP_T_W1, SASP_T_W2,
+    SASP_T_NORM_F_W, SASP_T_NORM_F_B, SASP_T_LM_HEAD,
+    SASP_N_TENSOR_KINDS
+} sasp_tensor_kind;
+
+typedef enum { SASP_TENSOR_ABSENT, SASP_TENSOR_OPTIONAL, SASP_TENSOR_REQUIRED } sasp_presence;
+
+/* One tensor as a config implies it. */
+typedef struct sasp_tensor_spec {
+    char name[64];  /* e.g. "layers.3.attn.wq.weight" */
+    int ndim;       /* 1 or 2 */
+    long shape[2];  /* shape[1] is 0 when ndim is 1 */
+    sasp_presence presence;
+} sasp_tensor_spec;
+
+/* Whether tensor KIND exists once per layer. */
+bool sasp_tensor_per_layer(sasp_tensor_kind kind);
+
+/* Whether tensor KIND is a matrix the forward pass multiplies by (its w may be bf16 or q8_0): the
+ * embedding, the head and the layers' W_Q, W_K, W_V, W_O, W1, W2; not pos_emb nor the vectors. */
+bool sasp_tensor_is_matrix(sasp_tensor_kind kind);
+
+/* Tensor KIND of layer LAYER (ignored for the kinds that are not per layer) in a model of config C:
+ * its name, its shape and whether the model must, may or cannot have it. Returns spec->presence. */
+sasp_presence sasp_tensor_spec_of(const sasp_config *c, sasp_tensor_kind kind, int layer, sasp_tensor_spec *spec);
 
 /* Parse and validate DIR/config.json alone. Returns 0, or -1 with a message in err. */
 int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen);
@@ -64,11 +113,26 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
  * Returns NULL with a message in err on any failure. */
 sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen);
 
+/* The same with every matrix converted to WEIGHTS (a sasp_wtype: f32 dequantizes or widens, bf16
+ * rounds to nearest even, q8_0 quantizes with sasp_quantize_q8_0), or each left in its file's type
+ * (SASP_WEIGHTS_AS_STORED, what sasp_checkpoint_load does: F32 and F16 as f32, BF16, q8_0). */
+sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen);
+
+/* Write ck's tensors to PATH as a safetensors file in the format the loader reads: vectors F32,
+ * matrices in the type of their w (q8_0 as its two tensors), each 64-byte aligned. 0, or -1 + err. */
+int sasp_checkpoint_save(const sasp_checkpoint *ck, const char *path, char *err, size_t errlen);
+
 /* The tensor named NAME, or NULL when the checkpoint has none (optional tensors). */
 const sasp_tensor *sasp_checkpoint_find(const sasp_checkpoint *ck, const char *name);
 
 /* Hand a tensor's data to the caller (who frees it with free()); the checkpoint forgets it. */
 float *sasp_checkpoint_take(sasp_checkpoint *ck, const char *name);
+
+/* The two above by kind: tensor KIND of layer LAYER, or NULL when the checkpoint has none. */
+const sasp_tensor *sasp_checkpoint_find_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer);
+float *sasp_checkpoint_take_kind(sasp_checkpoint *ck, sasp_tensor_kind kind, int layer);
+/* Matrix KIND of layer LAYER as the kernels read it (valid while ck lives), or NULL when absent. */
+const sasp_weights *sasp_checkpoint_weights_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer);
 
 void sasp_checkpoint_free(sasp_checkpoint *ck);
 

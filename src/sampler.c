@@ -1,4 +1,5 @@
-/* sampler.c: penalties, temperature, top-k / top-p / min-p truncation, the draw, and logprobs.
+/* sampler.c: penalties, temperature, top-k / top-p / min-p truncation, the infill step, the draw,
+ * and logprobs.
  * The semantics are documented in sampler.h; this file is the one path that implements them. */
 #include "sampler.h"
 
@@ -52,6 +53,7 @@ void sasp_sampling_defaults(sasp_sampling *p)
     p->repeat_last_n = 64;
     p->frequency_penalty = 0.0f;
     p->presence_penalty = 0.0f;
+    p->infill = 0;
     p->seed = 0;
 }
 
@@ -179,6 +181,79 @@ static void select_top(const float *w, int n, int k, sasp_candidate *c)
     qsort(c, (size_t)size, sizeof *c, cmp_cand);
 }
 
+void sasp_sampler_set_infill(sasp_sampler *s, const sasp_tokenizer *tok, int eog)
+{
+    s->tok = tok;
+    s->eog = eog;
+}
+
+/* The bytes of candidate id for the infill step: none for special tokens. */
+static const char *infill_bytes(const sasp_sampler *s, int id, size_t *len)
+{
+    *len = 0;
+    if (sasp_tokenizer_is_special(s->tok, id)) return NULL;
+    const char *b = sasp_token_bytes(s->tok, id, len);
+    if (!b) *len = 0;
+    return b;
+}
+
+/* Keep c[i] when it ends the middle or has probability >= floor (dead ones, p < 0, never); the kept
+ * ones renormalised. Returns how many are kept, and their text tokens in *n_text. */
+static int infill_keep(const sasp_sampler *s, sasp_candidate *c, int n, double floor, int *n_text)
+{
+    int m = 0;
+    double sum = 0;
+    *n_text = 0;
+    for (int i = 0; i < n; i++) {
+        int end = c[i].id == s->eog;
+        if (c[i].p < 0 || (!end && c[i].p < floor)) continue;
+        *n_text += !end;
+        sum += c[i].p;
+        c[m++] = c[i];
+    }
+    for (int i = 0; i < m && sum > 0; i++) c[i].p = (float)(c[i].p / sum);
+    return m;
+}
+
+/* A candidate whose bytes begin another's: the less likely of the two goes into the more likely. */
+static void infill_merge(const sasp_sampler *s, sasp_candidate *c, int n)
+{
+    for (int i0 = 0; i0 < n; i0++) {
+        for (int i1 = 0; i1 < n && c[i0].p >= 0; i1++) {
+            if (i0 == i1 || c[i1].p < 0) continue;
+            size_t l0, l1;
+            const char *b0 = infill_bytes(s, c[i0].id, &l0), *b1 = infill_bytes(s, c[i1].id, &l1);
+            if (!l0 || l0 > l1 || memcmp(b0, b1, l0)) continue;
+            int dst = c[i1].p > c[i0].p ? i1 : i0, src = dst == i1 ? i0 : i1;
+            c[dst].p += c[src].p;
+            c[src].p = -1;
+        }
+    }
+}
+
+/* llama.cpp's infill sampler (sampler.h) over the n candidates left, sorted best first on return. */
+static int infill_step(const sasp_sampler *s, sasp_candidate *c, int n)
+{
+    if (n > SASP_INFILL_MAX) n = SASP_INFILL_MAX;
+    double p_end = 0, p_text = 0;
+    for (int i = 0; i < n; i++) {
+        if (c[i].id == s->eog) p_end += c[i].p;
+        else p_text += c[i].p;
+    }
+    int n_text;
+    if (3 * p_end * n > p_text) return infill_keep(s, c, n, 2.0, &n_text); /* the end alone */
+    infill_merge(s, c, n);
+    int m = infill_keep(s, c, n, 0.2, &n_text);
+    if (n_text == 0) {
+        c[0].id = s->eog;
+        c[0].p = 1.0f;
+        return 1;
+    }
+    m = infill_keep(s, c, m, 1.0 / (n_text + 1), &n_text);
+    qsort(c, (size_t)m, sizeof *c, cmp_cand);
+    return m;
+}
+
 int sasp_sampler_dist(sasp_sampler *s, const float *logits, const sasp_candidate **out)
 {
     const sasp_sampling *p = &s->p;
@@ -230,6 +305,7 @@ int sasp_sampler_dist(sasp_sampler *s, const float *logits, const sasp_candidate
     double total = 0;
     for (int i = 0; i < n; i++) total += c[i].p;
     for (int i = 0; i < n; i++) c[i].p = (float)(c[i].p / total);
+    if (p->infill && s->tok) n = infill_step(s, c, n);
     return n;
 }
 

@@ -11,7 +11,9 @@
  *   2. temperature == 0 (or top_k == 1): greedy, the arg-max (lowest id on ties); nothing random.
  *   3. otherwise logits / temperature, softmax, then top_k (keep the k most likely; 0 = off), top_p
  *      (keep the smallest most-likely prefix whose mass reaches top_p; 1 = off), min_p (drop tokens
- *      whose probability is below min_p times the most likely one's; 0 = off), renormalise, draw.
+ *      whose probability is below min_p times the most likely one's; 0 = off), renormalise,
+ *      then (infill, llama.cpp's "infill" sampler for fill in the middle) favour the end of the
+ *      middle and merge tokens that begin another candidate (sasp_sampler_set_infill), draw.
  * Logprobs (sasp_sampler_logprobs) are the log-softmax of the logits after step 1 at temperature 1:
  * the model's own distribution with the penalties applied, before temperature and truncation, so they
  * do not depend on temperature, top_k, top_p or min_p (as OpenAI's logprobs).
@@ -22,6 +24,7 @@
 #define SASP_SAMPLER_H
 
 #include <stdint.h>
+#include "tokenizer.h"
 
 typedef struct sasp_rng {
     uint64_t s[4];
@@ -42,6 +45,8 @@ typedef struct sasp_sampling {
     int repeat_last_n;       /* tokens the repetition penalty looks back over; 0 = off, -1 = all */
     float frequency_penalty; /* [-2, 2]; 0 = off */
     float presence_penalty;  /* [-2, 2]; 0 = off */
+    int infill;              /* nonzero: llama.cpp's infill step after min_p (needs
+                              * sasp_sampler_set_infill) */
     uint64_t seed;
 } sasp_sampling;
 
@@ -70,11 +75,22 @@ typedef struct sasp_sampler {
     float *work;           /* [vocab] penalised logits */
     sasp_candidate *cand;  /* [vocab] */
     unsigned char *seen;   /* [vocab] scratch for the repetition penalty */
+    const sasp_tokenizer *tok; /* infill: the tokens' bytes */
+    int eog;               /* infill: the end-of-generation token */
 } sasp_sampler;
 
 /* NULL on OOM. */
 sasp_sampler *sasp_sampler_new(int vocab, const sasp_sampling *p);
 void sasp_sampler_free(sasp_sampler *s);
+
+/* What the infill step needs: the tokens' bytes (special tokens have none) and the token that ends
+ * a middle. llama.cpp's algorithm: when 3 * P(end) * (candidates) > P(text), only the end may come;
+ * otherwise a candidate whose bytes begin another's takes that one's probability (into the more
+ * likely of the two), candidates below 0.2 go, then those below 1 / (kept + 1); when no text token is
+ * left, the end. It runs over at most SASP_INFILL_MAX candidates (the most likely ones: top_k 40, as
+ * editors send, keeps it quadratic in 40). */
+#define SASP_INFILL_MAX 512
+void sasp_sampler_set_infill(sasp_sampler *s, const sasp_tokenizer *tok, int eog);
 
 /* Record a token of the sequence: prompt tokens with generated = 0, sampled ones with 1. */
 int sasp_sampler_accept(sasp_sampler *s, int token, int generated);

@@ -22,8 +22,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "util.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -33,7 +34,7 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_NS 100000L /* how long a waiting thread spins before it sleeps: 100 us */
+#define SPIN_NS 100000 /* how long a waiting thread spins before it sleeps: 100 us */
 
 struct sasp_pool {
     alignas(64) atomic_ulong generation; /* bumped by the caller for each run (and on quit) */
@@ -65,12 +66,6 @@ static int current_cpu(void) {
 #endif
 }
 
-static long now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
-
 /* One more turn of a wait that began at *start (0: not yet timed): the pause hint, and every 64
  * turns a look at the clock and at the CPU we run on. Returns 0 (stop spinning, go to sleep) once
  * SPIN_NS have passed, or as soon as a thread we wait for last ran on our CPU: then it cannot run
@@ -78,10 +73,10 @@ static long now_ns(void) {
  * machine the scheduler does put both threads on one core at times; without this check decode with
  * 2 threads then fell to a third of the speed of 1.) No sched_yield: a yielding waiter can lose its
  * core to another process for a whole time slice. */
-static int keep_spinning(sasp_pool *pool, int me, unsigned i, long *start) {
+static int keep_spinning(sasp_pool *pool, int me, unsigned i, int64_t *start) {
     cpu_relax();
     if (i & 63) return 1;
-    long t = now_ns();
+    int64_t t = sasp_now_ns();
     if (!*start) *start = t;
     if (t - *start > SPIN_NS) return 0;
     int cpu = current_cpu();
@@ -94,7 +89,7 @@ static int keep_spinning(sasp_pool *pool, int me, unsigned i, long *start) {
 
 /* Spin until the generation differs from `seen` or the spin ends; returns the generation. */
 static unsigned long spin_for_generation(sasp_pool *pool, int me, unsigned long seen) {
-    long start = 0;
+    int64_t start = 0;
     for (unsigned i = 1;; i++) {
         unsigned long g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (g != seen || !keep_spinning(pool, me, i, &start)) return g;
@@ -203,7 +198,7 @@ void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg) {
 
     fn(arg, 0, pool->n);
 
-    long start = 0;
+    int64_t start = 0;
     for (unsigned i = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; i++)
         if (!keep_spinning(pool, 0, i, &start)) break;
     if (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {

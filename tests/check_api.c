@@ -21,7 +21,7 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", SASP_SRCDIR);
     tok = sasp_tokenizer_load(path, err, sizeof err);
     ck_assert_msg(tok != NULL, "%s", err);
-    lim = (api_limits){tok, 64, 512, 0};
+    lim = (api_limits){tok, 64, 512, 0, "tiny"};
 }
 
 static void teardown(void) { sasp_tokenizer_free(tok); }
@@ -258,6 +258,51 @@ START_TEST(test_parse_rejects)
         {API_GENERATE, "{\"prompt\": \"x\", \"context\": [\"a\"]}", 400, "context"},
         {API_GENERATE, "{\"prompt\": \"x\", \"context\": [600]}", 400, "context"},
         {API_GENERATE, "{\"prompt\": \"x\", \"raw\": \"no\"}", 400, "raw"},
+        /* what is not supported is refused by name */
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{\"type\": \"function\"}]}", 400,
+         "tools"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"functions\": [{}]}", 400, "functions"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tool_choice\": \"required\"}", 400,
+         "tool_choice"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"assistant\", \"tool_calls\": [{}]}]}", 400, "messages"},
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"suffix\": \"y\"}", 400, "suffix"},
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"best_of\": 3}", 400, "best_of"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"images\": [\"AAAA\"]}", 400, "images"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"suffix\": \"y\"}", 400, "suffix"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"template\": \"{{ .Prompt }}\"}", 400, "template"},
+        {API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"images\": [\"AAAA\"]}]}", 400,
+         "messages"},
+        {API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tools\": [{}]}", 400, "tools"},
+        {API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": [\"x\"]}]}", 400, "messages"},
+        {API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"think\": true}", 400, "think"},
+        /* Ollama's options: unknown, not honoured, out of range */
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"tempurature\": 1}}", 400, "options"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"typical_p\": 0.5}}", 400, "typical_p"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"mirostat\": 2}}", 400, "mirostat"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"num_ctx\": 65}}", 400, "num_ctx"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"keep_alive\": []}", 400, "keep_alive"},
+        /* JSON output: formats, and documents that cannot fit */
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"xml\"}}",
+         400, "response_format"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": "
+                   "\"json_schema\"}}", 400, "response_format"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": "
+                   "\"json_schema\", \"json_schema\": {\"schema\": {\"type\": \"object\", \"patternProperties\": {}}}}}",
+         400, "response_format"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 1, \"response_format\": "
+                   "{\"type\": \"json_object\"}}", 400, "max_tokens"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": \"}\", \"response_format\": "
+                   "{\"type\": \"json_object\"}}", 400, "stop"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"format\": \"yaml\"}", 400, "format"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"format\": \"json\", \"options\": {\"num_predict\": 1}}", 400, "num_predict"},
+        /* logit_bias */
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"logit_bias\": {\"512\": 1}}", 400, "logit_bias"},
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"logit_bias\": {\"a\": 1}}", 400, "logit_bias"},
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"logit_bias\": {\"5\": 101}}", 400, "logit_bias"},
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"logit_bias\": [1]}", 400, "logit_bias"},
+        /* max_tokens 0 only scores a prompt (echo with logprobs) */
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"max_tokens\": 0, \"echo\": true}", 400, "max_tokens"},
+        {API_COMPLETIONS, "{\"prompt\": \"x\", \"max_tokens\": 0, \"logprobs\": 1}", 400, "max_tokens"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         api_request r;
@@ -289,6 +334,126 @@ START_TEST(test_parse_rejects)
     ck_assert_str_eq(json_string_value(json_object_get(err, "type")), "invalid_request_error");
     json_decref(j);
     free(s);
+}
+END_TEST
+
+/* What shapes the output: response_format and format compile a schema; logit_bias; scoring only;
+ * token healing on text prompts only; Ollama's options honoured or listed as having no effect. */
+START_TEST(test_parse_output_shape)
+{
+    api_request r;
+    api_error e;
+    ck_assert_int_eq(parse(API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": "
+                                     "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"p\", \"strict\": true, \"schema\": "
+                                     "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}, "
+                                     "\"required\": [\"a\"]}}}}", &r, &e), 0);
+    ck_assert_ptr_nonnull(r.schema);
+    ck_assert_ptr_eq(r.gen.json, r.schema);
+    ck_assert_int_eq(r.gen.token_healing, 0);
+    api_request_free(&r);
+    ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"text\"}, "
+                                            "\"logit_bias\": {\"5\": -100, \"7\": 2.5}}", &r, &e), 0);
+    ck_assert_ptr_null(r.gen.json);
+    ck_assert_int_eq(r.gen.n_logit_bias, 2);
+    ck_assert_int_eq(r.gen.token_healing, 1); /* a text prompt: healed by default */
+    api_request_free(&r);
+    ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": [1, 2], \"max_tokens\": 0, \"echo\": true, \"logprobs\": 1}",
+                           &r, &e), 0);
+    ck_assert_int_eq(r.gen.max_tokens, 0);
+    ck_assert_int_eq(r.gen.token_healing, 0); /* token ids, and echo: never healed */
+    api_request_free(&r);
+    ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": \"x\", \"token_healing\": false}", &r, &e), 0);
+    ck_assert_int_eq(r.gen.token_healing, 0);
+    api_request_free(&r);
+    ck_assert_int_eq(parse(API_GENERATE, "{\"prompt\": \"x y\", \"format\": \"json\", \"keep_alive\": \"5m\", \"options\": "
+                                         "{\"num_ctx\": 32, \"num_thread\": 2, \"num_gpu\": 0, \"typical_p\": 1, \"num_keep\": 4}}",
+                           &r, &e), 0);
+    ck_assert_ptr_nonnull(r.gen.json);
+    ck_assert_int_eq(r.gen.n_ctx, 32);
+    ck_assert_int_eq(r.gen.max_tokens, 32);
+    ck_assert_str_eq(r.ignored, "num_thread, num_gpu");
+    ck_assert_int_eq(r.gen.token_healing, 0);
+    api_request_free(&r);
+    /* Ollama's chat: streams by default; no messages only loads, keep_alive 0 unloads */
+    ck_assert_int_eq(parse(API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": "
+                                            "\"user\", \"content\": \"hi\"}], \"tools\": []}", &r, &e), 0);
+    ck_assert_int_eq(r.stream, 1);
+    ck_assert_str_eq(r.prompt_text[0], "System: s\nUser: hi\nAssistant:");
+    ck_assert_int_eq(r.gen.n_stop, 2);
+    ck_assert_int_eq(r.gen.token_healing, 0);
+    api_request_free(&r);
+    ck_assert_int_eq(parse(API_OLLAMA_CHAT, "{\"model\": \"m\", \"messages\": [], \"keep_alive\": 0}", &r, &e), 0);
+    ck_assert(r.empty && r.unload);
+    char *body = api_ollama_empty_answer(&r, "m");
+    ck_assert_ptr_nonnull(strstr(body, "\"done_reason\":\"unload\""));
+    ck_assert_ptr_nonnull(strstr(body, "\"message\""));
+    free(body);
+    api_request_free(&r);
+    char name[64];
+    const char *named = "{\"name\": \"x:latest\"}";
+    ck_assert_int_eq(api_requested_model(named, strlen(named), 1, name, sizeof name), 1);
+    ck_assert_str_eq(name, "x:latest");
+    ck_assert_int_eq(api_requested_model(named, strlen(named), 0, name, sizeof name), 0);
+}
+END_TEST
+
+/* Ollama's error shape is the message alone. */
+START_TEST(test_error_shapes)
+{
+    api_error e;
+    api_error_set(&e, 404, "not_found_error", NULL, "model", "model \"%s\" not found", "q");
+    char *s = api_error_body_ollama(&e);
+    ck_assert_str_eq(s, "{\"error\":\"model \\\"q\\\" not found\"}");
+    free(s);
+}
+END_TEST
+
+/* Embeddings requests in the three dialects, and their answers. */
+START_TEST(test_embed_requests)
+{
+    api_embed_request r;
+    api_error e = {0};
+    const char *b = "{\"input\": [\"ab\", [1, 2, 3]], \"encoding_format\": \"base64\"}";
+    ck_assert_int_eq(api_embed_parse(API_EMBED_OPENAI, b, strlen(b), &lim, 4, &r, &e), 0);
+    ck_assert_int_eq(r.n_inputs, 2);
+    ck_assert_int_eq(r.n_ids[1], 3);
+    ck_assert_int_eq(r.base64, 1);
+    float v0[4] = {1, 0, 0, 0}, v1[4] = {0, 0.5f, 0.5f, 0};
+    float *vs[2] = {v0, v1};
+    char *ans = api_embed_answer(&r, "tiny", vs, 4, 10);
+    json_t *j = json_loads(ans, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "list");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding")),
+                     "AACAPwAAAAAAAAAAAAAAAA==");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")),
+                     r.n_ids[0] + 3);
+    json_decref(j);
+    free(ans);
+    api_embed_request_free(&r);
+    b = "{\"model\": \"m\", \"input\": \"hello\", \"truncate\": false}";
+    ck_assert_int_eq(api_embed_parse(API_EMBED_OLLAMA, b, strlen(b), &lim, 4, &r, &e), 0);
+    ans = api_embed_answer(&r, "m", vs, 4, 10);
+    j = json_loads(ans, 0, NULL);
+    ck_assert_int_eq(json_array_size(json_array_get(json_object_get(j, "embeddings"), 0)), 4);
+    json_decref(j);
+    free(ans);
+    api_embed_request_free(&r);
+    b = "{\"prompt\": \"\"}";
+    ck_assert_int_eq(api_embed_parse(API_EMBED_OLLAMA_LEGACY, b, strlen(b), &lim, 4, &r, &e), 0);
+    ck_assert_int_eq(r.n_inputs, 0);
+    ans = api_embed_answer(&r, "m", NULL, 4, 10);
+    ck_assert_str_eq(ans, "{\"embedding\":[]}");
+    free(ans);
+    api_embed_request_free(&r);
+    static const char *const bad[] = {"{}", "{\"input\": \"\"}", "{\"input\": [1, \"a\"]}", "{\"input\": [[512]]}",
+                                      "{\"input\": \"x\", \"dimensions\": 3}", "{\"input\": \"x\", \"encoding_format\": \"hex\"}",
+                                      "{\"input\": \"x\", \"pooling\": \"max\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        memset(&e, 0, sizeof e);
+        ck_assert_msg(api_embed_parse(API_EMBED_OPENAI, bad[i], strlen(bad[i]), &lim, 4, &r, &e) == -1, "%s", bad[i]);
+        ck_assert_int_eq(e.status, 400);
+        api_embed_request_free(&r);
+    }
 }
 END_TEST
 
@@ -493,6 +658,35 @@ START_TEST(test_write_generate)
 }
 END_TEST
 
+/* Ollama's chat: NDJSON lines with message.content, the last one done with the counts, no context. */
+START_TEST(test_write_ollama_chat)
+{
+    api_request r;
+    api_error e;
+    ck_assert_int_eq(parse(API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}", &r, &e), 0);
+    api_out *o = api_out_new(&r, "tiny:latest", tok, 1);
+    sasp_event evs[] = {ev_text(0, "He", 5), ev_done(0, "y", "stop", 4, 2)};
+    char *all = feed(o, evs, 2);
+    json_t *last = NULL;
+    int n = 0;
+    for (char *line = all, *nl; (nl = strchr(line, '\n')); line = nl + 1, n++) {
+        json_decref(last);
+        last = json_loadb(line, (size_t)(nl - line), 0, NULL);
+        ck_assert_ptr_nonnull(last);
+        ck_assert_str_eq(json_string_value(json_object_get(last, "model")), "tiny:latest");
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(last, "message"), "role")), "assistant");
+    }
+    ck_assert_int_eq(n, 3);
+    ck_assert(json_is_true(json_object_get(last, "done")));
+    ck_assert_ptr_null(json_object_get(last, "context"));
+    ck_assert_int_eq(json_integer_value(json_object_get(last, "eval_count")), 2);
+    json_decref(last);
+    free(all);
+    api_out_free(o);
+    api_request_free(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("api");
@@ -506,6 +700,10 @@ int main(void)
     tcase_add_test(tc, test_write_completion_stream);
     tcase_add_test(tc, test_write_nonstream_and_chat);
     tcase_add_test(tc, test_write_generate);
+    tcase_add_test(tc, test_write_ollama_chat);
+    tcase_add_test(tc, test_parse_output_shape);
+    tcase_add_test(tc, test_error_shapes);
+    tcase_add_test(tc, test_embed_requests);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

@@ -3,14 +3,18 @@
  * Every checkpoint here is written by the test itself (tests/st_writer.c): a valid tiny model, then
  * one corruption per kind the format spec lists (and a few more), each of which must fail with its
  * own message naming the file and the tensor or key, and never crash. F16 and BF16 must load
- * exactly. A last test flips random header bytes and only asks that the loader survives. */
+ * exactly; BF16 matrices stay bf16, views of the file. q8_0 (an I8 matrix and its F16 ".scales") must
+ * survive a save and load round trip, and each of its corruptions be refused by name. The tensor schema must agree with the writer's own spelling of the format. A last test
+ * flips random header bytes and only asks that the loader survives. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "model.h"
 #include "st_writer.h"
 
 #define V 11
@@ -124,6 +128,59 @@ START_TEST(every_architecture_and_option_loads) {
 }
 END_TEST
 
+/* The spec of the tensor named NAME in a model of config c, or 0 when the schema has no such name. */
+static int spec_named(const sasp_config *c, const char *name, sasp_tensor_spec *out) {
+    for (int kind = 0; kind < SASP_N_TENSOR_KINDS; kind++)
+        for (int l = 0; l < (sasp_tensor_per_layer(kind) ? c->n_layers : 1); l++) {
+            sasp_tensor_spec_of(c, kind, l, out);
+            if (strcmp(out->name, name) == 0) return 1;
+        }
+    return 0;
+}
+
+/* The schema (checkpoint.c) against the writer, which spells the format out on its own: for every
+ * architecture and option, a model without optional tensors holds exactly the required ones, and every
+ * tensor of a model with all of them is one the schema allows, with its shape. */
+START_TEST(tensor_schema_agrees_with_the_writer) {
+    static const char *archs[] = {"sasp", "preln"}, *norms[] = {"rmsnorm", "layernorm", "none"},
+                      *poss[] = {"rope", "learned"};
+    for (int a = 0; a < 2; a++)
+        for (int n = 0; n < 3; n++)
+            for (int p = 0; p < 2; p++)
+                for (int tie = 0; tie < 2; tie++) {
+                    json_t *c = tw_config(archs[a], norms[n], poss[p], "relu", V, D, L, H, FF, S, tie);
+                    write_config(c);
+                    sasp_config sc;
+                    ck_assert_msg(sasp_config_load(tmp, &sc, err, sizeof err) == 0, "%s", err);
+                    tw_model bare = {0}, full = {0};
+                    tw_options all = {.qk_bias = 1, .wv_mask = ~0, .wo_mask = ~0, .skip_gain = 1};
+                    ck_assert_int_eq(tw_random_model(&bare, c, NULL, 1), 0);
+                    ck_assert_int_eq(tw_random_model(&full, c, &all, 1), 0);
+                    int required = 0;
+                    for (int kind = 0; kind < SASP_N_TENSOR_KINDS; kind++)
+                        for (int l = 0; l < (sasp_tensor_per_layer(kind) ? L : 1); l++) {
+                            sasp_tensor_spec spec;
+                            required += sasp_tensor_spec_of(&sc, kind, l, &spec) == SASP_TENSOR_REQUIRED;
+                        }
+                    ck_assert_int_eq(required, bare.n);
+                    sasp_tensor_spec spec;
+                    for (int i = 0; i < bare.n; i++) {
+                        ck_assert_msg(spec_named(&sc, bare.t[i].name, &spec), "%s: not in the schema", bare.t[i].name);
+                        ck_assert_int_eq(spec.presence, SASP_TENSOR_REQUIRED);
+                    }
+                    for (int i = 0; i < full.n; i++) {
+                        const tw_tensor *t = &full.t[i];
+                        ck_assert_msg(spec_named(&sc, t->name, &spec) && spec.presence != SASP_TENSOR_ABSENT,
+                                      "%s/%s/%s: %s is not allowed", archs[a], norms[n], poss[p], t->name);
+                        ck_assert_int_eq(spec.ndim, t->ndim);
+                        for (int k = 0; k < t->ndim; k++) ck_assert_int_eq(spec.shape[k], t->shape[k]);
+                    }
+                    tw_free(&bare), tw_free(&full);
+                    json_decref(c);
+                }
+}
+END_TEST
+
 START_TEST(trailing_bytes_after_data_are_fine) {
     unsigned char *data;
     size_t len;
@@ -173,7 +230,8 @@ static void check_half_exact(const char *dtype) {
         data[2 * i + 1] = (unsigned char)(b >> 8);
     }
     write_with_header(h, data, len);
-    sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
+    /* as float32 (BF16 matrices load as bf16 otherwise: bf16_matrices_stay_bf16) */
+    sasp_checkpoint *ck = sasp_checkpoint_load_as(tmp, SASP_WT_F32, err, sizeof err);
     ck_assert_msg(ck != NULL, "%s", err);
     json_t *jv;
     const char *name;
@@ -202,6 +260,236 @@ START_TEST(f16_loads_exactly) { check_half_exact("F16"); }
 END_TEST
 
 START_TEST(bf16_loads_exactly) { check_half_exact("BF16"); }
+END_TEST
+
+/* A BF16 checkpoint's matrices are used as stored, the vectors float32: the test writer's file (whose
+ * tensors may lie at odd addresses: then copied), then that checkpoint saved (tensors aligned) and
+ * loaded again, its matrices views of the file's bits (which the checkpoint keeps mapped). */
+static void check_bf16_load(int saved);
+START_TEST(bf16_matrices_stay_bf16) {
+    ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "BF16"), 0);
+    check_bf16_load(0);
+    sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
+    ck_assert_msg(ck && sasp_checkpoint_save(ck, st_path(), err, sizeof err) == 0, "%s", err);
+    sasp_checkpoint_free(ck);
+    check_bf16_load(1);
+}
+END_TEST
+
+static void check_bf16_load(int saved) {
+    sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
+    ck_assert_msg(ck != NULL, "%s", err);
+    if (saved) ck_assert_ptr_nonnull(ck->map);
+    int matrices = 0;
+    for (int i = 0; i < model.n; i++) {
+        const sasp_tensor *t = sasp_checkpoint_find(ck, model.t[i].name);
+        ck_assert_ptr_nonnull(t);
+        if (t->ndim == 2) {
+            ck_assert_int_eq(t->w.type, SASP_WT_BF16);
+            ck_assert_ptr_null(t->data);
+            ck_assert_int_eq(t->w.m * t->w.k, (int)t->numel);
+            const unsigned char *lo = ck->map, *p = t->w.data;
+            if (saved) ck_assert(p >= lo && p + 2 * t->numel <= lo + ck->map_size); /* in the mapping */
+            for (size_t j = 0; j < t->numel; j++)
+                ck_assert_int_eq(((const uint16_t *)t->w.data)[j], tw_f32_to_bf16(model.t[i].data[j]));
+            matrices++;
+        } else {
+            ck_assert_ptr_nonnull(t->data);
+            for (size_t j = 0; j < t->numel; j++)
+                ck_assert(t->data[j] == sasp_bf16_to_f32(tw_f32_to_bf16(model.t[i].data[j])));
+        }
+    }
+    ck_assert_int_eq(matrices, 1 + 4 * L); /* tok_emb; wq, wk, w1, w2 per layer */
+    sasp_checkpoint_free(ck);
+}
+
+/* ---- q8_0 ---- */
+
+/* The checkpoint in tmp loaded as q8_0 and saved (sasp_checkpoint_save, what sasp-quantize writes);
+ * its header and data section read back. */
+static json_t *q8_0_file(unsigned char **data, size_t *len) {
+    ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
+    sasp_checkpoint *ck = sasp_checkpoint_load_as(tmp, SASP_WT_Q8_0, err, sizeof err);
+    ck_assert_msg(ck != NULL, "%s", err);
+    ck_assert_msg(sasp_checkpoint_save(ck, st_path(), err, sizeof err) == 0, "%s", err);
+    sasp_checkpoint_free(ck);
+    FILE *f = fopen(st_path(), "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char len8[8];
+    ck_assert_int_eq(fread(len8, 1, 8, f), 8);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | len8[i];
+    ck_assert_int_eq((8 + hl) % 64, 0); /* the data 64-byte aligned */
+    char *text = malloc(hl + 1);
+    ck_assert_int_eq(fread(text, 1, hl, f), hl);
+    text[hl] = 0;
+    long at = ftell(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)(ftell(f) - at);
+    fseek(f, at, SEEK_SET);
+    *data = malloc(*len + 1);
+    ck_assert_int_eq(fread(*data, 1, *len, f), *len);
+    fclose(f);
+    json_t *h = json_loads(text, 0, NULL);
+    free(text);
+    ck_assert_ptr_nonnull(h);
+    return h;
+}
+
+/* q8_0 round trip: saved, loaded as stored (views of the I8 and F16 tensors), each weight within half
+ * a step (its block's scale) of the f32 one; as f32 again, the dequantized values. */
+START_TEST(q8_0_round_trip) {
+    unsigned char *data;
+    size_t len;
+    json_t *h = q8_0_file(&data, &len);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(h, "layers.0.mlp.w1.weight"), "dtype")), "I8");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(h, "layers.0.mlp.w1.weight.scales"), "dtype")), "F16");
+    sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err), *as_f32 = sasp_checkpoint_load_as(tmp, SASP_WT_F32, err, sizeof err);
+    ck_assert_msg(ck && as_f32, "%s", err);
+    ck_assert_int_eq(ck->n_tensors, model.n); /* the scales are not tensors of their own */
+    for (int i = 0; i < model.n; i++) {
+        const sasp_tensor *t = sasp_checkpoint_find(ck, model.t[i].name), *f = sasp_checkpoint_find(as_f32, model.t[i].name);
+        ck_assert(t && f && f->data);
+        if (t->ndim != 2) {
+            ck_assert_int_eq(memcmp(t->data, model.t[i].data, t->numel * sizeof(float)), 0);
+            continue;
+        }
+        ck_assert_int_eq(t->w.type, SASP_WT_Q8_0);
+        const unsigned char *lo = ck->map, *p = t->w.data;
+        ck_assert(p >= lo && p + t->numel <= lo + ck->map_size);
+        int k = t->w.k, nb = sasp_q8_0_blocks(k);
+        for (size_t j = 0; j < t->numel; j++) {
+            float d = sasp_f16_to_f32(t->w.scales[(j / k) * nb + (j % k) / 32]);
+            float q = (float)((const int8_t *)t->w.data)[j];
+            ck_assert(f->data[j] == q * d);
+            ck_assert_msg(fabsf(q * d - model.t[i].data[j]) <= 0.5f * d * 1.001f + fabsf(model.t[i].data[j]) * 1e-3f,
+                          "%s[%zu]: %g -> %g", t->name, j, model.t[i].data[j], q * d);
+        }
+    }
+    sasp_checkpoint_free(ck), sasp_checkpoint_free(as_f32);
+    json_decref(h), free(data);
+}
+END_TEST
+
+/* The q8_0 file with one change to its header (edit) or data, then the error expected. */
+static void q8_0_corrupt(void (*edit)(json_t *h, unsigned char *data), const char *a, const char *b) {
+    unsigned char *data;
+    size_t len;
+    json_t *h = q8_0_file(&data, &len);
+    edit(h, data);
+    write_with_header(h, data, len);
+    expect_error(a, b, NULL);
+    json_decref(h), free(data);
+}
+static size_t begin_of(json_t *h, const char *name) {
+    return (size_t)json_integer_value(json_array_get(json_object_get(json_object_get(h, name), "data_offsets"), 0));
+}
+static void drop_scales(json_t *h, unsigned char *d) { (void)d, json_object_del(h, "layers.1.attn.wk.weight.scales"); }
+static void scales_f32(json_t *h, unsigned char *d) {
+    (void)d;
+    json_t *e = json_object_get(h, "layers.0.attn.wq.weight.scales");
+    json_object_set_new(e, "dtype", json_string("BF16"));
+}
+static void scales_shape(json_t *h, unsigned char *d) {
+    (void)d;
+    json_t *e = json_object_get(h, "layers.0.mlp.w2.weight.scales"); /* [8, 1]: claim [4, 2] */
+    json_object_set_new(e, "shape", json_pack("[ii]", 4, 2));
+}
+static void scales_of_vector(json_t *h, unsigned char *d) {
+    (void)d;
+    json_object_set(h, "layers.0.norm.weight.scales", json_object_get(h, "layers.0.mlp.w2.weight.scales"));
+}
+static void vector_i8(json_t *h, unsigned char *d) {
+    (void)d; /* norm_f.weight [8] as I8: the first 8 of its bytes */
+    json_t *e = json_object_get(h, "norm_f.weight");
+    size_t b = begin_of(h, "norm_f.weight");
+    json_object_set_new(e, "dtype", json_string("I8"));
+    json_object_set_new(e, "data_offsets", json_pack("[II]", (json_int_t)b, (json_int_t)b + D));
+}
+static void value_minus_128(json_t *h, unsigned char *d) { d[begin_of(h, "layers.1.mlp.w1.weight") + 13] = 0x80; }
+static void scale_inf(json_t *h, unsigned char *d) {
+    size_t b = begin_of(h, "layers.0.attn.wk.weight.scales") + 2 * 3;
+    d[b] = 0x00, d[b + 1] = 0x7c; /* +inf */
+}
+static void unknown_scales(json_t *h, unsigned char *d) {
+    (void)d;
+    json_object_set(h, "layers.9.attn.wk.weight.scales", json_object_get(h, "layers.0.attn.wk.weight.scales"));
+}
+
+START_TEST(q8_0_corrupt_is_refused) {
+    q8_0_corrupt(drop_scales, "layers.1.attn.wk.weight", "without its scales tensor");
+    q8_0_corrupt(scales_f32, "layers.0.attn.wq.weight.scales", "are F16 [8, 1]");
+    q8_0_corrupt(scales_shape, "layers.0.mlp.w2.weight.scales", "[4, 2], but the q8_0 scales of a 8 x 12 matrix");
+    q8_0_corrupt(scales_of_vector, "layers.0.norm.weight.scales", "not I8");
+    q8_0_corrupt(vector_i8, "norm_f.weight", "only allowed for the weight matrices");
+    q8_0_corrupt(value_minus_128, "layers.1.mlp.w1.weight", "value -128 at [1, 5]");
+    q8_0_corrupt(scale_inf, "layers.0.attn.wk.weight.scales", "scale 3 is not finite");
+    q8_0_corrupt(unknown_scales, "layers.9.attn.wk.weight.scales", "unknown tensor name");
+}
+END_TEST
+
+/* Logits of tokens [0, n) of a fixed sequence, one step from an empty cache. */
+static float *logits_of(sasp_model *m, int n) {
+    int nv = m->cfg.vocab_size, *tok = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) tok[i] = (i * 7 + 3) % nv;
+    float *lg = malloc(sizeof(float) * (size_t)n * nv);
+    sasp_kv *kv = sasp_kv_new(m, 0);
+    sasp_step st = {.kv = kv, .tokens = tok, .n_tokens = n, .n_logits = n, .logits = lg};
+    ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
+    sasp_kv_free(kv), free(tok);
+    return lg;
+}
+
+static double rms_rel(const float *a, const float *ref, size_t n) {
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) e += (a[i] - (double)ref[i]) * (a[i] - (double)ref[i]), r += (double)ref[i] * ref[i];
+    return sqrt(e / r);
+}
+
+/* A model quantized with sasp_checkpoint_save (sasp-quantize) and loaded as stored gives the logits of
+ * the same conversion done at load (--weights), bit for bit, and logits close to f32's, at decode
+ * (n = 20 < SASP_PREFILL_ROWS: the typed dot products, q8_0 on quantized activations) and prefill
+ * (n = 30: the packed path, dequantized weights). The bounds are about 3x the rms errors measured
+ * (printed): bf16 rounds each weight by up to 2^-9 relative (rms about 2^-10), q8_0 by up to half of
+ * amax / 127 per block of 32 (rms about 0.2% of amax), plus its activations rounded the same way. */
+START_TEST(typed_weights_give_logits_close_to_f32) {
+    json_t *c = tw_config("sasp", "rmsnorm", "rope", "relu", 64, 64, 2, 2, 128, 32, 1);
+    tw_model big = {0};
+    ck_assert_int_eq(tw_random_model(&big, c, NULL, 99), 0);
+    ck_assert_int_eq(tw_write_model(tmp, c, &big, "F32"), 0);
+    sasp_model *f32 = sasp_model_load(tmp, 1, err, sizeof err);
+    ck_assert_msg(f32 != NULL, "%s", err);
+    static const double bound[2] = {1e-2, 4e-2}; /* bf16, q8_0 */
+    for (int t = SASP_WT_BF16; t <= SASP_WT_Q8_0; t++) {
+        sasp_model *conv = sasp_model_load_as(tmp, 1, t, err, sizeof err);
+        ck_assert_msg(conv != NULL, "%s", err);
+        char qdir[2048], path[4096];
+        snprintf(qdir, sizeof qdir, "%s/q", tmp);
+        mkdir(qdir, 0700);
+        snprintf(path, sizeof path, "%s/model.safetensors", qdir);
+        sasp_checkpoint *q = sasp_checkpoint_load_as(tmp, t, err, sizeof err); /* what sasp-quantize does */
+        ck_assert_msg(q && sasp_checkpoint_save(q, path, err, sizeof err) == 0, "%s", err);
+        sasp_checkpoint_free(q);
+        snprintf(path, sizeof path, "%s/config.json", qdir);
+        ck_assert_int_eq(json_dump_file(c, path, 0), 0);
+        sasp_model *native = sasp_model_load(qdir, 1, err, sizeof err);
+        ck_assert_msg(native != NULL, "%s", err);
+        ck_assert_str_eq(sasp_model_describe(native).weights, sasp_wtype_name(t));
+        for (int n = 20; n <= 30; n += 10) {
+            float *a = logits_of(f32, n), *b = logits_of(conv, n), *q = logits_of(native, n);
+            size_t len = (size_t)n * 64;
+            ck_assert_int_eq(memcmp(b, q, len * sizeof(float)), 0);
+            double e = rms_rel(b, a, len);
+            printf("  %s, %d rows: rms logit error / rms logit = %.3g (bound %.3g)\n", sasp_wtype_name(t), n, e, bound[t - 1]);
+            ck_assert(e > 0 && e < bound[t - 1]);
+            free(a), free(b), free(q);
+        }
+        sasp_model_free(native), sasp_model_free(conv);
+    }
+    sasp_model_free(f32);
+    tw_free(&big);
+    json_decref(c);
+}
 END_TEST
 
 START_TEST(missing_safetensors) {
@@ -545,9 +833,14 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, valid_f32_loads_exactly);
     tcase_add_test(tc, every_architecture_and_option_loads);
+    tcase_add_test(tc, tensor_schema_agrees_with_the_writer);
     tcase_add_test(tc, trailing_bytes_after_data_are_fine);
     tcase_add_test(tc, f16_loads_exactly);
     tcase_add_test(tc, bf16_loads_exactly);
+    tcase_add_test(tc, bf16_matrices_stay_bf16);
+    tcase_add_test(tc, q8_0_round_trip);
+    tcase_add_test(tc, q8_0_corrupt_is_refused);
+    tcase_add_test(tc, typed_weights_give_logits_close_to_f32);
     tcase_add_test(tc, missing_safetensors);
     tcase_add_test(tc, file_too_short);
     tcase_add_test(tc, header_longer_than_file);

@@ -1,8 +1,11 @@
 /* check_kernels.c: every vector kernel against the scalar reference, and the scalar one against float64.
  *
- * For each kernel table this build and CPU can run (sasp_kernels_available: scalar, avx2, avx512 or
- * neon), every kernel is run on fresh random inputs (the seed is printed; SASP_TEST_SEED=N repeats a
- * run) at many sizes, odd and tiny ones included, chosen to hit every tail of every blocking scheme:
+ * For each kernel table this build and CPU can run (sasp_kernels_available: scalar, avx2, avx512,
+ * avx512-vnni, avx512-bf16, neon, neon-dotprod, neon-bf16), and for the two stand-ins of the AVX-512
+ * tables that run anywhere (vl16-emul, vl16-emul-bf16: the AVX-512 body over generic vectors, its
+ * special instructions emulated), every kernel is run on fresh random inputs (the seed is printed;
+ * SASP_TEST_SEED=N repeats a run) at many sizes, odd and tiny ones included, chosen to hit every tail
+ * of every blocking scheme:
  * vector tails of k, row blocks of X (n = 1..9, 16, 33, and 24..36, 61 for the packed prefill path),
  * panel tails of W (m), k-chunk boundaries (k = 256, 257, 300, 513).
  *
@@ -24,7 +27,13 @@
  *    within 1 ulp), atol covering what float32 reductions and cancellations lose: about sqrt(n) ulps
  *    for the sums of softmax, rmsnorm and layernorm (and layernorm's x - mean), 1e-7 (1 + |x|) for
  *    gelu's 1 + tanh near -1. A long row in float32 order can be off by 1e-4 relative, so the scalar
- *    reference accumulates those O(n) sums in double. */
+ *    reference accumulates those O(n) sums in double.
+ *
+ * Typed weights (matmul_w: f32, bf16, q8_0; kernels.h says what each computes), below their section's
+ * comment: the conversions exhaustively, the scalar reference against float64 of the dequantized
+ * weights with the bound of its activation rounding, and every table against the reference of its
+ * semantics with the float32 bound. SASP_EXPECT_TABLES="scalar neon ..." (scripts/check-neon.sh) makes
+ * the test check that dispatch offered exactly those tables. */
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
@@ -63,11 +72,11 @@ typedef struct {
     size_t n;
 } gbuf;
 
-/* n floats whose end is `off` floats before a PROT_NONE page. */
-static gbuf galloc(size_t n, int off)
+/* n elements of `size` bytes whose end is `off` elements before a PROT_NONE page. */
+static gbuf galloc_of(size_t n, size_t size, int off)
 {
     long page = sysconf(_SC_PAGESIZE);
-    size_t bytes = (n + off) * sizeof(float);
+    size_t bytes = (n + off) * size;
     size_t data_pages = (bytes + page - 1) / page;
     if (data_pages == 0) data_pages = 1;
     gbuf g;
@@ -76,10 +85,12 @@ static gbuf galloc(size_t n, int off)
     ck_assert_msg(g.base != MAP_FAILED, "mmap failed");
     char *guard = (char *)g.base + data_pages * page;
     ck_assert_int_eq(mprotect(guard, page, PROT_NONE), 0);
-    g.p = (float *)guard - off - n;
+    g.p = (float *)(void *)(guard - (off + n) * size);
     g.n = n;
     return g;
 }
+/* n floats whose end is `off` floats before a PROT_NONE page. */
+static gbuf galloc(size_t n, int off) { return galloc_of(n, sizeof(float), off); }
 static void gfree(gbuf *g) { munmap(g->base, g->len); }
 static void fill_real(gbuf *g, float lo, float hi)
 {
@@ -91,8 +102,9 @@ static void fill_int(gbuf *g, int r)
 }
 static void copy(gbuf *dst, const gbuf *src) { memcpy(dst->p, src->p, src->n * sizeof(float)); }
 
-/* The vector tables to test against scalar (scalar itself is tested against float64). */
-static const sasp_kernels *tables[4];
+/* The vector tables to test against scalar (scalar itself is tested against float64): the available
+ * ones, then the stand-ins. */
+static const sasp_kernels *tables[SASP_KERNELS_MAX + 2];
 static int n_tables;
 
 static const int ELEM_SIZES[] = {1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 257, 1000, 4097};
@@ -149,7 +161,7 @@ static void check_matmul_shape(int n, int m, int k, int integer, int strided, in
                 float got = y.p[at], ref = y0.p[at];
                 if (j >= m) {
                     ck_assert_msg(got == SENT, "seed %llu: %s matmul n=%d m=%d k=%d wrote the gap y[%d][%d]",
-                                  (unsigned long long)seed, K->name, n, m, k, i, j);
+                                  (unsigned long long)seed, K->id, n, m, k, i, j);
                     continue;
                 }
                 double mag = 0;
@@ -159,7 +171,7 @@ static void check_matmul_shape(int n, int m, int k, int integer, int strided, in
                 ck_assert_msg(close_enough(got, ref, 0, tol),
                               "seed %llu: %s matmul n=%d m=%d k=%d ldx=%d ldy=%d off=%d bias=%d %s: "
                               "y[%d][%d]=%.9g, scalar %.9g (tol %.3g)",
-                              (unsigned long long)seed, K->name, n, m, k, ldx, ldy, off, with_bias,
+                              (unsigned long long)seed, K->id, n, m, k, ldx, ldy, off, with_bias,
                               integer ? "exact" : "real", i, j, got, ref, tol);
             }
         }
@@ -252,7 +264,7 @@ static void check_attn_shape(int n, int dh, int integer, int off)
             double tol = integer ? 0 : 2 * (8 + 4 * sqrt((double)dh)) * ldexp(1, -24) * mag * scale;
             ck_assert_msg(close_enough(s.p[j], s0.p[j], 0, tol),
                           "seed %llu: %s attn_scores n=%d dh=%d stride=%d off=%d: [%d] %.9g, scalar %.9g",
-                          (unsigned long long)seed, K->name, n, dh, stride, off, j, s.p[j], s0.p[j]);
+                          (unsigned long long)seed, K->id, n, dh, stride, off, j, s.p[j], s0.p[j]);
         }
         copy(&o, &oinit);
         K->attn_accum(o.p, p.p, keys.p, stride, n, dh);
@@ -262,7 +274,7 @@ static void check_attn_shape(int n, int dh, int integer, int off)
             double tol = integer ? 0 : 2 * (8 + 4 * sqrt((double)n)) * ldexp(1, -24) * mag;
             ck_assert_msg(close_enough(o.p[c], o0.p[c], 0, tol),
                           "seed %llu: %s attn_accum n=%d dh=%d stride=%d off=%d: [%d] %.9g, scalar %.9g",
-                          (unsigned long long)seed, K->name, n, dh, stride, off, c, o.p[c], o0.p[c]);
+                          (unsigned long long)seed, K->id, n, dh, stride, off, c, o.p[c], o0.p[c]);
         }
     }
     gfree(&q), gfree(&keys), gfree(&s0), gfree(&s), gfree(&p), gfree(&o0), gfree(&o), gfree(&oinit);
@@ -414,10 +426,10 @@ static void check_elem(int which, int n, int off, int integer)
         if (exact) {
             for (int i = 0; i < nx; i++)
                 ck_assert_msg(out.p[i] == out0.p[i], "seed %llu: %s %s n=%d off=%d exact: [%d] = %.9g, scalar %.9g",
-                              (unsigned long long)seed, tables[t]->name, KNAME[which], n, off, i, out.p[i],
+                              (unsigned long long)seed, tables[t]->id, KNAME[which], n, off, i, out.p[i],
                               out0.p[i]);
         } else {
-            expect_close(KNAME[which], tables[t]->name, nx, off, out.p, ref, rtol, atol);
+            expect_close(KNAME[which], tables[t]->id, nx, off, out.p, ref, rtol, atol);
         }
     }
     free(ref), free(atol);
@@ -446,14 +458,14 @@ START_TEST(test_softmax_extremes)
             tables[t]->softmax(y, n);
             double sum = 0;
             for (int i = 0; i < n; i++) {
-                ck_assert_msg(y[i] >= 0 && y[i] <= 1, "%s softmax n=%d gave %g", tables[t]->name, n, y[i]);
+                ck_assert_msg(y[i] >= 0 && y[i] <= 1, "%s softmax n=%d gave %g", tables[t]->id, n, y[i]);
                 sum += y[i];
             }
-            ck_assert_msg(fabs(sum - 1) < 1e-5, "%s softmax n=%d sums to %.9g", tables[t]->name, n, sum);
+            ck_assert_msg(fabs(sum - 1) < 1e-5, "%s softmax n=%d sums to %.9g", tables[t]->id, n, sum);
             for (int i = 0; i < n; i++) x[i] = 3.0f;
             tables[t]->softmax(x, n);
             for (int i = 0; i < n; i++)
-                ck_assert_msg(fabsf(x[i] - 1.0f / n) < 1e-6f, "%s softmax of equal values", tables[t]->name);
+                ck_assert_msg(fabsf(x[i] - 1.0f / n) < 1e-6f, "%s softmax of equal values", tables[t]->id);
         }
     }
 }
@@ -472,11 +484,11 @@ START_TEST(test_softmax_negative)
             double sum = 0;
             for (int i = 0; i < n; i++) {
                 ck_assert_msg(x[i] > 0 && x[i] <= 1, "%s softmax n=%d of values near -200 gave [%d] = %g",
-                              tables[t]->name, n, i, x[i]);
+                              tables[t]->id, n, i, x[i]);
                 sum += x[i];
             }
             ck_assert_msg(fabs(sum - 1) < 1e-5, "%s softmax n=%d of values near -200 sums to %.9g",
-                          tables[t]->name, n, sum);
+                          tables[t]->id, n, sum);
         }
     }
 }
@@ -484,28 +496,339 @@ END_TEST
 
 /* ---- dispatch ---- */
 
+/* ---- typed weights: conversions ---- */
+
+/* binary16 by its definition, in double. */
+static double f16_value(uint16_t h)
+{
+    int e = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    double v = e == 0 ? ldexp(mant, -24) : e == 31 ? (mant ? NAN : INFINITY) : ldexp(1024 + mant, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* Every binary16 and bfloat16 to float and back; random floats round to the nearest, ties to even. */
+START_TEST(test_conversions)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        double v = f16_value((uint16_t)h);
+        float f = sasp_f16_to_f32((uint16_t)h);
+        if (isnan(v)) {
+            ck_assert_msg(isnan(f) && isnan(sasp_bf16_to_f32(sasp_f32_to_bf16(f))), "f16 NaN %04x", h);
+            ck_assert(isnan(f16_value(sasp_f32_to_f16(f))));
+            continue;
+        }
+        ck_assert_msg((double)f == v && sasp_f32_to_f16(f) == h, "f16 %04x: %.9g, want %.9g", h, f, v);
+        uint32_t u = h << 16;
+        float bf;
+        memcpy(&bf, &u, sizeof bf);
+        ck_assert_msg(sasp_bf16_to_f32((uint16_t)h) == bf || isnan(bf), "bf16 %04x", h);
+        if (!isnan(bf)) ck_assert_msg(sasp_f32_to_bf16(bf) == h, "bf16 %04x round trip", h);
+    }
+    for (int t = 0; t < 200000; t++) {
+        float f = ldexpf(rnd(), (int)(rng_next() % 50) - 30); /* 2^-30 .. 2^20: subnormal, normal, inf f16 */
+        uint16_t h = sasp_f32_to_f16(f);
+        if ((h & 0x7fff) == 0x7c00) { /* overflow: from halfway past the largest finite value, 65520 */
+            ck_assert_msg(fabsf(f) >= 65520.0f, "f16 of %.9g is inf", f);
+            continue;
+        }
+        ck_assert_msg(fabsf(f) < 65520.0f, "f16 of %.9g is not inf", f);
+        double e = fabs(f16_value(h) - f);
+        for (int d = -1; d <= 1; d += 2) { /* no neighbour is nearer; at a tie the even one wins */
+            uint16_t nb = (uint16_t)(h + d);
+            if (((nb ^ h) & 0x8000) || isnan(f16_value(nb))) continue;
+            double en = fabs(f16_value(nb) - f);
+            ck_assert_msg(e < en || (e == en && !(h & 1)), "f16 of %.9g: %04x (%.9g), %04x is nearer", f, h,
+                          f16_value(h), nb);
+        }
+        uint16_t b = sasp_f32_to_bf16(f);
+        double eb = fabs((double)sasp_bf16_to_f32(b) - f);
+        for (int d = -1; d <= 1; d += 2) {
+            uint16_t nb = (uint16_t)(b + d);
+            if ((nb ^ b) & 0x8000) continue;
+            double en = fabs((double)sasp_bf16_to_f32(nb) - f);
+            ck_assert_msg(eb < en || (eb == en && !(b & 1)), "bf16 of %.9g: %04x, %04x is nearer", f, b, nb);
+        }
+    }
+}
+END_TEST
+
+/* sasp_quantize_q8_0: values in [-127, 127], scales amax / 127 as binary16, each weight within half a
+ * step of its value (the steps are the binary16 scale; at the block's max the clamp costs up to one
+ * rounding of the scale more). */
+START_TEST(test_quantize_q8_0)
+{
+    static const int KS[] = {1, 5, 31, 32, 33, 64, 100};
+    for (unsigned a = 0; a < sizeof KS / sizeof *KS; a++) {
+        int m = 7, k = KS[a], nb = sasp_q8_0_blocks(k);
+        float *w = malloc(sizeof(float) * m * k);
+        int8_t *q = malloc((size_t)m * k);
+        uint16_t *sc = malloc(sizeof(uint16_t) * m * nb);
+        for (int i = 0; i < m * k; i++) w[i] = rnd() * (i % 7 == 3 ? 10.0f : 1.0f);
+        for (int i = 0; i < k; i++) w[i] = 0.0f; /* an all-zero row */
+        sasp_quantize_q8_0(q, sc, w, m, k);
+        for (int j = 0; j < m; j++)
+            for (int p = 0; p < k; p++) {
+                double d = f16_value(sc[j * nb + p / 32]), v = q[j * k + p] * d, x = w[j * k + p];
+                ck_assert_int_ge(q[j * k + p], -127);
+                ck_assert_msg(fabs(v - x) <= 0.5 * d * (1 + 1e-6) + fabs(x) * ldexp(1, -10),
+                              "q8_0 w[%d][%d] = %.9g -> %d * %.9g", j, p, x, q[j * k + p], d);
+            }
+        free(w), free(q), free(sc);
+    }
+}
+END_TEST
+
+/* ---- typed weights: matmul_w ---- */
+
+/* The kinds of W a shape is tried with: q8_0 from sasp_quantize_q8_0, and raw random bytes with random
+ * scales (the whole range allowed, [-127, 127], its ends often). */
+enum { WK_F32, WK_BF16, WK_Q8, WK_Q8_RAW, WK_COUNT };
+static const char *const WK_NAME[WK_COUNT] = {"f32", "bf16", "q8_0", "q8_0(raw)"};
+
+typedef struct {
+    sasp_weights w;
+    gbuf data, scales;
+    double *deq; /* W[j][p] as a double: the value the reference multiplies by */
+} typed_w;
+
+static typed_w make_weights(int kind, int m, int k, int off)
+{
+    typed_w t;
+    int nb = sasp_q8_0_blocks(k);
+    size_t size = kind == WK_F32 ? 4 : kind == WK_BF16 ? 2 : 1;
+    t.data = galloc_of((size_t)m * k, size, off);
+    t.scales = galloc_of(kind >= WK_Q8 ? (size_t)m * nb : 1, 2, off);
+    t.deq = malloc(sizeof(double) * (size_t)m * k);
+    t.w = (sasp_weights){kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16 : SASP_WT_Q8_0, m, k,
+                         t.data.p, kind >= WK_Q8 ? (uint16_t *)(void *)t.scales.p : NULL};
+    float *f = malloc(sizeof(float) * ((size_t)m * k + 1));
+    for (size_t i = 0; i < (size_t)m * k; i++) f[i] = rnd();
+    uint16_t *s16 = (uint16_t *)(void *)t.scales.p;
+    if (kind == WK_F32) memcpy(t.data.p, f, sizeof(float) * m * k);
+    if (kind == WK_BF16)
+        for (size_t i = 0; i < (size_t)m * k; i++) ((uint16_t *)(void *)t.data.p)[i] = sasp_f32_to_bf16(f[i]);
+    if (kind == WK_Q8) sasp_quantize_q8_0((int8_t *)(void *)t.data.p, s16, f, m, k);
+    if (kind == WK_Q8_RAW) {
+        for (size_t i = 0; i < (size_t)m * k; i++) {
+            int v = (int)(rng_next() % 300) - 150; /* a tenth of them at -127 or 127 */
+            ((int8_t *)(void *)t.data.p)[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+        }
+        for (size_t i = 0; i < (size_t)m * nb; i++)
+            s16[i] = sasp_f32_to_f16(ldexpf(1.0f + rnd(), -(int)(rng_next() % 12)));
+    }
+    for (int j = 0; j < m; j++)
+        for (int p = 0; p < k; p++) {
+            size_t at = (size_t)j * k + p;
+            t.deq[at] = kind == WK_F32    ? f[at]
+                        : kind == WK_BF16 ? sasp_bf16_to_f32(((uint16_t *)(void *)t.data.p)[at])
+                                          : (double)(float)(((int8_t *)(void *)t.data.p)[at] *
+                                                            (float)f16_value(s16[(size_t)j * nb + p / 32]));
+        }
+    free(f);
+    return t;
+}
+static void free_weights(typed_w *t) { gfree(&t->data), gfree(&t->scales), free(t->deq); }
+
+/* What bounds the error of row i, column j: sum |x w|, and the activation rounding's bound. */
+typedef struct {
+    double exact, mag, act; /* float64 of the dequantized W; sum |x w|; the bound of X's rounding */
+} bound;
+
+static bound bound_of(const float *x, const typed_w *t, int j, unsigned sem, int n)
+{
+    int k = t->w.k, decode = n < SASP_PREFILL_ROWS;
+    const double *w = t->deq + (size_t)j * k;
+    bound b = {0, 0, 0};
+    for (int p = 0; p < k; p++) b.exact += (double)x[p] * w[p], b.mag += fabs((double)x[p] * w[p]);
+    if (decode && t->w.type == SASP_WT_BF16 && (sem & SASP_SEM_BF16_ACT))
+        b.act = ldexp(1, -8) * b.mag; /* |bf16(x) - x| <= 2^-8 |x| */
+    if (decode && t->w.type == SASP_WT_Q8_0)
+        for (int b0 = 0; b0 < k; b0 += 32) { /* |qx dx - x| <= dx / 2 (+ the roundings of x * id and dx) */
+            double amax = 0, sw = 0;
+            for (int p = b0; p < k && p < b0 + 32; p++) amax = fmax(amax, fabs(x[p])), sw += fabs(w[p]);
+            b.act += 0.5 * amax / 127 * sw * (1 + 1e-6);
+        }
+    if (b.act > 0) b.act += ldexp(1, -21) * b.mag;
+    return b;
+}
+/* The activation rounding's cost, reference against float64 (rms of the error over rms of y), per kind
+ * of W and path, printed at the end: what kernels.h promises as "typically". */
+enum { ST_BF16, ST_BF16_ACT, ST_Q8_DECODE, ST_Q8_PREFILL, ST_COUNT };
+static double stat_err2[ST_COUNT], stat_y2[ST_COUNT];
+
+/* The reference of one semantics against float64; y0 gets the reference. stats: add to the rms errors. */
+static void check_reference(float *y0, int ldy, const gbuf *x, int ldx, const typed_w *t, const float *bias, int n,
+                            unsigned sem, int stats)
+{
+    int m = t->w.m, k = t->w.k;
+    sasp_matmul_w_reference(y0, ldy, x->p, ldx, &t->w, bias, n, sem);
+    int st = t->w.type == SASP_WT_Q8_0 ? (n < SASP_PREFILL_ROWS ? ST_Q8_DECODE : ST_Q8_PREFILL)
+             : t->w.type == SASP_WT_BF16 ? (n < SASP_PREFILL_ROWS && sem ? ST_BF16_ACT : ST_BF16)
+                                         : -1;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) {
+            bound b = bound_of(x->p + (size_t)i * ldx, t, j, sem, n);
+            double bj = bias ? bias[j] : 0.0, want = b.exact + bj, got = y0[(size_t)i * ldy + j];
+            double tol = b.act + (8 + 4 * sqrt((double)k)) * ldexp(1, -24) * (b.mag + b.act) + fabs(bj) * ldexp(1, -23);
+            ck_assert_msg(close_enough(got, want, 0, tol),
+                          "seed %llu: reference %s sem=%u n=%d m=%d k=%d y[%d][%d]=%.9g, float64 %.9g (tol %.3g)",
+                          (unsigned long long)seed,
+                          t->w.type == SASP_WT_F32 ? "f32" : t->w.type == SASP_WT_BF16 ? "bf16" : "q8_0", sem, n, m, k,
+                          i, j, got, want, tol);
+            if (st >= 0 && stats) stat_err2[st] += (got - want) * (got - want), stat_y2[st] += want * want;
+        }
+}
+
+/* matmul_w of table K against y0 (the reference of K's semantics), on W whole or in three column
+ * slices (sasp_weights_rows: y + lo, bias + lo), the gaps of a strided Y untouched. */
+static void check_table_w(const sasp_kernels *K, const float *y0, gbuf *y, int ldy, const gbuf *x, int ldx,
+                          const typed_w *t, const float *bias, int n, int sliced, const char *kind, int off)
+{
+    int m = t->w.m, k = t->w.k;
+    const float SENT = -12345.5f;
+    for (size_t i = 0; i < y->n; i++) y->p[i] = SENT;
+    if (sliced && m >= 3) {
+        int cut[4] = {0, m / 3, m - m / 4, m};
+        for (int c = 0; c < 3; c++) {
+            sasp_weights part = sasp_weights_rows(&t->w, cut[c], cut[c + 1]);
+            K->matmul_w(y->p + cut[c], ldy, x->p, ldx, &part, bias ? bias + cut[c] : NULL, n);
+        }
+    } else {
+        K->matmul_w(y->p, ldy, x->p, ldx, &t->w, bias, n);
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < ldy && (size_t)i * ldy + j < y->n; j++) {
+            size_t at = (size_t)i * ldy + j;
+            if (j >= m) {
+                ck_assert_msg(y->p[at] == SENT, "seed %llu: %s matmul_w %s n=%d m=%d k=%d wrote the gap y[%d][%d]",
+                              (unsigned long long)seed, K->id, kind, n, m, k, i, j);
+                continue;
+            }
+            /* the bias is in every partial sum of the packed path (its accumulators start from it) */
+            bound b = bound_of(x->p + (size_t)i * ldx, t, j, K->semantics, n);
+            double tol = 2 * (8 + 4 * sqrt((double)k)) * ldexp(1, -24) * (b.mag + b.act + (bias ? fabs(bias[j]) : 0));
+            ck_assert_msg(close_enough(y->p[at], y0[at], 0, tol),
+                          "seed %llu: %s matmul_w %s n=%d m=%d k=%d ldx=%d ldy=%d off=%d sliced=%d: "
+                          "y[%d][%d]=%.9g, reference %.9g (tol %.3g)",
+                          (unsigned long long)seed, K->id, kind, n, m, k, ldx, ldy, off, sliced, i, j, y->p[at],
+                          y0[at], tol);
+        }
+}
+
+/* One shape and kind of W, X uniform in [-1, 1]; stress: rows of three magnitudes and an outlier in
+ * every other block (the per-block scales of q8_0 must follow it), else the rms errors are gathered. */
+static void check_matmul_w_case(int kind, int n, int m, int k, int strided, int off, int with_bias, int stress)
+{
+    int ldx = strided ? k + 3 : k, ldy = strided ? m + 5 : m;
+    typed_w t = make_weights(kind, m, k, off);
+    gbuf x = galloc((size_t)(n - 1) * ldx + k, off), b = galloc((size_t)m, off);
+    size_t ny = (size_t)(n - 1) * ldy + m;
+    gbuf y0 = galloc(ny, off), y = galloc(ny, off);
+    fill_real(&x, -1, 1), fill_real(&b, -1, 1);
+    for (int i = 0; i < n && stress; i++)
+        for (int p = 0; p < k; p++) {
+            float *v = x.p + (size_t)i * ldx + p;
+            *v *= i % 3 == 0 ? 1.0f : i % 3 == 1 ? 0.01f : 30.0f;
+            if (p % 64 == 17) *v *= 9.0f;
+        }
+    const float *bias = with_bias ? b.p : NULL;
+    unsigned done = ~0u;
+    for (int ti = 0; ti < n_tables; ti++) {
+        const sasp_kernels *K = tables[ti];
+        if (K->semantics != done) check_reference(y0.p, ldy, &x, ldx, &t, bias, n, K->semantics, !stress);
+        done = K->semantics;
+        check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, bias, n, (n + m + k) % 4 == 1, WK_NAME[kind], off);
+    }
+    free_weights(&t);
+    gfree(&x), gfree(&b), gfree(&y0), gfree(&y);
+}
+static void check_matmul_w_shape(int kind, int n, int m, int k, int strided, int off, int with_bias)
+{
+    check_matmul_w_case(kind, n, m, k, strided, off, with_bias, (n + m + k + off) % 2);
+}
+
+START_TEST(test_matmul_w_decode)
+{
+    int kind = _i;
+    static const int NS[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 23};
+    static const int MS[] = {1, 2, 3, 7, 17, 33};
+    static const int KS[] = {1, 2, 5, 17, 31, 32, 33, 63, 64, 65, 100, 257};
+    int c = 0;
+    for (unsigned a = 0; a < sizeof NS / sizeof *NS; a++)
+        for (unsigned bb = 0; bb < sizeof MS / sizeof *MS; bb++)
+            for (unsigned d = 0; d < sizeof KS / sizeof *KS; d++, c++)
+                check_matmul_w_shape(kind, NS[a], MS[bb], KS[d], c % 3 == 0, c % 2, c % 4 != 1);
+    /* k beyond one chunk of X's per-call copy (2048 columns) */
+    check_matmul_w_shape(kind, 1, 5, 2049, 0, 0, 1);
+    check_matmul_w_shape(kind, 3, 7, 4133, 1, 1, 1);
+    check_matmul_w_shape(kind, 23, 9, 2100, 0, 1, 0);
+}
+END_TEST
+
+START_TEST(test_matmul_w_prefill)
+{
+    int kind = _i;
+    static const int NS[] = {24, 25, 30, 37, 61};
+    static const int MS[] = {1, 17, 33, 65};
+    static const int KS[] = {1, 17, 32, 33, 256, 257, 300};
+    int c = 0;
+    for (unsigned a = 0; a < sizeof NS / sizeof *NS; a++)
+        for (unsigned bb = 0; bb < sizeof MS / sizeof *MS; bb++)
+            for (unsigned d = 0; d < sizeof KS / sizeof *KS; d++, c++)
+                check_matmul_w_shape(kind, NS[a], MS[bb], KS[d], c % 3 == 0, c % 2, c % 4 != 1);
+    check_matmul_w_shape(kind, 25, 9, 2100, 1, 0, 1);
+}
+END_TEST
+
+/* The rms errors of the activation rounding on X and W uniform in [-1, 1] (q8_0 W quantized from them),
+ * measured on a shape of the models, printed. */
+START_TEST(test_matmul_w_report)
+{
+    memset(stat_err2, 0, sizeof stat_err2), memset(stat_y2, 0, sizeof stat_y2);
+    for (int kind = WK_BF16; kind <= WK_Q8; kind++)
+        for (int n = 1; n <= 25; n += 24) check_matmul_w_case(kind, n, 256, 1024, 0, 0, 0, 0);
+    static const char *const NAME[ST_COUNT] = {"bf16 (f32 activations)", "bf16 (bf16 activations)",
+                                               "q8_0 decode (q8_0 activations)", "q8_0 prefill (f32 activations)"};
+    for (int s = 0; s < ST_COUNT; s++)
+        if (stat_y2[s] > 0)
+            printf("check_kernels: reference against float64 of the dequantized W, %s: rms error / rms y = %.3g\n",
+                   NAME[s], sqrt(stat_err2[s] / stat_y2[s]));
+}
+END_TEST
+
 START_TEST(test_dispatch)
 {
-    const sasp_kernels *all[4];
-    int n = sasp_kernels_available(all, 4);
+    const sasp_kernels *all[SASP_KERNELS_MAX];
+    int n = sasp_kernels_available(all, SASP_KERNELS_MAX);
     ck_assert_int_ge(n, 1);
-    ck_assert_str_eq(all[0]->name, "scalar");
+    ck_assert_str_eq(all[0]->id, "scalar");
     ck_assert_ptr_eq(sasp_kernels_by_name("scalar"), &sasp_kernels_scalar);
     ck_assert_ptr_null(sasp_kernels_by_name("no-such-isa"));
     ck_assert_ptr_null(sasp_kernels_by_name(NULL));
+    ck_assert_ptr_null(sasp_kernels_by_name("vl16-emul")); /* the stand-ins are never offered */
     const sasp_kernels *active = sasp_kernels_active();
     int found = 0;
+    char ids[256] = "";
     for (int i = 0; i < n; i++) {
-        ck_assert_ptr_eq(sasp_kernels_by_name(all[i]->name), all[i]);
+        ck_assert_ptr_eq(sasp_kernels_by_name(all[i]->id), all[i]);
         found |= all[i] == active;
         /* every entry of every table is filled in */
         const sasp_kernels *k = all[i];
-        ck_assert(k->matmul && k->attn_scores && k->attn_accum && k->softmax && k->rmsnorm && k->layernorm &&
-                  k->rope && k->relu && k->gelu && k->silu && k->axpy && k->scale);
+        ck_assert(k->name && k->id && k->matmul && k->matmul_w && k->attn_scores && k->attn_accum && k->softmax &&
+                  k->rmsnorm && k->layernorm && k->rope && k->relu && k->gelu && k->silu && k->axpy && k->scale);
+        /* the id is the instruction set's name, or it with a feature after a dash */
+        size_t len = strlen(k->name);
+        ck_assert_msg(strncmp(k->id, k->name, len) == 0 && (k->id[len] == 0 || k->id[len] == '-'), "%s / %s",
+                      k->name, k->id);
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%s", i ? " " : "", k->id);
     }
     ck_assert_msg(found, "the active table is not among the available ones");
     const char *want = getenv("SASP_SIMD");
-    if (want && sasp_kernels_by_name(want)) ck_assert_str_eq(active->name, want);
+    if (!want || !*want) ck_assert_ptr_eq(active, all[n - 1]); /* the best: the last offered */
+    if (want && sasp_kernels_by_name(want)) ck_assert_str_eq(active->id, want);
+    const char *expect = getenv("SASP_EXPECT_TABLES");
+    if (expect && *expect)
+        ck_assert_msg(strcmp(ids, expect) == 0, "tables offered: \"%s\", expected \"%s\"", ids, expect);
 #if defined(__x86_64__)
     ck_assert_ptr_null(sasp_kernels_by_name("neon"));
 #elif defined(__aarch64__)
@@ -527,6 +850,11 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_elementwise, 0, K_COUNT);
     tcase_add_test(tc, test_softmax_extremes);
     tcase_add_test(tc, test_softmax_negative);
+    tcase_add_test(tc, test_conversions);
+    tcase_add_test(tc, test_quantize_q8_0);
+    tcase_add_loop_test(tc, test_matmul_w_decode, 0, WK_COUNT);
+    tcase_add_loop_test(tc, test_matmul_w_prefill, 0, WK_COUNT);
+    tcase_add_test(tc, test_matmul_w_report);
     suite_add_tcase(s, tc);
     return s;
 }
@@ -537,11 +865,13 @@ int main(void)
     seed = env && *env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
     if (seed == 0) seed = 1;
     rng_state = seed;
-    n_tables = sasp_kernels_available(tables, 4);
+    n_tables = sasp_kernels_available(tables, SASP_KERNELS_MAX);
     printf("check_kernels: seed %llu (SASP_TEST_SEED=%llu repeats it); tables:", (unsigned long long)seed,
            (unsigned long long)seed);
-    for (int i = 0; i < n_tables; i++) printf(" %s", tables[i]->name);
-    printf("\n");
+    for (int i = 0; i < n_tables; i++) printf(" %s", tables[i]->id);
+    tables[n_tables++] = &sasp_kernels_vl16_emul;
+    tables[n_tables++] = &sasp_kernels_vl16_emul_bf16;
+    printf("; stand-ins: vl16-emul vl16-emul-bf16\n");
     fflush(stdout);
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);

@@ -10,7 +10,8 @@
  *
  * KV-cache: prefill(n) then decode one at a time equals one forward over everything, for several n;
  * a batched step over several sequences equals running each alone; under 1, 2 and 3 threads; on
- * random models written by the test (tests/st_writer.c) with every optional tensor, at odd sizes. */
+ * random models written by the test (tests/st_writer.c) with every optional tensor, at odd sizes.
+ * sasp_model_describe reports the optional tensors a checkpoint held. */
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
@@ -65,7 +66,7 @@ static float *full_forward(sasp_model *m, const int *tokens, int n) {
     float *logits = malloc((size_t)n * m->cfg.vocab_size * sizeof(float));
     sasp_kv *kv = sasp_kv_new(m, 0);
     ck_assert(logits && kv);
-    sasp_step st = {kv, tokens, n, n, logits};
+    sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = n, .n_logits = n, .logits = logits};
     ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(kv->len, n);
     sasp_kv_free(kv);
@@ -311,14 +312,14 @@ START_TEST(kv_cache_prefill_then_decode) {
         for (size_t si = 0; si < sizeof splits / sizeof *splits; si++) {
             int n = splits[si] < N ? splits[si] : N - 1;
             sasp_kv_reset(kv); /* the same cache each time: reset must really reset */
-            sasp_step st = {kv, tokens, n, n, row};
+            sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = n, .n_logits = n, .logits = row};
             ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
             double e = rel_err_f(row, full, (size_t)n * V);
             int at = n;
             while (at < N) {
                 /* decode one at a time, except a chunk of 3 in the middle of the longest run */
                 int chunk = (si == 1 && at == 10 && N - at >= 3) ? 3 : 1;
-                sasp_step d1 = {kv, tokens + at, chunk, chunk, row};
+                sasp_step d1 = {.kv = kv, .tokens = tokens + at, .n_tokens = chunk, .n_logits = chunk, .logits = row};
                 ck_assert_msg(sasp_forward(m, &d1, 1, err, sizeof err) == 0, "%s", err);
                 double e1 = rel_err_f(row, full + (size_t)at * V, (size_t)chunk * V);
                 if (e1 > e) e = e1;
@@ -335,6 +336,99 @@ START_TEST(kv_cache_prefill_then_decode) {
     printf("  kv-cache %s-%s-%s d%d threads %d: prefill+decode vs full forward, worst %.3g\n", specs[spec].arch,
            specs[spec].norm, specs[spec].pos, specs[spec].d, threads, worst);
     free(tokens);
+    sasp_model_free(m);
+}
+END_TEST
+
+/* sasp_kv_truncate restores the cache of a prefix exactly: prefill p tokens and keep a copy of the
+ * cache, feed more, truncate back to p: keys, values and centring sums are bit for bit the copy's,
+ * and feeding the rest again gives the logits of a cold prefill of everything (within KV_TOL: the
+ * rows go through other chunkings). sasp_kv_copy gives another sequence the same state. */
+START_TEST(kv_truncate_restores_the_prefix) {
+    int spec = _i % N_SPECS;
+    sasp_model *m = sasp_model_load(kv_dir[spec], 2, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    const sasp_config *c = &m->cfg;
+    int V = c->vocab_size, N = c->max_seq_len < 60 ? c->max_seq_len : 60, d = c->d_model;
+    int *tokens = random_tokens(N, V, 501 + (uint64_t)spec);
+    float *full = full_forward(m, tokens, N), *row = malloc((size_t)N * V * sizeof(float));
+    static const int prefixes[] = {0, 1, 5, 31};
+    for (size_t pi = 0; pi < sizeof prefixes / sizeof *prefixes; pi++) {
+        int p = prefixes[pi];
+        sasp_kv *kv = sasp_kv_new(m, 0), *saved = sasp_kv_new(m, 0), *twin = sasp_kv_new(m, 0);
+        if (p > 0) {
+            sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = p};
+            ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
+        }
+        ck_assert_int_eq(sasp_kv_copy(m, saved, kv, p), 0);
+        sasp_step more = {.kv = kv, .tokens = tokens + p, .n_tokens = N - p};
+        ck_assert_msg(sasp_forward(m, &more, 1, err, sizeof err) == 0, "%s", err);
+        sasp_kv_truncate(m, kv, p);
+        ck_assert_int_eq(kv->len, p);
+        for (int l = 0; l < c->n_layers; l++) {
+            size_t at = (size_t)l * kv->cap * d, n = (size_t)p * d;
+            ck_assert(memcmp(kv->keys + at, saved->keys + at, n * sizeof(float)) == 0);
+            ck_assert(memcmp(kv->values + at, saved->values + at, n * sizeof(float)) == 0);
+            if (kv->value_sum && p > 0)
+                ck_assert_msg(memcmp(kv->value_sum + (size_t)l * d, saved->value_sum + (size_t)l * d, d * sizeof(double)) == 0,
+                              "centring sum of layer %d after truncating to %d", l, p);
+        }
+        /* the rest again, on the truncated cache and on a copy of it: the same logits as cold, and as each other */
+        ck_assert_int_eq(sasp_kv_copy(m, twin, kv, p), 0);
+        float *row2 = malloc((size_t)N * V * sizeof(float));
+        sasp_step again = {.kv = kv, .tokens = tokens + p, .n_tokens = N - p, .n_logits = N - p, .logits = row};
+        sasp_step twin_step = {.kv = twin, .tokens = tokens + p, .n_tokens = N - p, .n_logits = N - p, .logits = row2};
+        ck_assert_msg(sasp_forward(m, &again, 1, err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(sasp_forward(m, &twin_step, 1, err, sizeof err) == 0, "%s", err);
+        ck_assert(memcmp(row, row2, (size_t)(N - p) * V * sizeof(float)) == 0);
+        double e = rel_err_f(row, full + (size_t)p * V, (size_t)(N - p) * V);
+        ck_assert_msg(e < KV_TOL, "%s: prefix %d reused differs from a cold prefill by %.3g", specs[spec].arch, p, e);
+        free(row2);
+        sasp_kv_free(kv), sasp_kv_free(saved), sasp_kv_free(twin);
+    }
+    ck_assert_int_eq(sasp_kv_copy(m, sasp_kv_new(m, 4), sasp_kv_new(m, 0), 0), 0);
+    free(tokens), free(full), free(row);
+    sasp_model_free(m);
+}
+END_TEST
+
+/* The final hidden states: hidden W_head^T is the logits (the head is one product on them), and a
+ * sequence's hidden states do not depend on the rows asked for or on what else is in the step. */
+START_TEST(hidden_states_feed_the_head) {
+    int spec = _i % N_SPECS;
+    sasp_model *m = sasp_model_load(kv_dir[spec], 1, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    int V = m->cfg.vocab_size, d = m->cfg.d_model, N = 20;
+    int *tokens = random_tokens(N, V, 909 + (uint64_t)spec);
+    float *logits = malloc((size_t)N * V * sizeof(float)), *hidden = malloc((size_t)N * d * sizeof(float));
+    sasp_kv *kv = sasp_kv_new(m, 0);
+    sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = N, .n_logits = N, .logits = logits,
+            .n_hidden = N, .hidden = hidden};
+    ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
+    const float *head = m->lm_head.data; /* f32: the fixtures are F32 */
+    double worst = 0, scale = 0;
+    for (int t = 0; t < N; t++)
+        for (int v = 0; v < V; v++) {
+            double dot = 0;
+            for (int i = 0; i < d; i++) dot += (double)hidden[(size_t)t * d + i] * head[(size_t)v * d + i];
+            double e = fabs(dot - logits[(size_t)t * V + v]);
+            if (e > worst) worst = e;
+            if (fabs(dot) > scale) scale = fabs(dot);
+        }
+    ck_assert_msg(worst <= 1e-4 * scale, "hidden W^T differs from the logits by %.3g (scale %.3g)", worst, scale);
+    /* the last 3 rows alone, next to another sequence, without logits */
+    float *last = malloc(3 * (size_t)d * sizeof(float));
+    sasp_kv *kv2 = sasp_kv_new(m, 0), *other = sasp_kv_new(m, 0);
+    sasp_step two[2] = {{.kv = other, .tokens = tokens + 3, .n_tokens = 9},
+                        {.kv = kv2, .tokens = tokens, .n_tokens = N, .n_hidden = 3, .hidden = last}};
+    ck_assert_msg(sasp_forward(m, two, 2, err, sizeof err) == 0, "%s", err);
+    ck_assert(rel_err_f(last, hidden + (size_t)(N - 3) * d, 3 * (size_t)d) < KV_TOL);
+    sasp_step bad = {.kv = kv2, .tokens = tokens, .n_tokens = 1, .n_logits = 0, .logits = NULL,
+            .n_hidden = 2, .hidden = last};
+    ck_assert_int_eq(sasp_forward(m, &bad, 1, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "hidden states"));
+    free(tokens), free(logits), free(hidden), free(last);
+    sasp_kv_free(kv), sasp_kv_free(kv2), sasp_kv_free(other);
     sasp_model_free(m);
 }
 END_TEST
@@ -372,7 +466,8 @@ START_TEST(batched_step_equals_alone) {
                                     : (tw_rand_u64(&rs) % 3 ? 1 : 1 + (int)(tw_rand_u64(&rs) % (uint64_t)left));
             int nl = (int)(tw_rand_u64(&rs) % 3);
             nl = nl == 0 ? 0 : nl == 1 ? 1 : n;
-            st[ns] = (sasp_step){kv[s], toks[s] + kv[s]->len, n, nl, out[s] + (size_t)(kv[s]->len + n - nl) * V};
+            st[ns] = (sasp_step){.kv = kv[s], .tokens = toks[s] + kv[s]->len, .n_tokens = n,
+                    .n_logits = nl, .logits = out[s] + (size_t)(kv[s]->len + n - nl) * V};
             idx[ns++] = s;
         }
         int done = 1;
@@ -409,7 +504,8 @@ START_TEST(bad_steps_change_nothing) {
     ck_assert_int_eq(b->cap, m->cfg.max_seq_len);
     int good[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, bad[2] = {3, V};
     float *logits = malloc(10 * (size_t)V * sizeof(float));
-    sasp_step st[2] = {{a, good, 3, 1, logits}, {b, bad, 2, 1, logits + V}};
+    sasp_step st[2] = {{.kv = a, .tokens = good, .n_tokens = 3,
+            .n_logits = 1, .logits = logits}, {.kv = b, .tokens = bad, .n_tokens = 2, .n_logits = 1, .logits = logits + V}};
     ck_assert_int_eq(sasp_forward(m, st, 2, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "outside the vocabulary"), "%s", err);
     ck_assert_int_eq(a->len, 0);
@@ -431,6 +527,36 @@ START_TEST(bad_steps_change_nothing) {
     ck_assert_int_eq(b->len, 2);
     free(logits);
     sasp_kv_free(a), sasp_kv_free(b);
+    sasp_model_free(m);
+}
+END_TEST
+
+/* sasp_model_describe reports what the checkpoint held: specs[0] is sasp with 2 layers, W_V in layer 0
+ * (wv_mask 1), W_O in layer 1 (wo_mask 2), skip gains and q/k biases; specs[3] is preln (W_V and W_O in
+ * every layer) with q/k biases. */
+START_TEST(describe_reports_the_checkpoint) {
+    sasp_model *m = sasp_model_load(kv_dir[0], 2, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    sasp_model_info info = sasp_model_describe(m);
+    ck_assert_str_eq(info.dir, kv_dir[0]);
+    ck_assert_int_eq(info.layers_with_wv, 1);
+    ck_assert_int_eq(info.layers_with_wo, 1);
+    ck_assert_int_eq(info.layers_with_skip, 2);
+    ck_assert(info.qk_bias);
+    ck_assert_int_eq(info.threads, 2);
+    ck_assert_str_eq(info.kernels, sasp_kernels_active()->name);
+    size_t d = 96, F = 200, layer = d + 2 * (d * d + d) + 3 * 3 + 3 + 2 * F * d;
+    ck_assert_uint_eq(info.n_params, 301 * d + 2 * layer + 2 * d * d + d);
+    sasp_model_free(m);
+
+    m = sasp_model_load(kv_dir[3], 1, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    info = sasp_model_describe(m);
+    ck_assert_int_eq(info.layers_with_wv, 2);
+    ck_assert_int_eq(info.layers_with_wo, 2);
+    ck_assert_int_eq(info.layers_with_skip, 0);
+    ck_assert(info.qk_bias);
+    ck_assert_int_eq(info.threads, 1);
     sasp_model_free(m);
 }
 END_TEST
@@ -485,7 +611,10 @@ static Suite *suite(void) {
     tcase_add_unchecked_fixture(tk, kv_setup, kv_teardown);
     tcase_add_loop_test(tk, kv_cache_prefill_then_decode, 0, 3 * N_SPECS);
     tcase_add_loop_test(tk, batched_step_equals_alone, 0, 3 * N_SPECS);
+    tcase_add_loop_test(tk, kv_truncate_restores_the_prefix, 0, N_SPECS);
+    tcase_add_loop_test(tk, hidden_states_feed_the_head, 0, N_SPECS);
     tcase_add_test(tk, bad_steps_change_nothing);
+    tcase_add_test(tk, describe_reports_the_checkpoint);
     suite_add_tcase(s, tk);
     TCase *tt = tcase_create("threadpool");
     tcase_add_test(tt, threadpool_covers_every_item);

@@ -1,12 +1,19 @@
 /* check_sampler.c: the sampler against straightforward float64 reference computations on fresh
  * random logits (tiny, odd and larger vocabularies), plus the RNG, greedy mode, the penalties'
- * exact semantics, logprobs and the empirical frequencies of the draw. */
+ * exact semantics, logprobs, the empirical frequencies of the draw, and llama.cpp's infill step on
+ * the tokens of the fill-in-the-middle test tokenizer. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sampler.h"
+#include "tokenizer.h"
+
+#ifndef SASP_SRCDIR
+#define SASP_SRCDIR "."
+#endif
 
 static double frand(sasp_rng *r, double lo, double hi) { return lo + (hi - lo) * sasp_rng_uniform(r); }
 
@@ -280,6 +287,91 @@ START_TEST(test_frequencies)
 }
 END_TEST
 
+/* --- the infill step (llama.cpp's infill sampler) --- */
+
+/* Two normal tokens of t, the first's bytes a proper prefix of the second's, and a third that is
+ * neither's prefix nor extension. */
+static void find_prefix_pair(const sasp_tokenizer *t, int *a, int *b, int *c)
+{
+    int V = sasp_tokenizer_vocab_size(t);
+    *a = *b = *c = -1;
+    for (int i = 1; i < V && *b < 0; i++) {
+        size_t li, lj;
+        const char *bi = sasp_token_bytes(t, i, &li);
+        if (sasp_tokenizer_is_special(t, i) || li < 1) continue;
+        for (int j = 1; j < V; j++) {
+            const char *bj = sasp_token_bytes(t, j, &lj);
+            if (j != i && !sasp_tokenizer_is_special(t, j) && lj > li && !memcmp(bi, bj, li)) {
+                *a = i, *b = j;
+                break;
+            }
+        }
+    }
+    for (int k = 1; k < V && *c < 0; k++) {
+        size_t lk, la, lb;
+        const char *bk = sasp_token_bytes(t, k, &lk), *ba = sasp_token_bytes(t, *a, &la), *bb = sasp_token_bytes(t, *b, &lb);
+        int related = !memcmp(bk, ba, lk < la ? lk : la) || !memcmp(bk, bb, lk < lb ? lk : lb);
+        if (!sasp_tokenizer_is_special(t, k) && lk > 0 && !related) *c = k;
+    }
+    ck_assert(*a > 0 && *b > 0 && *c > 0);
+}
+
+/* The distribution of logits that give the listed tokens these probabilities (the others ~0). */
+static int infill_dist(sasp_sampler *s, int V, const int *ids, const double *p, int n, const sasp_candidate **out)
+{
+    float *logits = malloc((size_t)V * sizeof *logits);
+    for (int j = 0; j < V; j++) logits[j] = -60.0f;
+    for (int i = 0; i < n; i++) logits[ids[i]] = (float)log(p[i]);
+    int k = sasp_sampler_dist(s, logits, out);
+    free(logits);
+    return k;
+}
+
+START_TEST(test_infill_step)
+{
+    char path[4200], err[256];
+    const char *src = getenv("SASP_SRCDIR");
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-fim/tokenizer.json", src && *src ? src : SASP_SRCDIR);
+    sasp_tokenizer *t = sasp_tokenizer_load(path, err, sizeof err);
+    ck_assert_msg(t != NULL, "%s", err);
+    int V = sasp_tokenizer_vocab_size(t), a, b, c, eos = 0;
+    find_prefix_pair(t, &a, &b, &c);
+    sasp_sampling p;
+    sasp_sampling_defaults(&p);
+    p.temperature = 1, p.top_k = 10, p.top_p = 1, p.min_p = 0, p.infill = 1;
+    sasp_sampler *s = sasp_sampler_new(V, &p);
+    sasp_sampler_set_infill(s, t, eos);
+    const sasp_candidate *d;
+    /* a token that begins another one takes its probability: a 0.30 + b 0.25 against c 0.45 */
+    int merge_ids[3] = {a, b, c};
+    double merge_p[3] = {0.30, 0.25, 0.45};
+    int n = infill_dist(s, V, merge_ids, merge_p, 3, &d);
+    ck_assert_int_eq(n, 3); /* a, c, and the end of the middle, kept at any probability (as llama.cpp) */
+    ck_assert(d[0].id == a && fabs(d[0].p - 0.55) < 1e-3 && d[1].id == c && fabs(d[1].p - 0.45) < 1e-3);
+    ck_assert(d[2].id == eos && d[2].p < 1e-6);
+    /* likely enough, the end of the middle comes alone: 3 x 0.2 x 4 candidates > 0.8 */
+    int end_ids[4] = {eos, a, c, b};
+    double end_p[4] = {0.2, 0.3, 0.3, 0.2};
+    n = infill_dist(s, V, end_ids, end_p, 4, &d);
+    ck_assert(n == 1 && d[0].id == eos && d[0].p == 1.0f);
+    /* no text token reaches 0.2: the end */
+    int flat_ids[8];
+    double flat_p[8];
+    for (int i = 0; i < 8; i++) flat_ids[i] = c + i + 1 < V - 3 ? c + i + 1 : c - i - 1, flat_p[i] = 0.125;
+    n = infill_dist(s, V, flat_ids, flat_p, 8, &d);
+    ck_assert(n == 1 && d[0].id == eos);
+    /* off: the plain distribution */
+    sasp_sampler_free(s);
+    p.infill = 0;
+    s = sasp_sampler_new(V, &p);
+    n = infill_dist(s, V, merge_ids, merge_p, 3, &d);
+    ck_assert_int_eq(n, p.top_k);
+    ck_assert(d[0].id == c && d[1].id == a && d[2].id == b);
+    sasp_sampler_free(s);
+    sasp_tokenizer_free(t);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("sampler");
@@ -290,6 +382,7 @@ int main(void)
     tcase_add_test(tc, test_penalty_semantics);
     tcase_add_test(tc, test_greedy_and_seed);
     tcase_add_test(tc, test_frequencies);
+    tcase_add_test(tc, test_infill_step);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

@@ -40,16 +40,24 @@ got5=$("$cli" -m "$model" --tokens "$short" --generate 5 --ignore-eos 2>/dev/nul
 [ "${got5%%,*}" = "$first" ] || fail "--generate 5 gave '$got5', the reference's arg-max is $first"
 [ "$(echo "$got5" | tr ',' '\n' | wc -l)" -eq 5 ] || fail "--generate 5 gave '$got5'"
 
-"$cli" -m "$model" --info | grep -q "simd kernels:" || fail "--info prints no kernel name"
+"$cli" -m "$model" --info > "$tmp/info"
+grep -q "simd kernels:" "$tmp/info" || fail "--info prints no kernel name"
+# the config and what the checkpoint holds, as config.json and the model's own description say
+arch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["architecture"])' "$model/config.json")
+grep -q "^architecture: *$arch\$" "$tmp/info" || fail "--info does not print architecture $arch"
+grep -q "^optional: *W_V in [0-9]* layers, W_O in [0-9]* layers, skip gain in [0-9]*, q/k biases" "$tmp/info" ||
+  fail "--info prints no optional tensors line"
 
 # --help names every option the parser knows
 help=$("$cli" --help)
-for o in --model --tokens --prompt --logits --generate --ignore-eos --tokenize --perplexity --info --threads --help; do
+for o in --model --tokens --prompt --logits --generate --ignore-eos --tokenize --perplexity --info --threads --help \
+         --prefix --suffix --no-token-healing; do
   echo "$help" | grep -q -- "$o" || fail "--help does not list $o"
 done
 
 # bad arguments: status 2 and a message
-for args in "--tokens 1,x" "--bogus" "-t 0 --info" "--generate -1 --tokens 1" "--logits" "--tokens 1 -p x" "stray"; do
+for args in "--tokens 1,x" "--bogus" "-t 0 --info" "--generate -1 --tokens 1" "--logits" "--tokens 1 -p x" "stray" \
+            "--prefix x" "--prefix x --suffix y -p z"; do
   set +e
   # shellcheck disable=SC2086
   "$cli" -m "$model" $args > /dev/null 2> "$tmp/err"
@@ -70,4 +78,32 @@ set +e
 rc=$?
 set -e
 [ $rc -eq 1 ] && grep -q "outside the vocabulary" "$tmp/err" || fail "an out-of-range token exited $rc"
+# text in: a model with a tokenizer (tests/fixtures/tiny-model)
+tiny=$src/tests/fixtures/tiny-model
+# token healing: the prompt's last token is backed off and regenerated; greedy, so the same from run
+# to run; the prompt is printed first, with healing and without
+a=$("$cli" -m "$tiny" -p "def f(x):" -n 8 2>/dev/null)
+b=$("$cli" -m "$tiny" -p "def f(x):" -n 8 2>/dev/null)
+[ "$a" = "$b" ] || fail "-p is not deterministic"
+case "$a" in "def f(x):"*) ;; *) fail "-p does not print its prompt first: '$a'" ;; esac
+c=$("$cli" -m "$tiny" -p "def f(x):" -n 8 --no-token-healing 2>/dev/null)
+case "$c" in "def f(x):"*) ;; *) fail "--no-token-healing does not print its prompt first: '$c'" ;; esac
+# fill in the middle needs the FIM tokens, which this model lacks: status 1, a message naming them
+set +e
+"$cli" -m "$tiny" --prefix "def f(" --suffix "):" > /dev/null 2> "$tmp/err"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "fim_prefix" "$tmp/err" || fail "--prefix on a model without FIM tokens exited $rc"
+# --perplexity: bits per byte = mean NLL x tokens / bytes / ln 2
+printf 'def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n' > "$tmp/ppl.txt"
+"$cli" -m "$tiny" --perplexity "$tmp/ppl.txt" 2>/dev/null > "$tmp/ppl"
+python3 - "$tmp/ppl" "$tmp/ppl.txt" <<'EOF'
+import math, re, sys
+out = open(sys.argv[1]).read()
+tokens = int(re.search(r"tokens: +(\d+)", out).group(1))
+nll = float(re.search(r"mean NLL: +([0-9.]+)", out).group(1))
+bpb = float(re.search(r"bits/byte: +([0-9.]+)", out).group(1))
+nbytes = len(open(sys.argv[2], "rb").read())
+assert abs(bpb - nll * tokens / nbytes / math.log(2)) < 2e-5, (bpb, nll, tokens, nbytes)
+EOF
 echo "cli.sh: all passed"

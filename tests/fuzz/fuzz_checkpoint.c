@@ -7,7 +7,9 @@
  *   2  the safetensors JSON header alone: written with its 8-byte length in front and followed by the
  *      tensor bytes of tests/fixtures/tiny-model (so mutated offsets, shapes and dtypes meet real data);
  *   3  tokenizer.json; when it loads, a few strings are encoded and decoded with it.
- * A load either succeeds, with tensors that lie inside what was loaded, or fails with a message. */
+ * A load either succeeds, with tensors that lie inside what was loaded, or fails with a message. The seeds
+ * include the tiny model as sasp-quantize writes it in bf16 and q8_0 (I8 matrices with F16 ".scales"),
+ * so mutations reach the typed loader as well. */
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -89,7 +91,16 @@ static void check_loaded(sasp_checkpoint *ck)
         for (int d = 0; d < t->ndim; d++) numel *= (size_t)t->shape[d];
         FUZZ_CHECK(numel == t->numel);
         volatile float sum = 0; /* every element readable: ASan checks the allocation */
-        for (size_t k = 0; k < t->numel; k++) sum += t->data[k];
+        if (t->data)
+            for (size_t k = 0; k < t->numel; k++) sum += t->data[k];
+        else { /* a bf16 or q8_0 matrix (in the mapping or owned): every row readable */
+            FUZZ_CHECK(t->ndim == 2 && t->w.data && (size_t)t->w.m * (size_t)t->w.k == t->numel);
+            float row[4096];
+            for (int j = 0; j < t->w.m && t->w.k <= 4096; j++) {
+                sasp_weights_row_f32(&t->w, j, row);
+                sum += row[t->w.k - 1];
+            }
+        }
         (void)sum;
     }
 }

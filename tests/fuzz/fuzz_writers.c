@@ -18,7 +18,7 @@ static api_limits lim;
 static void setup(void)
 {
     tok = fuzz_load_tokenizer("tests/fixtures/tiny-model/tokenizer.json", "fuzz_writers");
-    lim = (api_limits){tok, 256, sasp_tokenizer_vocab_size(tok), 0};
+    lim = (api_limits){tok, 256, sasp_tokenizer_vocab_size(tok), 0, "tiny-model"};
 }
 
 typedef struct {

@@ -36,7 +36,8 @@ class Server:
     def __init__(self, *args, name="main"):
         self.log_path = os.path.join(LOG_DIR, name + ".log")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([SERVER, "-m", MODEL, "--host", "127.0.0.1", "--port", "0", "-t", "1", *args],
+        model = [] if "-m" in args else ["-m", MODEL]
+        self.proc = subprocess.Popen([SERVER, *model, "--host", "127.0.0.1", "--port", "0", "-t", "1", *args],
                                      stdout=subprocess.PIPE, stderr=self.log)
         self.port = None
         deadline = time.time() + 60
@@ -105,7 +106,7 @@ class Server:
         r = c.getresponse()
         assert r.status == 200, (r.status, r.read())
         events = []
-        ndjson = path == "/api/generate"
+        ndjson = path.startswith("/api/")
         ctype = r.getheader("Content-Type")
         assert ctype == ("application/x-ndjson" if ndjson else "text/event-stream"), ctype
         while True:
@@ -192,6 +193,14 @@ def check_error(status, body, want_status, param=None, contains=None):
             assert c in e["message"], (c, e["message"])
 
 
+def check_ollama_error(status, body, want_status, contains=None):
+    """Ollama's error shape, on every /api/ path: {"error": "message"}."""
+    assert status == want_status, (status, want_status, body)
+    assert isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], str), body
+    for c in contains or []:
+        assert c in body["error"], (c, body["error"])
+
+
 SAMPLED = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
 
 # --- the checks (each gets the main server) ---
@@ -209,7 +218,7 @@ def t_health_models_props(s):
     st, h, data = s.request("HEAD", "/health")
     assert st == 200 and data == b""
     tags = s.get_json("/api/tags")
-    assert tags["models"][0]["name"] == "tiny-model"
+    assert tags["models"][0]["name"] == "tiny-model:latest"
 
 
 def t_tokenize_roundtrip(s):
@@ -235,16 +244,20 @@ def t_completion_shape_and_usage(s):
     prompt = "The café served"
     n_prompt = len(s.post("/tokenize", {"content": prompt})[1]["tokens"])
     st, r = s.post("/v1/completions", dict(SAMPLED, prompt=prompt, max_tokens=12, seed=5, ignore_eos=True,
-                                           model="whatever", user="u1", some_unknown_field={"x": 1}))
+                                           model="whatever", user="u1", some_unknown_field={"x": 1},
+                                           token_healing=False))
     assert st == 200, r
     assert r["object"] == "text_completion" and r["id"].startswith("cmpl-") and r["model"] == "tiny-model"
     assert isinstance(r["created"], int)
     ch = r["choices"]
     assert len(ch) == 1 and ch[0]["index"] == 0 and ch[0]["finish_reason"] == "length" and ch[0]["logprobs"] is None
-    assert r["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 12, "total_tokens": n_prompt + 12}, r
-    # default max_tokens is 16, as OpenAI's
+    assert r["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 12, "total_tokens": n_prompt + 12,
+                          "prompt_tokens_details": {"cached_tokens": 0}}, r
+    # default max_tokens is 16, as OpenAI's; token healing (on by default) backs off the prompt's last
+    # token, which the usage does not count: the model read one token fewer
     st, r = s.post("/v1/completions", dict(SAMPLED, prompt=prompt, seed=5, ignore_eos=True))
     assert r["usage"]["completion_tokens"] == 16, r
+    assert r["usage"]["prompt_tokens"] == n_prompt - 1, (r["usage"], n_prompt)
     # generation ends when the context is full: every position holds a token, the last one sampled
     # is returned without being fed back
     st, r = s.post("/v1/completions", dict(SAMPLED, prompt=[5] * 200, max_tokens=N_CTX, seed=5, ignore_eos=True))
@@ -255,8 +268,11 @@ def t_completion_shape_and_usage(s):
 
 
 def t_stream_equals_nonstream(s):
+    # sampled runs compared: the prompt cache off, as a reused prefix's logits differ from a fresh
+    # prefill's in the last digits until the kernels are batch-invariant (t_prompt_cache compares
+    # greedy runs with the cache on)
     for seed in (1, 2, 3):
-        req = dict(SAMPLED, prompt="Once upon a time", max_tokens=40, seed=seed)
+        req = dict(SAMPLED, prompt="Once upon a time", max_tokens=40, seed=seed, cache_prompt=False)
         st, r = s.post("/v1/completions", req)
         assert st == 200
         events = s.stream("/v1/completions", dict(req, stream_options={"include_usage": True}))
@@ -273,7 +289,8 @@ def t_stream_equals_nonstream(s):
         # the same seed again gives the same text; another seed (almost surely) another
         st, r2 = s.post("/v1/completions", req)
         assert r2["choices"][0]["text"] == r["choices"][0]["text"]
-    a = s.post("/v1/completions", dict(SAMPLED, prompt="x", max_tokens=30, seed=10, ignore_eos=True))[1]
+    a = s.post("/v1/completions", dict(SAMPLED, prompt="x", max_tokens=30, seed=10, ignore_eos=True,
+                                       cache_prompt=False))[1]
     b = s.post("/v1/completions", dict(SAMPLED, prompt="x", max_tokens=30, seed=11, ignore_eos=True))[1]
     assert a["choices"][0]["text"] != b["choices"][0]["text"]
 
@@ -335,7 +352,13 @@ def t_generate(s):
     assert st == 200 and r["done"] and r["response"] == text, (r, text)
     assert r["eval_count"] == final["eval_count"] and r["done_reason"] == final["done_reason"]
     n_prompt = len(s.post("/tokenize", {"content": "Hello"})[1]["tokens"])
-    assert r["prompt_eval_count"] == n_prompt and len(r["context"]) == n_prompt + r["eval_count"]
+    # token healing: the model read the prompt less its last token, and "context" holds what it read
+    # and generated, whose text is the prompt and the response, nothing repeated
+    assert r["prompt_eval_count"] in (n_prompt, n_prompt - 1), (r, n_prompt)
+    assert len(r["context"]) == r["prompt_eval_count"] + r["eval_count"]
+    full = s.post("/detokenize", {"tokens": [t for t in r["context"] if t != 0]})[1]["content"]
+    if "\ufffd" not in full:  # (bytes that form no character are U+FFFD, placed differently by the two)
+        assert full == "Hello" + r["response"], (full, r["response"])
     assert r["total_duration"] >= r["eval_duration"] >= 0
     # the context continues a conversation: same as sending the whole text's ids
     st, r2 = s.post("/api/generate", {"prompt": "", "context": r["context"], "stream": False,
@@ -348,7 +371,7 @@ def t_generate(s):
 
 def t_prompt_forms(s):
     ids = s.post("/tokenize", {"content": "Hello there"})[1]["tokens"]
-    base = dict(max_tokens=5, temperature=0, ignore_eos=True)
+    base = dict(max_tokens=5, temperature=0, ignore_eos=True, token_healing=False)
     by_text = s.post("/v1/completions", dict(base, prompt="Hello there"))[1]
     by_ids = s.post("/v1/completions", dict(base, prompt=ids))[1]
     assert by_ids["choices"][0]["text"] == by_text["choices"][0]["text"]
@@ -364,7 +387,8 @@ def t_prompt_forms(s):
     ev = parse_sse(s.stream("/v1/completions", dict(base, prompt="Hello there", echo=True)))[0]
     assert sse_text(ev)[0] == e["choices"][0]["text"]
     # n choices: different seeds per choice, usage counts the prompt once
-    n = s.post("/v1/completions", dict(SAMPLED, prompt="Hello there", max_tokens=8, n=3, seed=1, ignore_eos=True))[1]
+    n = s.post("/v1/completions", dict(SAMPLED, prompt="Hello there", max_tokens=8, n=3, seed=1, ignore_eos=True,
+                                       token_healing=False))[1]
     assert len(n["choices"]) == 3 and n["usage"]["prompt_tokens"] == len(ids), n["usage"]
     assert n["usage"]["completion_tokens"] == 24
     # multiple prompts stream with their index
@@ -382,7 +406,7 @@ def t_echo_logprobs(s):
     """echo with logprobs scores the prompt: the logprob of each prompt token given the ones before it
     equals the logprob the same token had when it was generated (no penalties, temperature 0)."""
     ids = s.post("/tokenize", {"content": "The café served"})[1]["tokens"]
-    g = s.post("/api/generate", {"prompt": "The café served", "stream": False,
+    g = s.post("/api/generate", {"prompt": "The café served", "stream": False, "token_healing": False,
                                  "options": {"temperature": 0, "num_predict": 3}})[1]
     gen = g["context"][len(ids):]
     assert g["context"][:len(ids)] == ids and len(gen) == 3, g
@@ -421,8 +445,13 @@ def t_batching_does_not_change_results(s):
         else:
             results[i] = s.post("/v1/completions", req)[1]["choices"][0]["text"]
 
+    # token healing off: with it these prompts lose their last token, and the seeded run of the first
+    # meets a draw so close to a boundary that the last-digit differences of the forward pass between
+    # batch compositions (logprobs differ by ~1e-6 with what else is in the step) flip a token
+    # and the prompt cache off: batching alone is under test (t_prompt_cache tests the cache)
     for label, extra in (("greedy", dict(temperature=0)), ("seeded", dict(SAMPLED, seed=42))):
-        reqs = [dict(extra, prompt=p, max_tokens=48, ignore_eos=True) for p in prompts]
+        reqs = [dict(extra, prompt=p, max_tokens=48, ignore_eos=True, token_healing=False, cache_prompt=False)
+                for p in prompts]
         alone = []
         for i, r in enumerate(reqs):
             run(i, r, False)
@@ -524,7 +553,7 @@ def t_multibyte_across_tokens(s):
     table = token_bytes_table()
     split_seen = 0
     for seed in range(1, 30):
-        req = {"prompt": "日本語のテキスト café Ωμέγα", "stream": True,
+        req = {"prompt": "日本語のテキスト café Ωμέγα", "stream": True, "token_healing": False,
                "options": {"temperature": 1.5, "top_k": 0, "top_p": 1, "min_p": 0, "seed": seed, "num_predict": 120}}
         lines = s.stream("/api/generate", req)
         objs = [json.loads(l.decode("utf-8", errors="strict")) for l in lines]  # each event valid UTF-8
@@ -616,9 +645,9 @@ def t_bad_input(s):
     check_error(*s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}), 400, "messages")
     check_error(*s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}],
                                                  "top_logprobs": 2}), 400, "top_logprobs")
-    check_error(*s.post("/api/generate", {"prompt": 5}), 400, "prompt")
-    check_error(*s.post("/api/generate", {"prompt": "x", "options": []}), 400, "options")
-    check_error(*s.post("/api/generate", {"prompt": "x", "options": {"temperature": -1}}), 400, "temperature")
+    check_ollama_error(*s.post("/api/generate", {"prompt": 5}), 400, ["'prompt'"])
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "options": []}), 400, ["'options'"])
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "options": {"temperature": -1}}), 400, ["'temperature'"])
     # a body over the limit: 413
     big = b'{"prompt": "' + b"a" * (1 << 20) + b'"}'
     st, h, data = s.request("POST", P, big, {"Content-Type": "application/json"})
@@ -645,13 +674,16 @@ def t_bad_input(s):
 
 
 def t_cors(s):
+    """CORS for an allowed (loopback) origin, echoed; another origin is 403 (tests/fault/test_guard.py)."""
     st, h, data = s.request("OPTIONS", "/v1/chat/completions", headers={
-        "Origin": "http://example.com", "Access-Control-Request-Method": "POST",
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization, content-type"})
-    assert st == 204 and h["access-control-allow-origin"] == "*", (st, h)
+    assert st == 204 and h["access-control-allow-origin"] == "http://localhost:5173", (st, h)
     assert "POST" in h["access-control-allow-methods"] and "authorization" in h["access-control-allow-headers"]
+    st, h, data = s.request("GET", "/health", headers={"Origin": "http://localhost:5173"})
+    assert h["access-control-allow-origin"] == "http://localhost:5173"
     st, h, data = s.request("GET", "/health", headers={"Origin": "http://example.com"})
-    assert h["access-control-allow-origin"] == "*"
+    assert st == 403 and "access-control-allow-origin" not in h
 
 
 def t_metrics(s):
@@ -770,12 +802,20 @@ def t_api_key(s):
     check_error(st, r, 401)
     st, r = s.post("/v1/completions", {"prompt": "x", "max_tokens": 2}, {"Authorization": "Bearer wrong"})
     check_error(st, r, 401)
+    st, h, data = s.request("POST", "/v1/completions", {"prompt": "x"})
+    assert h["www-authenticate"].startswith("Bearer"), h
+    st, h, data = s.request("POST", "/api/chat", {"messages": []})
+    check_ollama_error(st, json.loads(data), 401)
+    for path in ("/api/version", "/api/tags", "/v1/models", "/v1/models/tiny-model", "/props", "/slots"):
+        assert s.request("GET", path)[0] == 401, path  # every endpoint but /health needs the key
     st, r = s.post("/v1/completions", {"prompt": "x", "max_tokens": 2}, {"Authorization": "Bearer sekrit-1"})
     assert st == 200, r
     st, h, data = s.request("GET", "/metrics")
     assert st == 401
     assert s.get_json("/health") == {"status": "ok"}
-    assert s.get_json("/v1/models")["data"][0]["id"] == "tiny-model"
+    st, h, data = s.request("GET", "/v1/models", None, {"Authorization": "Bearer sekrit-1"})
+    assert st == 200 and json.loads(data)["data"][0]["id"] == "tiny-model"
+    assert s.request("GET", "/")[0] != 401  # the demo page is served without the key; it asks for it
 
 
 def t_sigterm_ends_streams(s):
@@ -829,6 +869,242 @@ def t_command_line():
     assert out.returncode == 1 and "/nonexistent/model" in out.stderr, out
 
 
+
+def t_ollama_api(s):
+    """Ollama's model endpoints, chat, errors in its shape, management refused, options reported."""
+    assert s.get_json("/api/version")["version"].count(".") == 2
+    tags = s.get_json("/api/tags")["models"]
+    t = tags[0]
+    for k in ("name", "model", "modified_at", "size", "digest", "details"):
+        assert k in t, k
+    assert re.fullmatch(r"[0-9a-f]{64}", t["digest"]) and t["size"] > 0
+    for k in ("parent_model", "format", "family", "families", "parameter_size", "quantization_level"):
+        assert k in t["details"], k
+    ps = s.get_json("/api/ps")["models"]
+    assert ps[0]["name"] == "tiny-model:latest" and "expires_at" in ps[0] and ps[0]["size_vram"] == 0
+    for name in ("tiny-model", "tiny-model:latest"):
+        st, show = s.post("/api/show", {"model": name})
+        assert st == 200, show
+        assert show["model_info"]["general.architecture"] == "sasp"
+        assert show["model_info"]["sasp.context_length"] == N_CTX
+        assert "Assistant:" in show["template"] and "temperature" in show["parameters"]
+        assert show["details"]["family"] == "sasp" and "completion" in show["capabilities"]
+    check_ollama_error(*s.post("/api/show", {"name": "nope"}), 404, ['model "nope" not found'])
+    check_ollama_error(*s.post("/api/show", {}), 400)
+    # chat, streamed and not
+    req = {"model": "tiny-model", "messages": [{"role": "user", "content": "hi"}], "keep_alive": "5m",
+           "options": dict(SAMPLED, num_predict=10, seed=3)}
+    lines = [json.loads(l) for l in s.stream("/api/chat", req)]
+    assert all(o["message"]["role"] == "assistant" and o["model"] == "tiny-model" for o in lines)
+    assert lines[-1]["done"] and lines[-1]["eval_count"] == 10 and "context" not in lines[-1]
+    st, whole = s.post("/api/chat", dict(req, stream=False))
+    assert st == 200 and whole["message"]["content"] == "".join(o["message"]["content"] for o in lines), whole
+    st, r = s.post("/api/chat", {"model": "tiny-model", "messages": []})
+    assert st == 200 and r["done"] and r["done_reason"] == "load", r
+    st, r = s.post("/api/generate", {"model": "tiny-model", "keep_alive": 0})
+    assert st == 200 and r["done_reason"] == "unload", r
+    # every error under /api/ has Ollama's shape, 404s for unknown models and paths included
+    check_ollama_error(*s.post("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}), 404,
+                       ['model "nope" not found'])
+    check_ollama_error(*s.post("/api/generate", {"model": "nope:latest", "prompt": "x"}), 404)
+    check_ollama_error(*s.post("/api/embed", {"model": "nope", "input": "x"}), 404)
+    st, h, data = s.request("POST", "/api/nothing", {})
+    check_ollama_error(st, json.loads(data), 404)
+    st, h, data = s.request("GET", "/api/chat")
+    check_ollama_error(st, json.loads(data), 405)
+    for path in ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/blobs/sha256:00"):
+        check_ollama_error(*s.post(path, {"model": "x"}), 403, ["serves the models it was started with"])
+    st, h, data = s.request("DELETE", "/api/delete", {"model": "x"})
+    check_ollama_error(st, json.loads(data), 403)
+    # options: honoured, placement ones listed, the rest refused by name
+    st, h, data = s.request("POST", "/api/generate", {"prompt": "x", "stream": False,
+                                                      "options": {"num_predict": 2, "num_thread": 8, "num_gpu": 0}})
+    assert st == 200 and h["x-sasp-ignored-options"] == "num_thread, num_gpu", h
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "options": {"mirostat": 1}}), 400, ["mirostat"])
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "options": {"nonsense": 1}}), 400, ["nonsense"])
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "options": {"num_ctx": N_CTX + 1}}), 400, ["num_ctx"])
+    st, r = s.post("/api/generate", {"prompt": "x", "stream": False, "options": {"num_ctx": 20}, "ignore_eos": True})
+    assert st == 200 and r["prompt_eval_count"] + r["eval_count"] == 21, r  # the context ends at num_ctx
+    for body, field in (({"messages": [{"role": "user", "content": "x", "images": ["AA=="]}]}, "images"),
+                        ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools"),
+                        ({"messages": [{"role": "user", "content": "x"}], "think": True}, "think")):
+        check_ollama_error(*s.post("/api/chat", body), 400, [field])
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "suffix": "y"}), 400, ["suffix"])
+
+
+def t_openai_extras(s):
+    """models.retrieve, headers on every answer, refusals by name, logit_bias, scoring only."""
+    st, h, data = s.request("GET", "/v1/models/tiny-model")
+    assert st == 200 and json.loads(data)["id"] == "tiny-model"
+    st, h, data = s.request("GET", "/v1/models/gpt-4o")
+    check_error(st, json.loads(data), 404, "model")
+    assert json.loads(data)["error"]["code"] == "model_not_found"
+    # x-request-id (the client's is echoed), and what a page may read
+    st, h, data = s.request("GET", "/health", headers={"X-Request-Id": "abc-123"})
+    assert h["x-request-id"] == "abc-123"
+    st, h, data = s.request("GET", "/health")
+    assert h["x-request-id"].startswith("req-") and "Retry-After" in h["access-control-expose-headers"]
+    chat = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 4}
+    for extra, field in (({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+                         ({"functions": [{"name": "f"}]}, "functions"),
+                         ({"tool_choice": "required"}, "tool_choice"),
+                         ({"response_format": {"type": "xml"}}, "response_format"),
+                         ({"response_format": {"type": "json_object"}, "max_tokens": 1}, "max_tokens"),
+                         ({"response_format": {"type": "json_object"}, "stop": ["}"]}, "stop"),
+                         ({"logit_bias": {"99999": 1}}, "logit_bias")):
+        check_error(*s.post("/v1/chat/completions", dict(chat, **extra)), 400, field)
+    check_error(*s.post("/v1/completions", {"prompt": "x", "suffix": "y"}), 400, "suffix")
+    st, r = s.post("/v1/chat/completions", dict(chat, tools=[], tool_choice="none"))
+    assert st == 200, r
+    # logit_bias is applied: +100 on one token makes greedy choose it
+    st, r = s.post("/v1/completions", {"prompt": [5, 6], "max_tokens": 4, "temperature": 0, "logit_bias": {"77": 100},
+                                       "logprobs": 0, "ignore_eos": True})
+    toks = s.post("/tokenize", {"content": r["choices"][0]["text"]})[1]["tokens"]
+    assert st == 200 and set(toks) == {77}, (r, toks)
+    # max_tokens 0 with echo and logprobs scores the prompt, as lm-evaluation-harness sends it
+    st, r = s.post("/v1/completions", {"prompt": ["The cat", "sat down"], "max_tokens": 0, "echo": True, "logprobs": 1,
+                                       "temperature": 0})
+    assert st == 200, r
+    for c, p in zip(r["choices"], ["The cat", "sat down"]):
+        assert c["text"] == p and c["logprobs"]["token_logprobs"][0] is None and c["finish_reason"] == "length"
+        assert all(x <= 0 for x in c["logprobs"]["token_logprobs"][1:])
+    assert r["usage"]["completion_tokens"] == 0
+    check_error(*s.post("/v1/completions", {"prompt": "x", "max_tokens": 0, "echo": True}), 400, "max_tokens")
+
+
+def validate(v, schema):
+    """The subset of JSON Schema the server enforces (enough for the schemas below)."""
+    t = schema.get("type")
+    if "enum" in schema:
+        return v in schema["enum"]
+    if t == "object":
+        return isinstance(v, dict) and all(k in v for k in schema.get("required", [])) and all(
+            validate(v[k], sub) for k, sub in schema.get("properties", {}).items() if k in v)
+    if t == "array":
+        return isinstance(v, list) and all(validate(x, schema["items"]) for x in v) and len(v) <= schema.get(
+            "maxItems", 1 << 30)
+    if t == "string":
+        return isinstance(v, str) and len(v) <= schema.get("maxLength", 1 << 30)
+    if t == "integer":
+        return isinstance(v, int) and not isinstance(v, bool) and v >= schema.get("minimum", -(1 << 62))
+    if t == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t == "boolean":
+        return isinstance(v, bool)
+    return v is None if t == "null" else True
+
+
+def t_json_output(s):
+    """response_format and format: whatever the random model prefers, the output parses and validates,
+    and the answer ends ("stop") as the document closes."""
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 10}, "age": {"type": "integer", "minimum": 0},
+        "kind": {"type": "string", "enum": ["a", "b"]}, "tags": {"type": "array", "items": {"type": "boolean"},
+                                                                 "maxItems": 3},
+        "nested": {"type": "object", "properties": {"x": {"type": "number"}, "n": {"type": "null"}}, "required": ["x"]}},
+        "required": ["name", "age", "kind", "tags", "nested"]}
+    msgs = [{"role": "user", "content": "JSON please"}]
+    for seed in range(6):
+        st, r = s.post("/v1/chat/completions", dict(SAMPLED, messages=msgs, max_tokens=120, seed=seed,
+                                                    response_format={"type": "json_object"}))
+        assert st == 200 and isinstance(json.loads(r["choices"][0]["message"]["content"]), dict), r
+        st, r = s.post("/v1/chat/completions", dict(SAMPLED, messages=msgs, max_tokens=150, seed=seed, response_format={
+            "type": "json_schema", "json_schema": {"name": "p", "strict": True, "schema": schema}}))
+        doc = json.loads(r["choices"][0]["message"]["content"])
+        assert validate(doc, schema) and r["choices"][0]["finish_reason"] == "stop", r
+        st, r = s.post("/api/generate", {"prompt": "x", "format": schema, "stream": False,
+                                         "options": dict(SAMPLED, seed=seed, num_predict=150)})
+        assert validate(json.loads(r["response"]), schema) and r["done_reason"] == "stop", r
+        st, r = s.post("/api/chat", {"messages": msgs, "format": "json", "stream": False,
+                                     "options": dict(SAMPLED, seed=seed, num_predict=100)})
+        assert isinstance(json.loads(r["message"]["content"]), dict), r
+    # the shortest document must fit
+    check_error(*s.post("/v1/completions", {"prompt": "x", "max_tokens": 20, "response_format": {
+        "type": "json_schema", "json_schema": {"schema": schema}}}), 400, "max_tokens")
+
+
+def t_token_healing(s):
+    """Text prompts are healed by default: the response starts where the prompt ended (its last
+    token's bytes are not repeated), /api/generate's context decodes to prompt + response, the usage
+    counts the tokens read; token_healing: false turns it off."""
+    for prompt in ("def add(a, b):\n", "for i in ran", "import o", "x = [1, 2,"):
+        n = len(s.post("/tokenize", {"content": prompt})[1]["tokens"])
+        st, r = s.post("/api/generate", {"prompt": prompt, "stream": False, "raw": True,
+                                         "options": {"temperature": 0, "num_predict": 6}})
+        assert st == 200 and r["prompt_eval_count"] == n - 1, (r, n)
+        ctx = [t for t in r["context"] if t != 0]
+        full = s.post("/detokenize", {"tokens": ctx})[1]["content"]
+        assert full == prompt + r["response"], (prompt, full, r["response"])
+        st, off = s.post("/api/generate", {"prompt": prompt, "stream": False, "token_healing": False,
+                                           "options": {"temperature": 0, "num_predict": 6}})
+        assert off["prompt_eval_count"] == n
+        st, c = s.post("/v1/completions", {"prompt": prompt, "max_tokens": 6, "temperature": 0})
+        assert c["usage"]["prompt_tokens"] == n - 1 and c["choices"][0]["text"] == r["response"], (c, r)
+
+
+def t_embeddings(s):
+    """Embeddings: unit vectors, the same for one input whichever endpoint, batch or position in the
+    batch; different inputs give different vectors; last-token pooling differs from the mean."""
+    st, show = s.post("/api/show", {"model": "tiny-model"})
+    assert "embedding" in show["capabilities"], show["capabilities"]
+    st, r = s.post("/v1/embeddings", {"input": ["a", "def f(x):", "b"], "model": "tiny-model"})
+    assert st == 200 and len(r["data"]) == 3, (st, r)
+    vec = [d["embedding"] for d in r["data"]]
+    assert all(abs(sum(x * x for x in v) - 1) < 1e-3 for v in vec)
+    assert max(abs(x - y) for x, y in zip(vec[0], vec[2])) > 1e-3, "a and b gave the same vector"
+    st, e = s.post("/api/embed", {"model": "tiny-model", "input": ["def f(x):"]})
+    assert st == 200 and len(e["embeddings"]) == 1
+    assert max(abs(x - y) for x, y in zip(e["embeddings"][0], vec[1])) < 1e-5
+    st, e = s.post("/api/embeddings", {"model": "tiny-model", "prompt": "def f(x):"})
+    assert st == 200 and len(e["embedding"]) == 64
+    assert max(abs(x - y) for x, y in zip(e["embedding"], vec[1])) < 1e-5
+    st, last = s.post("/v1/embeddings", {"input": "def f(x):", "model": "tiny-model", "pooling": "last"})
+    assert st == 200 and max(abs(x - y) for x, y in zip(last["data"][0]["embedding"], vec[1])) > 1e-3
+    # more requests at once than HTTP threads, each of more inputs than slots (several batches, the
+    # connection suspended between them): all answered, each input's vector the one it has alone
+    inputs = ["a", "def f(x):", "b", "import os", "c", "x = 1", "d", "def f(x):", "e"]
+    got = [None] * 6
+
+    def one(i):
+        got[i] = s.post("/v1/embeddings", {"input": inputs, "model": "tiny-model"})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for st, r in got:
+        assert st == 200 and [d["index"] for d in r["data"]] == list(range(len(inputs))), (st, r)
+        for k in (1, 7):
+            assert max(abs(x - y) for x, y in zip(r["data"][k]["embedding"], vec[1])) < 1e-5
+
+
+def t_two_models(s):
+    """A server of a directory of two model directories (-m DIR): both listed, in name order; the
+    request's model picks one; Ollama's unknown names are 404, OpenAI's go to the first model."""
+    ids = [m["id"] for m in s.get_json("/v1/models")["data"]]
+    assert ids == ["tiny-copy", "tiny-model"], ids
+    assert [m["name"] for m in s.get_json("/api/tags")["models"]] == ["tiny-copy:latest", "tiny-model:latest"]
+    st, r = s.post("/v1/completions", {"model": "tiny-model", "prompt": "x", "max_tokens": 2})
+    assert st == 200 and r["model"] == "tiny-model"
+    st, r = s.post("/v1/completions", {"model": "gpt-3.5-turbo", "prompt": "x", "max_tokens": 2})
+    assert st == 200 and r["model"] == "tiny-copy"
+    st, r = s.post("/api/generate", {"model": "tiny-copy:latest", "prompt": "x", "stream": False,
+                                     "options": {"num_predict": 2}})
+    assert st == 200 and r["model"] == "tiny-copy:latest"
+    check_ollama_error(*s.post("/api/generate", {"model": "gpt-3.5-turbo", "prompt": "x"}), 404)
+    # both serve at once, on one engine thread (same text as each alone)
+    req = dict(SAMPLED, prompt="x", max_tokens=20, seed=2, ignore_eos=True, cache_prompt=False)
+    alone = [s.post("/v1/completions", dict(req, model=m))[1]["choices"][0]["text"] for m in ids]
+    out = {}
+    th = [threading.Thread(target=lambda m=m: out.__setitem__(m, s.post("/v1/completions", dict(req, model=m))[1]))
+          for m in ids]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    assert [out[m]["choices"][0]["text"] for m in ids] == alone
+
 def main():
     only = sys.argv[1:]
     if not os.path.exists(SERVER):
@@ -845,11 +1121,16 @@ def main():
         f.write("<p>sub")
     os.symlink(os.path.join(SRC, "Makefile.am"), os.path.join(www, "outside-link"))
 
+    models = tempfile.mkdtemp(prefix="sasp-models-")
+    for name in ("tiny-model", "tiny-copy"):
+        shutil.copytree(MODEL, os.path.join(models, name))
     plan = [
         (("--parallel", "8", "--www", www), "main", [
             t_health_models_props, t_tokenize_roundtrip, t_completion_shape_and_usage, t_stream_equals_nonstream,
             t_tokens_leave_one_by_one, t_chat, t_generate, t_prompt_forms, t_echo_logprobs, t_stop_strings, t_multibyte_across_tokens, t_bad_input, t_cors, t_metrics,
-            lambda s: t_static(s, www), t_curl]),
+            lambda s: t_static(s, www), t_curl, t_ollama_api, t_openai_extras, t_json_output, t_token_healing,
+            t_embeddings]),
+        (("-m", models, "--parallel", "2"), "two-models", [t_two_models]),
         (("--parallel", "8", "--step-delay", "5"), "batch", [t_batching_does_not_change_results]),
         (("--parallel", "1", "--max-queue", "1", "--step-delay", "20", "--chunk", "4"), "slow",
          [t_disconnects_free_slots, t_queue_full_429, t_echo_logprobs]),
@@ -896,6 +1177,7 @@ def main():
                 print("---- server log (%s) ----" % name)
                 sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
     shutil.rmtree(www, ignore_errors=True)
+    shutil.rmtree(models, ignore_errors=True)
     print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
     if not failures:
         shutil.rmtree(LOG_DIR, ignore_errors=True)
