@@ -71,9 +71,10 @@ run_tests() {
   shift 2
   echo "== check-neon.sh: running under qemu-aarch64 -cpu $cpu: $*"
   status=0
-  # man1_MANS= : no man pages (help2man would run the ARM64 programs on this machine)
+  # man1_MANS= : no man pages (help2man would run the ARM64 programs on this machine); Check's timeouts
+  # times 10: qemu runs the kernels tens of times slower than the CPU would
   QEMU_CPU=$cpu SASP_EXPECT_TABLES=$expect \
-    make check TESTS="$*" LOG_COMPILER="qemu-aarch64" man1_MANS= >check.out 2>&1 || status=$?
+    CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-10} make check TESTS="$*" LOG_COMPILER="qemu-aarch64" man1_MANS= >check.out 2>&1 || status=$?
   grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|^# ' check.out || true
   if [ $status -ne 0 ]; then
     tail -15 check.out
