@@ -386,7 +386,9 @@ START_TEST(kv_truncate_restores_the_prefix) {
         free(row2);
         sasp_kv_free(kv), sasp_kv_free(saved), sasp_kv_free(twin);
     }
-    ck_assert_int_eq(sasp_kv_copy(m, sasp_kv_new(m, 4), sasp_kv_new(m, 0), 0), 0);
+    sasp_kv *small = sasp_kv_new(m, 4), *big = sasp_kv_new(m, 0);
+    ck_assert_int_eq(sasp_kv_copy(m, small, big, 0), 0);
+    sasp_kv_free(small), sasp_kv_free(big);
     free(tokens), free(full), free(row);
     sasp_model_free(m);
 }
