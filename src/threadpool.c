@@ -8,18 +8,32 @@
  * CPU, sleeps on a condition variable, and the other side takes the mutex to wake it only when it
  * knows someone sleeps.
  *
- * Memory order: fn, arg and pending are written before the release increment of the generation and
- * read after the acquire load that sees it; each worker's results are published by its release
- * decrement of pending, which the caller reads with acquire. The sleep/wake hand-off is the classic
- * pair "store my flag, then re-check the other's counter" on both sides, all sequentially consistent,
- * so either the sleeper sees the change or the waker sees the sleeper (and then signals under the
- * mutex that the sleeper holds until it waits): no wake-up is lost. */
+ * Memory order: fn, arg and pending are written before the increment of the generation (a release)
+ * and read after the acquire load that sees it; each worker's results are published by its decrement
+ * of pending (acq_rel), which the caller reads with acquire.
+ *
+ * The sleep/wake hand-off. A sleeper must announce itself in the same atomic word its waker changes,
+ * by a read-modify-write: the workers' sleeper count lives in the low bits of the generation word
+ * (`gate`), and the caller's "asleep" flag in the pending word. A would-be sleeper's RMW and the
+ * waker's RMW on that one word are ordered one before the other (coherence of a single location, on
+ * every CPU and emulator): if the sleeper's comes first the waker sees it and signals under the mutex
+ * (which the sleeper holds from before its RMW until it waits); if the waker's comes first the
+ * sleeper's RMW returns the new value and it does not sleep. No wake-up can be lost.
+ *
+ * The earlier protocol put the flag in a word of its own ("store my flag, then load the other's
+ * counter", Dekker's pattern), which needs store-to-load ordering between two locations. C11's
+ * sequentially consistent store and load promise it, and AArch64's STLR followed by LDAR keeps it, but
+ * qemu-user translates STLR as "barrier, store" and LDAR as "load, barrier" on an x86 host, so the
+ * caller's load of pending could pass its own store of the flag in the host's store buffer: the last
+ * worker then saw no sleeper, the caller saw a worker still running, and every thread slept for good
+ * (the hang of check_model under qemu in check-neon.sh; scripts/litmus-sb.c shows the reordering). */
 #include "threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,12 +50,19 @@
 
 #define SPIN_NS 100000 /* how long a waiting thread spins before it sleeps: 100 us */
 
+/* gate: the generation in the bits above GATE_SHIFT, workers asleep (or about to be) below. */
+#define GATE_SHIFT 16
+#define GATE_ONE ((uint64_t)1 << GATE_SHIFT)
+#define GATE_SLEEPERS (GATE_ONE - 1)
+#define generation_of(gate) ((gate) >> GATE_SHIFT)
+/* pending: workers still running the current run, and CALLER_ASLEEP while the caller sleeps */
+#define CALLER_ASLEEP (1 << 30)
+#define PENDING_COUNT (CALLER_ASLEEP - 1)
+
 struct sasp_pool {
-    alignas(64) atomic_ulong generation; /* bumped by the caller for each run (and on quit) */
-    alignas(64) atomic_int pending;      /* workers still running the current run */
-    alignas(64) atomic_int sleepers;     /* workers asleep (or about to be) on `wake` */
-    atomic_int caller_sleeps;            /* the caller is asleep (or about to be) on `done` */
-    atomic_int quit;
+    alignas(64) _Atomic uint64_t gate; /* the generation, bumped for each run (and on quit); sleepers */
+    alignas(64) atomic_int pending;    /* workers still running the current run; CALLER_ASLEEP */
+    alignas(64) atomic_int quit;
     sasp_pool_fn fn;
     void *arg;
     int n;                 /* threads, the caller included */
@@ -87,12 +108,40 @@ static int keep_spinning(sasp_pool *pool, int me, unsigned i, int64_t *start) {
     return 1;
 }
 
+static uint64_t generation_now(sasp_pool *pool) {
+    return generation_of(atomic_load_explicit(&pool->gate, memory_order_acquire));
+}
+
 /* Spin until the generation differs from `seen` or the spin ends; returns the generation. */
-static unsigned long spin_for_generation(sasp_pool *pool, int me, unsigned long seen) {
+static uint64_t spin_for_generation(sasp_pool *pool, int me, uint64_t seen) {
     int64_t start = 0;
     for (unsigned i = 1;; i++) {
-        unsigned long g = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        uint64_t g = generation_now(pool);
         if (g != seen || !keep_spinning(pool, me, i, &start)) return g;
+    }
+}
+
+/* Sleep until the generation differs from `seen`; returns it. The sleeper count is raised by an RMW
+ * on the gate itself (see the header), under the mutex that the publisher takes to wake us. */
+static uint64_t sleep_for_generation(sasp_pool *pool, uint64_t seen) {
+    pthread_mutex_lock(&pool->lock);
+    uint64_t g = generation_of(atomic_fetch_add(&pool->gate, 1));
+    while (g == seen) {
+        pthread_cond_wait(&pool->wake, &pool->lock);
+        g = generation_now(pool);
+    }
+    atomic_fetch_sub(&pool->gate, 1);
+    pthread_mutex_unlock(&pool->lock);
+    return g;
+}
+
+/* The end of a worker's share: the last one wakes the caller if it sleeps. */
+static void finish_share(sasp_pool *pool) {
+    int before = atomic_fetch_sub(&pool->pending, 1);
+    if ((before & PENDING_COUNT) == 1 && (before & CALLER_ASLEEP)) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->lock);
     }
 }
 
@@ -100,25 +149,15 @@ static void *worker_main(void *p) {
     worker_arg wa = *(worker_arg *)p;
     free(p);
     sasp_pool *pool = wa.pool;
-    unsigned long seen = 0;
+    uint64_t seen = 0;
     for (;;) {
-        unsigned long g = spin_for_generation(pool, wa.ith, seen);
-        if (g == seen) {
-            pthread_mutex_lock(&pool->lock);
-            atomic_fetch_add(&pool->sleepers, 1);
-            while ((g = atomic_load(&pool->generation)) == seen) pthread_cond_wait(&pool->wake, &pool->lock);
-            atomic_fetch_sub(&pool->sleepers, 1);
-            pthread_mutex_unlock(&pool->lock);
-        }
+        uint64_t g = spin_for_generation(pool, wa.ith, seen);
+        if (g == seen) g = sleep_for_generation(pool, seen);
         seen = g;
         if (atomic_load_explicit(&pool->quit, memory_order_acquire)) break;
         atomic_store_explicit(&pool->cpu[wa.ith], current_cpu(), memory_order_relaxed);
         pool->fn(pool->arg, wa.ith, pool->n);
-        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_sleeps)) {
-            pthread_mutex_lock(&pool->lock);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->lock);
-        }
+        finish_share(pool);
     }
     return NULL;
 }
@@ -133,10 +172,8 @@ sasp_pool *sasp_pool_new(int n_threads) {
     if (!pool) return NULL;
     memset(pool, 0, sizeof *pool);
     pool->n = n_threads;
-    atomic_init(&pool->generation, 0);
+    atomic_init(&pool->gate, 0);
     atomic_init(&pool->pending, 0);
-    atomic_init(&pool->sleepers, 0);
-    atomic_init(&pool->caller_sleeps, 0);
     atomic_init(&pool->quit, 0);
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
@@ -175,10 +212,9 @@ fail:
 
 int sasp_pool_size(const sasp_pool *pool) { return pool ? pool->n : 1; }
 
-/* Publish a new generation and wake the workers that sleep. */
+/* Publish a new generation and wake the workers that sleep (or are about to: see the header). */
 static void publish(sasp_pool *pool) {
-    atomic_fetch_add(&pool->generation, 1); /* seq_cst: a release, and ordered before the load below */
-    if (atomic_load(&pool->sleepers) > 0) {
+    if (atomic_fetch_add(&pool->gate, GATE_ONE) & GATE_SLEEPERS) {
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->lock);
@@ -202,10 +238,14 @@ void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg) {
     for (unsigned i = 1; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; i++)
         if (!keep_spinning(pool, 0, i, &start)) break;
     if (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
+        /* announce the sleep by an RMW on pending itself (see the header) */
         pthread_mutex_lock(&pool->lock);
-        atomic_store(&pool->caller_sleeps, 1);
-        while (atomic_load(&pool->pending) > 0) pthread_cond_wait(&pool->done, &pool->lock);
-        atomic_store(&pool->caller_sleeps, 0);
+        int left = atomic_fetch_or(&pool->pending, CALLER_ASLEEP) & PENDING_COUNT;
+        while (left > 0) {
+            pthread_cond_wait(&pool->done, &pool->lock);
+            left = atomic_load_explicit(&pool->pending, memory_order_acquire) & PENDING_COUNT;
+        }
+        atomic_store_explicit(&pool->pending, 0, memory_order_relaxed);
         pthread_mutex_unlock(&pool->lock);
     }
 }
