@@ -67,7 +67,5 @@ void guard_metrics_text(sasp_buf *b);
 /* The note of a client-side 4xx the guard gave (counted): "host", "origin", "inflight_client",
  * "inflight_key". */
 void guard_count_refusal(const char *what);
-/* Connections open now. */
-int guard_open_connections(void);
 
 #endif

@@ -9,8 +9,8 @@ out (issue 17). Python standard library only; run by tests/load/hostile.sh under
      --per-ip (default 100, under the server's default --max-conn-per-ip of 128) per source address;
   3. with those open, the normal client sends the same N requests again; the daemon's threads
      (/proc/PID/status) and RSS are read, and its open connections from /metrics;
-  4. the per-address limit: --max-conn-per-ip + 8 more connections from one address; the extra ones are
-     closed at once and /metrics counts them.
+  4. the per-address limit: --max-conn-per-ip + 8 more connections from one address; exactly 8 are
+     closed at once and /metrics counts exactly 8, and every one of the others answers a request.
 
 Fails when a normal request does not get 200, when the p99 latency with the hostile connections is over
 2x the baseline's (a ratio from one run; the pair of phases is measured again once if it is, as the
@@ -173,28 +173,47 @@ def start_server(args):
     return p, port
 
 
-def per_ip_check(port, limit):
-    """limit + 8 connections from one address: the extra ones are closed at once."""
+REFUSED_PER_IP = 'sasp_connections_refused_total{limit="per_ip"}'
+
+
+def per_ip_check(port, limit, timeout=60.0):
+    """limit + 8 connections from one address: exactly 8 are closed at accept and counted, and each of
+    the other limit answers a request on its connection. Waits for those events (up to timeout), not
+    for a time. Returns (connections closed, refusals counted, connections that answered)."""
+    before = metrics(port).get(REFUSED_PER_IP, 0)
     socks = []
     for _ in range(limit + 8):
         s = socket.socket()
         s.bind(("127.0.9.9", 0))
         s.connect((HOST, port))
         socks.append(s)
-    time.sleep(0.5)
-    closed = 0
-    for s in socks:
-        s.setblocking(False)
+    deadline = time.time() + timeout
+    closed, counted = set(), 0
+    while time.time() < deadline and (len(closed) < 8 or counted < 8):
+        ready, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
+        for s in ready:
+            try:
+                if s.recv(1) == b"":
+                    closed.add(s)
+            except OSError:
+                closed.add(s)
+        counted = int(metrics(port).get(REFUSED_PER_IP, 0) - before)
+    answered = 0
+    for s in socks:   # every connection the limit let in must serve; a closed one cannot
+        if s in closed:
+            continue
         try:
-            if s.recv(1) == b"":
-                closed += 1
-        except BlockingIOError:
-            pass
+            s.settimeout(max(1.0, deadline - time.time()))
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            if s.recv(64).startswith(b"HTTP/1.1 200"):
+                answered += 1
+            else:
+                closed.add(s)
         except OSError:
-            closed += 1
+            closed.add(s)
     for s in socks:
         s.close()
-    return closed
+    return len(closed), counted, answered
 
 
 def measure_pair(args, port, pid):
@@ -249,8 +268,7 @@ def main():
         if r["p99_ratio"] > 2.0 and not r["hostile"]["failed"]:
             print("hostile.py: p99 ratio %.2f; measuring the pair again (shared machine)" % r["p99_ratio"])
             r = measure_pair(args, port, server.pid)
-        r["per_ip_extra_closed"] = per_ip_check(port, 128)
-        r["refused_per_ip"] = metrics(port).get('sasp_connections_refused_total{limit="per_ip"}')
+        r["per_ip_extra_closed"], r["refused_per_ip"], r["per_ip_answered"] = per_ip_check(port, 128)
     finally:
         server.send_signal(signal.SIGTERM)
         rc = server.wait(30)
@@ -269,9 +287,10 @@ def main():
         errors.append("p99 with hostile connections is %.2fx the baseline's (limit 2x)" % r["p99_ratio"])
     if r["threads_during"] > r["threads_before"] + 2:
         errors.append("threads grew from %d to %d" % (r["threads_before"], r["threads_during"]))
-    if r["per_ip_extra_closed"] < 8 or (r["refused_per_ip"] or 0) < 8:
-        errors.append("the per-address limit closed %d of 8 extra connections (counted %s)" %
-                      (r["per_ip_extra_closed"], r["refused_per_ip"]))
+    if r["per_ip_extra_closed"] != 8 or r["refused_per_ip"] != 8 or r["per_ip_answered"] != 128:
+        errors.append("the per-address limit of 128 closed %d of 136 connections, not 8 (counted %d); "
+                      "%d of the others answered, not 128" % (r["per_ip_extra_closed"], r["refused_per_ip"],
+                                                              r["per_ip_answered"]))
     if rc != 0:
         errors.append("server exit status %s" % rc)
     for e in errors:
