@@ -38,6 +38,7 @@ Steps (all under --out, default data/corpus/):
 Usage:
   /usr/bin/python3 train/corpus.py select > train/corpus-packages.txt   # the package list, from apt
   /usr/bin/python3 train/corpus.py build [--out data/corpus] [--vocab-size 8192] [--debs data/debs]
+  /usr/bin/python3 train/corpus.py build --tokenizer models/sasp-small/tokenizer.json   # to continue training
   /usr/bin/python3 train/corpus.py vocab-sweep 4096 8192 16384          # bytes/token per size
 """
 import argparse
@@ -46,6 +47,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -333,15 +335,27 @@ def build(args):
 
     if not args.no_tokenize:
         tok_path = os.path.join(args.out, "tokenizer.json")
-        sub, sub_bytes = tokenizer_subset(order["train"], splits["train"], int(args.tok_mb * 1e6))
-        log(f"training BPE (vocab {args.vocab_size}) on {len(sub)} files, {sub_bytes / 1e6:.1f} MB")
-        t1 = time.time()
-        tok = train_tokenizer([splits["train"][d].encode("utf-8") for d in sub], args.vocab_size, tok_path)
-        tok_seconds = time.time() - t1
-        manifest["tokenizer"] = {"vocab_size": tok.vocab_size, "eot_id": 0,
-                                 "specials": {s: tok.str_to_id[s] for s in [EOT] + SPECIALS},
-                                 "trained_on_files": len(sub), "trained_on_bytes": sub_bytes,
-                                 "train_seconds": round(tok_seconds, 1)}
+        if args.tokenizer:   # the tokenizer of a model to continue training: encode with it as it is
+            import bpe
+            shutil.copyfile(args.tokenizer, tok_path)
+            tok = bpe.Tokenizer.from_file(tok_path)
+            log(f"tokenizer {args.tokenizer} (vocab {tok.vocab_size}), not retrained")
+            prev = {}
+            if args.manifest and os.path.isfile(args.manifest):
+                prev = json.load(open(args.manifest)).get("tokenizer", {})
+            manifest["tokenizer"] = {k: v for k, v in prev.items() if k.startswith("trained_on") or
+                                     k == "train_seconds"}
+            manifest["tokenizer"].update({"vocab_size": tok.vocab_size, "eot_id": 0,
+                                          "specials": {s: tok.str_to_id[s] for s in [EOT] + SPECIALS}})
+        else:
+            sub, sub_bytes = tokenizer_subset(order["train"], splits["train"], int(args.tok_mb * 1e6))
+            log(f"training BPE (vocab {args.vocab_size}) on {len(sub)} files, {sub_bytes / 1e6:.1f} MB")
+            t1 = time.time()
+            tok = train_tokenizer([splits["train"][d].encode("utf-8") for d in sub], args.vocab_size, tok_path)
+            manifest["tokenizer"] = {"vocab_size": tok.vocab_size, "eot_id": 0,
+                                     "specials": {s: tok.str_to_id[s] for s in [EOT] + SPECIALS},
+                                     "trained_on_files": len(sub), "trained_on_bytes": sub_bytes,
+                                     "train_seconds": round(time.time() - t1, 1)}
         t2 = time.time()
         for s in SPLITS:
             arr = encode_split(tok_path, [splits[s][d] for d in order[s]], args.jobs)
@@ -407,6 +421,7 @@ def main():
     b.add_argument("--manifest", default=os.path.join(HERE, "corpus-manifest.json"),
                    help="where to copy the manifest (committed); '' for none")
     b.add_argument("--no-tokenize", action="store_true", help="stop after the text and the manifest")
+    b.add_argument("--tokenizer", help="encode with this tokenizer.json (a model's) instead of training one")
     v = sub.add_parser("vocab-sweep", help="bytes/token of several vocabulary sizes")
     v.add_argument("sizes", type=int, nargs="+")
     v.add_argument("--out", default="data/corpus")

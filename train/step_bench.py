@@ -47,6 +47,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-bf16", action="store_true", help="float32 matrices (train.py --bf16 is on)")
+    ap.add_argument("--arch", action="append", choices=["sasp", "preln"],
+                    help="only these architectures (default both)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     bf16 = not args.no_bf16
@@ -55,23 +57,24 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for spec in args.shape:
         d, L, H, ctx, B = map(int, spec.split(","))
-        runs = {a: make(a, d, L, H, ctx, args.vocab) for a in ("sasp", "preln")}
+        archs = tuple(args.arch or ("sasp", "preln"))
+        runs = {a: make(a, d, L, H, ctx, args.vocab) for a in archs}
         g = torch.Generator().manual_seed(1)
         x = torch.randint(0, args.vocab, (B, ctx), generator=g)
         y = torch.randint(0, args.vocab, (B, ctx), generator=g)
         times = {a: [] for a in runs}
         for r in range(args.rounds + 2):
-            for a in (("sasp", "preln") if r % 2 == 0 else ("preln", "sasp")):
+            for a in (archs if r % 2 == 0 else archs[::-1]):
                 _, m, opt = runs[a]
                 t = time.perf_counter()
                 step(m, opt, x, y, bf16)
                 if r >= 2:  # the first rounds warm allocators and caches
                     times[a].append(time.perf_counter() - t)
         med = {a: float(np.median(times[a])) for a in runs}
-        for a in ("sasp", "preln"):
+        for a in archs:
             cfg, m, _ = runs[a]
             flops = forward_flops(cfg, ctx) * B * ctx / 1e9  # PyTorch scores all T x T pairs
-            ratio = f"{med['preln'] / med['sasp']:.3f}" if a == "sasp" else ""
+            ratio = f"{med['preln'] / med['sasp']:.3f}" if a == "sasp" and len(archs) == 2 else ""
             print(f"| {d}, {L}, {H}, {ctx}, {B} | {a} | {param_count(m):,} ({param_count(m, False):,}) "
                   f"| {flops:.2f} | {med[a] * 1000:.0f} | {B * ctx / med[a]:.0f} | {ratio} |", flush=True)
     return 0

@@ -25,7 +25,11 @@ The length of a run is --steps, or --flops-budget (a fixed amount of compute, fo
 or --time-budget MINUTES of running time: the step time is measured over the first steps and the step
 count set so that the run, its evaluations included, ends in that time. It re-plans at each
 evaluation until 85% of the run (this machine's throughput varies with other work). Time spent
-stopped (between a SIGTERM and --resume) does not count.
+stopped (between a SIGTERM and --resume, or in a kill -STOP pause during a step) does not count.
+
+Continued training (train/continue-run.sh): --init-from a model directory, --schedule wsd (warm-up,
+stable, a decay over the last --decay-frac before the export), and --data-order epoch with
+--data-cursor, so that each working period trains on chunks the model has not seen this epoch.
 
   /usr/bin/python3 train/train.py --out runs/default --time-budget 240 --long-ctx 1024 --export models/sasp-small
   /usr/bin/python3 train/train.py --arch preln --d-model 128 --n-layers 4 --steps 3000 --out runs/cmp-preln
@@ -50,7 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from sasp_model import ModelConfig, SASPModel, init_paper_, param_count, forward_flops  # noqa: E402
-from checkpoint_io import save_checkpoint  # noqa: E402
+from checkpoint_io import save_checkpoint, load_checkpoint  # noqa: E402
 
 VAL_SPLITS = ("val-files", "val-packages")
 
@@ -81,8 +85,14 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=16, help="windows of --ctx per step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--min-lr-frac", type=float, default=0.1, help="final lr / peak lr")
-    ap.add_argument("--decay", default="cosine", choices=["cosine", "linear"])
+    ap.add_argument("--decay", default="cosine", choices=["cosine", "linear", "sqrt"],
+                    help="shape of the decay (sqrt: 1 - sqrt(fraction), the usual WSD cool-down)")
+    ap.add_argument("--schedule", default="cosine", choices=["cosine", "wsd"],
+                    help="cosine: warm-up then decay over the whole run; wsd: warm-up, stable at --lr, "
+                         "then --decay over the last --decay-frac of the steps")
+    ap.add_argument("--decay-frac", type=float, default=0.2, help="wsd: share of the steps that decay")
     ap.add_argument("--warmup-frac", type=float, default=0.05)
+    ap.add_argument("--warmup-steps", type=int, default=0, help="overrides --warmup-frac when > 0")
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--eps", type=float, default=1e-8)
     ap.add_argument("--beta2", type=float, default=0.95,
@@ -105,6 +115,15 @@ def parse_args(argv=None):
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--init-from", help="start from this model directory's weights (continued training; "
+                                        "the optimiser starts afresh, so give a warm-up)")
+    ap.add_argument("--data-order", default="random", choices=["random", "epoch"],
+                    help="random: windows at random offsets; epoch: a permutation of --chunk-tokens "
+                         "chunks taken in turn from --data-cursor, so no chunk is seen twice in an epoch")
+    ap.add_argument("--data-seed", type=int, default=1, help="epoch order: seed of epoch 0's permutation")
+    ap.add_argument("--data-cursor", type=int, default=0,
+                    help="epoch order: chunks already consumed (epochs * chunks + position)")
+    ap.add_argument("--chunk-tokens", type=int, default=1024, help="epoch order: chunk length")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if not args.d_ff:
@@ -150,6 +169,44 @@ def random_batch(tokens, batch, ctx, rng, fim=None, fim_rate=0.0, eot=0):
     """batch random windows: inputs [B, ctx] and their next tokens [B, ctx]. fim: the ids of
     (<|fim_prefix|>, <|fim_suffix|>, <|fim_middle|>) when fim_rate > 0."""
     starts = rng.integers(0, len(tokens) - ctx - 1, size=batch)
+    w = np.stack([tokens[s:s + ctx + 1] for s in starts]).astype(np.int64)
+    if fim_rate > 0:
+        for b in range(batch):
+            if rng.random() < fim_rate:
+                w[b] = fim_window(w[b], fim, eot, rng)
+    w = torch.from_numpy(w)
+    return w[:, :-1], w[:, 1:]
+
+
+class EpochOrder:
+    """The training tokens as chunks of chunk_tokens taken in a seeded random order, one epoch after
+    another (epoch e's order is a permutation seeded by seed + e). cursor counts the chunks consumed
+    since the first epoch began: saved with a run and carried from one run to the next, it keeps a
+    continued training run off the chunks its predecessors saw until the epoch ends."""
+
+    def __init__(self, n_tokens, chunk_tokens, seed, cursor):
+        self.chunk, self.seed, self.cursor = chunk_tokens, seed, cursor
+        self.n_chunks = (n_tokens - 1) // chunk_tokens
+        self.epoch, self.perm = -1, None
+
+    def take(self, n):
+        """The start offsets of the next n chunks."""
+        out = []
+        for _ in range(n):
+            e, i = divmod(self.cursor, self.n_chunks)
+            if e != self.epoch:
+                self.epoch = e
+                self.perm = np.random.default_rng(self.seed + e).permutation(self.n_chunks)
+            out.append(int(self.perm[i]) * self.chunk)
+            self.cursor += 1
+        return out
+
+
+def epoch_batch(tokens, order, batch, ctx, rng, fim=None, fim_rate=0.0, eot=0):
+    """batch windows of ctx tokens cut from the next chunks of order (a chunk of 1,024 gives four
+    windows of 256): the same inputs and targets as random_batch, from data not seen this epoch."""
+    per_chunk = max(1, order.chunk // ctx)
+    starts = [s + k * ctx for s in order.take(-(-batch // per_chunk)) for k in range(per_chunk)][:batch]
     w = np.stack([tokens[s:s + ctx + 1] for s in starts]).astype(np.int64)
     if fim_rate > 0:
         for b in range(batch):
@@ -206,13 +263,27 @@ def bits_per_byte(nats_per_token, split_facts):
 # ---------------------------------------------------------------------------------------------
 # schedule and optimiser
 
+def decay_start(total, args):
+    """The first step of the decay: after the warm-up (cosine) or at 1 - decay_frac (wsd)."""
+    warm = getattr(args, "warmup_steps", 0) or max(1, int(round(args.warmup_frac * total)))
+    if getattr(args, "schedule", "cosine") == "wsd":
+        return max(warm, total - int(round(args.decay_frac * total)))
+    return warm
+
+
 def lr_at(step, total, args):
-    """Linear warm-up over warmup_frac of total, then cosine (or linear) decay to min_lr_frac."""
-    warm = max(1, int(round(args.warmup_frac * total)))
+    """Linear warm-up over --warmup-steps (or warmup_frac of total), then either a decay over the
+    rest (cosine) or the peak until decay_start and a decay over the last decay_frac (wsd), to
+    min_lr_frac of the peak."""
+    warm = getattr(args, "warmup_steps", 0) or max(1, int(round(args.warmup_frac * total)))
     if step < warm:
         return args.lr * (step + 1) / warm
-    frac = min(1.0, (step - warm) / max(1, total - warm))
-    shape = 0.5 * (1 + math.cos(math.pi * frac)) if args.decay == "cosine" else 1 - frac
+    start = decay_start(total, args)
+    if step < start:
+        return args.lr
+    frac = min(1.0, (step - start) / max(1, total - start))
+    shape = {"cosine": 0.5 * (1 + math.cos(math.pi * frac)), "linear": 1 - frac,
+             "sqrt": 1 - math.sqrt(frac)}[args.decay]
     return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * shape)
 
 
@@ -341,7 +412,8 @@ def save_state(path, run):
              "total_steps": run.total, "tokens_seen": run.tokens_seen, "elapsed": run.elapsed(),
              "numpy_rng": run.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
              "args": vars(run.args), "budget": run.budget, "eval_seconds": run.eval_seconds,
-             "final_eval_cost": run.final_eval_cost, "long_step_ratio": run.long_step_ratio}
+             "final_eval_cost": run.final_eval_cost, "long_step_ratio": run.long_step_ratio,
+             "data_cursor": run.order.cursor if run.order else None}
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -393,6 +465,16 @@ class Run:
         splits = [s for s in VAL_SPLITS if os.path.isfile(os.path.join(a.data, f"{s}.bin"))] or ["val"]
         self.val = {s: load_tokens(a.data, s) for s in splits}
         self.vwin = {s: val_windows(t, a.ctx, a.eval_windows) for s, t in self.val.items()}
+        self.order = None
+        if getattr(a, "data_order", "random") == "epoch":
+            self.order = EpochOrder(len(self.train_tokens), a.chunk_tokens, a.data_seed, a.data_cursor)
+
+    def batch(self, batch, ctx):
+        """The next training batch, in the run's data order."""
+        a = self.args
+        if self.order:
+            return epoch_batch(self.train_tokens, self.order, batch, ctx, self.rng, self.fim, a.fim_rate, self.eot)
+        return random_batch(self.train_tokens, batch, ctx, self.rng, self.fim, a.fim_rate, self.eot)
 
     def build_model(self):
         a = self.args
@@ -404,6 +486,12 @@ class Run:
         torch.manual_seed(a.seed)
         self.model = SASPModel(self.cfg)
         init_paper_(self.model)
+        if getattr(a, "init_from", None):
+            start, cfg = load_checkpoint(a.init_from)
+            if cfg.to_dict() != self.cfg.to_dict():
+                sys.exit(f"train: --init-from {a.init_from}: its config.json differs from this run's shape")
+            self.model.load_state_dict(start.state_dict())
+            print(f"train: weights from {a.init_from}", file=sys.stderr)
         self.opt = make_optimizer(self.model, a)
         self.rng = np.random.default_rng(a.seed)
 
@@ -418,6 +506,8 @@ class Run:
         self.eval_seconds = state.get("eval_seconds")
         self.final_eval_cost = state.get("final_eval_cost", 0.0)
         self.long_step_ratio = state.get("long_step_ratio")
+        if self.order and state.get("data_cursor") is not None:
+            self.order.cursor = state["data_cursor"]
         print(f"train: resumed {self.ckpt_path} at step {self.step}/{self.total}", file=sys.stderr)
 
     def elapsed(self):
@@ -476,7 +566,7 @@ def probe(run, progress):
     a = run.args
     times = []
     for i in range(a.probe_steps):
-        x, y = random_batch(run.train_tokens, a.batch_size, a.ctx, run.rng, run.fim, a.fim_rate, run.eot)
+        x, y = run.batch(a.batch_size, a.ctx)
         for g in run.opt.param_groups:
             g["lr"] = lr_at(run.step, 100 * a.probe_steps, a)
         t = time.time()
@@ -549,6 +639,11 @@ def export(run, result):
             "train_seconds": f"{result['train_seconds']:.0f}",
             "corpus_sha256": str(run.manifest.get("corpus_sha256")), "arch": a.arch, "lr": str(a.lr),
             "batch_size": str(a.batch_size), "fim_rate": str(a.fim_rate)}
+    if run.order:
+        meta.update({"data_seed": str(a.data_seed), "data_cursor_start": str(a.data_cursor),
+                     "data_cursor_end": str(run.order.cursor), "chunk_tokens": str(a.chunk_tokens)})
+    if getattr(a, "init_from", None):
+        meta["init_from"] = a.init_from
     ev = result.get("eval", {})
     key = f"val-files@{run.cfg.max_seq_len}"
     if key in ev:
@@ -582,6 +677,7 @@ def main(argv=None):
     if rc:
         return rc
     result = {"kind": "final", "step": run.step, "tokens": run.tokens_seen, "flops": run.flops_seen(),
+              "data_cursor": run.order.cursor if run.order else None,
               "train_seconds": run.elapsed(), "params": param_count(run.model),
               "mean_tok_s": run.tokens_seen / max(1e-9, run.elapsed())}
     save_state(run.ckpt_path, run)
@@ -616,15 +712,21 @@ def train_loop(run, progress):
         lr = lr_at(run.step, run.total, a)
         for g in run.opt.param_groups:
             g["lr"] = lr
-        x, y = random_batch(run.train_tokens, batch, ctx, run.rng, run.fim, a.fim_rate, run.eot)
+        x, y = run.batch(batch, ctx)
         loss, gnorm = train_step(run.model, run.opt, x, y, a)
         if not math.isfinite(loss):
             sys.exit(f"train: loss is {loss} at step {run.step + 1}: stopping")
         run.step += 1
         run.tokens_seen += x.numel()
         window_tokens += x.numel()
-        step_times.append(time.time() - t0)
-        if run.budget and run.step % a.eval_every == 0 and run.step < 0.85 * run.total:
+        dt = time.time() - t0
+        if len(step_times) >= 20 and dt > 10 * float(np.median(step_times[-50:])):
+            # a pause (kill -STOP while a benchmark has the machine): not running time, not a step time
+            run.t_start += dt - float(np.median(step_times[-50:]))
+            dt = float(np.median(step_times[-50:]))
+        step_times.append(dt)
+        if run.budget and run.step % a.eval_every == 0 and run.step < min(0.85 * run.total,
+                                                                            decay_start(run.total, a) - a.eval_every):
             replan(run, step_times)
         if run.step % a.log_every == 0 or run.step == run.total:
             now = time.time()
@@ -632,7 +734,7 @@ def train_loop(run, progress):
             window_t, window_tokens = now, 0
             run.log({"kind": "train", "step": run.step, "tokens": run.tokens_seen, "flops": run.flops_seen(),
                      "loss": loss, "lr": lr, "grad_norm": gnorm, "tok_s": tok_s, "ctx": ctx,
-                     "time": run.elapsed()})
+                     "time": run.elapsed(), "data_cursor": run.order.cursor if run.order else None})
         rate = x.numel() / max(1e-9, float(np.median(step_times[-50:])))
         progress.show(f"step {run.step}/{run.total} loss {loss:.3f} lr {lr:.2e} {rate:.0f} tok/s "
                       f"elapsed {fmt_time(run.elapsed())} ETA {fmt_time((run.total - run.step) * step_times[-1])}")
