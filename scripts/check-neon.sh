@@ -2,7 +2,8 @@
 # check-neon.sh: cross-build sasp for ARM64 (the NEON kernels) and run its kernel and model tests under
 # qemu-aarch64. Exits non-zero when the build or a test fails.
 #
-#   scripts/check-neon.sh            build in build-arm64/ and run tests/check_kernels and tests/check_model
+#   scripts/check-neon.sh            build in build-arm64/ and run tests/check_kernels, check_model and
+#                                    check_threadpool
 #   SASP_NEON_TESTS="tests/check_kernels" scripts/check-neon.sh     a chosen list of tests
 #
 # The tests run twice: on qemu's `-cpu max` (FEAT_DotProd and FEAT_BF16: the neon, neon-dotprod and
@@ -17,7 +18,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${SASP_NEON_BUILD:-$top/build-arm64}
-tests=${SASP_NEON_TESTS:-tests/check_kernels tests/check_model}
+tests=${SASP_NEON_TESTS:-tests/check_kernels tests/check_model tests/check_threadpool}
 triplet=aarch64-linux-gnu
 sysroot=/usr/$triplet
 jobs=${SASP_NEON_JOBS:-2}
@@ -72,9 +73,11 @@ run_tests() {
   echo "== check-neon.sh: running under qemu-aarch64 -cpu $cpu: $*"
   status=0
   # man1_MANS= : no man pages (help2man would run the ARM64 programs on this machine); Check's timeouts
-  # times 10: qemu runs the kernels tens of times slower than the CPU would
-  QEMU_CPU=$cpu SASP_EXPECT_TABLES=$expect \
-    CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-10} make check TESTS="$*" LOG_COMPILER="qemu-aarch64" man1_MANS= >check.out 2>&1 || status=$?
+  # times 10: qemu runs the kernels tens of times slower than the CPU would. Each suite runs under
+  # tests/bounded.sh: a hang (no CPU used for 2 minutes) or a suite past 3 x 15 minutes fails, named.
+  QEMU_CPU=$cpu SASP_EXPECT_TABLES=$expect SASP_TEST_TIMEOUT_SCALE=${SASP_TEST_TIMEOUT_SCALE:-3} \
+    CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-10} make check TESTS="$*" \
+    LOG_COMPILER="$build/src/tests/bounded.sh qemu-aarch64" man1_MANS= >check.out 2>&1 || status=$?
   grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|^# ' check.out || true
   if [ $status -ne 0 ]; then
     tail -15 check.out

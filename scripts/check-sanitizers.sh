@@ -31,7 +31,8 @@ make -j"$jobs" >build.out 2>&1 || { tail -40 build.out; die "build failed"; }
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 echo "== check-sanitizers.sh: make check"
 status=0
-make -j"$jobs" check >check.out 2>&1 || status=$?
+# suites run under tests/bounded.sh with 3 times the native time limit (the sanitizers are slower)
+SASP_TEST_TIMEOUT_SCALE=${SASP_TEST_TIMEOUT_SCALE:-3} make -j"$jobs" check >check.out 2>&1 || status=$?
 grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):|^# ' check.out || true
 if [ $status -ne 0 ]; then
   for f in $(grep -lE '^(FAIL|ERROR)' $(find . -name '*.log' -path './tests/*') 2>/dev/null); do
@@ -39,4 +40,5 @@ if [ $status -ne 0 ]; then
   done
   die "tests failed with sanitizers (logs in $build/src/tests/)"
 fi
+"$top/scripts/no-skips.sh" . || die "suites skipped under the sanitizers"
 echo "== check-sanitizers.sh: all passed"

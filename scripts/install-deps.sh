@@ -19,15 +19,15 @@ export DEBIAN_FRONTEND=noninteractive
 
 BUILD="build-essential autoconf automake pkg-config git ca-certificates
   libmicrohttpd-dev libjansson-dev libsleef-dev libpcre2-dev check help2man"
-TEST="python3 python3-torch python3-numpy python3-regex libopenblas0-pthread curl valgrind clang-14 libclang-rt-14-dev
-  chromium"
+TEST="python3 python3-torch python3-numpy python3-regex python3-matplotlib libopenblas0-pthread curl valgrind clang-14
+  libclang-rt-14-dev chromium"
 # packaging, the systemd unit and the balancer (tests/deploy/): dpkg-buildpackage with debhelper,
 # lintian, systemd-analyze (the systemd package; nothing is started in a container) and HAProxy
 DEPLOY="debhelper lintian systemd haproxy"
 # the NEON kernels are cross-built and tested under qemu (scripts/check-neon.sh): arm64 multiarch libs
 CROSS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libsleef-dev:arm64 check:arm64
   libjansson-dev:arm64 libpcre2-dev:arm64 libmicrohttpd-dev:arm64"
-TRAIN="python3-matplotlib python3-sympy python3-networkx python3-django libpython3.11-stdlib"
+TRAIN="python3-sympy python3-networkx python3-django libpython3.11-stdlib"
 
 pkgs=$BUILD
 [ $want_test = yes ] && pkgs="$pkgs $TEST $DEPLOY $CROSS"

@@ -3,7 +3,7 @@
 # free loopback port, serving the tiny test model under two names (tiny-model, and a copy tiny-copy).
 # Called by `make check-all` / .ci/run; needs node and `npm ci` here (done when npm is there, from the
 # pinned package-lock.json). Exits 77 (skip) without node, or without node_modules when
-# SASP_NODE_INSTALL=0 (tests/clients/check.sh, which plain `make check` runs).
+# SASP_NODE_INSTALL=0.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=${SASP_SRCDIR:-$(cd "$here/../.." && pwd)}
