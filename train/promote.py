@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""promote.py: decide whether a continued-training run's model becomes the default, and make it so.
+
+The rule of issue 23: the new model replaces models/sasp-small only when its held-out loss is lower
+on BOTH validation splits than the current default's, scored the same way (the whole split in windows
+of the model's context, float32, the method of train.py's final evaluation and sasp-cli
+--perplexity), and when the C engine agrees with the trainer (sasp-cli --perplexity within 1%).
+
+  /usr/bin/python3 train/promote.py runs/continue            # report only
+  /usr/bin/python3 train/promote.py runs/continue --apply    # and copy it in, update the state file
+
+--apply copies config.json, model.safetensors and tokenizer.json into models/sasp-small and records the
+period in train/default-state.json: the data cursor the run ended at (the next period starts there),
+cumulative tokens and seconds, machine, precision and both losses.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+SPLITS = ("val-files", "val-packages")
+
+
+def read_log(run_dir):
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"))]
+    start = next(r for r in rows if r["kind"] == "start")
+    final = next((r for r in rows if r["kind"] == "final"), None)
+    if final is None:
+        sys.exit(f"promote: {run_dir}/log.jsonl has no final record: the run has not finished")
+    return start, final
+
+
+def score_default(model_dir, data_dir, ctx_key):
+    """The current default's loss on each split, by train.py's own final-evaluation code."""
+    import numpy as np  # noqa: F401
+    import torch
+    from checkpoint_io import load_checkpoint
+    from train import load_tokens, mean_loss, split_windows
+    torch.set_num_threads(2)
+    model, cfg = load_checkpoint(model_dir)
+    return {s: mean_loss(model, split_windows(load_tokens(data_dir, s), cfg.max_seq_len)) for s in SPLITS}
+
+
+def engine_loss(model_dir, text_path):
+    """sasp-cli --perplexity's mean NLL (nats/token) of a text file."""
+    cli = os.path.join(ROOT, "sasp-cli")
+    out = subprocess.run([cli, "-m", model_dir, "-t", "2", "--perplexity", text_path], capture_output=True,
+                         text=True, check=True).stdout
+    return float(re.search(r"mean NLL:\s+([0-9.]+)", out).group(1))
+
+
+def bits_per_byte(nats, facts):
+    return nats * facts["tokens"] / facts["bytes"] / math.log(2)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", help="the run directory (log.jsonl, model/)")
+    ap.add_argument("--default", default=os.path.join(ROOT, "models", "sasp-small"))
+    ap.add_argument("--state", default=os.path.join(HERE, "default-state.json"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "data", "corpus"))
+    ap.add_argument("--machine", default="", help="how to name this machine in the state file")
+    ap.add_argument("--apply", action="store_true")
+    args = ap.parse_args(argv)
+    start, final = read_log(args.run)
+    new_dir = os.path.join(args.run, "model")
+    ctx = start["config"]["max_seq_len"]
+    manifest = json.load(open(os.path.join(args.data, "manifest.json")))
+    new = {s: final["eval"][f"{s}@{ctx}"]["loss"] for s in SPLITS}
+    old = score_default(args.default, args.data, ctx)
+    c_engine = engine_loss(new_dir, os.path.join(args.data, "val-packages.txt"))
+    agree = abs(c_engine - new["val-packages"]) / new["val-packages"]
+    print("| split | default nats/token (bits/byte) | new | change |")
+    print("|---|---|---|---|")
+    for s in SPLITS:
+        print(f"| {s} | {old[s]:.4f} ({bits_per_byte(old[s], manifest[s]):.4f}) | {new[s]:.4f} "
+              f"({bits_per_byte(new[s], manifest[s]):.4f}) | {100 * (new[s] / old[s] - 1):+.2f}% |")
+    print(f"C engine on val-packages.txt: {c_engine:.6f} nats/token against the trainer's {new['val-packages']:.6f} "
+          f"({100 * agree:.3f}%; the text file also scores the separators)")
+    better = all(new[s] < old[s] for s in SPLITS)
+    ok = better and agree < 0.01
+    print("verdict:", "promote" if ok else "keep the default" + ("" if better else " (held-out loss did not improve on both splits)")
+          + ("" if agree < 0.01 else " (C engine disagrees by over 1%)"))
+    if not (ok and args.apply):
+        return 0 if ok else 1
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copyfile(os.path.join(new_dir, f), os.path.join(args.default, f))
+    state = json.load(open(args.state))
+    a = start["args"]
+    state["data"]["cursor"] = final["data_cursor"]
+    state["cumulative_tokens"] += final["tokens"]
+    state["cumulative_seconds"] += round(final["train_seconds"])
+    state["periods"].append({
+        "date": datetime.date.today().isoformat(), "tokens": final["tokens"], "seconds": round(final["train_seconds"]),
+        "steps": final["step"], "machine": args.machine, "precision": "bf16 autocast" if a.get("bf16") else "float32",
+        "schedule": f"from the default's weights: {a.get('warmup_steps')} warm-up steps, {a['lr']:g} stable, "
+                    f"{a.get('decay')} decay over the last {a.get('decay_frac')} to {a['lr'] * a['min_lr_frac']:g}; "
+                    f"context {a['ctx']}, last {a['long_frac']} at {a['long_ctx']}",
+        "data": f"epoch order, chunks {a.get('data_cursor')} to {final['data_cursor']}",
+        **{s.replace("-", "_"): {"nats_per_token": round(new[s], 4),
+                                 "bits_per_byte": round(bits_per_byte(new[s], manifest[s]), 4)} for s in SPLITS},
+        "c_engine_val_packages": round(c_engine, 6)})
+    with open(args.state, "w") as f:
+        json.dump(state, f, indent=2)
+        f.write("\n")
+    print(f"promote: copied {new_dir} into {args.default}; {args.state} updated "
+          f"(cumulative {state['cumulative_tokens']:,} tokens)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
