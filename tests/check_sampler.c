@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sampler.h"
-#include "tokenizer.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
 
 #ifndef SASP_SRCDIR
 #define SASP_SRCDIR "."
