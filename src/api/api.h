@@ -5,13 +5,15 @@
  * over memory, so they can be unit-tested and fuzzed without a socket. docs/api.md describes the
  * formats.
  *
- * The files: api_read.c (errors, UTF-8, the field readers every parser shares), api.c (generation
- * requests by dialect, /tokenize, /detokenize), api_options.c (what shapes or constrains the output:
- * Ollama's options, response_format / format, logit_bias, and the refusal of what is not supported),
- * api_llama.c (llama.cpp's native /completion and /infill requests), api_infill.c (fill-in-the-middle
- * prompts from prefix, suffix and extra context), api_truncate.c (prompts cut to fit the context),
- * api_write.c (answers from events), api_write_llama.c (llama.cpp's answers, /slots and /props
- * objects), api_embed.c (embeddings), api_models.c (model descriptions). */
+ * The files, from the bottom up (README.md draws them): json.c (errors, UTF-8, the field getters and
+ * JSON text every parser and writer shares), read.c (the fields several dialects read alike: sampling,
+ * stops, lengths, response_format / format, logit_bias), prompt.c (prompts into token ids, the chat
+ * template), checks.c (the checks of a whole request, the refusal of what is not supported),
+ * truncate.c (prompts cut to fit the context), infill.c (fill-in-the-middle prompts from prefix, suffix
+ * and extra context), the dialects openai.c, ollama.c and llama.c (llama.cpp's native /completion and
+ * /infill), parse.c (api_parse: the body to its dialect), tokenize.c (/tokenize, /detokenize),
+ * write.c (answers from events), write_llama.c (llama.cpp's answers, /slots and /props objects),
+ * embed.c (embeddings), models.c (model descriptions). */
 #ifndef SASP_API_H
 #define SASP_API_H
 
@@ -130,15 +132,15 @@ int api_out_failed(const api_out *o);
 /* Ollama's answer to a request with no prompt: {"done": true, "done_reason": "load" or "unload"}. */
 char *api_ollama_empty_answer(const api_request *r, const char *model);
 
-/* Whether the model's tokenizer has the fill-in-the-middle tokens /infill needs (api_infill.c). */
+/* Whether the model's tokenizer has the fill-in-the-middle tokens /infill needs (infill.c). */
 int api_has_fim_tokens(const api_limits *lim);
 
 /* llama.cpp's /slots entry of a slot (with what its prompt cache holds), and the
- * default_generation_settings of /props (api_write_llama.c). */
+ * default_generation_settings of /props (write_llama.c). */
 json_t *api_slot_json(const sasp_slot_info *s);
 json_t *api_llama_default_settings(int n_ctx);
 
-/* --- embeddings (api_embed.c) --- */
+/* --- embeddings (embed.c) --- */
 
 /* OpenAI's /v1/embeddings, Ollama's /api/embed and its older /api/embeddings. */
 typedef enum { API_EMBED_OPENAI, API_EMBED_OLLAMA, API_EMBED_OLLAMA_LEGACY } api_embed_kind;
@@ -159,7 +161,7 @@ void api_embed_request_free(api_embed_request *r);
 char *api_embed_answer(const api_embed_request *r, const char *model, float *const *vectors, int dim,
                        int64_t total_ns);
 
-/* --- model descriptions (api_models.c) --- */
+/* --- model descriptions (models.c) --- */
 
 typedef struct api_model_info {
     const char *id;          /* the directory's name */

@@ -1,7 +1,7 @@
-/* api_embed.c: the embeddings endpoints' wire format: OpenAI's /v1/embeddings (input as text, texts,
+/* embed.c: the embeddings endpoints' wire format: OpenAI's /v1/embeddings (input as text, texts,
  * token ids or arrays of them; encoding_format float or base64; usage) and Ollama's /api/embed
  * (input, truncate) and older /api/embeddings (prompt). The vectors themselves come from the engine
- * (scheduler.h, pooling): pooled final hidden states, L2-normalised. See docs/api.md. */
+ * (engine/scheduler.h, pooling): pooled final hidden states, L2-normalised. See docs/api.md. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

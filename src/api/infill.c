@@ -1,4 +1,4 @@
-/* api_infill.c: fill-in-the-middle prompts, in the order the trainer wrote them (train/train.py,
+/* infill.c: fill-in-the-middle prompts, in the order the trainer wrote them (train/train.py,
  * fim_window: prefix-suffix-middle):
  *
  *     [extra] <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|> middle
@@ -16,7 +16,7 @@
  * began at a token boundary of the joint text; an editor's prefix ends wherever the cursor is ("ret",
  * "\n    "), mid-token of that text.
  *
- * Too long (more than three quarters of the context, api_truncate.c): first the extra chunks go from
+ * Too long (more than three quarters of the context, truncate.c): first the extra chunks go from
  * their start (the farthest from the cursor), then the suffix is kept to its first quarter of the
  * budget and the middle to its last quarter, then the prefix loses whole blocks (a quarter of the
  * budget) from its start; the text next to the cursor always stays. While the user types, the prefix

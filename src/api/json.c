@@ -1,5 +1,7 @@
-/* api_read.c: the parts of the wire format every endpoint shares: errors in OpenAI's and Ollama's
- * shapes, UTF-8 checking and cleaning, and the field readers (api_internal.h). */
+/* json.c: JSON in and out, what every parser and writer of the wire format shares (internal.h): errors
+ * in OpenAI's and Ollama's shapes, UTF-8 checking and cleaning, the field getters (api_get_*: one field
+ * of a JSON object, its type and range checked, named in the error), the body as a JSON object, JSON
+ * text of token ids, and the framing of streamed answers (server-sent events, NDJSON lines). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,3 +249,15 @@ int api_all_of(json_t *arr, int (*pred)(const json_t *))
 int api_is_int(const json_t *v) { return json_is_integer(v); }
 int api_is_str(const json_t *v) { return json_is_string(v); }
 int api_is_arr(const json_t *v) { return json_is_array(v); }
+
+/* --- answers: server-sent events and NDJSON lines --- */
+
+void api_emit(sasp_buf *b, api_kind kind, json_t *j)
+{
+    char *s = api_dump(j);
+    if (!s) return;
+    if (!api_kind_is_ollama(kind)) sasp_buf_puts(b, "data: ");
+    sasp_buf_puts(b, s);
+    sasp_buf_puts(b, api_kind_is_ollama(kind) ? "\n" : "\n\n");
+    free(s);
+}

@@ -1,4 +1,4 @@
-/* api_llama.c: llama.cpp's native generation requests, as its server's README defines them: POST
+/* llama.c: llama.cpp's native generation requests, as its server's README defines them: POST
  * /completion (prompt as text, token ids or both mixed) and POST /infill (input_prefix, input_suffix,
  * input_extra, prompt), with their fields: n_predict, the sampling fields and "samplers", stop,
  * n_indent, t_max_predict_ms, cache_prompt, n_keep, n_probs, return_tokens, response_fields,

@@ -1,4 +1,4 @@
-/* api_models.c: what the server says about its models: OpenAI's model objects (/v1/models,
+/* models.c: what the server says about its models: OpenAI's model objects (/v1/models,
  * /v1/models/{id}), Ollama's /api/tags and /api/ps entries (name, digest, size, details) and its
  * /api/show answer (details, parameters, the template, model_info with the architecture and the
  * context length). All from an api_model_info the server fills once per loaded model. */
@@ -75,7 +75,7 @@ json_t *api_ollama_tag(const api_model_info *m, int running)
     return j;
 }
 
-/* The chat template of api.c, in the Go template syntax Ollama shows. */
+/* The chat template of prompt.c, in the Go template syntax Ollama shows. */
 static const char chat_template[] =
     "{{- range .Messages }}"
     "{{ if or (eq .Role \"system\") (eq .Role \"developer\") }}System: "

@@ -1,6 +1,6 @@
-/* api_ollama.c: Ollama's dialects of a generation request (docs/api.md): /api/generate and /api/chat
+/* ollama.c: Ollama's dialects of a generation request (docs/api.md): /api/generate and /api/chat
  * with their "options" (each one honoured, accepted as having no effect on the output, or refused by
- * name), keep_alive, format, and the answer to a request that only loads or unloads the model. */
+ * name), keep_alive and format (its answers are write.c's). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,16 +240,4 @@ int api_parse_ollama_chat(json_t *root, const api_limits *lim, api_request *r, a
     in_ctx.n_ctx = n_ctx;
     if (api_check_sequences(r, "messages", &in_ctx, e)) return -1;
     return api_check_json_budget(r, &in_ctx, n_stops, e);
-}
-
-char *api_ollama_empty_answer(const api_request *r, const char *model)
-{
-    json_t *j = json_pack("{s:s,s:o}", "model", model, "created_at", api_created_at());
-    if (r->kind == API_OLLAMA_CHAT)
-        json_object_set_new(j, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", ""));
-    else
-        json_object_set_new(j, "response", json_string(""));
-    json_object_set_new(j, "done", json_true());
-    json_object_set_new(j, "done_reason", json_string(r->unload ? "unload" : "load"));
-    return api_dump(j);
 }

@@ -1,11 +1,11 @@
-/* api_truncate.c: prompts longer than the context, cut the way llama.cpp and Ollama cut them (or
+/* truncate.c: prompts longer than the context, cut the way llama.cpp and Ollama cut them (or
  * refused with the 400 of a prompt beyond the context when the request asks for strict behaviour,
  * "truncate": false). A cut prompt keeps its first n_keep tokens (llama.cpp's n_keep, Ollama's
  * num_keep) and the end next to where the text continues, and is brought down to three quarters of
  * the context, leaving the last quarter for the answer. What goes, goes in whole blocks, so that the
  * kept part's start stays where it is while the text at the cursor grows: the next request then
  * shares its prefix with this one, and the prompt cache serves it. Fill-in-the-middle prompts are cut
- * piece by piece (api_infill.c) with the same blocks. docs/api.md, "Long prompts", is the manual. */
+ * piece by piece (infill.c) with the same blocks. docs/api.md, "Long prompts", is the manual. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,10 +74,4 @@ int api_fit_prompts(api_request *r, int truncate, int n_keep, const char *param,
         if (api_cut_prompt(r, i, n_keep, lim, param, e)) return -1;
     }
     return 0;
-}
-
-int api_read_truncation(json_t *root, int by_default, int *truncate, api_error *e)
-{
-    *truncate = by_default;
-    return api_get_bool(root, "truncate", truncate, e) < 0 ? -1 : 0;
 }

@@ -1,7 +1,8 @@
-/* api_write.c: the answers of the generation endpoints, written from the scheduler's events: OpenAI's
+/* write.c: the answers of the generation endpoints, written from the scheduler's events: OpenAI's
  * server-sent-event chunks and whole completions (with usage, its cached prompt tokens, and logprobs),
  * Ollama's NDJSON lines and final objects (generate's "response" and "context", chat's "message");
- * llama.cpp's shapes are api_write_llama.c's. See api.h. */
+ * llama.cpp's shapes are write_llama.c's; and Ollama's answer to a request that only loads or unloads
+ * the model. See api.h. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,16 +208,6 @@ static char *take(sasp_buf *b, size_t *len)
         return NULL;
     }
     return sasp_buf_take(b, len);
-}
-
-void api_emit(sasp_buf *b, api_kind kind, json_t *j)
-{
-    char *s = api_dump(j);
-    if (!s) return;
-    if (!api_kind_is_ollama(kind)) sasp_buf_puts(b, "data: ");
-    sasp_buf_puts(b, s);
-    sasp_buf_puts(b, api_kind_is_ollama(kind) ? "\n" : "\n\n");
-    free(s);
 }
 
 static json_t *chunk_head(api_out *o)
@@ -471,4 +462,16 @@ char *api_out_finish(api_out *o, size_t *len)
         free(s);
     }
     return take(&b, len);
+}
+
+char *api_ollama_empty_answer(const api_request *r, const char *model)
+{
+    json_t *j = json_pack("{s:s,s:o}", "model", model, "created_at", api_created_at());
+    if (r->kind == API_OLLAMA_CHAT)
+        json_object_set_new(j, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", ""));
+    else
+        json_object_set_new(j, "response", json_string(""));
+    json_object_set_new(j, "done", json_true());
+    json_object_set_new(j, "done_reason", json_string(r->unload ? "unload" : "load"));
+    return api_dump(j);
 }

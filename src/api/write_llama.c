@@ -1,4 +1,4 @@
-/* api_write_llama.c: llama.cpp's native answers, as its server's README shows them. /completion and
+/* write_llama.c: llama.cpp's native answers, as its server's README shows them. /completion and
  * /infill: streamed, one server-sent event per piece of text {"index", "content", "tokens", "stop":
  * false, "id_slot", "tokens_predicted", "tokens_evaluated"}, then the final object, and no "[DONE]";
  * not streamed, the final object alone: "content", "tokens" (with return_tokens), "id_slot", "stop":
