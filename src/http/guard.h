@@ -1,4 +1,4 @@
-/* http_guard.h: what sasp-server checks before a request runs, so that no client or web page can lock
+/* guard.h: what sasp-server checks before a request runs, so that no client or web page can lock
  * out or drive the backend: connections per client address and in all (refused at accept: the socket
  * is closed), a deadline for a connection to finish sending its request headers (then closed), requests
  * in flight per client address and per API key (429), the Host header (403 unless a loopback name, the

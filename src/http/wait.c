@@ -1,17 +1,19 @@
-/* server_wait.c: connections suspended while their job waits on the engine (server.h). libmicrohttpd
+/* wait.c: connections suspended while their job waits on the engine (wait.h). libmicrohttpd
  * runs a few epoll threads for every connection; none of them may block on a job. A stream whose next
  * event is not there yet, and a non-streamed answer until its job ends, suspend their connection
  * (MHD_suspend_connection) and join a list that one thread watches: it takes the jobs' events (for a
- * stream, one, handed to its content reader; for a whole answer, all of them, into its api_out), looks
+ * stream, one, handed to its content reader; for a whole answer, all of them, to its take), looks
  * every 50 ms whether the client left, and resumes the connection when there is something to do. It
  * waits on the job most likely to run, then polls every job without waiting (wait_main): a suspended
  * stream costs no thread, and a round of the thread follows each engine step. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "server/server.h"
+#include "http/reply.h"
+#include "http/wait.h"
 
 static struct {
     pthread_mutex_t mu;
@@ -22,8 +24,10 @@ static struct {
     pthread_t thread;
 } w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
+static atomic_int g_open_streams; /* the answers a graceful stop waits for (wait_count_answer) */
+
 /* What sasp_job_next returned for k (r, and ev when r is 1) into k: a stream keeps the event for its
- * reader, a whole answer writes it into its api_out. Whether k should resume for it. */
+ * reader, a whole answer hands it to its take. Whether k should resume for it. */
 static int take(conn *k, int r, sasp_event *ev)
 {
     if (r < 0) return k->wait_end = 1;
@@ -33,14 +37,7 @@ static int take(conn *k, int r, sasp_event *ev)
         k->ev = *ev;
         return k->have_ev = 1;
     }
-    if (k->emb) {
-        embed_take(k, ev);
-        return 0;
-    }
-    size_t n;
-    if (!ev->prompt_info) k->sent_tokens += ev->n_ids;
-    free(api_out_event(k->out, ev, &n));
-    sasp_event_clear(ev);
+    k->take(k, ev);
     return 0;
 }
 
@@ -167,3 +164,20 @@ void wait_stop(void)
     pthread_join(w.thread, NULL);
     w.started = 0;
 }
+
+enum MHD_Result suspend_whole(struct MHD_Connection *c, conn *k)
+{
+    k->mc = c;
+    if (!k->whole) atomic_fetch_add(&g_open_streams, 1);
+    k->whole = 1;
+    if (wait_suspend(k) != 0) {
+        sasp_job_cancel(k->job);
+        return fail(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
+    }
+    return MHD_YES;
+}
+
+enum MHD_Result resuspend_whole(conn *k) { return wait_suspend(k) == 0 ? MHD_YES : MHD_NO; }
+
+void wait_count_answer(int delta) { atomic_fetch_add(&g_open_streams, delta); }
+int wait_open_answers(void) { return atomic_load(&g_open_streams); }

@@ -1,17 +1,21 @@
-/* server_embed.c: the embeddings endpoints (/v1/embeddings, /api/embed, /api/embeddings). The inputs
- * run through the model's engine like prompts, in jobs of at most as many sequences as the model has
+/* embed.c: the embeddings endpoints (/v1/embeddings, /api/embed, /api/embeddings). The inputs run
+ * through the model's engine like prompts, in jobs of at most as many sequences as the model has
  * slots, one after another; each sequence's last event carries its pooled, L2-normalised final hidden
- * state. While a job runs the connection is suspended (server_wait.c hands the events to embed_take),
- * so no HTTP thread waits on the engine. api_embed.c writes the answer. */
+ * state. While a job runs the connection is suspended (http/wait.c hands the events to embed_take),
+ * so no HTTP thread waits on the engine. api/embed.c writes the answer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "http/reply.h"
+#include "http/route.h"
+#include "http/wait.h"
+#include "server/handlers.h"
 #include "server/models.h"
 
-/* An embeddings request while it runs: its inputs, the batch in flight, the vectors so far. */
-struct embed_work {
+/* An embeddings request while it runs (its conn's work): its inputs, the batch in flight, the vectors
+ * so far. */
+typedef struct embed_work {
     api_embed_request r;
     served_model *m;
     char name[256];
@@ -19,7 +23,7 @@ struct embed_work {
     float **vectors;   /* [r.n_inputs] */
     int failed;
     int64_t t0;
-};
+} embed_work;
 
 static void embed_work_free(embed_work *w)
 {
@@ -30,9 +34,10 @@ static void embed_work_free(embed_work *w)
     free(w);
 }
 
-void embed_take(conn *k, sasp_event *ev)
+/* The waiter hands the events of a batch's job here: the vectors of the inputs as they end. */
+static void embed_take(conn *k, sasp_event *ev)
 {
-    embed_work *w = k->emb;
+    embed_work *w = k->work;
     if (ev->done && (ev->error || !ev->embedding)) w->failed = 1;
     if (ev->done && ev->embedding && ev->index >= 0 && ev->index < w->n) {
         w->vectors[w->from + ev->index] = ev->embedding;
@@ -45,7 +50,7 @@ void embed_take(conn *k, sasp_event *ev)
  * scheduler's refusal (< 0), or 1 when out of memory. */
 static int submit_batch(conn *k)
 {
-    embed_work *w = k->emb;
+    embed_work *w = k->work;
     sasp_sched_stats st;
     sasp_sched_get_stats(w->m->sched, &st);
     w->from += w->n;
@@ -83,9 +88,10 @@ static enum MHD_Result run_batch(struct MHD_Connection *c, conn *k)
     return suspend_whole(c, k);
 }
 
-enum MHD_Result embed_resume(struct MHD_Connection *c, conn *k)
+/* The access handler's call when the waiter resumed k: the next batch, or the answer. */
+static enum MHD_Result embed_resume(struct MHD_Connection *c, conn *k)
 {
-    embed_work *w = k->emb;
+    embed_work *w = k->work;
     if (k->gone) {
         sasp_job_cancel(k->job);
         k->status = 499;
@@ -98,13 +104,9 @@ enum MHD_Result embed_resume(struct MHD_Connection *c, conn *k)
     return send_json(c, k, 200, body);
 }
 
-void embed_release(conn *k)
-{
-    embed_work_free(k->emb);
-    k->emb = NULL;
-}
+static void free_work(void *w) { embed_work_free(w); }
 
-enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_embed_kind kind)
+static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_embed_kind kind)
 {
     char name[256];
     int ollama = kind != API_EMBED_OPENAI;
@@ -124,7 +126,8 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_embed_k
     snprintf(w->name, sizeof w->name, "%s", name);
     w->t0 = sasp_now_ns();
     w->vectors = calloc((size_t)(w->r.n_inputs > 0 ? w->r.n_inputs : 1), sizeof *w->vectors);
-    k->emb = w;
+    k->work = w;
+    k->free_work = free_work;
     if (!w->vectors) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
     for (int i = 0; i < w->r.n_inputs; i++) k->prompt_tokens += w->r.n_ids[i];
     if (w->r.n_inputs == 0) { /* /api/embeddings with an empty prompt */
@@ -134,5 +137,22 @@ enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_embed_k
     enum MHD_Result sent;
     if (take_inflight(c, k, &sent) != 0) return sent;
     k->mc = c;
+    k->take = embed_take;
+    k->resume = embed_resume;
     return run_batch(c, k);
+}
+
+enum MHD_Result handle_openai_embeddings(struct MHD_Connection *c, conn *k)
+{
+    return handle_embeddings(c, k, API_EMBED_OPENAI);
+}
+
+enum MHD_Result handle_ollama_embed(struct MHD_Connection *c, conn *k)
+{
+    return handle_embeddings(c, k, API_EMBED_OLLAMA);
+}
+
+enum MHD_Result handle_ollama_embeddings(struct MHD_Connection *c, conn *k)
+{
+    return handle_embeddings(c, k, API_EMBED_OLLAMA_LEGACY);
 }

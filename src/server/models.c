@@ -1,5 +1,5 @@
-/* server_models.c: loading the models sasp-server serves and finding the one a request names
- * (server_models.h). */
+/* models.c: loading the models sasp-server serves, finding the one a request names, and the answers
+ * that speak of them: a model not found, a job its scheduler refused (models.h). */
 #include "server/models.h"
 
 #include <dirent.h>
@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "base/sha256.h"
+#include "http/reply.h"
 
 static served_model g_models[SERVER_MAX_MODELS];
 static int g_n_models;
@@ -170,4 +171,46 @@ void served_models_free(void)
     g_n_models = 0;
     sasp_engine_free(g_engine);
     g_engine = NULL;
+}
+
+/* --- the model of a request, and the answers that speak of the models --- */
+
+enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc)
+{
+    api_error e;
+    if (rc == -1) {
+        api_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
+                      "the server is busy: all %d slots and %d queue places are taken; retry later",
+                      served_options()->parallel, served_options()->max_queue);
+        return send_error(c, k, &e, "Retry-After", "1");
+    }
+    if (rc == -2) return fail(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
+    api_error_set(&e, 400, "invalid_request_error", NULL, "n",
+                  "the request asks for more sequences (prompts x n) than this server's %d slots and %d "
+                  "queue places together", served_options()->parallel, served_options()->max_queue);
+    return send_error(c, k, &e, NULL, NULL);
+}
+
+/* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
+ * the first one; Ollama's: a name that is no model's id is 404, as Ollama answers (no name: the first
+ * model). NULL when the answer was sent. *name gets the name Ollama's answers echo. */
+served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
+                                enum MHD_Result *sent)
+{
+    int named = api_requested_model(body_text(k), k->body.len, ollama, name, size);
+    served_model *m = named ? served_model_find(name) : NULL;
+    if (!m && named && ollama) {
+        *sent = send_model_not_found(c, k, name);
+        return NULL;
+    }
+    if (!m) m = served_model_at(0);
+    if (!named || !ollama) snprintf(name, size, "%s", m->id);
+    return m;
+}
+
+enum MHD_Result send_model_not_found(struct MHD_Connection *c, conn *k, const char *name)
+{
+    api_error e;
+    api_error_set(&e, 404, "not_found_error", "model_not_found", "model", "model \"%s\" not found", name);
+    return send_error(c, k, &e, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* server_models.h: the models sasp-server serves. Each -m names a model directory, or a directory
+/* models.h: the models sasp-server serves. Each -m names a model directory, or a directory
  * of model directories (every subdirectory with a config.json); each model gets its tokenizer, its
  * --parallel slots and a scheduler, all on one engine thread that steps the models in turn
  * (scheduler.h, sasp_engine). The first model is the default one. */
@@ -6,9 +6,11 @@
 #define SASP_SERVER_MODELS_H
 
 #include <limits.h>
+#include <microhttpd.h>
 #include "api/api.h"
 #include "model/model.h"
 #include "engine/scheduler.h"
+#include "http/conn.h"
 #include "text/tokenizer.h"
 
 #define SERVER_MAX_MODELS 16
@@ -42,5 +44,15 @@ served_model *served_model_find(const char *name);
 /* Shut every scheduler down (open sequences end at the next step). */
 void served_models_shutdown(void);
 void served_models_free(void);
+
+/* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
+ * the first one; Ollama's: a name that is no model's id is 404, as Ollama answers (no name: the first
+ * model). NULL when the answer was sent (*sent). *name gets the name Ollama's answers echo. */
+served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
+                                enum MHD_Result *sent);
+/* 404 model "X" not found, as Ollama answers. */
+enum MHD_Result send_model_not_found(struct MHD_Connection *c, conn *k, const char *name);
+/* The answer to a job sasp_sched_submit refused (rc < 0). */
+enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc);
 
 #endif

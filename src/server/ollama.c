@@ -1,25 +1,19 @@
-/* server_ollama.c: Ollama's model endpoints: /api/tags (the models), /api/ps (the loaded ones: all of
+/* ollama.c: Ollama's model endpoints: /api/tags (the models), /api/ps (the loaded ones: all of
  * them, always), /api/show (one model's details, parameters, template and model_info), /api/version,
  * and the model management endpoints (pull, push, create, copy, delete, blobs), which are refused: the
- * server serves the models it was started with. Errors in Ollama's shape (server.h). */
+ * server serves the models it was started with. Errors in Ollama's shape (http/reply.h). */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "server/server.h"
+#include "http/reply.h"
+#include "server/handlers.h"
 #include "server/models.h"
 
 /* The version of Ollama whose API this server follows: clients that gate features on the version
  * (structured outputs, embed) see one that has them. sasp-server's own version is in the Server
  * header and /props. */
 #define OLLAMA_API_VERSION "0.6.4"
-
-enum MHD_Result send_model_not_found(struct MHD_Connection *c, conn *k, const char *name)
-{
-    api_error e;
-    api_error_set(&e, 404, "not_found_error", "model_not_found", "model", "model \"%s\" not found", name);
-    return send_error(c, k, &e, NULL, NULL);
-}
 
 static enum MHD_Result list_models(struct MHD_Connection *c, conn *k, int running)
 {

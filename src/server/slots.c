@@ -1,4 +1,4 @@
-/* server_slots.c: llama.cpp's state endpoints. GET /props: the server and a model (the first, or
+/* slots.c: llama.cpp's state endpoints. GET /props: the server and a model (the first, or
  * ?model=ID) in llama.cpp's shape (default_generation_settings, n_ctx, total_slots, model_path,
  * chat_template, modalities) and sasp's (simd, threads, config, every model's id, each slot's state);
  * GET /slots: every slot as llama.cpp lists them, with what its prompt cache holds (n_cached, and
@@ -9,7 +9,8 @@
 
 #include "api/api.h"
 #include "kernels.h"
-#include "server/server.h"
+#include "http/reply.h"
+#include "server/handlers.h"
 #include "server/models.h"
 
 #define MAX_SLOTS 256
