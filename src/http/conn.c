@@ -10,19 +10,19 @@
 
 #include "http/conn.h"
 
-const char *body_text(const conn *k) { return k->body.data ? k->body.data : ""; }
+const char *body_text(const conn *k) { return k->req.body.data ? k->req.body.data : ""; }
 
 void conn_release(conn *k)
 {
     if (atomic_fetch_sub(&k->refs, 1) != 1) return;
-    guard_inflight_put(&k->ticket);
-    if (k->have_ev) sasp_event_clear(&k->ev);
-    if (k->job) sasp_job_release(k->job);
-    if (k->free_work) k->free_work(k->work);
-    api_out_free(k->out);
-    free(k->pend);
-    sasp_buf_free(&k->body);
-    free(k->path);
+    guard_inflight_put(&k->run.ticket);
+    if (k->wait.have_ev) sasp_event_clear(&k->wait.ev);
+    if (k->run.job) sasp_job_release(k->run.job);
+    if (k->run.free_work) k->run.free_work(k->run.work);
+    api_out_free(k->run.out);
+    free(k->stream.pend);
+    sasp_buf_free(&k->req.body);
+    free(k->req.path);
     free(k);
 }
 
@@ -30,15 +30,15 @@ void conn_release(conn *k)
 static void set_request_id(struct MHD_Connection *c, conn *k)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-    int ok = h && h[0] && strlen(h) < sizeof k->request_id;
+    int ok = h && h[0] && strlen(h) < sizeof k->req.id;
     for (const char *p = h; ok && *p; p++) ok = *p > 0x20 && *p < 0x7f;
     if (ok) {
-        snprintf(k->request_id, sizeof k->request_id, "%s", h);
+        snprintf(k->req.id, sizeof k->req.id, "%s", h);
         return;
     }
     uint64_t r[2];
     if (getrandom(r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) r[0] = (uint64_t)sasp_now_ns(), r[1] = (uint64_t)(uintptr_t)k;
-    snprintf(k->request_id, sizeof k->request_id, "req-%016llx%016llx", (unsigned long long)r[0], (unsigned long long)r[1]);
+    snprintf(k->req.id, sizeof k->req.id, "req-%016llx%016llx", (unsigned long long)r[0], (unsigned long long)r[1]);
 }
 
 conn *conn_new(struct MHD_Connection *c, const char *url, const char *method)
@@ -46,11 +46,11 @@ conn *conn_new(struct MHD_Connection *c, const char *url, const char *method)
     conn *k = calloc(1, sizeof *k);
     if (!k) return NULL;
     atomic_init(&k->refs, 1);
-    k->t0 = sasp_now_ns();
-    k->counter = -1;
-    snprintf(k->method, sizeof k->method, "%s", method);
-    k->path = strdup(url);
-    if (!k->path) {
+    k->req.t0 = sasp_now_ns();
+    k->req.counter = -1;
+    snprintf(k->req.method, sizeof k->req.method, "%s", method);
+    k->req.path = strdup(url);
+    if (!k->req.path) {
         free(k);
         return NULL;
     }

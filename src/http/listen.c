@@ -37,7 +37,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * would reset the connection under the client's feet); a huge one is refused at once. */
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-        if (declared > g_o->max_body) k->too_big = 1;
+        if (declared > g_o->max_body) k->req.too_big = 1;
         if (declared > g_o->max_body + (64u << 20)) {
             api_error e;
             api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
@@ -47,16 +47,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!k->too_big && k->body.len + *upload_size > g_o->max_body) {
-            k->too_big = 1;
-            sasp_buf_free(&k->body);
+        if (!k->req.too_big && k->req.body.len + *upload_size > g_o->max_body) {
+            k->req.too_big = 1;
+            sasp_buf_free(&k->req.body);
         }
-        if (!k->too_big && sasp_buf_append(&k->body, upload, *upload_size) != 0) return MHD_NO;
+        if (!k->req.too_big && sasp_buf_append(&k->req.body, upload, *upload_size) != 0) return MHD_NO;
         *upload_size = 0;
         return MHD_YES;
     }
-    if (k->status) return MHD_YES; /* already answered (413 at the first call) */
-    if (k->whole) return k->resume(c, k); /* resumed: the job has ended, or the client left */
+    if (k->res.status) return MHD_YES; /* already answered (413 at the first call) */
+    if (k->wait.whole) return k->wait.resume(c, k); /* resumed: the job has ended, or the client left */
     return route_dispatch(c, k, url, method);
 }
 
@@ -67,18 +67,18 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     guard_request_done(c);
     if (!k) return;
     *con_cls = NULL;
-    if (k->whole) wait_count_answer(-1);
-    double ms = (double)(sasp_now_ns() - k->t0) * 1e-6;
-    int status = k->status ? k->status : 500;
+    if (k->wait.whole) wait_count_answer(-1);
+    double ms = (double)(sasp_now_ns() - k->req.t0) * 1e-6;
+    int status = k->res.status ? k->res.status : 500;
     route_count(k, status);
     /* the answer's usage; a cancelled one has none yet: then what was read and sent */
-    int prompt_tokens = k->prompt_tokens, completion_tokens = k->sent_tokens, p = 0, g = 0;
-    if (k->out) api_out_usage(k->out, &p, &g);
+    int prompt_tokens = k->run.prompt_tokens, completion_tokens = k->run.sent_tokens, p = 0, g = 0;
+    if (k->run.out) api_out_usage(k->run.out, &p, &g);
     if (p > prompt_tokens) prompt_tokens = p;
     if (g > completion_tokens) completion_tokens = g;
     char stamp[32];
     utc_stamp(stamp, sizeof stamp);
-    fprintf(stderr, "%s %s %s %d tokens=%d+%d %.1fms%s\n", stamp, k->method, k->path ? k->path : "?", status,
+    fprintf(stderr, "%s %s %s %d tokens=%d+%d %.1fms%s\n", stamp, k->req.method, k->req.path ? k->req.path : "?", status,
             prompt_tokens, completion_tokens, ms,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
     conn_release(k);

@@ -10,16 +10,16 @@
 static void add_common_headers(struct MHD_Response *r, const conn *k)
 {
     MHD_add_response_header(r, "Vary", "Origin");
-    if (k->acao) MHD_add_response_header(r, "Access-Control-Allow-Origin", k->acao);
+    if (k->res.acao) MHD_add_response_header(r, "Access-Control-Allow-Origin", k->res.acao);
     MHD_add_response_header(r, "Access-Control-Expose-Headers",
                             "Retry-After, X-Request-Id, X-Sasp-Ignored-Options, X-Sasp-Prompt-Tokens-Dropped, "
                             "WWW-Authenticate");
     MHD_add_response_header(r, "Server", "sasp-server/" SASP_VERSION);
-    if (k->request_id[0]) MHD_add_response_header(r, "X-Request-Id", k->request_id);
-    if (k->ignored_options[0]) MHD_add_response_header(r, "X-Sasp-Ignored-Options", k->ignored_options);
-    if (k->prompt_tokens_dropped > 0) {
+    if (k->req.id[0]) MHD_add_response_header(r, "X-Request-Id", k->req.id);
+    if (k->res.ignored_options[0]) MHD_add_response_header(r, "X-Sasp-Ignored-Options", k->res.ignored_options);
+    if (k->res.prompt_tokens_dropped > 0) {
         char n[16];
-        snprintf(n, sizeof n, "%d", k->prompt_tokens_dropped);
+        snprintf(n, sizeof n, "%d", k->res.prompt_tokens_dropped);
         MHD_add_response_header(r, "X-Sasp-Prompt-Tokens-Dropped", n);
     }
 }
@@ -27,7 +27,7 @@ static void add_common_headers(struct MHD_Response *r, const conn *k)
 enum MHD_Result queue_response(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
 {
     add_common_headers(r, k);
-    k->status = status;
+    k->res.status = status;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -80,7 +80,7 @@ enum MHD_Result send_jval(struct MHD_Connection *c, conn *k, int status, json_t 
 }
 
 /* Whether the request's path is Ollama's (/api/...), whose errors are {"error": "..."}. */
-static int ollama_path(const conn *k) { return k->path && !strncmp(k->path, "/api/", 5); }
+static int ollama_path(const conn *k) { return k->req.path && !strncmp(k->req.path, "/api/", 5); }
 
 enum MHD_Result send_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname, const char *hval)
 {

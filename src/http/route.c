@@ -51,7 +51,7 @@ int route_init(const http_options *o)
 
 void route_count(const conn *k, int status)
 {
-    int ep = k->counter >= 0 ? k->counter : g_req.n - 1;
+    int ep = k->req.counter >= 0 ? k->req.counter : g_req.n - 1;
     pthread_mutex_lock(&g_req.mu);
     for (int i = 0; i < MAX_STATUSES; i++) {
         if (g_req.status[ep][i] == status || g_req.status[ep][i] == 0) {
@@ -103,7 +103,7 @@ static enum MHD_Result send_inflight_refusal(struct MHD_Connection *c, conn *k, 
 
 int take_inflight(struct MHD_Connection *c, conn *k, enum MHD_Result *sent)
 {
-    int lim = guard_inflight_take(c, g_o->n_api_keys ? bearer_token(c) : NULL, &k->ticket);
+    int lim = guard_inflight_take(c, g_o->n_api_keys ? bearer_token(c) : NULL, &k->run.ticket);
     if (lim) *sent = send_inflight_refusal(c, k, lim);
     return lim ? -1 : 0;
 }
@@ -135,7 +135,7 @@ static enum MHD_Result answer_preflight(struct MHD_Connection *c, conn *k)
     const char *req = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
     MHD_add_response_header(r, "Access-Control-Allow-Headers", req ? req : "Authorization, Content-Type");
     MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
-    if (k->acao && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Private-Network"))
+    if (k->res.acao && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Private-Network"))
         MHD_add_response_header(r, "Access-Control-Allow-Private-Network", "true");
     return queue_response(c, k, 204, r);
 }
@@ -163,7 +163,7 @@ static int guard_request(struct MHD_Connection *c, conn *k, enum MHD_Result *sen
         *sent = send_error(c, k, &e, NULL, NULL);
         return 0;
     }
-    k->acao = acao;
+    k->res.acao = acao;
     return 1;
 }
 
@@ -188,13 +188,13 @@ enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *ur
     const http_route *rt = find_route(url);
     if (!rt) {
         if (is_get && strncmp(url, "/v1/", 4) != 0 && strncmp(url, "/api/", 5) != 0) {
-            k->counter = counter_of("static");
+            k->req.counter = counter_of("static");
             return g_o->fallback(c, k);
         }
         return fail(c, k, 404, "not_found_error", NULL, "unknown endpoint: %s", url);
     }
-    k->route = rt;
-    k->counter = counter_of(rt->endpoint);
+    k->req.route = rt;
+    k->req.counter = counter_of(rt->endpoint);
     int method_ok = !strcmp(rt->method, "GET") ? is_get : !strcmp(method, rt->method);
     if (!method_ok) {
         api_error e;
@@ -207,7 +207,7 @@ enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *ur
     if (!(rt->flags & ROUTE_OPEN) && !authorized(c))
         return fail(c, k, 401, "authentication_error", "invalid_api_key", "%s",
                     "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
-    if (k->too_big) {
+    if (k->req.too_big) {
         api_error e;
         api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
                       "the request body is larger than the limit of %zu bytes", g_o->max_body);

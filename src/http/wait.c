@@ -30,14 +30,14 @@ static atomic_int g_open_streams; /* the answers a graceful stop waits for (wait
  * reader, a whole answer hands it to its take. Whether k should resume for it. */
 static int take(conn *k, int r, sasp_event *ev)
 {
-    if (r < 0) return k->wait_end = 1;
+    if (r < 0) return k->wait.end = 1;
     if (r == 0) return 0;
-    k->wgot = 1;
-    if (!k->whole) {
-        k->ev = *ev;
-        return k->have_ev = 1;
+    k->wait.got = 1;
+    if (!k->wait.whole) {
+        k->wait.ev = *ev;
+        return k->wait.have_ev = 1;
     }
-    k->take(k, ev);
+    k->wait.take(k, ev);
     return 0;
 }
 
@@ -46,17 +46,17 @@ static int take(conn *k, int r, sasp_event *ev)
 static int wake_due(conn *k, int64_t now)
 {
     sasp_event ev;
-    if (k->wait_end || k->have_ev) return 1;
+    if (k->wait.end || k->wait.have_ev) return 1;
     for (;;) {
-        int r = sasp_job_next(k->job, &ev, 0);
+        int r = sasp_job_next(k->run.job, &ev, 0);
         if (take(k, r, &ev)) return 1;
         if (r == 0) break;
     }
-    if (now - k->wchecked < 50000000) return 0;
-    k->wchecked = now;
+    if (now - k->wait.checked < 50000000) return 0;
+    k->wait.checked = now;
     if (!client_gone(k->mc)) return 0;
-    k->gone = 1;
-    sasp_job_cancel(k->job);
+    k->wait.gone = 1;
+    sasp_job_cancel(k->run.job);
     return 1;
 }
 
@@ -77,32 +77,32 @@ static void *wait_main(void *arg)
             continue;
         }
         conn *head = w.list;
-        for (conn *k = w.list; k; k = k->wnext)
-            if (k->wgot) {
+        for (conn *k = w.list; k; k = k->wait.next)
+            if (k->wait.got) {
                 head = k;
                 break;
             }
         int full = 1;
-        if (!w.stopping && !head->wait_end && !head->have_ev) {
+        if (!w.stopping && !head->wait.end && !head->wait.have_ev) {
             w.fresh = 0;
             pthread_mutex_unlock(&w.mu); /* head stays suspended: only this thread resumes it */
             sasp_event ev;
-            int r = sasp_job_next(head->job, &ev, head->wgot ? 5 : 2);
+            int r = sasp_job_next(head->run.job, &ev, head->wait.got ? 5 : 2);
             pthread_mutex_lock(&w.mu);
             take(head, r, &ev);
-            full = r != 0 || !head->wgot || w.fresh || sasp_now_ns() - last_full >= 25000000;
+            full = r != 0 || !head->wait.got || w.fresh || sasp_now_ns() - last_full >= 25000000;
         }
         if (!full) continue;
         int64_t now = last_full = sasp_now_ns();
         for (conn **pp = &w.list; *pp;) {
             conn *k = *pp;
             if (!w.stopping && !wake_due(k, now)) {
-                pp = &k->wnext;
+                pp = &k->wait.next;
                 continue;
             }
-            if (w.stopping) k->gone = 1;
-            *pp = k->wnext;
-            k->wnext = NULL;
+            if (w.stopping) k->wait.gone = 1;
+            *pp = k->wait.next;
+            k->wait.next = NULL;
             MHD_resume_connection(k->mc);
         }
     }
@@ -128,8 +128,8 @@ int wait_suspend(conn *k)
         return -1;
     }
     MHD_suspend_connection(k->mc); /* first: the thread resumes only what is suspended */
-    k->wchecked = sasp_now_ns();
-    k->wnext = w.list;
+    k->wait.checked = sasp_now_ns();
+    k->wait.next = w.list;
     w.list = k;
     w.fresh = 1;
     pthread_cond_signal(&w.cv);
@@ -168,10 +168,10 @@ void wait_stop(void)
 enum MHD_Result suspend_whole(struct MHD_Connection *c, conn *k)
 {
     k->mc = c;
-    if (!k->whole) atomic_fetch_add(&g_open_streams, 1);
-    k->whole = 1;
+    if (!k->wait.whole) atomic_fetch_add(&g_open_streams, 1);
+    k->wait.whole = 1;
     if (wait_suspend(k) != 0) {
-        sasp_job_cancel(k->job);
+        sasp_job_cancel(k->run.job);
         return fail(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
     }
     return MHD_YES;

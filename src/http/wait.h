@@ -9,16 +9,16 @@
 #include "http/conn.h"
 
 /* wait_suspend suspends k->mc (call it from the access handler or the content reader only) until k's
- * job has an event (k->have_ev) or has ended (k->wait_end), or the client left (k->gone); -1, not
- * suspended, once the server stops. wait_resume_all resumes every suspended connection (k->gone set)
- * before the daemon stops. */
+ * job has an event (k->wait.have_ev) or has ended (k->wait.end), or the client left (k->wait.gone); -1,
+ * not suspended, once the server stops. wait_resume_all resumes every suspended connection
+ * (k->wait.gone set) before the daemon stops. */
 int wait_start(void);
 int wait_suspend(conn *k);
 void wait_resume_all(void);
 void wait_stop(void);
 
-/* Suspend k until its job k->job has ended: the waiter hands every event to k->take, and the access
- * handler calls k->resume when it resumed k. The first time (an answer that stops the server's exit
+/* Suspend k until its job k->run.job has ended: the waiter hands every event to k->wait.take, and the
+ * access handler calls k->wait.resume when it resumed k. The first time (an answer that stops the server's exit
  * until it is sent, counted in wait_open_answers), and again after a resume that came early. */
 enum MHD_Result suspend_whole(struct MHD_Connection *c, conn *k);
 enum MHD_Result resuspend_whole(conn *k);

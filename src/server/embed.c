@@ -37,7 +37,7 @@ static void embed_work_free(embed_work *w)
 /* The waiter hands the events of a batch's job here: the vectors of the inputs as they end. */
 static void embed_take(conn *k, sasp_event *ev)
 {
-    embed_work *w = k->work;
+    embed_work *w = k->run.work;
     if (ev->done && (ev->error || !ev->embedding)) w->failed = 1;
     if (ev->done && ev->embedding && ev->index >= 0 && ev->index < w->n) {
         w->vectors[w->from + ev->index] = ev->embedding;
@@ -50,7 +50,7 @@ static void embed_take(conn *k, sasp_event *ev)
  * scheduler's refusal (< 0), or 1 when out of memory. */
 static int submit_batch(conn *k)
 {
-    embed_work *w = k->work;
+    embed_work *w = k->run.work;
     sasp_sched_stats st;
     sasp_sched_get_stats(w->m->sched, &st);
     w->from += w->n;
@@ -73,9 +73,9 @@ static int submit_batch(conn *k)
         sasp_job_release(job);
         return rc;
     }
-    if (k->job) sasp_job_release(k->job);
-    k->job = job;
-    k->wait_end = k->wgot = 0;
+    if (k->run.job) sasp_job_release(k->run.job);
+    k->run.job = job;
+    k->wait.end = k->wait.got = 0;
     return 0;
 }
 
@@ -91,13 +91,13 @@ static enum MHD_Result run_batch(struct MHD_Connection *c, conn *k)
 /* The access handler's call when the waiter resumed k: the next batch, or the answer. */
 static enum MHD_Result embed_resume(struct MHD_Connection *c, conn *k)
 {
-    embed_work *w = k->work;
-    if (k->gone) {
-        sasp_job_cancel(k->job);
-        k->status = 499;
+    embed_work *w = k->run.work;
+    if (k->wait.gone) {
+        sasp_job_cancel(k->run.job);
+        k->res.status = 499;
         return MHD_NO;
     }
-    if (!k->wait_end) return resuspend_whole(k);
+    if (!k->wait.end) return resuspend_whole(k);
     if (w->failed) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed to embed the input");
     if (w->from + w->n < w->r.n_inputs) return run_batch(c, k);
     char *body = api_embed_answer(&w->r, w->name, w->vectors, w->m->model->cfg.d_model, sasp_now_ns() - w->t0);
@@ -110,7 +110,7 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
 {
     char name[256];
     int ollama = kind != API_EMBED_OPENAI;
-    int named = api_requested_model(body_text(k), k->body.len, 0, name, sizeof name);
+    int named = api_requested_model(body_text(k), k->req.body.len, 0, name, sizeof name);
     served_model *m = named ? served_model_find(name) : NULL;
     if (!m && named && ollama) return send_model_not_found(c, k, name);
     if (!m) m = served_model_at(0);
@@ -118,7 +118,7 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
     embed_work *w = calloc(1, sizeof *w);
     if (!w) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
     api_error e = {0};
-    if (api_embed_parse(kind, body_text(k), k->body.len, &m->lim, m->model->cfg.d_model, &w->r, &e)) {
+    if (api_embed_parse(kind, body_text(k), k->req.body.len, &m->lim, m->model->cfg.d_model, &w->r, &e)) {
         embed_work_free(w);
         return send_error(c, k, &e, NULL, NULL);
     }
@@ -126,10 +126,10 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
     snprintf(w->name, sizeof w->name, "%s", name);
     w->t0 = sasp_now_ns();
     w->vectors = calloc((size_t)(w->r.n_inputs > 0 ? w->r.n_inputs : 1), sizeof *w->vectors);
-    k->work = w;
-    k->free_work = free_work;
+    k->run.work = w;
+    k->run.free_work = free_work;
     if (!w->vectors) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
-    for (int i = 0; i < w->r.n_inputs; i++) k->prompt_tokens += w->r.n_ids[i];
+    for (int i = 0; i < w->r.n_inputs; i++) k->run.prompt_tokens += w->r.n_ids[i];
     if (w->r.n_inputs == 0) { /* /api/embeddings with an empty prompt */
         char *body = api_embed_answer(&w->r, w->name, w->vectors, m->model->cfg.d_model, 0);
         return send_json(c, k, 200, body);
@@ -137,8 +137,8 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
     enum MHD_Result sent;
     if (take_inflight(c, k, &sent) != 0) return sent;
     k->mc = c;
-    k->take = embed_take;
-    k->resume = embed_resume;
+    k->wait.take = embed_take;
+    k->wait.resume = embed_resume;
     return run_batch(c, k);
 }
 

@@ -18,27 +18,27 @@
 #include "server/handlers.h"
 #include "server/models.h"
 
-/* The next event of a streamed job as text in k->pend: 1, 0 when none is there yet, -1 at the end
- * (k->pend then holds the stream's last bytes). Never waits. */
+/* The next event of a streamed job as text in k->stream.pend: 1, 0 when none is there yet, -1 at the end
+ * (k->stream.pend then holds the stream's last bytes). Never waits. */
 static int next_event(conn *k)
 {
     sasp_event ev;
     int r;
-    if (k->have_ev) { /* taken by the waiter while the connection was suspended */
-        ev = k->ev;
-        memset(&k->ev, 0, sizeof k->ev);
-        k->have_ev = 0;
+    if (k->wait.have_ev) { /* taken by the waiter while the connection was suspended */
+        ev = k->wait.ev;
+        memset(&k->wait.ev, 0, sizeof k->wait.ev);
+        k->wait.have_ev = 0;
         r = 1;
     } else {
-        r = sasp_job_next(k->job, &ev, 0);
+        r = sasp_job_next(k->run.job, &ev, 0);
     }
     if (r == 1) {
-        if (!ev.prompt_info) k->sent_tokens += ev.n_ids;
-        k->pend = api_out_event(k->out, &ev, &k->plen);
+        if (!ev.prompt_info) k->run.sent_tokens += ev.n_ids;
+        k->stream.pend = api_out_event(k->run.out, &ev, &k->stream.len);
         sasp_event_clear(&ev);
     } else if (r < 0) {
-        k->pend = api_out_finish(k->out, &k->plen);
-        k->ended = 1;
+        k->stream.pend = api_out_finish(k->run.out, &k->stream.len);
+        k->stream.ended = 1;
     }
     return r;
 }
@@ -50,28 +50,28 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     conn *k = cls;
     for (;;) {
-        if (k->poff < k->plen) {
-            size_t n = k->plen - k->poff < max ? k->plen - k->poff : max;
-            memcpy(buf, k->pend + k->poff, n);
-            k->poff += n;
+        if (k->stream.off < k->stream.len) {
+            size_t n = k->stream.len - k->stream.off < max ? k->stream.len - k->stream.off : max;
+            memcpy(buf, k->stream.pend + k->stream.off, n);
+            k->stream.off += n;
             return (ssize_t)n;
         }
-        free(k->pend);
-        k->pend = NULL;
-        k->plen = k->poff = 0;
-        if (k->ended) return MHD_CONTENT_READER_END_OF_STREAM;
-        int gone = k->gone;
-        if (!gone && sasp_now_ns() - k->checked >= 50000000) { /* also while events keep coming */
-            k->checked = sasp_now_ns();
+        free(k->stream.pend);
+        k->stream.pend = NULL;
+        k->stream.len = k->stream.off = 0;
+        if (k->stream.ended) return MHD_CONTENT_READER_END_OF_STREAM;
+        int gone = k->wait.gone;
+        if (!gone && sasp_now_ns() - k->stream.checked >= 50000000) { /* also while events keep coming */
+            k->stream.checked = sasp_now_ns();
             gone = client_gone(k->mc);
         }
         if (gone) {
-            sasp_job_cancel(k->job);
+            sasp_job_cancel(k->run.job);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (next_event(k) != 0) continue;
         if (wait_suspend(k) != 0) { /* the server is stopping */
-            sasp_job_cancel(k->job);
+            sasp_job_cancel(k->run.job);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         return 0;
@@ -81,7 +81,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     conn *k = cls;
-    if (!k->ended) sasp_job_cancel(k->job); /* the client went away mid-stream */
+    if (!k->stream.ended) sasp_job_cancel(k->run.job); /* the client went away mid-stream */
     wait_count_answer(-1);
     conn_release(k);
 }
@@ -117,38 +117,38 @@ static sasp_job *job_of(api_request *r)
     return job;
 }
 
-/* The waiter's part of a non-streamed answer: each event of its job written into k->out. */
+/* The waiter's part of a non-streamed answer: each event of its job written into k->run.out. */
 static void take_whole_event(conn *k, sasp_event *ev)
 {
     size_t n;
-    if (!ev->prompt_info) k->sent_tokens += ev->n_ids;
-    free(api_out_event(k->out, ev, &n));
+    if (!ev->prompt_info) k->run.sent_tokens += ev->n_ids;
+    free(api_out_event(k->run.out, ev, &n));
     sasp_event_clear(ev);
 }
 
 /* The access handler's call after the waiter resumed a non-streamed answer. */
 static enum MHD_Result finish_whole(struct MHD_Connection *c, conn *k)
 {
-    if (k->gone) {
-        sasp_job_cancel(k->job);
-        k->status = 499; /* nginx's "client closed request", for the log */
+    if (k->wait.gone) {
+        sasp_job_cancel(k->run.job);
+        k->res.status = 499; /* nginx's "client closed request", for the log */
         return MHD_NO;
     }
-    if (!k->wait_end) return resuspend_whole(k);
-    if (api_out_failed(k->out)) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed");
+    if (!k->wait.end) return resuspend_whole(k);
+    if (api_out_failed(k->run.out)) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed");
     size_t n;
-    char *body = api_out_finish(k->out, &n);
+    char *body = api_out_finish(k->run.out, &n);
     return send_buf(c, k, 200, "application/json", body, n);
 }
 
-/* Not streamed: the connection is suspended while the waiter reads every event into k->out (noticing a
+/* Not streamed: the connection is suspended while the waiter reads every event into k->run.out (noticing a
  * client that leaves); finish_whole answers in one body when it is resumed. */
 static enum MHD_Result answer_whole(struct MHD_Connection *c, conn *k)
 {
     size_t n;
-    free(api_out_start(k->out, &n)); /* echo: the prompt opens each choice's text */
-    k->take = take_whole_event;
-    k->resume = finish_whole;
+    free(api_out_start(k->run.out, &n)); /* echo: the prompt opens each choice's text */
+    k->wait.take = take_whole_event;
+    k->wait.resume = finish_whole;
     return suspend_whole(c, k);
 }
 
@@ -156,14 +156,14 @@ static enum MHD_Result answer_whole(struct MHD_Connection *c, conn *k)
 static enum MHD_Result answer_stream(struct MHD_Connection *c, conn *k, api_kind kind)
 {
     k->mc = c;
-    k->pend = api_out_start(k->out, &k->plen);
+    k->stream.pend = api_out_start(k->run.out, &k->stream.len);
     atomic_fetch_add(&k->refs, 1);
     wait_count_answer(1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, k, stream_free);
     if (!resp) {
         wait_count_answer(-1);
         atomic_fetch_sub(&k->refs, 1);
-        sasp_job_cancel(k->job);
+        sasp_job_cancel(k->run.job);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", api_kind_is_ollama(kind) ? "application/x-ndjson" : "text/event-stream");
@@ -181,26 +181,26 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
     if (!m) return sent;
     api_request r;
     api_error e = {0};
-    if (api_parse(kind, body_text(k), k->body.len, &m->lim, random_seed(), &r, &e)) {
+    if (api_parse(kind, body_text(k), k->req.body.len, &m->lim, random_seed(), &r, &e)) {
         api_request_free(&r);
         return send_error(c, k, &e, NULL, NULL);
     }
-    snprintf(k->ignored_options, sizeof k->ignored_options, "%s", r.ignored);
-    k->prompt_tokens_dropped = r.n_dropped;
+    snprintf(k->res.ignored_options, sizeof k->res.ignored_options, "%s", r.ignored);
+    k->res.prompt_tokens_dropped = r.n_dropped;
     if (r.empty) { /* Ollama: no prompt (or no messages) only loads the model */
         char *body = api_ollama_empty_answer(&r, name);
         api_request_free(&r);
         return send_json(c, k, 200, body);
     }
-    k->out = api_out_new(&r, name, m->tok, (long)time(NULL));
-    k->job = k->out ? job_of(&r) : NULL;
+    k->run.out = api_out_new(&r, name, m->tok, (long)time(NULL));
+    k->run.job = k->run.out ? job_of(&r) : NULL;
     int stream = r.stream;
-    for (int i = 0; i < r.n_seqs; i += r.n_choices > 0 ? r.n_choices : 1) k->prompt_tokens += r.n_prompt[i];
+    for (int i = 0; i < r.n_seqs; i += r.n_choices > 0 ? r.n_choices : 1) k->run.prompt_tokens += r.n_prompt[i];
     api_request_free(&r);
-    if (!k->job) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
+    if (!k->run.job) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
     if (take_inflight(c, k, &sent) != 0) return sent;
-    sasp_job_set_client(k->job, guard_client_id(c));
-    int rc = sasp_sched_submit(m->sched, k->job);
+    sasp_job_set_client(k->run.job, guard_client_id(c));
+    int rc = sasp_sched_submit(m->sched, k->run.job);
     if (rc != 0) return send_refusal(c, k, rc);
     return stream ? answer_stream(c, k, kind) : answer_whole(c, k);
 }

@@ -28,7 +28,7 @@ static enum MHD_Result model_by_id(struct MHD_Connection *c, conn *k, const char
 
 enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k)
 {
-    return model_by_id(c, k, k->path + strlen(k->route->path)); /* /v1/models/{id} */
+    return model_by_id(c, k, k->req.path + strlen(k->req.route->path)); /* /v1/models/{id} */
 }
 
 enum MHD_Result handle_health(struct MHD_Connection *c, conn *k)
@@ -40,10 +40,10 @@ static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 {
     api_error e = {0};
     char name[256];
-    served_model *m = api_requested_model(body_text(k), k->body.len, 0, name, sizeof name) ? served_model_find(name)
+    served_model *m = api_requested_model(body_text(k), k->req.body.len, 0, name, sizeof name) ? served_model_find(name)
                                                                                          : NULL;
     const api_limits *lim = &(m ? m : served_model_at(0))->lim;
-    char *s = de ? api_detokenize(body_text(k), k->body.len, lim, &e) : api_tokenize(body_text(k), k->body.len, lim, &e);
+    char *s = de ? api_detokenize(body_text(k), k->req.body.len, lim, &e) : api_tokenize(body_text(k), k->req.body.len, lim, &e);
     if (!s) return send_error(c, k, &e, NULL, NULL);
     return send_json(c, k, 200, s);
 }

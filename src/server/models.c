@@ -197,7 +197,7 @@ enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc)
 served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
                                 enum MHD_Result *sent)
 {
-    int named = api_requested_model(body_text(k), k->body.len, ollama, name, size);
+    int named = api_requested_model(body_text(k), k->req.body.len, ollama, name, size);
     served_model *m = named ? served_model_find(name) : NULL;
     if (!m && named && ollama) {
         *sent = send_model_not_found(c, k, name);

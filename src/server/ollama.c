@@ -35,7 +35,7 @@ enum MHD_Result handle_show(struct MHD_Connection *c, conn *k)
 {
     api_error e;
     json_error_t je;
-    json_t *root = json_loadb(body_text(k), k->body.len, 0, &je);
+    json_t *root = json_loadb(body_text(k), k->req.body.len, 0, &je);
     if (!json_is_object(root)) {
         json_decref(root);
         api_error_set(&e, 400, "invalid_request_error", NULL, NULL, "the request body must be a JSON object");
@@ -43,7 +43,7 @@ enum MHD_Result handle_show(struct MHD_Connection *c, conn *k)
     }
     json_decref(root);
     char name[256];
-    if (!api_requested_model(body_text(k), k->body.len, 1, name, sizeof name)) {
+    if (!api_requested_model(body_text(k), k->req.body.len, 1, name, sizeof name)) {
         api_error_set(&e, 400, "invalid_request_error", NULL, "model", "'model' (a model's name) is required");
         return send_error(c, k, &e, NULL, NULL);
     }
@@ -62,6 +62,6 @@ enum MHD_Result handle_model_management(struct MHD_Connection *c, conn *k)
     api_error e;
     api_error_set(&e, 403, "permission_error", NULL, NULL,
                   "%s: sasp-server serves the models it was started with (-m) and does not pull, push, create, copy "
-                  "or delete models; it serves %s", k->path, names);
+                  "or delete models; it serves %s", k->req.path, names);
     return send_error(c, k, &e, NULL, NULL);
 }

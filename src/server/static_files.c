@@ -46,7 +46,7 @@ static const char *content_type(const char *path)
 
 enum MHD_Result handle_static(struct MHD_Connection *c, conn *k)
 {
-    const char *url = k->path;
+    const char *url = k->req.path;
     /* refuse any ".." segment, backslashes and NULs before touching the file system */
     int bad_path = url[0] != '/' || strchr(url, '\\') != NULL;
     for (const char *p = url; *p && !bad_path; p++)
