@@ -85,7 +85,7 @@ int api_add_text_prompt(api_request *r, const char *s, size_t len, const api_lim
  * message shapes are taken (OpenAI's content parts, Ollama's strings). */
 char *api_render_chat(json_t *msgs, api_kind kind, api_error *e);
 /* The messages of root through the template as r's one prompt, and the template's stop strings. */
-int api_read_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e);
+int api_add_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e);
 /* The chat template's stop strings (so that the model does not write the next turn). */
 int api_add_chat_stops(sasp_gen_params *g);
 
@@ -154,10 +154,6 @@ int api_parse_chat(json_t *root, const api_limits *lim, api_request *r, api_erro
 /* Ollama's /api/generate and /api/chat. */
 int api_parse_generate(json_t *root, const api_limits *lim, api_request *r, api_error *e);
 int api_parse_ollama_chat(json_t *root, const api_limits *lim, api_request *r, api_error *e);
-
-/* Ollama's "options" object: the sampling fields, num_predict, num_ctx and stop honoured, the
- * options that only place the work accepted and listed in r->ignored, any other one refused by name. */
-int api_read_ollama_options(json_t *opts, api_request *r, const api_limits *lim, int *n_ctx, api_error *e);
 /* llama.cpp's /completion and /infill. */
 int api_parse_llama_completion(json_t *root, const api_limits *lim, api_request *r, api_error *e);
 int api_parse_infill(json_t *root, const api_limits *lim, api_request *r, api_error *e);

@@ -85,7 +85,9 @@ static int read_num_ctx(json_t *opts, const api_limits *lim, int *n_ctx, api_err
     return 1;
 }
 
-int api_read_ollama_options(json_t *opts, api_request *r, const api_limits *lim, int *n_ctx, api_error *e)
+/* Ollama's "options" object: the sampling fields, num_predict, num_ctx and stop honoured, the
+ * options that only place the work accepted and listed in r->ignored, any other one refused by name. */
+static int read_ollama_options(json_t *opts, api_request *r, const api_limits *lim, int *n_ctx, api_error *e)
 {
     *n_ctx = lim->n_ctx;
     if (!opts || json_is_null(opts)) return 0;
@@ -125,7 +127,7 @@ static int read_ollama_common(json_t *root, const api_limits *lim, api_request *
 {
     if (api_read_common(root, r, e) || api_refuse_unsupported(root, r->kind, lim, e)) return -1;
     json_t *opts = json_object_get(root, "options");
-    if (api_read_ollama_options(opts, r, lim, n_ctx, e)) return -1;
+    if (read_ollama_options(opts, r, lim, n_ctx, e)) return -1;
     api_limits in_ctx = *lim;
     in_ctx.n_ctx = *n_ctx;
     r->gen.max_tokens = *n_ctx;
@@ -235,7 +237,7 @@ int api_parse_ollama_chat(json_t *root, const api_limits *lim, api_request *r, a
         r->empty = 1; /* Ollama: no messages only loads (or unloads) the model */
         return 0;
     }
-    if (api_read_chat_prompt(root, r, lim, e)) return -1;
+    if (api_add_chat_prompt(root, r, lim, e)) return -1;
     api_limits in_ctx = *lim;
     in_ctx.n_ctx = n_ctx;
     if (api_check_sequences(r, "messages", &in_ctx, e)) return -1;

@@ -154,7 +154,7 @@ fail:
 }
 
 /* The messages through the chat template, as one prompt, and the template's stop strings. */
-int api_read_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
+int api_add_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
 {
     char *text = api_render_chat(json_object_get(root, "messages"), r->kind, e);
     if (!text) return -1;

@@ -10,7 +10,7 @@
 
 #include "http/conn.h"
 
-const char *body_text(const conn *k) { return k->req.body.data ? k->req.body.data : ""; }
+const char *conn_body(const conn *k) { return k->req.body.data ? k->req.body.data : ""; }
 
 void conn_release(conn *k)
 {
@@ -58,7 +58,7 @@ conn *conn_new(struct MHD_Connection *c, const char *url, const char *method)
     return k;
 }
 
-int client_gone(struct MHD_Connection *c)
+int conn_client_gone(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return 0;

@@ -17,7 +17,7 @@
 struct http_route;
 typedef struct conn conn;
 
-/* What a handler that suspends a non-streamed answer (wait.c, suspend_whole) leaves for the waiter and
+/* What a handler that suspends a non-streamed answer (wait.c, wait_suspend_whole) leaves for the waiter and
  * the access handler (conn.wait): where each event of its job goes, and what answers when the waiter
  * resumed the connection (the job ended, or the client left). */
 typedef void (*conn_take_fn)(conn *k, sasp_event *ev);
@@ -55,7 +55,7 @@ struct conn {
         char *pend;         /* bytes to send */
         size_t len, off;    /* their length, and how many are sent */
         int ended;          /* the job delivered its last event: pend holds the stream's last bytes */
-        int64_t checked;    /* when client_gone last looked */
+        int64_t checked;    /* when conn_client_gone last looked */
     } stream;
     struct {                /* suspended while the job has nothing new: the waiter's (wait.c) */
         int whole;          /* a non-streamed answer: the waiter hands every event to take */
@@ -77,8 +77,8 @@ conn *conn_new(struct MHD_Connection *c, const char *url, const char *method);
 /* Give up one reference; the last one frees k and what it holds (its job, answer, in-flight place). */
 void conn_release(conn *k);
 /* The request body as text ("" when there is none). */
-const char *body_text(const conn *k);
+const char *conn_body(const conn *k);
 /* Whether the client has closed its end (checked while it waits). */
-int client_gone(struct MHD_Connection *c);
+int conn_client_gone(struct MHD_Connection *c);
 
 #endif

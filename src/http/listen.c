@@ -42,7 +42,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             api_error e;
             api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
                           "the request body is larger than the limit of %zu bytes", g_o->max_body);
-            return send_error(c, k, &e, "Connection", "close");
+            return reply_error(c, k, &e, "Connection", "close");
         }
         return MHD_YES;
     }

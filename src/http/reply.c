@@ -24,7 +24,7 @@ static void add_common_headers(struct MHD_Response *r, const conn *k)
     }
 }
 
-enum MHD_Result queue_response(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
+enum MHD_Result reply_queue(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
 {
     add_common_headers(r, k);
     k->res.status = status;
@@ -45,11 +45,11 @@ static struct MHD_Response *buffer_response(char *buf, size_t len, const char *t
     return r;
 }
 
-enum MHD_Result send_buf(struct MHD_Connection *c, conn *k, int status, const char *type, char *buf,
+enum MHD_Result reply_buf(struct MHD_Connection *c, conn *k, int status, const char *type, char *buf,
                                 size_t len)
 {
     struct MHD_Response *r = buffer_response(buf, len, type);
-    return r ? queue_response(c, k, status, r) : MHD_NO;
+    return r ? reply_queue(c, k, status, r) : MHD_NO;
 }
 
 /* JSON text (malloc'd, taken) as one line: a newline is added. */
@@ -66,35 +66,35 @@ static struct MHD_Response *json_response(char *json)
     return buffer_response(json, n, "application/json");
 }
 
-enum MHD_Result send_json(struct MHD_Connection *c, conn *k, int status, char *json)
+enum MHD_Result reply_json(struct MHD_Connection *c, conn *k, int status, char *json)
 {
     struct MHD_Response *r = json_response(json);
-    return r ? queue_response(c, k, status, r) : MHD_NO;
+    return r ? reply_queue(c, k, status, r) : MHD_NO;
 }
 
-enum MHD_Result send_jval(struct MHD_Connection *c, conn *k, int status, json_t *j)
+enum MHD_Result reply_jval(struct MHD_Connection *c, conn *k, int status, json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
     json_decref(j);
-    return send_json(c, k, status, s);
+    return reply_json(c, k, status, s);
 }
 
 /* Whether the request's path is Ollama's (/api/...), whose errors are {"error": "..."}. */
 static int ollama_path(const conn *k) { return k->req.path && !strncmp(k->req.path, "/api/", 5); }
 
-enum MHD_Result send_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname, const char *hval)
+enum MHD_Result reply_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname, const char *hval)
 {
     struct MHD_Response *r = json_response(ollama_path(k) ? api_error_body_ollama(e) : api_error_body(e));
     if (!r) return MHD_NO;
     if (hname) MHD_add_response_header(r, hname, hval);
     if (e->status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"sasp-server\"");
-    return queue_response(c, k, e->status, r);
+    return reply_queue(c, k, e->status, r);
 }
 
-enum MHD_Result fail(struct MHD_Connection *c, conn *k, int status, const char *type, const char *code,
+enum MHD_Result reply_errorf(struct MHD_Connection *c, conn *k, int status, const char *type, const char *code,
                      const char *fmt, const char *arg)
 {
     api_error e;
     api_error_set(&e, status, type, code, NULL, fmt, arg);
-    return send_error(c, k, &e, NULL, NULL);
+    return reply_error(c, k, &e, NULL, NULL);
 }

@@ -98,10 +98,10 @@ static enum MHD_Result send_inflight_refusal(struct MHD_Connection *c, conn *k, 
         api_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
                       "this API key already has %d requests in flight (--max-inflight-per-key); retry when one "
                       "has ended", g_o->guard->max_inflight_key);
-    return send_error(c, k, &e, "Retry-After", "1");
+    return reply_error(c, k, &e, "Retry-After", "1");
 }
 
-int take_inflight(struct MHD_Connection *c, conn *k, enum MHD_Result *sent)
+int route_take_inflight(struct MHD_Connection *c, conn *k, enum MHD_Result *sent)
 {
     int lim = guard_inflight_take(c, g_o->n_api_keys ? bearer_token(c) : NULL, &k->run.ticket);
     if (lim) *sent = send_inflight_refusal(c, k, lim);
@@ -137,7 +137,7 @@ static enum MHD_Result answer_preflight(struct MHD_Connection *c, conn *k)
     MHD_add_response_header(r, "Access-Control-Max-Age", "86400");
     if (k->res.acao && MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Private-Network"))
         MHD_add_response_header(r, "Access-Control-Allow-Private-Network", "true");
-    return queue_response(c, k, 204, r);
+    return reply_queue(c, k, 204, r);
 }
 
 /* Before anything runs: a Host that does not name this server (DNS rebinding) and an Origin that is
@@ -150,7 +150,7 @@ static int guard_request(struct MHD_Connection *c, conn *k, enum MHD_Result *sen
         api_error_set(&e, 403, "permission_error", "host_not_allowed", NULL,
                       "the Host header '%s' does not name this server; start it with --allow-host NAME to "
                       "serve that name", MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
-        *sent = send_error(c, k, &e, NULL, NULL);
+        *sent = reply_error(c, k, &e, NULL, NULL);
         return 0;
     }
     const char *acao = NULL;
@@ -160,7 +160,7 @@ static int guard_request(struct MHD_Connection *c, conn *k, enum MHD_Result *sen
         api_error_set(&e, 403, "permission_error", "origin_not_allowed", NULL,
                       "requests from pages of the origin '%s' are not allowed; start the server with "
                       "--allow-origin '%s' to allow them", o, o);
-        *sent = send_error(c, k, &e, NULL, NULL);
+        *sent = reply_error(c, k, &e, NULL, NULL);
         return 0;
     }
     k->res.acao = acao;
@@ -191,7 +191,7 @@ enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *ur
             k->req.counter = counter_of("static");
             return g_o->fallback(c, k);
         }
-        return fail(c, k, 404, "not_found_error", NULL, "unknown endpoint: %s", url);
+        return reply_errorf(c, k, 404, "not_found_error", NULL, "unknown endpoint: %s", url);
     }
     k->req.route = rt;
     k->req.counter = counter_of(rt->endpoint);
@@ -202,16 +202,16 @@ enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *ur
         snprintf(allow, sizeof allow, "%s, OPTIONS", !strcmp(rt->method, "GET") ? "GET, HEAD" : rt->method);
         api_error_set(&e, 405, "invalid_request_error", "method_not_allowed", NULL, "%s takes %s, not %s", url,
                       rt->method, method);
-        return send_error(c, k, &e, "Allow", allow);
+        return reply_error(c, k, &e, "Allow", allow);
     }
     if (!(rt->flags & ROUTE_OPEN) && !authorized(c))
-        return fail(c, k, 401, "authentication_error", "invalid_api_key", "%s",
+        return reply_errorf(c, k, 401, "authentication_error", "invalid_api_key", "%s",
                     "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
     if (k->req.too_big) {
         api_error e;
         api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,
                       "the request body is larger than the limit of %zu bytes", g_o->max_body);
-        return send_error(c, k, &e, "Connection", "close");
+        return reply_error(c, k, &e, "Connection", "close");
     }
     return rt->handler(c, k);
 }

@@ -52,7 +52,7 @@ int route_init(const http_options *o);
 enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *url, const char *method);
 /* Count k in the in-flight limits of its client and API key (guard.h), or answer 429 into *sent and
  * return -1. */
-int take_inflight(struct MHD_Connection *c, conn *k, enum MHD_Result *sent);
+int route_take_inflight(struct MHD_Connection *c, conn *k, enum MHD_Result *sent);
 /* Count k's answer (its status) under its endpoint; /metrics' lines of the counts. */
 void route_count(const conn *k, int status);
 void route_metrics_text(sasp_buf *b);

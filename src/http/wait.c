@@ -54,7 +54,7 @@ static int wake_due(conn *k, int64_t now)
     }
     if (now - k->wait.checked < 50000000) return 0;
     k->wait.checked = now;
-    if (!client_gone(k->mc)) return 0;
+    if (!conn_client_gone(k->mc)) return 0;
     k->wait.gone = 1;
     sasp_job_cancel(k->run.job);
     return 1;
@@ -165,19 +165,19 @@ void wait_stop(void)
     w.started = 0;
 }
 
-enum MHD_Result suspend_whole(struct MHD_Connection *c, conn *k)
+enum MHD_Result wait_suspend_whole(struct MHD_Connection *c, conn *k)
 {
     k->mc = c;
     if (!k->wait.whole) atomic_fetch_add(&g_open_streams, 1);
     k->wait.whole = 1;
     if (wait_suspend(k) != 0) {
         sasp_job_cancel(k->run.job);
-        return fail(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
+        return reply_errorf(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
     }
     return MHD_YES;
 }
 
-enum MHD_Result resuspend_whole(conn *k) { return wait_suspend(k) == 0 ? MHD_YES : MHD_NO; }
+enum MHD_Result wait_resuspend_whole(conn *k) { return wait_suspend(k) == 0 ? MHD_YES : MHD_NO; }
 
 void wait_count_answer(int delta) { atomic_fetch_add(&g_open_streams, delta); }
 int wait_open_answers(void) { return atomic_load(&g_open_streams); }

@@ -20,8 +20,8 @@ void wait_stop(void);
 /* Suspend k until its job k->run.job has ended: the waiter hands every event to k->wait.take, and the
  * access handler calls k->wait.resume when it resumed k. The first time (an answer that stops the server's exit
  * until it is sent, counted in wait_open_answers), and again after a resume that came early. */
-enum MHD_Result suspend_whole(struct MHD_Connection *c, conn *k);
-enum MHD_Result resuspend_whole(conn *k);
+enum MHD_Result wait_suspend_whole(struct MHD_Connection *c, conn *k);
+enum MHD_Result wait_resuspend_whole(conn *k);
 
 /* The answers a graceful stop waits for: streams and suspended non-streamed answers (add 1 when one
  * starts, -1 when it ends), and how many are open now. */

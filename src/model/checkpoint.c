@@ -28,7 +28,7 @@
 
 #define MAX_HEADER_BYTES (100u * 1000u * 1000u)
 
-static void fail(char *err, size_t errlen, const char *fmt, ...) {
+static void format_error(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
@@ -53,20 +53,20 @@ static int get_int(json_t *root, const char *path, const char *key, long lo, lon
                    char *err, size_t errlen) {
     json_t *v = json_object_get(root, key);
     if (!v) {
-        fail(err, errlen, "%s: required key \"%s\" is missing", path, key);
+        format_error(err, errlen, "%s: required key \"%s\" is missing", path, key);
         return -1;
     }
     if (!json_is_integer(v)) {
-        fail(err, errlen, "%s: key \"%s\" must be an integer", path, key);
+        format_error(err, errlen, "%s: key \"%s\" must be an integer", path, key);
         return -1;
     }
     json_int_t x = json_integer_value(v);
     if (x < lo || x > hi) {
         if (lo == 1)
-            fail(err, errlen, "%s: key \"%s\" is %lld; it must be positive and at most %ld", path, key,
+            format_error(err, errlen, "%s: key \"%s\" is %lld; it must be positive and at most %ld", path, key,
                  (long long)x, hi);
         else
-            fail(err, errlen, "%s: key \"%s\" is %lld; it must be in [%ld, %ld]", path, key,
+            format_error(err, errlen, "%s: key \"%s\" is %lld; it must be in [%ld, %ld]", path, key,
                  (long long)x, lo, hi);
         return -1;
     }
@@ -84,7 +84,7 @@ static int get_enum(json_t *root, const char *path, const char *key, const char 
                     int *out, char *err, size_t errlen) {
     json_t *v = json_object_get(root, key);
     if (!v) {
-        fail(err, errlen, "%s: required key \"%s\" is missing", path, key);
+        format_error(err, errlen, "%s: required key \"%s\" is missing", path, key);
         return -1;
     }
     const char *s = json_string_value(v);
@@ -100,9 +100,9 @@ static int get_enum(json_t *root, const char *path, const char *key, const char 
         strncat(set, "\"", sizeof set - strlen(set) - 1);
     }
     if (s)
-        fail(err, errlen, "%s: key \"%s\" is \"%s\"; it must be one of %s", path, key, s, set);
+        format_error(err, errlen, "%s: key \"%s\" is \"%s\"; it must be one of %s", path, key, s, set);
     else
-        fail(err, errlen, "%s: key \"%s\" must be a string, one of %s", path, key, set);
+        format_error(err, errlen, "%s: key \"%s\" must be a string, one of %s", path, key, set);
     return -1;
 }
 
@@ -111,14 +111,14 @@ static int get_real(json_t *root, const char *path, const char *key, int require
     json_t *v = json_object_get(root, key);
     if (!v) {
         if (required) {
-            fail(err, errlen, "%s: required key \"%s\" is missing", path, key);
+            format_error(err, errlen, "%s: required key \"%s\" is missing", path, key);
             return -1;
         }
         *out = dflt;
         return 0;
     }
     if (!json_is_number(v)) {
-        fail(err, errlen, "%s: key \"%s\" must be a number", path, key);
+        format_error(err, errlen, "%s: key \"%s\" must be a number", path, key);
         return -1;
     }
     *out = json_number_value(v);
@@ -128,7 +128,7 @@ static int get_real(json_t *root, const char *path, const char *key, int require
 int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen) {
     char *path = path_join(dir, "config.json");
     if (!path) {
-        fail(err, errlen, "%s/config.json: out of memory", dir);
+        format_error(err, errlen, "%s/config.json: out of memory", dir);
         return -1;
     }
     int rc = -1;
@@ -136,15 +136,15 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         if (access(path, R_OK) != 0)
-            fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            format_error(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         else
-            fail(err, errlen, "%s: not valid JSON: %s (line %d, column %d)", path, jerr.text, jerr.line,
+            format_error(err, errlen, "%s: not valid JSON: %s (line %d, column %d)", path, jerr.text, jerr.line,
                  jerr.column);
         free(path);
         return -1;
     }
     if (!json_is_object(root)) {
-        fail(err, errlen, "%s: the top level must be a JSON object", path);
+        format_error(err, errlen, "%s: the top level must be a JSON object", path);
         goto out;
     }
     memset(cfg, 0, sizeof *cfg);
@@ -164,7 +164,7 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
     double eps;
     if (get_real(root, path, "norm_eps", 0, 1e-6, &eps, err, errlen)) goto out;
     if (!(eps > 0 && eps < 1)) {
-        fail(err, errlen, "%s: key \"norm_eps\" is %g; it must be in (0, 1)", path, eps);
+        format_error(err, errlen, "%s: key \"norm_eps\" is %g; it must be in (0, 1)", path, eps);
         goto out;
     }
     cfg->norm_eps = (float)eps;
@@ -176,7 +176,7 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
     }
     json_t *outside = json_object_get(root, "rmsnorm_eps_outside");
     if (outside && !json_is_boolean(outside)) {
-        fail(err, errlen, "%s: key \"rmsnorm_eps_outside\" must be true or false", path);
+        format_error(err, errlen, "%s: key \"rmsnorm_eps_outside\" must be true or false", path);
         goto out;
     }
     cfg->rmsnorm_eps_outside = outside && json_is_true(outside);
@@ -187,14 +187,14 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
     double theta;
     if (get_real(root, path, "rope_theta", 0, 10000.0, &theta, err, errlen)) goto out;
     if (!(theta > 0 && theta < 1e30)) {
-        fail(err, errlen, "%s: key \"rope_theta\" is %g; it must be a positive number", path, theta);
+        format_error(err, errlen, "%s: key \"rope_theta\" is %g; it must be a positive number", path, theta);
         goto out;
     }
     cfg->rope_theta = (float)theta;
     cfg->tie_embeddings = true;
     json_t *tie = json_object_get(root, "tie_embeddings");
     if (tie && !json_is_boolean(tie)) {
-        fail(err, errlen, "%s: key \"tie_embeddings\" must be true or false", path);
+        format_error(err, errlen, "%s: key \"tie_embeddings\" must be true or false", path);
         goto out;
     }
     if (tie) cfg->tie_embeddings = json_is_true(tie);
@@ -206,12 +206,12 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
         get_int(root, path, "eos_token_id", 0, cfg->vocab_size - 1, &cfg->eos_token_id, err, errlen))
         goto out;
     if (cfg->d_model % cfg->n_heads != 0) {
-        fail(err, errlen, "%s: key \"d_model\" (%d) is not divisible by key \"n_heads\" (%d)", path,
+        format_error(err, errlen, "%s: key \"d_model\" (%d) is not divisible by key \"n_heads\" (%d)", path,
              cfg->d_model, cfg->n_heads);
         goto out;
     }
     if (cfg->position == SASP_POS_ROPE && (cfg->d_model / cfg->n_heads) % 2 != 0) {
-        fail(err, errlen,
+        format_error(err, errlen,
              "%s: key \"position\" is \"rope\" but the head size d_model/n_heads = %d is odd (RoPE "
              "rotates pairs)",
              path, cfg->d_model / cfg->n_heads);
@@ -394,33 +394,33 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
                        char *err, size_t errlen) {
     e->name = name;
     if (!json_is_object(v)) {
-        fail(err, errlen, "%s: tensor \"%s\": header entry is not a JSON object", path, name);
+        format_error(err, errlen, "%s: tensor \"%s\": header entry is not a JSON object", path, name);
         return -1;
     }
     json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
            *jo = json_object_get(v, "data_offsets");
     const char *ds = json_string_value(jd);
     if (!ds) {
-        fail(err, errlen, "%s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
+        format_error(err, errlen, "%s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
         return -1;
     }
     int dt = -1;
     for (int i = 0; i < 4; i++)
         if (strcmp(ds, dtype_names[i]) == 0) dt = i;
     if (dt < 0) {
-        fail(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\" (F32, F16, BF16 or I8 are supported)", path,
+        format_error(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\" (F32, F16, BF16 or I8 are supported)", path,
              name, ds);
         return -1;
     }
     e->dt = (dtype)dt;
     size_t esize = dtype_sizes[dt];
     if (!json_is_array(js)) {
-        fail(err, errlen, "%s: tensor \"%s\": missing or non-array \"shape\"", path, name);
+        format_error(err, errlen, "%s: tensor \"%s\": missing or non-array \"shape\"", path, name);
         return -1;
     }
     size_t nd = json_array_size(js);
     if (nd > 4) {
-        fail(err, errlen, "%s: tensor \"%s\": shape has %zu dimensions (at most 4 are supported)", path,
+        format_error(err, errlen, "%s: tensor \"%s\": shape has %zu dimensions (at most 4 are supported)", path,
              name, nd);
         return -1;
     }
@@ -429,12 +429,12 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
     for (size_t i = 0; i < nd; i++) {
         json_t *x = json_array_get(js, i);
         if (!json_is_integer(x) || json_integer_value(x) < 0) {
-            fail(err, errlen, "%s: tensor \"%s\": shape entries must be non-negative integers", path, name);
+            format_error(err, errlen, "%s: tensor \"%s\": shape entries must be non-negative integers", path, name);
             return -1;
         }
         json_int_t s = json_integer_value(x);
         if (s > (json_int_t)1 << 40 || (s && e->numel > ((size_t)1 << 40) / (size_t)s)) {
-            fail(err, errlen, "%s: tensor \"%s\": shape is implausibly large", path, name);
+            format_error(err, errlen, "%s: tensor \"%s\": shape is implausibly large", path, name);
             return -1;
         }
         e->shape[i] = (long)s;
@@ -442,13 +442,13 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
     }
     if (!json_is_array(jo) || json_array_size(jo) != 2 || !json_is_integer(json_array_get(jo, 0)) ||
         !json_is_integer(json_array_get(jo, 1))) {
-        fail(err, errlen, "%s: tensor \"%s\": \"data_offsets\" must be an array of two integers", path,
+        format_error(err, errlen, "%s: tensor \"%s\": \"data_offsets\" must be an array of two integers", path,
              name);
         return -1;
     }
     json_int_t b = json_integer_value(json_array_get(jo, 0)), en = json_integer_value(json_array_get(jo, 1));
     if (b < 0 || en < b || (uint64_t)en > data_size) {
-        fail(err, errlen,
+        format_error(err, errlen,
              "%s: tensor \"%s\": data offsets [%lld, %lld) lie outside the data section (%llu bytes)", path,
              name, (long long)b, (long long)en, (unsigned long long)data_size);
         return -1;
@@ -456,7 +456,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
     e->begin = (uint64_t)b;
     e->end = (uint64_t)en;
     if (e->end - e->begin != e->numel * esize) {
-        fail(err, errlen,
+        format_error(err, errlen,
              "%s: tensor \"%s\": data offsets span %llu bytes but shape and dtype %s need %zu", path, name,
              (unsigned long long)(e->end - e->begin), ds, e->numel * esize);
         return -1;
@@ -496,14 +496,14 @@ static int st_open(st_file *f, char *err, size_t errlen) {
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        fail(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
+        format_error(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
     if (!S_ISREG(st.st_mode) || st.st_size < 8) {
-        if (!S_ISREG(st.st_mode)) fail(err, errlen, "%s: not a regular file", f->path);
+        if (!S_ISREG(st.st_mode)) format_error(err, errlen, "%s: not a regular file", f->path);
         else
-            fail(err, errlen, "%s: file is %lld bytes, too short for the 8-byte header length", f->path,
+            format_error(err, errlen, "%s: file is %lld bytes, too short for the 8-byte header length", f->path,
                  (long long)st.st_size);
         close(fd);
         return -1;
@@ -513,17 +513,17 @@ static int st_open(st_file *f, char *err, size_t errlen) {
     int mmap_errno = errno;
     close(fd); /* the mapping outlives the descriptor */
     if (f->map == MAP_FAILED) {
-        fail(err, errlen, "%s: cannot mmap: %s", f->path, strerror(mmap_errno));
+        format_error(err, errlen, "%s: cannot mmap: %s", f->path, strerror(mmap_errno));
         return -1;
     }
     const unsigned char *bytes = f->map;
     uint64_t hlen = read_le64(bytes);
     if (hlen > MAX_HEADER_BYTES) {
-        fail(err, errlen, "%s: header length %llu is over the 100 MB limit", f->path, (unsigned long long)hlen);
+        format_error(err, errlen, "%s: header length %llu is over the 100 MB limit", f->path, (unsigned long long)hlen);
         return -1;
     }
     if (hlen > f->map_size - 8) {
-        fail(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", f->path,
+        format_error(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", f->path,
              (unsigned long long)hlen, f->map_size);
         return -1;
     }
@@ -532,11 +532,11 @@ static int st_open(st_file *f, char *err, size_t errlen) {
     json_error_t jerr;
     f->header = json_loadb((const char *)bytes + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!f->header) {
-        fail(err, errlen, "%s: header is not valid JSON: %s (at byte %d)", f->path, jerr.text, jerr.position);
+        format_error(err, errlen, "%s: header is not valid JSON: %s (at byte %d)", f->path, jerr.text, jerr.position);
         return -1;
     }
     if (!json_is_object(f->header)) {
-        fail(err, errlen, "%s: header must be a JSON object", f->path);
+        format_error(err, errlen, "%s: header must be a JSON object", f->path);
         return -1;
     }
     return 0;
@@ -557,7 +557,7 @@ static int match_expected(const char *path, const sasp_config *cfg, expected_lis
                              ? bsearch(&probe, exp->v, (size_t)exp->n, sizeof *exp->v, cmp_expected)
                              : NULL;
     if (!x) {
-        fail(err, errlen,
+        format_error(err, errlen,
              "%s: tensor \"%s\": unknown tensor name (not part of a %s model with norm %s, position %s, %s "
              "embeddings and %d layers)",
              path, e->name, sasp_arch_names[cfg->arch], sasp_norm_names[cfg->norm], sasp_pos_names[cfg->position],
@@ -574,7 +574,7 @@ static int match_expected(const char *path, const sasp_config *cfg, expected_lis
         char got[96], implied[96];
         shape_str(got, sizeof got, e->ndim, e->shape);
         shape_str(implied, sizeof implied, want->ndim, want->shape);
-        fail(err, errlen, "%s: tensor \"%s\": shape %s disagrees with config.json, which implies %s", path, e->name,
+        format_error(err, errlen, "%s: tensor \"%s\": shape %s disagrees with config.json, which implies %s", path, e->name,
              got, implied);
         return -1;
     }
@@ -590,17 +590,17 @@ static int pair_scales(const char *path, const expected_list *exp, entry *entrie
         entry *e = x->entry >= 0 ? &entries[x->entry] : NULL;
         const char *name = x->spec.name;
         if (x->scales >= 0 && (!e || e->dt != DT_I8)) {
-            fail(err, errlen, "%s: tensor \"%s.scales\": scales of a tensor that is %s (q8_0 is an I8 matrix with F16 scales)",
+            format_error(err, errlen, "%s: tensor \"%s.scales\": scales of a tensor that is %s (q8_0 is an I8 matrix with F16 scales)",
                  path, name, e ? "not I8" : "missing");
             return -1;
         }
         if (!e || e->dt != DT_I8) continue;
         if (!sasp_tensor_is_matrix(x->kind)) {
-            fail(err, errlen, "%s: tensor \"%s\": dtype I8 (q8_0) is only allowed for the weight matrices", path, name);
+            format_error(err, errlen, "%s: tensor \"%s\": dtype I8 (q8_0) is only allowed for the weight matrices", path, name);
             return -1;
         }
         if (x->scales < 0) {
-            fail(err, errlen, "%s: tensor \"%s\": I8 (q8_0) matrix without its scales tensor \"%s.scales\"", path, name,
+            format_error(err, errlen, "%s: tensor \"%s\": I8 (q8_0) matrix without its scales tensor \"%s.scales\"", path, name,
                  name);
             return -1;
         }
@@ -610,7 +610,7 @@ static int pair_scales(const char *path, const expected_list *exp, entry *entrie
             char got[96], need[96];
             shape_str(got, sizeof got, s->ndim, s->shape);
             shape_str(need, sizeof need, 2, want);
-            fail(err, errlen, "%s: tensor \"%s.scales\": %s %s, but the q8_0 scales of a %ld x %ld matrix are F16 %s",
+            format_error(err, errlen, "%s: tensor \"%s.scales\": %s %s, but the q8_0 scales of a %ld x %ld matrix are F16 %s",
                  path, name, dtype_names[s->dt], got, e->shape[0], e->shape[1], need);
             return -1;
         }
@@ -623,7 +623,7 @@ static int pair_scales(const char *path, const expected_list *exp, entry *entrie
 static int check_no_overlap(const char *path, entry *entries, int n, char *err, size_t errlen) {
     entry **order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order) {
-        fail(err, errlen, "%s: out of memory", path);
+        format_error(err, errlen, "%s: out of memory", path);
         return -1;
     }
     for (int i = 0; i < n; i++) order[i] = &entries[i];
@@ -631,7 +631,7 @@ static int check_no_overlap(const char *path, entry *entries, int n, char *err, 
     int rc = 0;
     for (int i = 1; i < n && rc == 0; i++)
         if (order[i]->begin < order[i - 1]->end) {
-            fail(err, errlen, "%s: tensor \"%s\": data [%llu, %llu) overlaps tensor \"%s\" [%llu, %llu)", path,
+            format_error(err, errlen, "%s: tensor \"%s\": data [%llu, %llu) overlaps tensor \"%s\" [%llu, %llu)", path,
                  order[i]->name, (unsigned long long)order[i]->begin, (unsigned long long)order[i]->end,
                  order[i - 1]->name, (unsigned long long)order[i - 1]->begin, (unsigned long long)order[i - 1]->end);
             rc = -1;
@@ -645,7 +645,7 @@ static int check_no_overlap(const char *path, entry *entries, int n, char *err, 
 static int check_header(const st_file *f, const sasp_config *cfg, entry *entries, int *n, char *err, size_t errlen) {
     expected_list exp;
     if (expected_tensors(cfg, &exp)) {
-        fail(err, errlen, "%s: out of memory", f->path);
+        format_error(err, errlen, "%s: out of memory", f->path);
         return -1;
     }
     int rc = -1;
@@ -661,7 +661,7 @@ static int check_header(const st_file *f, const sasp_config *cfg, entry *entries
     }
     for (int i = 0; i < exp.n; i++)
         if (exp.v[i].spec.presence == SASP_TENSOR_REQUIRED && exp.v[i].entry < 0) {
-            fail(err, errlen, "%s: required tensor \"%s\" is missing", f->path, exp.v[i].spec.name);
+            format_error(err, errlen, "%s: required tensor \"%s\" is missing", f->path, exp.v[i].spec.name);
             goto out;
         }
     if (pair_scales(f->path, &exp, entries, err, errlen)) goto out;
@@ -687,13 +687,13 @@ static int check_q8_0(const char *path, const entry *e, const entry *sc, const u
     const int8_t *q = (const int8_t *)(data + e->begin);
     for (size_t i = 0; i < e->numel; i++)
         if (q[i] == -128) {
-            fail(err, errlen, "%s: tensor \"%s\": q8_0 value -128 at [%zu, %zu] (values are in [-127, 127])", path,
+            format_error(err, errlen, "%s: tensor \"%s\": q8_0 value -128 at [%zu, %zu] (values are in [-127, 127])", path,
                  e->name, i / (size_t)e->shape[1], i % (size_t)e->shape[1]);
             return -1;
         }
     for (size_t i = 0; i < sc->numel; i++)
         if (!isfinite(sasp_f16_to_f32(read_le16(data + sc->begin + 2 * i)))) {
-            fail(err, errlen, "%s: tensor \"%s.scales\": scale %zu is not finite", path, e->name, i);
+            format_error(err, errlen, "%s: tensor \"%s.scales\": scale %zu is not finite", path, e->name, i);
             return -1;
         }
     return 0;
@@ -789,7 +789,7 @@ static int make_tensors(sasp_checkpoint *ck, const st_file *f, const entry *entr
         if (e->is_scales) continue;
         if (sc && check_q8_0(f->path, e, sc, f->data, err, errlen)) return -1;
         if (make_tensor(&ck->tensors[ck->n_tensors++], e, sc, f->data, weights, viewed)) {
-            fail(err, errlen, "%s: tensor \"%s\": out of memory (%zu bytes)", f->path, e->name, e->numel * sizeof(float));
+            format_error(err, errlen, "%s: tensor \"%s\": out of memory (%zu bytes)", f->path, e->name, e->numel * sizeof(float));
             return -1;
         }
     }
@@ -808,20 +808,20 @@ sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err
     entry *entries = NULL;
     int n = 0, viewed = 0;
     if (!f.path) {
-        fail(err, errlen, "%s: out of memory", dir);
+        format_error(err, errlen, "%s: out of memory", dir);
         return NULL;
     }
     if (st_open(&f, err, errlen)) goto out;
     size_t n_keys = json_object_size(f.header);
     if (!(entries = calloc(n_keys ? n_keys : 1, sizeof *entries))) {
-        fail(err, errlen, "%s: out of memory", f.path);
+        format_error(err, errlen, "%s: out of memory", f.path);
         goto out;
     }
     if (check_header(&f, &cfg, entries, &n, err, errlen)) goto out;
 
     ck = calloc(1, sizeof *ck);
     if (!ck || !(ck->tensors = calloc((size_t)(n ? n : 1), sizeof *ck->tensors))) {
-        fail(err, errlen, "%s: out of memory", f.path);
+        format_error(err, errlen, "%s: out of memory", f.path);
         goto fail_ck;
     }
     ck->config = cfg;
@@ -916,12 +916,12 @@ int sasp_checkpoint_save(const sasp_checkpoint *ck, const char *path, char *err,
     json_t *h = o ? save_header(ck, o, &n) : NULL;
     char *text = h ? json_dumps(h, JSON_COMPACT) : NULL;
     FILE *fp = NULL;
-    if (!text) fail(err, errlen, "%s: out of memory, or a tensor was taken from the checkpoint", path);
-    else if (!(fp = fopen(path, "wb"))) fail(err, errlen, "%s: cannot create: %s", path, strerror(errno));
-    else if (write_file(fp, text, o, n) || fflush(fp) || ferror(fp)) fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    if (!text) format_error(err, errlen, "%s: out of memory, or a tensor was taken from the checkpoint", path);
+    else if (!(fp = fopen(path, "wb"))) format_error(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+    else if (write_file(fp, text, o, n) || fflush(fp) || ferror(fp)) format_error(err, errlen, "%s: write failed: %s", path, strerror(errno));
     else rc = 0;
     if (fp && fclose(fp) && rc == 0) {
-        fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        format_error(err, errlen, "%s: write failed: %s", path, strerror(errno));
         rc = -1;
     }
     free(text), json_decref(h), free(o);

@@ -83,9 +83,9 @@ static int submit_batch(conn *k)
 static enum MHD_Result run_batch(struct MHD_Connection *c, conn *k)
 {
     int rc = submit_batch(k);
-    if (rc < 0) return send_refusal(c, k, rc);
-    if (rc > 0) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
-    return suspend_whole(c, k);
+    if (rc < 0) return served_reply_refused(c, k, rc);
+    if (rc > 0) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "out of memory");
+    return wait_suspend_whole(c, k);
 }
 
 /* The access handler's call when the waiter resumed k: the next batch, or the answer. */
@@ -97,11 +97,11 @@ static enum MHD_Result embed_resume(struct MHD_Connection *c, conn *k)
         k->res.status = 499;
         return MHD_NO;
     }
-    if (!k->wait.end) return resuspend_whole(k);
-    if (w->failed) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed to embed the input");
+    if (!k->wait.end) return wait_resuspend_whole(k);
+    if (w->failed) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "the engine failed to embed the input");
     if (w->from + w->n < w->r.n_inputs) return run_batch(c, k);
     char *body = api_embed_answer(&w->r, w->name, w->vectors, w->m->model->cfg.d_model, sasp_now_ns() - w->t0);
-    return send_json(c, k, 200, body);
+    return reply_json(c, k, 200, body);
 }
 
 static void free_work(void *w) { embed_work_free(w); }
@@ -110,17 +110,17 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
 {
     char name[256];
     int ollama = kind != API_EMBED_OPENAI;
-    int named = api_requested_model(body_text(k), k->req.body.len, 0, name, sizeof name);
+    int named = api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name);
     served_model *m = named ? served_model_find(name) : NULL;
-    if (!m && named && ollama) return send_model_not_found(c, k, name);
+    if (!m && named && ollama) return served_reply_not_found(c, k, name);
     if (!m) m = served_model_at(0);
     if (!named || !ollama) snprintf(name, sizeof name, "%s", m->id);
     embed_work *w = calloc(1, sizeof *w);
-    if (!w) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
+    if (!w) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "out of memory");
     api_error e = {0};
-    if (api_embed_parse(kind, body_text(k), k->req.body.len, &m->lim, m->model->cfg.d_model, &w->r, &e)) {
+    if (api_embed_parse(kind, conn_body(k), k->req.body.len, &m->lim, m->model->cfg.d_model, &w->r, &e)) {
         embed_work_free(w);
-        return send_error(c, k, &e, NULL, NULL);
+        return reply_error(c, k, &e, NULL, NULL);
     }
     w->m = m;
     snprintf(w->name, sizeof w->name, "%s", name);
@@ -128,14 +128,14 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
     w->vectors = calloc((size_t)(w->r.n_inputs > 0 ? w->r.n_inputs : 1), sizeof *w->vectors);
     k->run.work = w;
     k->run.free_work = free_work;
-    if (!w->vectors) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
+    if (!w->vectors) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "out of memory");
     for (int i = 0; i < w->r.n_inputs; i++) k->run.prompt_tokens += w->r.n_ids[i];
     if (w->r.n_inputs == 0) { /* /api/embeddings with an empty prompt */
         char *body = api_embed_answer(&w->r, w->name, w->vectors, m->model->cfg.d_model, 0);
-        return send_json(c, k, 200, body);
+        return reply_json(c, k, 200, body);
     }
     enum MHD_Result sent;
-    if (take_inflight(c, k, &sent) != 0) return sent;
+    if (route_take_inflight(c, k, &sent) != 0) return sent;
     k->mc = c;
     k->wait.take = embed_take;
     k->wait.resume = embed_resume;

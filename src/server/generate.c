@@ -63,7 +63,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         int gone = k->wait.gone;
         if (!gone && sasp_now_ns() - k->stream.checked >= 50000000) { /* also while events keep coming */
             k->stream.checked = sasp_now_ns();
-            gone = client_gone(k->mc);
+            gone = conn_client_gone(k->mc);
         }
         if (gone) {
             sasp_job_cancel(k->run.job);
@@ -134,11 +134,11 @@ static enum MHD_Result finish_whole(struct MHD_Connection *c, conn *k)
         k->res.status = 499; /* nginx's "client closed request", for the log */
         return MHD_NO;
     }
-    if (!k->wait.end) return resuspend_whole(k);
-    if (api_out_failed(k->run.out)) return fail(c, k, 500, "server_error", NULL, "%s", "the engine failed");
+    if (!k->wait.end) return wait_resuspend_whole(k);
+    if (api_out_failed(k->run.out)) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "the engine failed");
     size_t n;
     char *body = api_out_finish(k->run.out, &n);
-    return send_buf(c, k, 200, "application/json", body, n);
+    return reply_buf(c, k, 200, "application/json", body, n);
 }
 
 /* Not streamed: the connection is suspended while the waiter reads every event into k->run.out (noticing a
@@ -149,7 +149,7 @@ static enum MHD_Result answer_whole(struct MHD_Connection *c, conn *k)
     free(api_out_start(k->run.out, &n)); /* echo: the prompt opens each choice's text */
     k->wait.take = take_whole_event;
     k->wait.resume = finish_whole;
-    return suspend_whole(c, k);
+    return wait_suspend_whole(c, k);
 }
 
 /* Streamed: stream_reader sends the events as they come (SSE, or NDJSON for Ollama). */
@@ -169,7 +169,7 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, conn *k, api_kind
     MHD_add_response_header(resp, "Content-Type", api_kind_is_ollama(kind) ? "application/x-ndjson" : "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    return queue_response(c, k, 200, resp);
+    return reply_queue(c, k, 200, resp);
 }
 
 /* The generation endpoints: pick the model, parse, hand the job to its scheduler, answer as asked. */
@@ -181,27 +181,27 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
     if (!m) return sent;
     api_request r;
     api_error e = {0};
-    if (api_parse(kind, body_text(k), k->req.body.len, &m->lim, random_seed(), &r, &e)) {
+    if (api_parse(kind, conn_body(k), k->req.body.len, &m->lim, random_seed(), &r, &e)) {
         api_request_free(&r);
-        return send_error(c, k, &e, NULL, NULL);
+        return reply_error(c, k, &e, NULL, NULL);
     }
     snprintf(k->res.ignored_options, sizeof k->res.ignored_options, "%s", r.ignored);
     k->res.prompt_tokens_dropped = r.n_dropped;
     if (r.empty) { /* Ollama: no prompt (or no messages) only loads the model */
         char *body = api_ollama_empty_answer(&r, name);
         api_request_free(&r);
-        return send_json(c, k, 200, body);
+        return reply_json(c, k, 200, body);
     }
     k->run.out = api_out_new(&r, name, m->tok, (long)time(NULL));
     k->run.job = k->run.out ? job_of(&r) : NULL;
     int stream = r.stream;
     for (int i = 0; i < r.n_seqs; i += r.n_choices > 0 ? r.n_choices : 1) k->run.prompt_tokens += r.n_prompt[i];
     api_request_free(&r);
-    if (!k->run.job) return fail(c, k, 500, "server_error", NULL, "%s", "out of memory");
-    if (take_inflight(c, k, &sent) != 0) return sent;
+    if (!k->run.job) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "out of memory");
+    if (route_take_inflight(c, k, &sent) != 0) return sent;
     sasp_job_set_client(k->run.job, guard_client_id(c));
     int rc = sasp_sched_submit(m->sched, k->run.job);
-    if (rc != 0) return send_refusal(c, k, rc);
+    if (rc != 0) return served_reply_refused(c, k, rc);
     return stream ? answer_stream(c, k, kind) : answer_whole(c, k);
 }
 

@@ -35,15 +35,15 @@ enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k);
 
 /* Ollama's model endpoints (ollama.c). */
-enum MHD_Result handle_tags(struct MHD_Connection *c, conn *k);
-enum MHD_Result handle_ps(struct MHD_Connection *c, conn *k);
-enum MHD_Result handle_show(struct MHD_Connection *c, conn *k);
-enum MHD_Result handle_version(struct MHD_Connection *c, conn *k);
-enum MHD_Result handle_model_management(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_ollama_tags(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_ollama_ps(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_ollama_show(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_ollama_version(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k);
 
 /* llama.cpp's state endpoints, /props and /slots (slots.c). */
-enum MHD_Result handle_props(struct MHD_Connection *c, conn *k);
-enum MHD_Result handle_slots(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_props(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_slots(struct MHD_Connection *c, conn *k);
 
 /* The files of --www at / (static_files.c): the routes' fallback for GET. static_files_init finds
  * the directory (a note when it does not exist: / then answers 404). */

@@ -14,16 +14,16 @@ enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k)
 {
     json_t *data = json_array();
     for (int i = 0; i < served_models_count(); i++) json_array_append_new(data, api_openai_model(&served_model_at(i)->info));
-    return send_jval(c, k, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+    return reply_jval(c, k, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
 static enum MHD_Result model_by_id(struct MHD_Connection *c, conn *k, const char *id)
 {
     for (int i = 0; i < served_models_count(); i++)
-        if (!strcmp(served_model_at(i)->id, id)) return send_jval(c, k, 200, api_openai_model(&served_model_at(i)->info));
+        if (!strcmp(served_model_at(i)->id, id)) return reply_jval(c, k, 200, api_openai_model(&served_model_at(i)->info));
     api_error e;
     api_error_set(&e, 404, "invalid_request_error", "model_not_found", "model", "The model '%s' does not exist", id);
-    return send_error(c, k, &e, NULL, NULL);
+    return reply_error(c, k, &e, NULL, NULL);
 }
 
 enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k)
@@ -33,19 +33,19 @@ enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k)
 
 enum MHD_Result handle_health(struct MHD_Connection *c, conn *k)
 {
-    return send_jval(c, k, 200, json_pack("{s:s}", "status", "ok"));
+    return reply_jval(c, k, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 {
     api_error e = {0};
     char name[256];
-    served_model *m = api_requested_model(body_text(k), k->req.body.len, 0, name, sizeof name) ? served_model_find(name)
+    served_model *m = api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name) ? served_model_find(name)
                                                                                          : NULL;
     const api_limits *lim = &(m ? m : served_model_at(0))->lim;
-    char *s = de ? api_detokenize(body_text(k), k->req.body.len, lim, &e) : api_tokenize(body_text(k), k->req.body.len, lim, &e);
-    if (!s) return send_error(c, k, &e, NULL, NULL);
-    return send_json(c, k, 200, s);
+    char *s = de ? api_detokenize(conn_body(k), k->req.body.len, lim, &e) : api_tokenize(conn_body(k), k->req.body.len, lim, &e);
+    if (!s) return reply_error(c, k, &e, NULL, NULL);
+    return reply_json(c, k, 200, s);
 }
 
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 0); }

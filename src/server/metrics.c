@@ -109,5 +109,5 @@ enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k)
     size_t n;
     char *text = sasp_buf_take(&b, &n);
     if (!text) return MHD_NO;
-    return send_buf(c, k, 200, "text/plain; version=0.0.4", text, n);
+    return reply_buf(c, k, 200, "text/plain; version=0.0.4", text, n);
 }

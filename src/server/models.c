@@ -175,20 +175,20 @@ void served_models_free(void)
 
 /* --- the model of a request, and the answers that speak of the models --- */
 
-enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc)
+enum MHD_Result served_reply_refused(struct MHD_Connection *c, conn *k, int rc)
 {
     api_error e;
     if (rc == -1) {
         api_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
                       "the server is busy: all %d slots and %d queue places are taken; retry later",
                       served_options()->parallel, served_options()->max_queue);
-        return send_error(c, k, &e, "Retry-After", "1");
+        return reply_error(c, k, &e, "Retry-After", "1");
     }
-    if (rc == -2) return fail(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
+    if (rc == -2) return reply_errorf(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
     api_error_set(&e, 400, "invalid_request_error", NULL, "n",
                   "the request asks for more sequences (prompts x n) than this server's %d slots and %d "
                   "queue places together", served_options()->parallel, served_options()->max_queue);
-    return send_error(c, k, &e, NULL, NULL);
+    return reply_error(c, k, &e, NULL, NULL);
 }
 
 /* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
@@ -197,10 +197,10 @@ enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc)
 served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
                                 enum MHD_Result *sent)
 {
-    int named = api_requested_model(body_text(k), k->req.body.len, ollama, name, size);
+    int named = api_requested_model(conn_body(k), k->req.body.len, ollama, name, size);
     served_model *m = named ? served_model_find(name) : NULL;
     if (!m && named && ollama) {
-        *sent = send_model_not_found(c, k, name);
+        *sent = served_reply_not_found(c, k, name);
         return NULL;
     }
     if (!m) m = served_model_at(0);
@@ -208,9 +208,9 @@ served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, c
     return m;
 }
 
-enum MHD_Result send_model_not_found(struct MHD_Connection *c, conn *k, const char *name)
+enum MHD_Result served_reply_not_found(struct MHD_Connection *c, conn *k, const char *name)
 {
     api_error e;
     api_error_set(&e, 404, "not_found_error", "model_not_found", "model", "model \"%s\" not found", name);
-    return send_error(c, k, &e, NULL, NULL);
+    return reply_error(c, k, &e, NULL, NULL);
 }

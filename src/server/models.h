@@ -51,8 +51,8 @@ void served_models_free(void);
 served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
                                 enum MHD_Result *sent);
 /* 404 model "X" not found, as Ollama answers. */
-enum MHD_Result send_model_not_found(struct MHD_Connection *c, conn *k, const char *name);
+enum MHD_Result served_reply_not_found(struct MHD_Connection *c, conn *k, const char *name);
 /* The answer to a job sasp_sched_submit refused (rc < 0). */
-enum MHD_Result send_refusal(struct MHD_Connection *c, conn *k, int rc);
+enum MHD_Result served_reply_refused(struct MHD_Connection *c, conn *k, int rc);
 
 #endif

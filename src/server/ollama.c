@@ -20,39 +20,39 @@ static enum MHD_Result list_models(struct MHD_Connection *c, conn *k, int runnin
     json_t *models = json_array();
     for (int i = 0; i < served_models_count(); i++)
         json_array_append_new(models, api_ollama_tag(&served_model_at(i)->info, running));
-    return send_jval(c, k, 200, json_pack("{s:o}", "models", models));
+    return reply_jval(c, k, 200, json_pack("{s:o}", "models", models));
 }
 
-enum MHD_Result handle_tags(struct MHD_Connection *c, conn *k) { return list_models(c, k, 0); }
-enum MHD_Result handle_ps(struct MHD_Connection *c, conn *k) { return list_models(c, k, 1); }
+enum MHD_Result handle_ollama_tags(struct MHD_Connection *c, conn *k) { return list_models(c, k, 0); }
+enum MHD_Result handle_ollama_ps(struct MHD_Connection *c, conn *k) { return list_models(c, k, 1); }
 
-enum MHD_Result handle_version(struct MHD_Connection *c, conn *k)
+enum MHD_Result handle_ollama_version(struct MHD_Connection *c, conn *k)
 {
-    return send_jval(c, k, 200, json_pack("{s:s}", "version", OLLAMA_API_VERSION));
+    return reply_jval(c, k, 200, json_pack("{s:s}", "version", OLLAMA_API_VERSION));
 }
 
-enum MHD_Result handle_show(struct MHD_Connection *c, conn *k)
+enum MHD_Result handle_ollama_show(struct MHD_Connection *c, conn *k)
 {
     api_error e;
     json_error_t je;
-    json_t *root = json_loadb(body_text(k), k->req.body.len, 0, &je);
+    json_t *root = json_loadb(conn_body(k), k->req.body.len, 0, &je);
     if (!json_is_object(root)) {
         json_decref(root);
         api_error_set(&e, 400, "invalid_request_error", NULL, NULL, "the request body must be a JSON object");
-        return send_error(c, k, &e, NULL, NULL);
+        return reply_error(c, k, &e, NULL, NULL);
     }
     json_decref(root);
     char name[256];
-    if (!api_requested_model(body_text(k), k->req.body.len, 1, name, sizeof name)) {
+    if (!api_requested_model(conn_body(k), k->req.body.len, 1, name, sizeof name)) {
         api_error_set(&e, 400, "invalid_request_error", NULL, "model", "'model' (a model's name) is required");
-        return send_error(c, k, &e, NULL, NULL);
+        return reply_error(c, k, &e, NULL, NULL);
     }
     served_model *m = served_model_find(name);
-    if (!m) return send_model_not_found(c, k, name);
-    return send_jval(c, k, 200, api_ollama_show(&m->info));
+    if (!m) return served_reply_not_found(c, k, name);
+    return reply_jval(c, k, 200, api_ollama_show(&m->info));
 }
 
-enum MHD_Result handle_model_management(struct MHD_Connection *c, conn *k)
+enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k)
 {
     char names[512] = "";
     for (int i = 0; i < served_models_count(); i++) {
@@ -63,5 +63,5 @@ enum MHD_Result handle_model_management(struct MHD_Connection *c, conn *k)
     api_error_set(&e, 403, "permission_error", NULL, NULL,
                   "%s: sasp-server serves the models it was started with (-m) and does not pull, push, create, copy "
                   "or delete models; it serves %s", k->req.path, names);
-    return send_error(c, k, &e, NULL, NULL);
+    return reply_error(c, k, &e, NULL, NULL);
 }

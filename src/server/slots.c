@@ -21,7 +21,7 @@ static served_model *model_of_query(struct MHD_Connection *c, conn *k, enum MHD_
     const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
     if (!name || !name[0]) return served_model_at(0);
     served_model *m = served_model_find(name);
-    if (!m) *sent = fail(c, k, 404, "not_found_error", "model_not_found", "model '%s' is not served here", name);
+    if (!m) *sent = reply_errorf(c, k, 404, "not_found_error", "model_not_found", "model '%s' is not served here", name);
     return m;
 }
 
@@ -39,7 +39,7 @@ static json_t *slots_json(served_model *m, int *idle)
     return slots;
 }
 
-enum MHD_Result handle_slots(struct MHD_Connection *c, conn *k)
+enum MHD_Result handle_llama_slots(struct MHD_Connection *c, conn *k)
 {
     enum MHD_Result sent = MHD_NO;
     served_model *m = model_of_query(c, k, &sent);
@@ -49,12 +49,12 @@ enum MHD_Result handle_slots(struct MHD_Connection *c, conn *k)
     const char *fail_arg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fail_on_no_slot");
     if (fail_arg && strcmp(fail_arg, "0") && idle == 0) {
         json_decref(slots);
-        return fail(c, k, 503, "unavailable_error", NULL, "%s", "no slot is available");
+        return reply_errorf(c, k, 503, "unavailable_error", NULL, "%s", "no slot is available");
     }
-    return send_jval(c, k, 200, slots);
+    return reply_jval(c, k, 200, slots);
 }
 
-enum MHD_Result handle_props(struct MHD_Connection *c, conn *k)
+enum MHD_Result handle_llama_props(struct MHD_Connection *c, conn *k)
 {
     enum MHD_Result sent = MHD_NO;
     served_model *m = model_of_query(c, k, &sent);
@@ -75,5 +75,5 @@ enum MHD_Result handle_props(struct MHD_Connection *c, conn *k)
                           "build_info", "sasp-server " SASP_VERSION);
     json_object_set_new(j, "slots", slots);
     json_object_set_new(j, "default_generation_settings", api_llama_default_settings(m->lim.n_ctx));
-    return send_jval(c, k, 200, j);
+    return reply_jval(c, k, 200, j);
 }

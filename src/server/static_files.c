@@ -51,21 +51,21 @@ enum MHD_Result handle_static(struct MHD_Connection *c, conn *k)
     int bad_path = url[0] != '/' || strchr(url, '\\') != NULL;
     for (const char *p = url; *p && !bad_path; p++)
         if (p[0] == '.' && p[1] == '.' && (p == url || p[-1] == '/') && (p[2] == '/' || p[2] == 0)) bad_path = 1;
-    if (bad_path) return fail(c, k, 404, "not_found_error", NULL, "%s", "no such file");
-    if (!g_have_www) return fail(c, k, 404, "not_found_error", NULL, "no static files: %s does not exist", g_www);
+    if (bad_path) return reply_errorf(c, k, 404, "not_found_error", NULL, "%s", "no such file");
+    if (!g_have_www) return reply_errorf(c, k, 404, "not_found_error", NULL, "no static files: %s does not exist", g_www);
     char path[PATH_MAX], real[PATH_MAX];
     int w = snprintf(path, sizeof path, "%s%s", g_www_real, url);
-    if (w < 0 || (size_t)w >= sizeof path - 16) return fail(c, k, 404, "not_found_error", NULL, "%s", "no such file");
+    if (w < 0 || (size_t)w >= sizeof path - 16) return reply_errorf(c, k, 404, "not_found_error", NULL, "%s", "no such file");
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) strcat(path, path[w - 1] == '/' ? "index.html" : "/index.html");
-    if (!realpath(path, real)) return fail(c, k, 404, "not_found_error", NULL, "no such file: %s", url);
+    if (!realpath(path, real)) return reply_errorf(c, k, 404, "not_found_error", NULL, "no such file: %s", url);
     size_t rl = strlen(g_www_real);
     if (strncmp(real, g_www_real, rl) != 0 || real[rl] != '/')
-        return fail(c, k, 404, "not_found_error", NULL, "%s", "no such file");
+        return reply_errorf(c, k, 404, "not_found_error", NULL, "%s", "no such file");
     int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         if (fd >= 0) close(fd);
-        return fail(c, k, 404, "not_found_error", NULL, "no such file: %s", url);
+        return reply_errorf(c, k, 404, "not_found_error", NULL, "no such file: %s", url);
     }
     struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)sb.st_size, fd);
     if (!r) {
@@ -75,5 +75,5 @@ enum MHD_Result handle_static(struct MHD_Connection *c, conn *k)
     MHD_add_response_header(r, "Content-Type", content_type(real));
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    return queue_response(c, k, 200, r);
+    return reply_queue(c, k, 200, r);
 }

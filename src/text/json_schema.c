@@ -71,8 +71,8 @@ static js_node ANY_NUMBER = {.kind = JS_NUMBER, .min_len = 1, .max_items = -1, .
 static js_node ANY_LITERAL = {.kind = JS_LITERALS, .min_len = 4, .n_lit = 3, .lit = any_lit_text,
                               .lit_len = any_lit_len, .max_items = -1, .max_chars = -1};
 
-static int fail(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(cctx *c, const char *fmt, ...)
+static int compile_error(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int compile_error(cctx *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -159,7 +159,7 @@ static js_node *union_of(cctx *c, js_node **alts, int n, const char *path)
         first_bytes(alts[i], set);
         for (int b = 0; b < 256; b++)
             if (set[b] && seen[b]) {
-                fail(c, "%s: alternatives (anyOf, oneOf or a list of types) must differ in their JSON type", path);
+                compile_error(c, "%s: alternatives (anyOf, oneOf or a list of types) must differ in their JSON type", path);
                 return NULL;
             } else if (set[b]) seen[b] = 1;
     }
@@ -178,7 +178,7 @@ static int get_count(cctx *c, json_t *schema, const char *key, const char *path,
     json_t *v = json_object_get(schema, key);
     if (!v) return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000)
-        return fail(c, "%s: \"%s\" must be a non-negative integer", path, key);
+        return compile_error(c, "%s: \"%s\" must be a non-negative integer", path, key);
     *out = (int)json_integer_value(v);
     return 0;
 }
@@ -188,10 +188,10 @@ static js_node *compile_object(cctx *c, json_t *schema, const char *path, int de
     js_node *n = new_node(c, JS_OBJECT);
     json_t *props = json_object_get(schema, "properties"), *req = json_object_get(schema, "required");
     if (!n) return NULL;
-    if (props && !json_is_object(props)) return fail(c, "%s: \"properties\" must be an object", path), NULL;
-    if (req && !json_is_array(req)) return fail(c, "%s: \"required\" must be an array of names", path), NULL;
+    if (props && !json_is_object(props)) return compile_error(c, "%s: \"properties\" must be an object", path), NULL;
+    if (req && !json_is_array(req)) return compile_error(c, "%s: \"required\" must be an array of names", path), NULL;
     size_t np = props ? json_object_size(props) : 0;
-    if (np > JS_MAX_CHOICES) return fail(c, "%s: at most %d properties are supported", path, JS_MAX_CHOICES), NULL;
+    if (np > JS_MAX_CHOICES) return compile_error(c, "%s: at most %d properties are supported", path, JS_MAX_CHOICES), NULL;
     n->keys = calloc(np + 1, sizeof *n->keys);
     n->key_len = calloc(np + 1, sizeof *n->key_len);
     n->props = calloc(np + 1, sizeof *n->props);
@@ -222,7 +222,7 @@ static js_node *compile_object(cctx *c, json_t *schema, const char *path, int de
             free(text);
         }
         if (found < 0)
-            return fail(c, "%s: required property %s has no schema in \"properties\"", path,
+            return compile_error(c, "%s: required property %s has no schema in \"properties\"", path,
                         json_is_string(r) ? json_string_value(r) : "(not a string)"), NULL;
         n->required[found] = 1;
     }
@@ -236,13 +236,13 @@ static js_node *compile_array(cctx *c, json_t *schema, const char *path, int dep
     json_t *items = json_object_get(schema, "items");
     if (!n) return NULL;
     if (items && !json_is_object(items) && !json_is_boolean(items))
-        return fail(c, "%s: \"items\" must be one schema (tuples, prefixItems, are not supported)", path), NULL;
+        return compile_error(c, "%s: \"items\" must be one schema (tuples, prefixItems, are not supported)", path), NULL;
     char sub_path[256];
     snprintf(sub_path, sizeof sub_path, "%s.items", path);
     if (!(n->items = items ? compile(c, items, sub_path, depth + 1) : &ANY_VALUE)) return NULL;
     if (get_count(c, schema, "minItems", path, &n->min_items)) return NULL;
     if (get_count(c, schema, "maxItems", path, &n->max_items)) return NULL;
-    if (n->max_items >= 0 && n->max_items < n->min_items) return fail(c, "%s: maxItems is below minItems", path), NULL;
+    if (n->max_items >= 0 && n->max_items < n->min_items) return compile_error(c, "%s: maxItems is below minItems", path), NULL;
     int m = n->items->min_len;
     n->min_len = 2 + (n->min_items ? n->min_items * m + n->min_items - 1 : 0);
     return n;
@@ -259,7 +259,7 @@ static int compile_bounds(cctx *c, json_t *schema, const char *path, js_node *n)
     for (int i = 0; i < 4; i++) {
         json_t *v = json_object_get(schema, keys[i]);
         if (!v) continue;
-        if (!json_is_number(v)) return fail(c, "%s: \"%s\" must be a number", path, keys[i]);
+        if (!json_is_number(v)) return compile_error(c, "%s: \"%s\" must be a number", path, keys[i]);
         double b = json_number_value(v);
         int lower = i < 2, exclusive = i % 2;
         n->no_exponent = 1;
@@ -269,7 +269,7 @@ static int compile_bounds(cctx *c, json_t *schema, const char *path, js_node *n)
             n->nonneg = 1;
             continue;
         }
-        return fail(c, "%s: \"%s\": %g is not supported (only 0 as a minimum, or bounds beyond 15 digits)", path,
+        return compile_error(c, "%s: \"%s\": %g is not supported (only 0 as a minimum, or bounds beyond 15 digits)", path,
                     keys[i], b);
     }
     return 0;
@@ -294,11 +294,11 @@ static js_node *compile_type(cctx *c, json_t *schema, const char *type, const ch
         if (!n || get_count(c, schema, "minLength", path, &n->min_chars) ||
             get_count(c, schema, "maxLength", path, &n->max_chars))
             return NULL;
-        if (n->max_chars >= 0 && n->max_chars < n->min_chars) return fail(c, "%s: maxLength is below minLength", path), NULL;
+        if (n->max_chars >= 0 && n->max_chars < n->min_chars) return compile_error(c, "%s: maxLength is below minLength", path), NULL;
         n->min_len = 2 + n->min_chars;
         return n;
     }
-    return fail(c, "%s: unknown type \"%s\"", path, type), NULL;
+    return compile_error(c, "%s: unknown type \"%s\"", path, type), NULL;
 }
 
 static const char *const ANNOTATIONS[] = {"title", "description", "default", "examples", "format", "$schema", "$id",
@@ -322,10 +322,10 @@ static js_node *compile_ref(cctx *c, const char *ref, const char *path, int dept
     else if (!strncmp(ref, "#/definitions/", 14)) name = ref + 14, defs = json_object_get(c->root, "definitions");
     json_t *target = name ? json_object_get(defs, name) : NULL;
     if (!strcmp(ref, "#")) target = c->root;
-    if (!target) return fail(c, "%s: \"$ref\" %s is not a local #/$defs/... or #/definitions/... entry", path, ref), NULL;
+    if (!target) return compile_error(c, "%s: \"$ref\" %s is not a local #/$defs/... or #/definitions/... entry", path, ref), NULL;
     for (int i = 0; i < c->n_refs; i++)
-        if (!strcmp(c->refs[i], ref)) return fail(c, "%s: recursive \"$ref\" %s is not supported", path, ref), NULL;
-    if (c->n_refs == JS_MAX_DEPTH) return fail(c, "%s: \"$ref\" nested too deeply", path), NULL;
+        if (!strcmp(c->refs[i], ref)) return compile_error(c, "%s: recursive \"$ref\" %s is not supported", path, ref), NULL;
+    if (c->n_refs == JS_MAX_DEPTH) return compile_error(c, "%s: \"$ref\" nested too deeply", path), NULL;
     c->refs[c->n_refs++] = ref;
     js_node *n = compile(c, target, ref, depth + 1);
     c->n_refs--;
@@ -335,7 +335,7 @@ static js_node *compile_ref(cctx *c, const char *ref, const char *path, int dept
 static js_node *compile_alternatives(cctx *c, json_t *list, const char *key, const char *path, int depth)
 {
     if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > 8)
-        return fail(c, "%s: \"%s\" must be an array of 1 to 8 schemas", path, key), NULL;
+        return compile_error(c, "%s: \"%s\" must be an array of 1 to 8 schemas", path, key), NULL;
     js_node *alts[8];
     size_t i;
     json_t *a;
@@ -353,7 +353,7 @@ static js_node *compile_enum(cctx *c, json_t *schema, const char *path)
     json_t *values = e ? json_incref(e) : json_pack("[O]", k);
     if (!json_is_array(values) || json_array_size(values) == 0 || json_array_size(values) > JS_MAX_CHOICES) {
         json_decref(values);
-        return fail(c, "%s: \"enum\" must be an array of 1 to %d values", path, JS_MAX_CHOICES), NULL;
+        return compile_error(c, "%s: \"enum\" must be an array of 1 to %d values", path, JS_MAX_CHOICES), NULL;
     }
     const char *texts[JS_MAX_CHOICES];
     size_t i;
@@ -371,18 +371,18 @@ static js_node *compile_enum(cctx *c, json_t *schema, const char *path)
 
 static js_node *compile(cctx *c, json_t *schema, const char *path, int depth)
 {
-    if (depth > JS_MAX_DEPTH) return fail(c, "%s: the schema is nested too deeply", path), NULL;
+    if (depth > JS_MAX_DEPTH) return compile_error(c, "%s: the schema is nested too deeply", path), NULL;
     if (json_is_true(schema)) return &ANY_VALUE;
-    if (!json_is_object(schema)) return fail(c, "%s: a schema must be an object", path), NULL;
+    if (!json_is_object(schema)) return compile_error(c, "%s: a schema must be an object", path), NULL;
     const char *key;
     json_t *v;
     json_object_foreach(schema, key, v)
         if (!in_list(key, ANNOTATIONS) && !in_list(key, STRUCTURE))
-            return fail(c, "%s: the keyword \"%s\" is not supported", path, key), NULL;
+            return compile_error(c, "%s: the keyword \"%s\" is not supported", path, key), NULL;
     js_node *n = NULL;
     json_t *type = json_object_get(schema, "type"), *ref = json_object_get(schema, "$ref");
     if (ref) n = json_is_string(ref) ? compile_ref(c, json_string_value(ref), path, depth)
-                                     : (fail(c, "%s: \"$ref\" must be a string", path), NULL);
+                                     : (compile_error(c, "%s: \"$ref\" must be a string", path), NULL);
     else if (json_object_get(schema, "enum") || json_object_get(schema, "const")) n = compile_enum(c, schema, path);
     else if (json_object_get(schema, "anyOf")) n = compile_alternatives(c, json_object_get(schema, "anyOf"), "anyOf", path, depth);
     else if (json_object_get(schema, "oneOf")) n = compile_alternatives(c, json_object_get(schema, "oneOf"), "oneOf", path, depth);
@@ -392,11 +392,11 @@ static js_node *compile(cctx *c, json_t *schema, const char *path, int depth)
         size_t i;
         json_t *t;
         json_array_foreach(type, i, t) {
-            if (!json_is_string(t)) return fail(c, "%s: \"type\" lists must hold names", path), NULL;
+            if (!json_is_string(t)) return compile_error(c, "%s: \"type\" lists must hold names", path), NULL;
             if (!(alts[i] = compile_type(c, schema, json_string_value(t), path, depth))) return NULL;
         }
         n = union_of(c, alts, (int)json_array_size(type), path);
-    } else if (type) return fail(c, "%s: \"type\" must be a name or a list of names", path), NULL;
+    } else if (type) return compile_error(c, "%s: \"type\" must be a name or a list of names", path), NULL;
     else if (json_object_get(schema, "properties")) n = compile_object(c, schema, path, depth);
     else n = &ANY_VALUE;
     if (n && json_is_true(json_object_get(schema, "nullable"))) {
