@@ -227,8 +227,8 @@ int api_apply_suffix(json_t *root, api_request *r, const api_limits *lim, int tr
         api_bad(e, "echo", "'echo' cannot be combined with 'suffix': the answer is the middle alone");
         return -1;
     }
-    api_fim_input in = {NULL, "", suffix, 0, 0, json_string_length(json_object_get(root, "suffix")),
-                        NULL, 0, r->gen.token_healing, truncate};
+    api_fim_input in = {.middle = "", .suffix = suffix, .suffix_len = json_string_length(json_object_get(root, "suffix")),
+                        .heal = r->gen.token_healing, .truncate = truncate};
     int n = r->n_seqs, rc = 0;
     char **texts = r->prompt_text;
     for (int i = 0; i < n; i++) free(r->prompt[i]);

@@ -36,7 +36,8 @@ static struct {
     const char *model_dirs[SERVER_MAX_MODELS]; /* every -m, in order (model_dir is the first) */
     int n_model_dirs;
     int cache_ram; /* MiB of evicted prompt prefixes kept per model (--cache-ram) */
-} opt = {NULL, "127.0.0.1", NULL, NULL, 8080, 0, 4, 0, 64, 128, 0, 1 << 20, 300, {0}, 0, 64};
+} opt = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .max_queue = 64, .chunk = 128, .max_body = 1 << 20,
+         .timeout = 300, .cache_ram = 64}; /* the defaults; what is not named starts at 0 or NULL */
 
 /* the HTTP layer: its epoll threads and the guard's limits (http/guard.h); max_inflight_client < 0:
  * --parallel plus half of --max-queue, set once the options are read */
@@ -229,8 +230,9 @@ static int parse_options(int argc, char **argv)
 static int load_engine(void)
 {
     if (opt.n_model_dirs == 0) opt.model_dirs[opt.n_model_dirs++] = opt.model_dir;
-    serve_options so = {opt.threads, opt.parallel, opt.ctx, opt.max_queue, opt.chunk, opt.step_delay,
-                        (size_t)opt.cache_ram << 20, g_weights};
+    serve_options so = {.threads = opt.threads, .parallel = opt.parallel, .ctx = opt.ctx, .max_queue = opt.max_queue,
+                        .chunk = opt.chunk, .step_delay = opt.step_delay, .cache_ram = (size_t)opt.cache_ram << 20,
+                        .weights = g_weights};
     if (served_models_load(opt.model_dirs, opt.n_model_dirs, &so) != 0) return -1;
     static_files_init(opt.www);
     return 0;

@@ -98,9 +98,10 @@ static int load_one(const char *dir, const serve_options *o)
     }
     sasp_sched_set_step_delay(sm->sched, o->step_delay);
     sasp_sched_set_cache_ram(sm->sched, o->cache_ram);
-    sm->lim = (api_limits){sm->tok, n_ctx, cfg->vocab_size, cfg->bos_token_id, sm->id};
-    sm->info = (api_model_info){sm->id, sm->dir, cfg, sm->model->n_params, n_ctx, 0, 0, sm->digest,
-                                (long)time(NULL)};
+    sm->lim = (api_limits){.tok = sm->tok, .n_ctx = n_ctx, .vocab = cfg->vocab_size, .bos = cfg->bos_token_id,
+                           .model_id = sm->id};
+    sm->info = (api_model_info){.id = sm->id, .path = sm->dir, .cfg = cfg, .n_params = sm->model->n_params,
+                                .n_ctx = n_ctx, .digest = sm->digest, .created = (long)time(NULL)};
     describe_file(sm);
     return 0;
 }
