@@ -546,6 +546,7 @@ static int seq_start(sasp_sched *s, seq *q)
     if (seq_constrain(s, q) != 0) return -1;
     q->smp = sasp_sampler_new(s->vocab, &q->p.sampling);
     if (!q->smp) return -1;
+    sasp_sampler_set_logit_bias(q->smp, q->p.logit_bias, q->p.n_logit_bias);
     if (q->p.sampling.infill) sasp_sampler_set_infill(q->smp, s->tok, s->eos);
     seq_reuse_prefix(s, q);
     if (q->p.prompt_logprobs) {
@@ -640,11 +641,10 @@ static int seq_tokens_left(const sasp_sched *s, int si, const seq *q)
     return by_length < by_context ? by_length : by_context;
 }
 
-/* Before sampling: the request's logit biases, then the constraint's mask. Returns the number of
+/* Before sampling: the constraint's mask (the sampler adds the logit biases). Returns the number of
  * tokens still allowed (0: the constraint cannot go on within the tokens left). */
-static int seq_shape_logits(sasp_sched *s, int si, seq *q, float *logits)
+static int seq_mask_logits(sasp_sched *s, int si, seq *q, float *logits)
 {
-    for (int k = 0; k < q->p.n_logit_bias; k++) logits[q->p.logit_bias[k].id] += q->p.logit_bias[k].bias;
     if (!q->cons) return s->vocab;
     int64_t t0 = sasp_now_ns();
     int allowed = sasp_constraint_mask(q->cons, s->table, logits, seq_tokens_left(s, si, q), s->eos);
@@ -745,7 +745,7 @@ static int seq_limits_end(sasp_sched *s, int si, seq *q, int complete, int newli
 static void seq_on_logits(sasp_sched *s, int si, seq *q, float *logits)
 {
     int64_t t = sasp_now_ns();
-    if (q->p.max_tokens == 0 || seq_shape_logits(s, si, q, logits) == 0) { /* only the prompt was asked
+    if (q->p.max_tokens == 0 || seq_mask_logits(s, si, q, logits) == 0) { /* only the prompt was asked
                                                     * for, or nothing may follow: end here */
         q->end = SASP_END_LIMIT;
         seq_finish_flush(s, q, si, "length");
@@ -822,7 +822,7 @@ static void snapshot_slots(sasp_sched *s)
     }
 }
 
-/* --- the engine loop: admit, gather a step, run it, deliver --- */
+/* --- the engine loop: admit, start and end sequences, plan a step, run it, deliver --- */
 
 /* Under s->mu: take the queued sequences that will never run (cancelled ones, or all of them when
  * stopping) out of the queue; returns them as a list through qnext. */
@@ -960,16 +960,15 @@ static int plan_slot(sasp_sched *s, int i, int n, int *budget)
     return 1;
 }
 
-/* One step over the slots: start the sequences just admitted, end the cancelled ones (every one when
- * stopping), plan what each other one feeds. Returns the number of planned steps. */
-static int gather_step(sasp_sched *s, int stopping)
+/* Start the sequences just admitted to a slot, and end the cancelled ones (every one when stopping). */
+static void start_and_end_sequences(sasp_sched *s, int stopping)
 {
-    int n = 0, budget = s->chunk;
+    static const char oom[] = "out of memory";
     for (int i = 0; i < s->n_slots; i++) {
         seq *q = s->slots[i].q;
         if (!q) continue;
         if (!q->smp && seq_start(s, q) != 0) {
-            seq_finish(s, q, i, "stop", 1, "out of memory", 13);
+            seq_finish(s, q, i, "stop", 1, oom, sizeof oom - 1);
             continue;
         }
         if (stopping) {
@@ -981,10 +980,17 @@ static int gather_step(sasp_sched *s, int stopping)
             s->st.cancelled++;
             pthread_mutex_unlock(&s->mu);
             seq_finish(s, q, i, "stop", 0, "", 0);
-            continue;
         }
-        n += plan_slot(s, i, n, &budget);
     }
+}
+
+/* Plan what each slot that holds a sequence feeds this step, in slot order within the step's budget of
+ * prompt tokens. Returns the number of planned steps. */
+static int plan_step(sasp_sched *s)
+{
+    int n = 0, budget = s->chunk;
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].q) n += plan_slot(s, i, n, &budget);
     return n;
 }
 
@@ -1051,14 +1057,15 @@ static void run_step(sasp_sched *s, int n)
     }
 }
 
-/* One step of s when it has work: admit, gather, run, deliver, then the step delay. Returns whether
- * there was work. */
+/* One step of s when it has work: admit, start and end sequences, plan, run, deliver, then the step
+ * delay. Returns whether there was work. */
 static int sched_step(sasp_sched *s)
 {
     if (!sched_busy(s)) return 0;
     int stopping;
     admit(s, &stopping);
-    int n = gather_step(s, stopping);
+    start_and_end_sequences(s, stopping);
+    int n = plan_step(s);
     if (n > 0) run_step(s, n);
     pthread_mutex_lock(&s->mu);
     snapshot_slots(s);

@@ -12,10 +12,10 @@
  * sequence whose client (sasp_job_set_client) holds the fewest slots, the earliest among those: one
  * client's many long requests take turns with another's short one instead of all running first.
  *
- * Per sequence, before sampling: the request's logit biases, then the mask of its constraint
- * (constrain.h): token healing of a text prompt (the last token backed off, the output made to start
- * with its bytes, which the text does not repeat) or a JSON document of a schema (ended as soon as it
- * is complete). A sequence with max_tokens 0 only reads (or scores) its prompt. Several schedulers
+ * Per sequence, before sampling: the mask of its constraint (constrain.h): token healing of a text
+ * prompt (the last token backed off, the output made to start with its bytes, which the text does not
+ * repeat) or a JSON document of a schema (ended as soon as it is complete); then its sampler (sampler.h:
+ * the request's logit biases, penalties, truncation, the draw). A sequence with max_tokens 0 only reads (or scores) its prompt. Several schedulers
  * (one per model) may share one engine thread (sasp_engine), which steps them in turn.
  *
  * The prompt cache (prompt_cache.h): a slot's KV-cache outlives its sequence; a new sequence takes the
@@ -35,11 +35,6 @@
 #define SASP_MAX_TOP_LOGPROBS 20
 #define SASP_MAX_STOPS 16
 
-/* OpenAI's logit_bias: added to a token's logit before everything else (penalties, masks, sampling). */
-typedef struct sasp_logit_bias {
-    int id;
-    float bias;
-} sasp_logit_bias;
 
 /* How an embedding pools the final hidden states of its tokens (then L2-normalised). */
 enum { SASP_POOL_NONE, SASP_POOL_MEAN, SASP_POOL_LAST };
@@ -60,7 +55,7 @@ typedef struct sasp_gen_params {
                               * schema must outlive the job (sasp_job_adopt_schema) */
     int token_healing;       /* back off the prompt's last token and make the output start with its
                               * bytes, which are then not repeated in the text (constrain.h) */
-    const sasp_logit_bias *logit_bias; /* n_logit_bias entries, copied by sasp_job_set */
+    const sasp_logit_bias *logit_bias; /* n_logit_bias entries (sampler.h), copied by sasp_job_set */
     int n_logit_bias;
     int n_ctx;               /* 0, or fewer positions than the slot has (Ollama's num_ctx) */
     int pooling;             /* SASP_POOL_MEAN / _LAST: an embedding of the prompt, nothing generated */

@@ -101,11 +101,18 @@ int sasp_sampler_accept(sasp_sampler *s, int token, int generated)
     return 0;
 }
 
+void sasp_sampler_set_logit_bias(sasp_sampler *s, const sasp_logit_bias *bias, int n)
+{
+    s->bias = bias;
+    s->n_bias = n;
+}
+
 const float *sasp_sampler_penalize(sasp_sampler *s, const float *logits)
 {
     const sasp_sampling *p = &s->p;
     float *w = s->work;
     memcpy(w, logits, (size_t)s->vocab * sizeof *w);
+    for (int k = 0; k < s->n_bias; k++) w[s->bias[k].id] += s->bias[k].bias;
 
     if (p->repeat_penalty != 1.0f && p->repeat_last_n != 0) {
         int n = p->repeat_last_n < 0 || p->repeat_last_n > s->n_history ? s->n_history : p->repeat_last_n;

@@ -1,7 +1,9 @@
 /* sampler.h: turning one row of logits into the next token, per request.
  *
  * The order of operations, one clear path (sasp_sampler_dist):
- *   1. penalties on the raw logits:
+ *   0. logit biases (OpenAI's logit_bias, llama.cpp's; sasp_sampler_set_logit_bias) added to the
+ *      logits as they come (those of a constrained sequence come masked: constrain.h);
+ *   1. penalties on those logits:
  *      - repetition penalty (llama.cpp semantics): for every distinct token among the last
  *        repeat_last_n tokens of the sequence (prompt and generated), a positive logit is divided by
  *        repeat_penalty, a negative one multiplied by it (1.0 = off);
@@ -15,7 +17,7 @@
  *      then (infill, llama.cpp's "infill" sampler for fill in the middle) favour the end of the
  *      middle and merge tokens that begin another candidate (sasp_sampler_set_infill), draw.
  * Logprobs (sasp_sampler_logprobs) are the log-softmax of the logits after step 1 at temperature 1:
- * the model's own distribution with the penalties applied, before temperature and truncation, so they
+ * the model's own distribution with the biases and penalties applied, before temperature and truncation, so they
  * do not depend on temperature, top_k, top_p or min_p (as OpenAI's logprobs).
  *
  * Each request has its own random generator (xoshiro256**, seeded through splitmix64), so the same
@@ -53,6 +55,12 @@ typedef struct sasp_sampling {
 /* llama.cpp's server defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties. */
 void sasp_sampling_defaults(sasp_sampling *p);
 
+/* A token's logit bias: added to its logit before everything else the sampler does. */
+typedef struct sasp_logit_bias {
+    int id;
+    float bias;
+} sasp_logit_bias;
+
 /* One candidate of the final distribution. */
 typedef struct sasp_candidate {
     int id;
@@ -77,6 +85,8 @@ typedef struct sasp_sampler {
     unsigned char *seen;   /* [vocab] scratch for the repetition penalty */
     const sasp_tokenizer *tok; /* infill: the tokens' bytes */
     int eog;               /* infill: the end-of-generation token */
+    const sasp_logit_bias *bias; /* step 0 (sasp_sampler_set_logit_bias), n_bias of them */
+    int n_bias;
 } sasp_sampler;
 
 /* NULL on OOM. */
@@ -92,13 +102,16 @@ void sasp_sampler_free(sasp_sampler *s);
 #define SASP_INFILL_MAX 512
 void sasp_sampler_set_infill(sasp_sampler *s, const sasp_tokenizer *tok, int eog);
 
+/* The request's logit biases (n of them, kept by pointer: they must outlive the sampler). */
+void sasp_sampler_set_logit_bias(sasp_sampler *s, const sasp_logit_bias *bias, int n);
+
 /* Record a token of the sequence: prompt tokens with generated = 0, sampled ones with 1. */
 int sasp_sampler_accept(sasp_sampler *s, int token, int generated);
 
-/* Apply step 1 to logits into s->work and return it. */
+/* Apply steps 0 and 1 to logits into s->work and return it. */
 const float *sasp_sampler_penalize(sasp_sampler *s, const float *logits);
 
-/* The final distribution for logits (steps 1 and 3): candidates sorted by decreasing probability,
+/* The final distribution for logits (steps 0, 1 and 3): candidates sorted by decreasing probability,
  * summing to 1, in *out (points into the sampler; valid until the next call). Returns their count.
  * In greedy mode it is the single arg-max with p = 1. */
 int sasp_sampler_dist(sasp_sampler *s, const float *logits, const sasp_candidate **out);
