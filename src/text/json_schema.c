@@ -838,8 +838,6 @@ int js_min_close(const sasp_json_state *st)
     return total;
 }
 
-int js_in_free_string(const sasp_json_state *st) { return js_free_string_room(st) == INT_MAX; }
-
 int js_free_string_room(const sasp_json_state *st)
 {
     if (st->done || st->depth == 0) return -1;

@@ -68,12 +68,9 @@ int js_complete(const sasp_json_state *st);
 /* The fewest bytes that finish the document from here (0 when complete). */
 int js_min_close(const sasp_json_state *st);
 /* Whether the state is inside a string whose characters are free (no escape or UTF-8 sequence
- * pending, no length limit, no enum or key to match): then any run of plain string bytes is
- * accepted and leaves js_min_close unchanged. */
-int js_in_free_string(const sasp_json_state *st);
-/* The same inside a string with a maxLength too: how many more characters it may take (INT_MAX
- * without a limit), or -1 when the state is not inside such a string. Any run of at most that many
- * plain string characters is accepted and does not raise js_min_close. */
+ * pending, no enum or key to match), and how many more characters it may take then (INT_MAX without
+ * a maxLength), or -1 when it is not inside such a string. Any run of at most that many plain string
+ * characters is accepted and does not raise js_min_close. */
 int js_free_string_room(const sasp_json_state *st);
 
 #endif
