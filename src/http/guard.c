@@ -1,5 +1,5 @@
 /* guard.c: the connection limits, header deadline, in-flight limits and Host / Origin checks of
- * sasp-server (http_guard.h). One mutex guards a hash table of client addresses (connections open and
+ * sasp-server (guard.h). One mutex guards a hash table of client addresses (connections open and
  * requests in flight of each; API keys share the table under their own keys) and the list of open
  * connections that a thread scans for the header deadline.
  *
