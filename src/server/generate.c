@@ -195,7 +195,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
     k->run.out = api_out_new(&r, name, m->tok, (long)time(NULL));
     k->run.job = k->run.out ? job_of(&r) : NULL;
     int stream = r.stream;
-    for (int i = 0; i < r.n_seqs; i += r.n_choices > 0 ? r.n_choices : 1) k->run.prompt_tokens += r.n_prompt[i];
+    int per_prompt = r.n_choices > 0 ? r.n_choices : 1; /* a prompt's n choices read it once */
+    for (int i = 0; i < r.n_seqs; i += per_prompt) k->run.prompt_tokens += r.n_prompt[i];
     api_request_free(&r);
     if (!k->run.job) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "out of memory");
     if (route_take_inflight(c, k, &sent) != 0) return sent;
