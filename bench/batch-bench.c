@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "model.h"
+#include "model/model.h"
 
 static double clock_s(clockid_t id)
 {

@@ -37,11 +37,11 @@
 #endif
 
 #include "kernels.h"
-#include "model.h"
-#include "paths.h"
+#include "model/model.h"
+#include "base/paths.h"
 #include "st_writer.h"
-#include "threadpool.h"
-#include "util.h"
+#include "model/threadpool.h"
+#include "base/util.h"
 
 #define MAX_ISAS 4
 

@@ -2,7 +2,7 @@
  * (bytes per token). Usage: bench/tokenize-bench TOKENIZER.json FILE [REPEATS]
  * The file is read once, then encoded REPEATS times (default 5); the best and median pass are
  * reported, and decode(encode(file)) is checked to give the file back. */
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* kernels.h: the interface between the model and its vector kernels.
  *
- * The forward pass (src/model.c) spends its time in these functions and nowhere else. There is one table
+ * The forward pass (src/model/model.c) spends its time in these functions and nowhere else. There is one table
  * per instruction set and CPU feature set. kernels_scalar.c is the reference, plain C, that every other
  * table is tested against. The vector tables are written once, in kernels_body.h (blocking drivers,
  * microkernels, element-wise kernels, the table), over a small set of primitives (vector type and width,

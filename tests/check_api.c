@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "sampler.h"
-#include "scheduler.h"
+#include "api/api.h"
+#include "text/sampler.h"
+#include "engine/scheduler.h"
 
 static sasp_tokenizer *tok;
 static api_limits lim;

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
-#include "sampler.h"
-#include "scheduler.h"
-#include "util.h"
+#include "api/api.h"
+#include "text/sampler.h"
+#include "engine/scheduler.h"
+#include "base/util.h"
 
 static sasp_tokenizer *fim_tok, *plain_tok;
 static api_limits fim, plain;

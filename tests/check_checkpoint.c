@@ -13,8 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "checkpoint.h"
-#include "model.h"
+#include "model/checkpoint.h"
+#include "model/model.h"
 #include "st_writer.h"
 
 #define V 11

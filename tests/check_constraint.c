@@ -1,4 +1,4 @@
-/* check_constraint.c: constrained decoding (src/json_schema.c, src/constrain.c).
+/* check_constraint.c: constrained decoding (src/text/json_schema.c, src/text/constrain.c).
  *
  * The JSON automaton against hand-written documents (accepted and rejected byte by byte), the schema
  * compiler's refusals, and the property that matters to clients: whatever the model prefers, the
@@ -16,9 +16,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "constrain.h"
-#include "json_schema.h"
-#include "tokenizer.h"
+#include "text/constrain.h"
+#include "text/json_schema.h"
+#include "text/tokenizer.h"
 
 static uint64_t rng_state = 88172645463325252ULL;
 static uint64_t next_rand(void)

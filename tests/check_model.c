@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "model/model.h"
 #include "st_writer.h"
 
 #ifndef SASP_SRCDIR

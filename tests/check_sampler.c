@@ -1,15 +1,15 @@
 /* check_sampler.c: the sampler against straightforward float64 reference computations on fresh
- * random logits (tiny, odd and larger vocabularies), plus the RNG, greedy mode, the penalties'
- * exact semantics, logprobs, the empirical frequencies of the draw, and llama.cpp's infill step on
- * the tokens of the fill-in-the-middle test tokenizer. */
+ * random logits (tiny, odd and larger vocabularies), plus the RNG, greedy mode, the logit biases' and
+ * the penalties' exact semantics, logprobs, the empirical frequencies of the draw, and llama.cpp's
+ * infill step on the tokens of the fill-in-the-middle test tokenizer. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sampler.h"
-#include "tokenizer.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
 
 #ifndef SASP_SRCDIR
 #define SASP_SRCDIR "."
@@ -219,6 +219,33 @@ START_TEST(test_penalty_semantics)
 }
 END_TEST
 
+/* Logit biases are step 0: added to the logits before the penalties, masked (-inf) tokens stay masked,
+ * and the logprobs see them. */
+START_TEST(test_logit_bias_first)
+{
+    sasp_sampling p;
+    sasp_sampling_defaults(&p);
+    p.repeat_penalty = 2;
+    p.repeat_last_n = -1;
+    p.temperature = 0;
+    sasp_sampler *s = sasp_sampler_new(5, &p);
+    sasp_logit_bias bias[3] = {{0, 1.0f}, {2, 5.0f}, {4, 100.0f}};
+    sasp_sampler_set_logit_bias(s, bias, 3);
+    float logits[5] = {1, -2, 0.5f, 3, -INFINITY};
+    sasp_sampler_accept(s, 0, 0);
+    const float *w = sasp_sampler_penalize(s, logits);
+    ck_assert_float_eq_tol(w[0], (1.0f + 1.0f) / 2, 1e-6); /* biased, then the repetition penalty */
+    ck_assert_float_eq_tol(w[1], -2.0f, 1e-6);
+    ck_assert_float_eq_tol(w[2], 5.5f, 1e-6);
+    ck_assert_float_eq_tol(w[3], 3.0f, 1e-6);
+    ck_assert(isinf(w[4]) && w[4] < 0); /* masked stays masked */
+    ck_assert_int_eq(sasp_sampler_sample(s, logits), 2); /* greedy on the biased logits */
+    double lse = log(exp(1.0) + exp(-2.0) + exp(5.5) + exp(3.0));
+    ck_assert_float_eq_tol(sasp_sampler_logprobs(s, 2, NULL, 0), 5.5 - lse, 1e-5);
+    sasp_sampler_free(s);
+}
+END_TEST
+
 START_TEST(test_greedy_and_seed)
 {
     enum { V = 300 };
@@ -380,6 +407,7 @@ int main(void)
     tcase_add_test(tc, test_rng);
     tcase_add_loop_test(tc, test_dist_matches_reference, 0, 8);
     tcase_add_test(tc, test_penalty_semantics);
+    tcase_add_test(tc, test_logit_bias_first);
     tcase_add_test(tc, test_greedy_and_seed);
     tcase_add_test(tc, test_frequencies);
     tcase_add_test(tc, test_infill_step);

@@ -21,11 +21,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "model.h"
-#include "prompt_cache.h"
-#include "scheduler.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "model/model.h"
+#include "engine/prompt_cache.h"
+#include "engine/scheduler.h"
+#include "text/tokenizer.h"
+#include "base/util.h"
 
 #ifndef SASP_SRCDIR
 #define SASP_SRCDIR "."

@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../src/threadpool.h"
-#include "../src/util.h"
+#include "model/threadpool.h"
+#include "base/util.h"
 
 #define MAX_THREADS 4
 

@@ -6,7 +6,7 @@
  * hash of the ids of each fixed case, written by scripts/gen-tokenizer-fixture.sh). Random tests
  * draw a fresh seed each run (printed; set SASP_TEST_SEED to repeat one). SASP_BPE_PYTHON names
  * another Python (a missing one forces the fixture path). */
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <check.h>
 #include <jansson.h>
@@ -387,7 +387,7 @@ END_TEST
 START_TEST(test_random_and_repo_text_equal_python) {
     if (!have_python()) return;
     sasp_tokenizer *t = load_fixture();
-    static const char *files[] = {"src/tokenizer.c", "src/tokenizer.h", "train/bpe.py", "configure.ac", "Makefile.am"};
+    static const char *files[] = {"src/text/tokenizer.c", "src/text/tokenizer.h", "train/bpe.py", "configure.ac", "Makefile.am"};
     enum { NR = 300 };
     tcase_t *cs = calloc(NR + 5, sizeof *cs);
     int n = 0;

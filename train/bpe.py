@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bpe.py: byte-level BPE for sasp: a trainer that writes a Hugging Face tokenizer.json, and the
-reference encoder/decoder that the C tokenizer (src/tokenizer.c) must equal id for id.
+reference encoder/decoder that the C tokenizer (src/text/tokenizer.c) must equal id for id.
 
 Run with Debian's /usr/bin/python3 (it needs python3-regex for \\p{L} and \\p{N}; no torch).
 
@@ -225,7 +225,7 @@ def tokenizer_json(tokens, merges, extra_specials=()):
 
 
 class Tokenizer:
-    """Reads a byte-level BPE tokenizer.json and encodes exactly as src/tokenizer.c does."""
+    """Reads a byte-level BPE tokenizer.json and encodes exactly as src/text/tokenizer.c does."""
 
     def __init__(self, doc, path="tokenizer.json"):
         model = doc.get("model")
@@ -372,7 +372,7 @@ class Tokenizer:
         return out
 
     def pretokenize(self, text, allow_special=False):
-        """The pieces encode() cuts text into before merging (as src/tokenizer.c's sasp_pretokenize)."""
+        """The pieces encode() cuts text into before merging (as src/text/tokenizer.c's sasp_pretokenize)."""
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
         out = []
         for piece, sid in self._split_special(data, allow_special):

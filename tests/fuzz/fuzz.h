@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #ifndef SASP_SRCDIR
 #define SASP_SRCDIR "."

@@ -1,4 +1,4 @@
-/* fuzz_api.c: fuzz target of the request parser (src/api.c): a request body into generation
+/* fuzz_api.c: fuzz target of the request parser (src/api/): a request body into generation
  * parameters, for each endpoint, and the /tokenize and /detokenize bodies. The first input byte picks
  * the endpoint (OpenAI completions and chat, Ollama generate and chat, /tokenize, /detokenize; from
  * 0xf0 on llama.cpp's /completion and /infill, with the tokenizer that has the FIM tokens), the rest
@@ -8,7 +8,7 @@
  * tests/fixtures/tiny-model and tiny-fim, as the server tests use them. */
 #include <jansson.h>
 #include <string.h>
-#include "api.h"
+#include "api/api.h"
 #include "fuzz.h"
 
 static sasp_tokenizer *tok, *fim_tok;

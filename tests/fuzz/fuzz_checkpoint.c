@@ -1,4 +1,4 @@
-/* fuzz_checkpoint.c: fuzz target of the loaders: src/checkpoint.c (config.json, the safetensors
+/* fuzz_checkpoint.c: fuzz target of the loaders: src/model/checkpoint.c (config.json, the safetensors
  * header and file) and sasp_tokenizer_load (tokenizer.json). Each input is written into a model
  * directory of its own (a temp dir made once per process) and loaded as the server would load it.
  * Input byte 0 picks what the rest is:
@@ -13,9 +13,9 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include "checkpoint.h"
+#include "model/checkpoint.h"
 #include "fuzz.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static char dir[256];
 static char *tiny_config, *tiny_data; /* the fixture's config.json and tensor bytes */

@@ -1,4 +1,4 @@
-/* fuzz_tokenizer.c: fuzz target of the tokenizer (src/tokenizer.c) with tests/fixtures/tokenizer.
+/* fuzz_tokenizer.c: fuzz target of the tokenizer (src/text/tokenizer.c) with tests/fixtures/tokenizer.
  * Input byte 0: bit 0 allows special tokens, bit 1 picks the mode.
  *   text mode: the rest is text; encode it, check the ids are in the vocabulary, that decoding gives
  *     the text back byte for byte, that pre-tokenisation cuts it into increasing pieces ending at its
@@ -7,9 +7,9 @@
  *   ids mode: the rest is little-endian 16-bit token ids (some past the vocabulary) for the streaming
  *     decoder alone: its output must be valid UTF-8 and fit the capacity it was given. */
 #include <string.h>
-#include "api.h" /* api_utf8_valid */
+#include "api/api.h" /* api_utf8_valid */
 #include "fuzz.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static sasp_tokenizer *tok;
 static int vocab;

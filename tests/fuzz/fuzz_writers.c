@@ -1,4 +1,4 @@
-/* fuzz_writers.c: fuzz target of the response writers of src/api.c: the SSE chunks (OpenAI), the
+/* fuzz_writers.c: fuzz target of the response writers of src/api/: the SSE chunks (OpenAI), the
  * NDJSON lines (Ollama) and the non-streamed bodies, written from a sequence of scheduler events.
  * Bytes 0-1 pick the request (endpoint, stream, logprobs, echo, include_usage, n, top_logprobs), which
  * is parsed by api_parse as the server does; the rest is read as events in the scheduler's contract
@@ -9,7 +9,7 @@
  * ending with done:true (or an error), a non-streamed answer one JSON object. */
 #include <jansson.h>
 #include <string.h>
-#include "api.h"
+#include "api/api.h"
 #include "fuzz.h"
 
 static sasp_tokenizer *tok;

@@ -24,13 +24,19 @@ work=${FUZZ_WORK:-$build/tests/fuzz/fuzz_work}
 command -v $cc >/dev/null 2>&1 || { echo "run.sh: $cc not found: run scripts/install-deps.sh --test" >&2; exit 1; }
 mkdir -p "$out"
 
-# 1. the engine sources the targets need, instrumented once, then one binary per target
+# 1. the library's sources that read the targets' input (src/base/util.c, the loaders of
+#    src/model/checkpoint.c and src/text/, the wire format of src/api/), instrumented once; what they
+#    call beyond them (the kernels) comes uninstrumented from the build's libsasp.a and its
+#    instruction-set libraries (run make first). Then one binary per target.
+[ -f "$build/libsasp.a" ] || { echo "run.sh: $build/libsasp.a not found: run make first" >&2; exit 1; }
 flags="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -std=c11
   -D_GNU_SOURCE -I$src/src -I$src/simd $(pkg-config --cflags jansson libpcre2-8)"
-libs="$(pkg-config --libs jansson libpcre2-8) -lm -lpthread"
+isa_libs=$(ls "$build"/libsasp_*.a 2>/dev/null | grep -v emul || true)
+libs="-Wl,--start-group $build/libsasp.a $isa_libs -Wl,--end-group $(pkg-config --libs jansson libpcre2-8 sleef) -lm -lpthread"
 objs=""
-for s in checkpoint tokenizer api sampler; do
-  o=$out/$s.o
+for s in base/util model/checkpoint text/tokenizer text/sampler text/json_schema \
+  $(cd "$src/src" && ls api/*.c | sed 's/\.c$//'); do
+  o=$out/$(echo "$s" | tr / _).o
   if [ ! -f "$o" ] || [ "$src/src/$s.c" -nt "$o" ] || [ -n "$(find "$src/src" -name '*.h' -newer "$o")" ]; then
     echo "== fuzz: $cc $s.c"
     $cc $flags -fsanitize=fuzzer-no-link -c "$src/src/$s.c" -o "$o"

@@ -1,0 +1,52 @@
+/* info.c: the endpoints that tell about the server and its models without running them: /health,
+ * OpenAI's /v1/models and /v1/models/{id}, and llama.cpp's /tokenize and /detokenize (of the model
+ * the body names, or the first). */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http/reply.h"
+#include "server/handlers.h"
+#include "server/models.h"
+
+/* GET /v1/models: every model; GET /v1/models/{id}: one, or 404 as OpenAI answers an unknown id. */
+enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k)
+{
+    json_t *data = json_array();
+    for (int i = 0; i < served_models_count(); i++) json_array_append_new(data, api_openai_model(&served_model_at(i)->info));
+    return reply_jval(c, k, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
+}
+
+static enum MHD_Result model_by_id(struct MHD_Connection *c, conn *k, const char *id)
+{
+    for (int i = 0; i < served_models_count(); i++)
+        if (!strcmp(served_model_at(i)->id, id)) return reply_jval(c, k, 200, api_openai_model(&served_model_at(i)->info));
+    api_error e;
+    api_error_set(&e, 404, "invalid_request_error", "model_not_found", "model", "The model '%s' does not exist", id);
+    return reply_error(c, k, &e, NULL, NULL);
+}
+
+enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k)
+{
+    return model_by_id(c, k, k->req.path + strlen(k->req.route->path)); /* /v1/models/{id} */
+}
+
+enum MHD_Result handle_health(struct MHD_Connection *c, conn *k)
+{
+    return reply_jval(c, k, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
+{
+    api_error e = {0};
+    char name[256];
+    served_model *m = api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name) ? served_model_find(name)
+                                                                                         : NULL;
+    const api_limits *lim = &(m ? m : served_model_at(0))->lim;
+    char *s = de ? api_detokenize(conn_body(k), k->req.body.len, lim, &e) : api_tokenize(conn_body(k), k->req.body.len, lim, &e);
+    if (!s) return reply_error(c, k, &e, NULL, NULL);
+    return reply_json(c, k, 200, s);
+}
+
+enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 0); }
+enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 1); }

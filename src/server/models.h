@@ -1,0 +1,58 @@
+/* models.h: the models sasp-server serves. Each -m names a model directory, or a directory
+ * of model directories (every subdirectory with a config.json); each model gets its tokenizer, its
+ * --parallel slots and a scheduler, all on one engine thread that steps the models in turn
+ * (scheduler.h, sasp_engine). The first model is the default one. */
+#ifndef SASP_SERVER_MODELS_H
+#define SASP_SERVER_MODELS_H
+
+#include <limits.h>
+#include <microhttpd.h>
+#include "api/api.h"
+#include "model/model.h"
+#include "engine/scheduler.h"
+#include "http/conn.h"
+#include "text/tokenizer.h"
+
+#define SERVER_MAX_MODELS 16
+
+typedef struct served_model {
+    sasp_model *model;
+    sasp_tokenizer *tok;
+    sasp_sched *sched;
+    api_limits lim;
+    api_model_info info;
+    char id[256];         /* the directory's name, unique among the models */
+    char dir[PATH_MAX];
+    char digest[65];      /* sha256 of model.safetensors */
+} served_model;
+
+/* How each model is served: the options of the command line that concern the engine. */
+typedef struct serve_options {
+    int threads, parallel, ctx, max_queue, chunk, step_delay;
+    size_t cache_ram; /* bytes of evicted prompt prefixes kept per model (--cache-ram) */
+    int weights;      /* --weights: a sasp_wtype to convert the matrices to, or SASP_WEIGHTS_AS_STORED */
+} serve_options;
+
+/* Load every model of dirs (n of them). 0, or -1 after saying why on stderr. */
+int served_models_load(const char *const *dirs, int n, const serve_options *o);
+/* The options they were loaded with. */
+const serve_options *served_options(void);
+int served_models_count(void);
+served_model *served_model_at(int i);
+/* The model a request names: its id (with Ollama's ":latest" tag or without); NULL when none is. */
+served_model *served_model_find(const char *name);
+/* Shut every scheduler down (open sequences end at the next step). */
+void served_models_shutdown(void);
+void served_models_free(void);
+
+/* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
+ * the first one; Ollama's: a name that is no model's id is 404, as Ollama answers (no name: the first
+ * model). NULL when the answer was sent (*sent). *name gets the name Ollama's answers echo. */
+served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
+                                enum MHD_Result *sent);
+/* 404 model "X" not found, as Ollama answers. */
+enum MHD_Result served_reply_not_found(struct MHD_Connection *c, conn *k, const char *name);
+/* The answer to a job sasp_sched_submit refused (rc < 0). */
+enum MHD_Result served_reply_refused(struct MHD_Connection *c, conn *k, int rc);
+
+#endif
