@@ -29,7 +29,7 @@ flags="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize
   -D_GNU_SOURCE -I$src/src -I$src/simd $(pkg-config --cflags jansson libpcre2-8)"
 libs="$(pkg-config --libs jansson libpcre2-8) -lm -lpthread"
 objs=""
-for s in checkpoint tokenizer api sampler; do
+for s in checkpoint tokenizer api sampler sampler_dry; do
   o=$out/$s.o
   if [ ! -f "$o" ] || [ "$src/src/$s.c" -nt "$o" ] || [ -n "$(find "$src/src" -name '*.h' -newer "$o")" ]; then
     echo "== fuzz: $cc $s.c"
