@@ -2,7 +2,6 @@
  * extra fields, llama.cpp's /completion and /infill, Ollama's options): OpenAI's names and llama.cpp's,
  * the DRY fields and sequence breakers, and "samplers" (the chain's order). Each is checked and a bad
  * value is a 400 naming it. sampler.h is what the fields mean; docs/api.md the user's description. */
-#include <ctype.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,23 +101,12 @@ int api_read_sampling(json_t *o, sasp_sampling *p, uint64_t *seed, api_error *e)
     return 0;
 }
 
-/* Whether name is llama.cpp's adaptive_p (known there, not implemented here). */
-static int is_adaptive_p(const char *name, size_t len)
-{
-    char k[16];
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < sizeof k - 1; i++)
-        if (name[i] != '_' && name[i] != '-') k[n++] = (char)tolower((unsigned char)name[i]);
-    k[n] = 0;
-    return len == 1 ? k[0] == 'a' : !strcmp(k, "adaptivep");
-}
-
 /* One entry of "samplers" appended to the chain. */
 static int add_sampler(const char *name, size_t len, sasp_sampling *p, api_error *e)
 {
     int kind = sasp_sampler_kind_of(name, len);
     if (kind < 0) {
-        api_bad(e, "samplers", is_adaptive_p(name, len) ? "sampler '%.*s' (adaptive_p) is not supported" :
+        api_bad(e, "samplers", kind == -2 ? "sampler '%.*s' (adaptive_p) is not supported" :
                 "unknown sampler '%.*s' (penalties, dry, top_n_sigma, top_k, typ_p, top_p, min_p, xtc, temperature, "
                 "infill, or their letters edskypmxti)", (int)len, name);
         return -1;

@@ -61,8 +61,9 @@ int sasp_sampler_kind_of(const char *name, size_t len)
     k[n] = 0;
     if (len == 1) {
         const char *at = k[0] ? strchr(letters, k[0]) : NULL;
-        return at ? (int)(at - letters) : -1;
+        return at ? (int)(at - letters) : k[0] == 'a' ? -2 : -1;
     }
+    if (!strcmp(k, "adaptivep")) return -2;
     for (int kind = 0; kind < SASP_SMP_COUNT; kind++) {
         size_t m = 0;
         for (const char *c = sasp_sampler_names[kind]; *c; c++)

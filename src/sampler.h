@@ -76,7 +76,7 @@ extern const char *const sasp_sampler_names[SASP_SMP_COUNT];
 
 /* The kind a name stands for: llama.cpp's names and aliases in any case, with '_', '-' or neither
  * ("top_k", "Top-K", "topk", "nucleus", "temp", "typ", ...), or its one-letter code (llama.cpp's: e d s
- * k y p m x t i). -1 when unknown. */
+ * k y p m x t i). -1 when unknown, -2 for llama.cpp's adaptive_p (a, not implemented here). */
 int sasp_sampler_kind_of(const char *name, size_t len);
 
 #define SASP_MAX_CHAIN 32

@@ -62,7 +62,8 @@ void sasp_dry_free(sasp_dry *d)
 static int has_tail(const sasp_dry *d, int tok, const int *ids, int n)
 {
     for (int t = d->first_tail[tok]; t >= 0; t = d->tails[t].next)
-        if (d->tails[t].len == n && !memcmp(d->tail_ids + d->tails[t].off, ids, (size_t)n * sizeof *ids)) return 1;
+        if (d->tails[t].len == n && (n == 0 || !memcmp(d->tail_ids + d->tails[t].off, ids, (size_t)n * sizeof *ids)))
+            return 1;
     return 0;
 }
 
@@ -83,7 +84,7 @@ static int add_tail(sasp_dry *d, int tok, const int *ids, int n)
         d->tail_ids = p;
         d->cap_ids = cap;
     }
-    memcpy(d->tail_ids + d->n_ids, ids, (size_t)n * sizeof *ids);
+    if (n) memcpy(d->tail_ids + d->n_ids, ids, (size_t)n * sizeof *ids);
     d->tails[d->n_tails] = (dry_tail){d->first_tail[tok], d->n_ids, n};
     d->first_tail[tok] = d->n_tails++;
     d->n_ids += n;
@@ -154,7 +155,7 @@ static int since_breaker(const sasp_dry *d, const int *t, int n)
         for (int k = d->first_tail[t[at]]; k >= 0; k = d->tails[k].next) {
             const dry_tail *tl = &d->tails[k];
             if (tl->len > longest && tl->len <= back &&
-                !memcmp(d->tail_ids + tl->off, t + at + 1, (size_t)tl->len * sizeof *t))
+                (tl->len == 0 || !memcmp(d->tail_ids + tl->off, t + at + 1, (size_t)tl->len * sizeof *t)))
                 longest = tl->len;
         }
         if (longest >= 0) return back - longest;

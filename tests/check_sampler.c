@@ -734,7 +734,7 @@ START_TEST(test_sampler_names)
         {"temperature", SASP_SMP_TEMPERATURE}, {"infill", SASP_SMP_INFILL}, {"e", SASP_SMP_PENALTIES},
         {"d", SASP_SMP_DRY}, {"s", SASP_SMP_TOP_N_SIGMA}, {"k", SASP_SMP_TOP_K}, {"y", SASP_SMP_TYPICAL_P},
         {"p", SASP_SMP_TOP_P}, {"m", SASP_SMP_MIN_P}, {"x", SASP_SMP_XTC}, {"t", SASP_SMP_TEMPERATURE},
-        {"i", SASP_SMP_INFILL}, {"a", -1}, {"adaptive_p", -1}, {"mirostat", -1}, {"", -1}, {"_", -1},
+        {"i", SASP_SMP_INFILL}, {"a", -2}, {"Adaptive-P", -2}, {"mirostat", -1}, {"", -1}, {"_", -1},
         {"a_very_long_name_that_is_no_sampler_at_all", -1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         ck_assert_msg(sasp_sampler_kind_of(cases[i].name, strlen(cases[i].name)) == cases[i].kind, "%s", cases[i].name);
