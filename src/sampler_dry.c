@@ -17,6 +17,9 @@
  * the breaker's remaining bytes (at most 20 tokens of it are matched).
  *
  * Repeat lengths come from the Z-function of the reversed window (linear in the window). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -92,13 +95,6 @@ static int add_tail(sasp_dry *d, int tok, const int *ids, int n)
     return 0;
 }
 
-static int contains(const char *hay, size_t nh, const char *needle, size_t nn)
-{
-    for (size_t i = 0; i + nn <= nh; i++)
-        if (!memcmp(hay + i, needle, nn)) return 1;
-    return 0;
-}
-
 /* The tails breaker b (len bytes) gives each token of tok. tails_of[k]: the tokenisation of b[k..],
  * computed when first needed. */
 static int add_breaker(sasp_dry *d, const sasp_tokenizer *tok, const char *b, size_t len)
@@ -108,7 +104,7 @@ static int add_breaker(sasp_dry *d, const sasp_tokenizer *tok, const char *b, si
         size_t wl;
         const char *w = sasp_token_bytes(tok, id, &wl);
         if (!w || wl == 0) continue;
-        if (contains(w, wl, b, len)) {
+        if (memmem(w, wl, b, len)) {
             rc = add_tail(d, id, NULL, 0);
             continue;
         }
