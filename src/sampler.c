@@ -432,20 +432,37 @@ static int row_prefix(sasp_sampler *s)
 
 /* The k best finite tokens of the row as candidates c, sorted; returns how many (fewer than k when
  * fewer are finite). */
-static int row_best(const sasp_sampler *s, int k, sasp_candidate *c)
+/* Offer candidate x to the heap c of at most k (size of them so far). */
+static void heap_offer(sasp_candidate *c, int k, int *size, sasp_candidate x)
 {
-    int size = 0, plain = s->n_changed == 0;
+    if (*size < k) {
+        c[(*size)++] = x;
+        if (*size == k) heapify_worst(c, k);
+    } else if (before(&x, &c[0])) {
+        c[0] = x;
+        sift_worst(c, k, 0);
+    }
+}
+
+/* The k best finite tokens of the row as candidates c, sorted; returns how many (fewer than k when
+ * fewer are finite). The unchanged tokens are read straight from raw (the changed ones hidden there
+ * meanwhile, so that the common loop needs no test), the changed ones offered after. */
+static int row_best(sasp_sampler *s, int k, sasp_candidate *c)
+{
+    int size = 0;
+    for (int i = 0; i < s->n_changed; i++) { /* hidden, their raw values kept in work meanwhile */
+        s->work[s->changed_ids[i]] = s->raw[s->changed_ids[i]];
+        s->raw[s->changed_ids[i]] = -INFINITY;
+    }
     for (int j = 0; j < s->vocab; j++) {
-        double v = plain ? s->raw[j] : row_get(s, j);
+        double v = s->raw[j];
         if (!(v > -INFINITY) || (size == k && v < c[0].logit)) continue; /* the second: the common case */
-        sasp_candidate x = {j, v, 0};
-        if (size < k) {
-            c[size++] = x;
-            if (size == k) heapify_worst(c, k);
-        } else if (before(&x, &c[0])) {
-            c[0] = x;
-            sift_worst(c, k, 0);
-        }
+        heap_offer(c, k, &size, (sasp_candidate){j, v, 0});
+    }
+    for (int i = 0; i < s->n_changed; i++) {
+        int id = s->changed_ids[i];
+        s->raw[id] = s->work[id]; /* put back */
+        if (s->row[id] > -INFINITY) heap_offer(c, k, &size, (sasp_candidate){id, s->row[id], 0});
     }
     qsort(c, (size_t)size, sizeof *c, cmp_cand);
     return size;
