@@ -83,8 +83,9 @@ def bigrams(text):
     return list(zip(w, w[1:]))
 
 
-def complete(url, prompt, seed, max_tokens, healing=True):
-    body = {"prompt": prompt, "max_tokens": max_tokens, "seed": seed}
+def complete(url, prompt, seed, max_tokens, healing=True, extra=None):
+    """The completion of prompt; extra: more request fields (sampling settings)."""
+    body = dict(extra or {}, prompt=prompt, max_tokens=max_tokens, seed=seed)
     if not healing:
         body["token_healing"] = False
     r = post(url + "/v1/completions", body)
@@ -92,12 +93,12 @@ def complete(url, prompt, seed, max_tokens, healing=True):
     return c["text"], c.get("finish_reason")
 
 
-def infill(url, prefix, suffix, seed, max_tokens, mode):
+def infill(url, prefix, suffix, seed, max_tokens, mode, extra=None):
     """The middle the model writes between prefix and suffix, and whether /infill was used."""
     if mode in ("auto", "infill"):
         try:
-            r = post(url + "/infill", {"input_prefix": prefix, "input_suffix": suffix, "n_predict": max_tokens,
-                                       "seed": seed})
+            r = post(url + "/infill", dict(extra or {}, input_prefix=prefix, input_suffix=suffix,
+                                           n_predict=max_tokens, seed=seed))
             return r["content"], "infill"
         except urllib.error.HTTPError as e:
             if mode == "infill" or e.code != 404:
@@ -106,7 +107,7 @@ def infill(url, prefix, suffix, seed, max_tokens, mode):
     special = {s: tok_special(url, s) for s in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")}
     ids = [special["<|fim_prefix|>"]] + tok(prefix) + [special["<|fim_suffix|>"]] + tok(suffix) + \
         [special["<|fim_middle|>"]]
-    r = post(url + "/v1/completions", {"prompt": ids, "max_tokens": max_tokens, "seed": seed})
+    r = post(url + "/v1/completions", dict(extra or {}, prompt=ids, max_tokens=max_tokens, seed=seed))
     return r["choices"][0]["text"], "tokens"
 
 
@@ -122,6 +123,49 @@ def tok_special(url, s):
     return _SPECIAL[s]
 
 
+def judge_completion(i, prompt, seed, text, finish):
+    judged = complete_part(text, finish)
+    return {"prompt": i, "seed": seed, "text": text, "finish_reason": finish,
+            "valid": parses(prompt + judged) and has_code(judged), "degenerate": degenerate(text),
+            "empty": not text.strip()}
+
+
+def evaluate(url, prompts, fim_cases, seeds, max_tokens, fim_mode="auto", extra=None, fim_extra=None,
+             healing=True, jobs=1):
+    """Complete every prompt and fill every FIM case with each seed, sending extra (and fim_extra on the
+    FIM requests) with each request, jobs requests at a time. Returns (summary, rows, fim_rows)."""
+    from concurrent.futures import ThreadPoolExecutor
+    work = [(i, p, s) for i, p in enumerate(prompts) for s in seeds]
+    fim_work = [] if fim_mode == "off" else [(i, c, s) for i, c in enumerate(fim_cases) for s in seeds]
+
+    def one(item):
+        i, prompt, s = item
+        text, finish = complete(url, prompt, s, max_tokens, healing, extra)
+        return judge_completion(i, prompt, s, text, finish)
+
+    def one_fim(item):
+        i, (prefix, middle, suffix), s = item
+        got, how = infill(url, prefix, suffix, s, min(max_tokens, 64), fim_mode, dict(extra or {}, **(fim_extra or {})))
+        return {"case": i, "seed": s, "middle": got, "via": how, "valid": parses(prefix + got + suffix),
+                "exact": got.strip() == middle.strip()}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        rows = list(pool.map(one, work))
+        fim_rows = list(pool.map(one_fim, fim_work))
+    return summarize(rows, fim_rows), rows, fim_rows
+
+
+def summarize(rows, fim_rows):
+    all_bigrams = [b for r in rows for b in bigrams(r["text"])]
+    n, nf = max(1, len(rows)), max(1, len(fim_rows))
+    return {"completions": len(rows), "valid": sum(r["valid"] for r in rows) / n,
+            "degenerate": sum(r["degenerate"] for r in rows) / n,
+            "empty": sum(r["empty"] for r in rows) / n,
+            "distinct_2": len(set(all_bigrams)) / max(1, len(all_bigrams)),
+            "fim_cases": len(fim_rows), "fim_valid": sum(r["valid"] for r in fim_rows) / nf,
+            "fim_exact": sum(r["exact"] for r in fim_rows) / nf}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", default="http://127.0.0.1:8080")
@@ -134,39 +178,17 @@ def main(argv=None):
     ap.add_argument("--no-token-healing", action="store_true", help="send token_healing: false")
     args = ap.parse_args(argv)
 
-    rows = []
-    for i, prompt in enumerate(COMPLETIONS):
-        for s in range(1, args.samples + 1):
-            text, finish = complete(args.url, prompt, s, args.max_tokens, not args.no_token_healing)
-            judged = complete_part(text, finish)
-            rows.append({"prompt": i, "seed": s, "text": text, "finish_reason": finish,
-                         "valid": parses(prompt + judged) and has_code(judged), "degenerate": degenerate(text),
-                         "empty": not text.strip()})
-    all_bigrams = [b for r in rows for b in bigrams(r["text"])]
-    fim_rows = []
-    if args.fim != "off":
-        for i, (prefix, middle, suffix) in enumerate(FIM):
-            for s in range(1, args.samples + 1):
-                got, how = infill(args.url, prefix, suffix, s, min(args.max_tokens, 64), args.fim)
-                fim_rows.append({"case": i, "seed": s, "middle": got, "via": how,
-                                 "valid": parses(prefix + got + suffix),
-                                 "exact": got.strip() == middle.strip()})
-    n, nf = len(rows), max(1, len(fim_rows))
-    summary = {"completions": n, "valid": sum(r["valid"] for r in rows) / n,
-               "degenerate": sum(r["degenerate"] for r in rows) / n,
-               "empty": sum(r["empty"] for r in rows) / n,
-               "distinct_2": len(set(all_bigrams)) / max(1, len(all_bigrams)),
-               "fim_cases": len(fim_rows), "fim_valid": sum(r["valid"] for r in fim_rows) / nf,
-               "fim_exact": sum(r["exact"] for r in fim_rows) / nf}
+    summary, rows, fim_rows = evaluate(args.url, COMPLETIONS, FIM, range(1, args.samples + 1), args.max_tokens,
+                                       args.fim, healing=not args.no_token_healing)
     print("| model | completions | valid Python | degenerate | empty | distinct-2 | FIM middles | FIM file parses | FIM exact |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.label} | {n} | {summary['valid']:.0%} | {summary['degenerate']:.0%} | {summary['empty']:.0%} | "
-          f"{summary['distinct_2']:.2f} | {len(fim_rows)} | {summary['fim_valid']:.0%} | {summary['fim_exact']:.0%} |")
+    print(f"| {args.label} | {summary['completions']} | {summary['valid']:.0%} | {summary['degenerate']:.0%} | "
+          f"{summary['empty']:.0%} | {summary['distinct_2']:.2f} | {len(fim_rows)} | {summary['fim_valid']:.0%} | "
+          f"{summary['fim_exact']:.0%} |")
     for r in rows[:args.show]:
         print(f"\n--- prompt {r['prompt']} seed {r['seed']} (valid {r['valid']}, degenerate {r['degenerate']})")
         print(COMPLETIONS[r["prompt"]] + r["text"])
     for r in fim_rows[:args.show]:
-        p, m, s = FIM[r["case"]]
         print(f"\n--- FIM case {r['case']} seed {r['seed']} (parses {r['valid']}); the middle:\n{r['middle']}")
     if args.json:
         with open(args.json, "w") as f:

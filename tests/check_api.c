@@ -277,7 +277,9 @@ START_TEST(test_parse_rejects)
         {API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"think\": true}", 400, "think"},
         /* Ollama's options: unknown, not honoured, out of range */
         {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"tempurature\": 1}}", 400, "options"},
-        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"typical_p\": 0.5}}", 400, "typical_p"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"typical_p\": 1.5}}", 400, "typical_p"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"xtc_probability\": 0.5}}", 400, "options"},
+        {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"dry_allowed_length\": -1}}", 400, "dry_allowed_length"},
         {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"mirostat\": 2}}", 400, "mirostat"},
         {API_GENERATE, "{\"prompt\": \"x\", \"options\": {\"num_ctx\": 65}}", 400, "num_ctx"},
         {API_GENERATE, "{\"prompt\": \"x\", \"keep_alive\": []}", 400, "keep_alive"},
@@ -366,8 +368,11 @@ START_TEST(test_parse_output_shape)
     ck_assert_int_eq(r.gen.token_healing, 0);
     api_request_free(&r);
     ck_assert_int_eq(parse(API_GENERATE, "{\"prompt\": \"x y\", \"format\": \"json\", \"keep_alive\": \"5m\", \"options\": "
-                                         "{\"num_ctx\": 32, \"num_thread\": 2, \"num_gpu\": 0, \"typical_p\": 1, \"num_keep\": 4}}",
+                                         "{\"num_ctx\": 32, \"num_thread\": 2, \"num_gpu\": 0, \"typical_p\": 0.5, \"num_keep\": 4, "
+                                         "\"dry_multiplier\": 0.8, \"dry_sequence_breakers\": [\"\\n\"]}}",
                            &r, &e), 0);
+    ck_assert(r.gen.sampling.typical_p == 0.5f && r.gen.sampling.dry_multiplier == 0.8f); /* Ollama's and DRY's */
+    ck_assert_int_eq(r.gen.sampling.n_dry_breakers, 1);
     ck_assert_ptr_nonnull(r.gen.json);
     ck_assert_int_eq(r.gen.n_ctx, 32);
     ck_assert_int_eq(r.gen.max_tokens, 32);

@@ -339,8 +339,10 @@ START_TEST(test_llama_completion_fields)
     want[n++] = 2;
     same_ids(r.prompt[0], r.n_prompt[0], want, n, "a mixed prompt");
     const sasp_sampling *p = &r.gen.sampling;
-    ck_assert(p->top_k == 7 && p->top_p < 1 && p->min_p == 0 && p->temperature == 1 && p->infill);
-    ck_assert(p->repeat_penalty == 1); /* "penalties" not listed: off */
+    /* the chain is what "samplers" lists, in its order; the parameters are as asked */
+    ck_assert_int_eq(p->n_chain, 3);
+    ck_assert(p->chain[0] == SASP_SMP_TOP_K && p->chain[1] == SASP_SMP_TOP_P && p->chain[2] == SASP_SMP_INFILL);
+    ck_assert(p->top_k == 7 && p->min_p == 0.2f && p->repeat_penalty == 1.3f && p->typical_p == 1);
     ck_assert(r.gen.max_tokens == 0 && r.gen.n_indent == 4 && r.gen.t_max_predict_ms == 250 && r.gen.no_cache);
     ck_assert(r.n_probs == 3 && r.gen.logprobs && r.gen.top_logprobs == 3 && r.return_tokens);
     ck_assert_int_eq(r.n_response_fields, 2);
@@ -353,7 +355,8 @@ START_TEST(test_llama_completion_fields)
     /* letters, n_predict -1 (the default: until the context is full) and beyond the context */
     ck_assert_int_eq(parse(API_LLAMA_COMPLETION, "{\"prompt\": \"x\", \"samplers\": \"kt\", \"n_predict\": 100000}",
                            &fim, &r, &e), 0);
-    ck_assert(r.gen.sampling.top_p == 1 && r.gen.sampling.top_k == 40 && r.gen.max_tokens == 256);
+    ck_assert(r.gen.sampling.n_chain == 2 && r.gen.sampling.chain[0] == SASP_SMP_TOP_K &&
+              r.gen.sampling.chain[1] == SASP_SMP_TEMPERATURE && r.gen.max_tokens == 256);
     ck_assert(r.gen.token_healing && !r.gen.no_cache);
     api_request_free(&r);
     static const struct { const char *body; const char *param; } bad[] = {
@@ -366,11 +369,23 @@ START_TEST(test_llama_completion_fields)
         {"{\"prompt\": \"x\", \"samplers\": [\"nope\"]}", "samplers"},
         {"{\"prompt\": \"x\", \"samplers\": [\"adaptive_p\"]}", "samplers"},
         {"{\"prompt\": \"x\", \"samplers\": 3}", "samplers"},
-        {"{\"prompt\": \"x\", \"dry_multiplier\": 0.8}", "dry_multiplier"},
-        {"{\"prompt\": \"x\", \"typical_p\": 0.5}", "typical_p"},
+        {"{\"prompt\": \"x\", \"samplers\": \"ka\"}", "samplers"},
+        {"{\"prompt\": \"x\", \"samplers\": \"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\"}", "samplers"},
+        {"{\"prompt\": \"x\", \"dry_multiplier\": -0.8}", "dry_multiplier"},
+        {"{\"prompt\": \"x\", \"dry_base\": \"2\"}", "dry_base"},
+        {"{\"prompt\": \"x\", \"dry_allowed_length\": -1}", "dry_allowed_length"},
+        {"{\"prompt\": \"x\", \"dry_penalty_last_n\": -2}", "dry_penalty_last_n"},
+        {"{\"prompt\": \"x\", \"dry_sequence_breakers\": []}", "dry_sequence_breakers"},
+        {"{\"prompt\": \"x\", \"dry_sequence_breakers\": \"\\n\"}", "dry_sequence_breakers"},
+        {"{\"prompt\": \"x\", \"dry_sequence_breakers\": [1]}", "dry_sequence_breakers"},
+        {"{\"prompt\": \"x\", \"typical_p\": 1.5}", "typical_p"},
+        {"{\"prompt\": \"x\", \"xtc_probability\": 2}", "xtc_probability"},
+        {"{\"prompt\": \"x\", \"xtc_threshold\": -0.1}", "xtc_threshold"},
+        {"{\"prompt\": \"x\", \"min_keep\": -1}", "min_keep"},
+        {"{\"prompt\": \"x\", \"dynatemp_range\": -1}", "dynatemp_range"},
+        {"{\"prompt\": \"x\", \"top_n_sigma\": \"1\"}", "top_n_sigma"},
+        {"{\"prompt\": \"x\", \"post_sampling_probs\": 1}", "post_sampling_probs"},
         {"{\"prompt\": \"x\", \"mirostat\": 2}", "mirostat"},
-        {"{\"prompt\": \"x\", \"xtc_probability\": 0.5}", "xtc_probability"},
-        {"{\"prompt\": \"x\", \"post_sampling_probs\": true}", "post_sampling_probs"},
         {"{\"prompt\": \"x\", \"n_cmpl\": 2}", "n_cmpl"},
         {"{\"prompt\": \"x\", \"lora\": [{\"id\": 0, \"scale\": 1}]}", "lora"},
         {"{\"prompt\": \"x\", \"logit_bias\": [[1]]}", "logit_bias"},
@@ -388,6 +403,47 @@ START_TEST(test_llama_completion_fields)
     /* cache_prompt on every generation endpoint */
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": \"x\", \"cache_prompt\": false}", &fim, &r, &e), 0);
     ck_assert(r.gen.no_cache);
+    api_request_free(&r);
+}
+END_TEST
+
+/* llama.cpp's sampler fields, on /completion and as extra fields of OpenAI's endpoints: each read,
+ * DRY's breakers as strings (empty ones skipped), dry_base below 1 the default; too many breaker bytes
+ * are refused by name. */
+START_TEST(test_llama_sampler_fields)
+{
+    api_request r;
+    api_error e;
+    ck_assert_int_eq(parse(API_LLAMA_COMPLETION, "{\"prompt\": \"x\", \"dry_multiplier\": 0.8, \"dry_base\": 0.5, "
+                                                 "\"dry_allowed_length\": 3, \"dry_penalty_last_n\": -1, "
+                                                 "\"dry_sequence_breakers\": [\"\\n\", \"\", \"def\"], \"typical_p\": 0.9, "
+                                                 "\"top_n_sigma\": 1.5, \"xtc_probability\": 0.5, \"xtc_threshold\": 0.2, "
+                                                 "\"dynatemp_range\": 0.3, \"dynatemp_exponent\": 2, \"min_keep\": 2, "
+                                                 "\"samplers\": [\"dry\", \"xtc\", \"temp\"], \"n_probs\": 2, "
+                                                 "\"post_sampling_probs\": true}", &fim, &r, &e), 0);
+    const sasp_sampling *p = &r.gen.sampling;
+    ck_assert(p->dry_multiplier == 0.8f && p->dry_base == 1.75f && p->dry_allowed_length == 3 &&
+              p->dry_penalty_last_n == -1);
+    ck_assert_int_eq(p->n_dry_breakers, 2);
+    size_t len;
+    const char *b = sasp_sampling_breaker(p, 1, &len);
+    ck_assert(len == 3 && !memcmp(b, "def", 3));
+    ck_assert(p->typical_p == 0.9f && p->top_n_sigma == 1.5f && p->xtc_probability == 0.5f && p->xtc_threshold == 0.2f);
+    ck_assert(p->dynatemp_range == 0.3f && p->dynatemp_exponent == 2 && p->min_keep == 2);
+    ck_assert(p->n_chain == 3 && p->chain[0] == SASP_SMP_DRY && p->chain[1] == SASP_SMP_XTC &&
+              p->chain[2] == SASP_SMP_TEMPERATURE);
+    ck_assert(r.gen.post_sampling_probs && r.n_probs == 2);
+    api_request_free(&r);
+    /* OpenAI's endpoints take them as extra fields, llama.cpp's way */
+    ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": \"x\", \"dry_multiplier\": 0.5, \"samplers\": \"edkt\", "
+                                            "\"typical_p\": 0.7}", &fim, &r, &e), 0);
+    ck_assert(r.gen.sampling.dry_multiplier == 0.5f && r.gen.sampling.n_chain == 4 && r.gen.sampling.typical_p == 0.7f);
+    api_request_free(&r);
+    char body[2048] = "{\"prompt\": \"x\", \"dry_sequence_breakers\": [";
+    for (int i = 0; i < 20; i++) strcat(body, i ? ", \"0123456789012345678901234567890123456789\"" : "\"x\"");
+    strcat(body, "]}");
+    ck_assert_int_eq(parse(API_LLAMA_COMPLETION, body, &fim, &r, &e), -1);
+    ck_assert_str_eq(e.param, "dry_sequence_breakers");
     api_request_free(&r);
 }
 END_TEST
@@ -513,6 +569,50 @@ START_TEST(test_write_llama_stream_and_fields)
 }
 END_TEST
 
+/* generation_settings reports every sampler field and the chain in llama.cpp's names;
+ * post_sampling_probs writes "prob" and "top_probs" (probabilities, not logs). */
+START_TEST(test_write_llama_sampling)
+{
+    api_request r;
+    api_error e;
+    ck_assert_int_eq(parse(API_LLAMA_COMPLETION, "{\"prompt\": \"a\", \"n_probs\": 2, \"post_sampling_probs\": true, "
+                                                 "\"dry_multiplier\": 0.8, \"samplers\": \"dkt\"}", &fim, &r, &e), 0);
+    api_out *o = api_out_new(&r, "tiny-fim", fim_tok, 1700000000);
+    sasp_event evs[] = {ev_tokens(0, "x", 7), ev_last(0)};
+    evs[0].info = calloc(1, sizeof *evs[0].info);
+    evs[0].info[0] = (sasp_token_info){.id = 7, .logprob = logf(0.75f), .n_top = 2,
+                                       .top = {{7, logf(0.75f)}, {8, logf(0.25f)}}};
+    char *text = feed(o, evs, 2);
+    json_t *j = json_loads(text, 0, NULL), *gs = json_object_get(j, "generation_settings");
+    ck_assert_msg(j != NULL, "%s", text);
+    static const char *const fields[] = {"temperature", "dynatemp_range", "dynatemp_exponent", "top_k", "top_p",
+                                         "min_p", "top_n_sigma", "xtc_probability", "xtc_threshold", "typical_p",
+                                         "min_keep", "repeat_last_n", "repeat_penalty", "presence_penalty",
+                                         "frequency_penalty", "dry_multiplier", "dry_base", "dry_allowed_length",
+                                         "dry_penalty_last_n", "dry_sequence_breakers", "n_probs",
+                                         "post_sampling_probs", "samplers"};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        ck_assert_msg(json_object_get(gs, fields[i]) != NULL, "generation_settings lacks %s", fields[i]);
+    json_t *smp = json_object_get(gs, "samplers"), *brk = json_object_get(gs, "dry_sequence_breakers");
+    ck_assert_int_eq(json_array_size(smp), 3);
+    ck_assert_str_eq(json_string_value(json_array_get(smp, 0)), "dry");
+    ck_assert_str_eq(json_string_value(json_array_get(smp, 1)), "top_k");
+    ck_assert_str_eq(json_string_value(json_array_get(smp, 2)), "temperature");
+    ck_assert_int_eq(json_array_size(brk), 4);
+    ck_assert_str_eq(json_string_value(json_array_get(brk, 0)), "\n");
+    ck_assert(fabs(json_number_value(json_object_get(gs, "dry_multiplier")) - 0.8) < 1e-6);
+    json_t *pr = json_array_get(json_object_get(j, "completion_probabilities"), 0);
+    ck_assert(fabs(json_number_value(json_object_get(pr, "prob")) - 0.75) < 1e-6 && !json_object_get(pr, "logprob"));
+    json_t *top = json_object_get(pr, "top_probs");
+    ck_assert(json_array_size(top) == 2 && !json_object_get(pr, "top_logprobs"));
+    ck_assert(fabs(json_number_value(json_object_get(json_array_get(top, 1), "prob")) - 0.25) < 1e-6);
+    json_decref(j);
+    free(text);
+    api_out_free(o);
+    api_request_free(&r);
+}
+END_TEST
+
 /* OpenAI's usage reports the cached prompt tokens, and the cut ones when prompts were cut. */
 START_TEST(test_write_openai_usage_cache)
 {
@@ -566,6 +666,8 @@ int main(void)
     tcase_add_test(tc, test_infill_cut_keeps_the_cursor_side);
     tcase_add_test(tc, test_plain_cut);
     tcase_add_test(tc, test_llama_completion_fields);
+    tcase_add_test(tc, test_llama_sampler_fields);
+    tcase_add_test(tc, test_write_llama_sampling);
     tcase_add_test(tc, test_write_llama_final);
     tcase_add_test(tc, test_write_llama_stream_and_fields);
     tcase_add_test(tc, test_write_openai_usage_cache);

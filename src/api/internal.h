@@ -51,9 +51,12 @@ void api_emit(sasp_buf *b, api_kind kind, json_t *j);
 /* One stop string, copied; "stop" of o (a string or an array of strings). */
 int api_add_stop(sasp_gen_params *g, const char *stop);
 int api_read_stop(json_t *o, sasp_gen_params *g, api_error *e);
-/* The sampling fields of o (the request, or Ollama's options), OpenAI and llama.cpp names; *seed is
- * set only when o names one (-1, as in llama.cpp, means random: the seed already there stays). */
+/* sampling.c: the sampling fields of o (the request, or Ollama's options), OpenAI and llama.cpp
+ * names, DRY's; *seed is set only when o names one (-1, as in llama.cpp, means random: the seed
+ * already there stays). */
 int api_read_sampling(json_t *o, sasp_sampling *p, uint64_t *seed, api_error *e);
+/* llama.cpp's "samplers" of root (names or a string of letters): the chain, in that order. */
+int api_read_samplers(json_t *root, sasp_sampling *p, api_error *e);
 /* model and user are checked and ignored (the server picked the model already), then stream and the
  * sampling fields of the top level. */
 int api_read_common(json_t *root, api_request *r, api_error *e);
@@ -198,6 +201,7 @@ struct api_out {
     /* llama.cpp's answers */
     json_t *settings;    /* generation_settings */
     int return_tokens, n_probs;
+    int post_sampling_probs; /* n_probs as "prob" / "top_probs" from the final distribution */
     char **fields;       /* response_fields, or NULL */
     int n_fields;
 };

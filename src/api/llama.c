@@ -1,12 +1,12 @@
 /* llama.c: llama.cpp's native generation requests, as its server's README defines them: POST
  * /completion (prompt as text, token ids or both mixed) and POST /infill (input_prefix, input_suffix,
  * input_extra, prompt), with their fields: n_predict, the sampling fields and "samplers", stop,
- * n_indent, t_max_predict_ms, cache_prompt, n_keep, n_probs, return_tokens, response_fields,
- * logit_bias in both of llama.cpp's forms, json_schema. Fields whose sampler is not implemented are
- * accepted at the value that turns it off and refused otherwise; fields that would only place the work
+ * n_indent, t_max_predict_ms, cache_prompt, n_keep, n_probs and post_sampling_probs, return_tokens,
+ * response_fields, logit_bias in both of llama.cpp's forms, json_schema (the sampling fields are
+ * api_sampling.c's). Fields of what is not implemented (mirostat, n_discard) are accepted at the value
+ * that turns it off and refused otherwise; fields that would only place the work
  * (id_slot, t_max_prompt_ms, ...) are accepted and listed in X-Sasp-Ignored-Options. docs/api.md and
  * docs/editor.md are the manual. */
-#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,21 +24,18 @@ void api_note_ignored(api_request *r, const char *field)
 
 /* --- samplers that are off here, and fields without effect --- */
 
-/* Fields of samplers sasp does not implement: accepted at the value that turns them off (below_off:
- * any value at most off does), refused by name otherwise. */
+/* Fields of what sasp does not implement: accepted at the value that turns it off, refused by name
+ * otherwise. */
 static int check_off_fields(json_t *root, api_error *e)
 {
-    static const struct { const char *name; double off; int below_off; } off[] = {
-        {"dry_multiplier", 0, 0}, {"typical_p", 1, 0}, {"typ_p", 1, 0}, {"xtc_probability", 0, 0},
-        {"mirostat", 0, 0}, {"top_n_sigma", 0, 1}, {"dynatemp_range", 0, 0}, {"min_keep", 0, 0},
-        {"n_discard", 0, 0}, {"post_sampling_probs", 0, 0}};
+    static const struct { const char *name; const char *why; } off[] = {
+        {"mirostat", ""}, {"n_discard", ": the context is never shifted"}};
     for (size_t i = 0; i < sizeof off / sizeof *off; i++) {
         json_t *v = json_object_get(root, off[i].name);
         if (!v || json_is_null(v)) continue;
         double d = json_is_number(v) ? json_number_value(v) : json_is_boolean(v) ? json_is_true(v) : NAN;
-        if (d == off[i].off || (off[i].below_off && d <= off[i].off)) continue;
-        api_bad(e, off[i].name, "'%s' is not supported (only %g, which is off, is accepted)%s", off[i].name,
-                off[i].off, !strcmp(off[i].name, "n_discard") ? ": the context is never shifted" : "");
+        if (d == 0) continue;
+        api_bad(e, off[i].name, "'%s' is not supported (only 0, which is off, is accepted)%s", off[i].name, off[i].why);
         return -1;
     }
     return 0;
@@ -78,81 +75,6 @@ static void note_placement_fields(json_t *root, api_request *r)
                    !(json_is_number(v) && (json_number_value(v) == 0 || json_number_value(v) == -1));
         if (asks) api_note_ignored(r, names[i]);
     }
-}
-
-/* --- samplers --- */
-
-enum { S_PENALTIES = 1, S_TOP_K = 2, S_TOP_P = 4, S_MIN_P = 8, S_TEMPERATURE = 16, S_INFILL = 32, S_OFF = 64 };
-
-/* A sampler's name (llama.cpp's names and aliases, any case, with or without '_' or '-'), or a
- * one-letter code: its flag; 0 unknown; -1 known but not implemented (adaptive_p). */
-static int sampler_flag(const char *name, size_t len)
-{
-    static const struct { const char *name; int flag; } map[] = {
-        {"penalties", S_PENALTIES}, {"topk", S_TOP_K},   {"topp", S_TOP_P}, {"nucleus", S_TOP_P},
-        {"minp", S_MIN_P},          {"temperature", S_TEMPERATURE}, {"temp", S_TEMPERATURE},
-        {"infill", S_INFILL},       {"dry", S_OFF},      {"typp", S_OFF},   {"typ", S_OFF},
-        {"typicalp", S_OFF},        {"xtc", S_OFF},      {"topnsigma", S_OFF}, {"adaptivep", -1}};
-    static const char codes[] = "ekpmtidyxs", flags[] = {S_PENALTIES, S_TOP_K, S_TOP_P, S_MIN_P, S_TEMPERATURE,
-                                                         S_INFILL, S_OFF, S_OFF, S_OFF, S_OFF};
-    char k[32];
-    size_t n = 0;
-    for (size_t i = 0; i < len && n < sizeof k - 1; i++)
-        if (name[i] != '_' && name[i] != '-') k[n++] = (char)tolower((unsigned char)name[i]);
-    k[n] = 0;
-    if (n == 1 && strchr(codes, k[0])) return flags[strchr(codes, k[0]) - codes];
-    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
-        if (!strcmp(k, map[i].name)) return map[i].flag;
-    return 0;
-}
-
-/* One entry of "samplers" into *flags. */
-static int add_sampler(const char *name, size_t len, int *flags, api_error *e)
-{
-    int f = sampler_flag(name, len);
-    if (f == 0 || f < 0) {
-        api_bad(e, "samplers", f < 0 ? "sampler '%.*s' is not supported" :
-                "unknown sampler '%.*s' (penalties, top_k, top_p, min_p, temperature, infill; dry, typ_p, xtc "
-                "and top_n_sigma are accepted and off)", (int)len, name);
-        return -1;
-    }
-    *flags |= f;
-    return 0;
-}
-
-/* "samplers": which samplers run (an array of names, or a string of one-letter codes). They run in
- * sasp's order (sampler.h); one that is not listed is off, as in llama.cpp: without "temperature" the
- * model's distribution is sampled at temperature 1. */
-static int read_samplers(json_t *root, sasp_sampling *p, api_error *e)
-{
-    json_t *v = json_object_get(root, "samplers");
-    if (!v || json_is_null(v)) return 0;
-    int flags = 0;
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        for (size_t i = 0; i < json_string_length(v); i++)
-            if (add_sampler(s + i, 1, &flags, e)) return -1;
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) {
-            if (!json_is_string(x)) {
-                api_bad(e, "samplers", "'samplers' must be an array of sampler names or a string of their letters");
-                return -1;
-            }
-            if (add_sampler(json_string_value(x), json_string_length(x), &flags, e)) return -1;
-        }
-    } else {
-        api_bad(e, "samplers", "'samplers' must be an array of sampler names or a string of their letters");
-        return -1;
-    }
-    if (!(flags & S_PENALTIES)) p->repeat_penalty = 1, p->frequency_penalty = 0, p->presence_penalty = 0;
-    if (!(flags & S_TOP_K)) p->top_k = 0;
-    if (!(flags & S_TOP_P)) p->top_p = 1;
-    if (!(flags & S_MIN_P)) p->min_p = 0;
-    if (!(flags & S_TEMPERATURE)) p->temperature = 1;
-    p->infill = (flags & S_INFILL) != 0;
-    return 0;
 }
 
 /* --- logit_bias: {"id": bias} (OpenAI's), or llama.cpp's [[id or text, bias or false], ...] --- */
@@ -230,7 +152,7 @@ static int read_count(json_t *root, const char *name, int allow_minus_one, long 
     return got < 0 ? -1 : 0;
 }
 
-/* n_indent, t_max_predict_ms, n_probs, return_tokens. */
+/* n_indent, t_max_predict_ms, n_probs (with post_sampling_probs), return_tokens. */
 static int read_llama_limits(json_t *root, api_request *r, api_error *e)
 {
     long long indent = 0, ms = 0, probs = 0;
@@ -246,6 +168,7 @@ static int read_llama_limits(json_t *root, api_request *r, api_error *e)
     r->n_probs = (int)probs;
     r->gen.logprobs = probs > 0;
     r->gen.top_logprobs = (int)probs;
+    if (api_get_bool(root, "post_sampling_probs", &r->gen.post_sampling_probs, e) < 0) return -1;
     return api_get_bool(root, "return_tokens", &r->return_tokens, e) < 0 ? -1 : 0;
 }
 
@@ -297,7 +220,7 @@ static int read_llama_common(json_t *root, const api_limits *lim, api_request *r
     if (api_read_common(root, r, e) || check_off_fields(root, e) || refuse_llama_extras(root, e)) return -1;
     note_placement_fields(root, r);
     r->gen.each_token = r->stream; /* llama.cpp streams a chunk per token */
-    if (read_samplers(root, &r->gen.sampling, e) || read_n_predict(root, lim, &r->gen.max_tokens, e)) return -1;
+    if (read_n_predict(root, lim, &r->gen.max_tokens, e)) return -1;
     if (api_read_stop(root, &r->gen, e) || api_get_bool(root, "ignore_eos", &r->gen.ignore_eos, e) < 0) return -1;
     if (read_llama_logit_bias(root, r, lim, e) || read_llama_limits(root, r, e)) return -1;
     return read_response_fields(root, r, e) || read_json_schema(root, r, e) ? -1 : 0;

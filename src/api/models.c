@@ -82,17 +82,25 @@ static const char chat_template[] =
     "{{ else if eq .Role \"user\" }}User: {{ else if eq .Role \"assistant\" }}Assistant: {{ else }}Tool: {{ end }}"
     "{{ .Content }}\n{{ end }}Assistant:";
 
-/* The default sampling settings as Modelfile PARAMETER lines. */
+/* The default sampling settings as Modelfile PARAMETER lines (the samplers that are off by default
+ * only when they are on). */
 static json_t *parameters_text(void)
 {
     sasp_sampling d;
     sasp_sampling_defaults(&d);
-    char buf[512];
-    snprintf(buf, sizeof buf,
-             "temperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nrepeat_penalty %g\nrepeat_last_n %d\n"
-             "stop \"\\nUser:\"\nstop \"\\nSystem:\"",
-             (double)d.temperature, d.top_k, (double)d.top_p, (double)d.min_p, (double)d.repeat_penalty,
-             d.repeat_last_n);
+    char buf[768];
+    int n = snprintf(buf, sizeof buf, "temperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nrepeat_penalty %g\nrepeat_last_n %d\n",
+                     (double)d.temperature, d.top_k, (double)d.top_p, (double)d.min_p, (double)d.repeat_penalty,
+                     d.repeat_last_n);
+    if (d.typical_p < 1) n += snprintf(buf + n, sizeof buf - (size_t)n, "typical_p %g\n", (double)d.typical_p);
+    if (d.frequency_penalty != 0 || d.presence_penalty != 0)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "frequency_penalty %g\npresence_penalty %g\n",
+                      (double)d.frequency_penalty, (double)d.presence_penalty);
+    if (d.dry_multiplier != 0)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "dry_multiplier %g\ndry_base %g\ndry_allowed_length %d\n"
+                      "dry_penalty_last_n %d\n", (double)d.dry_multiplier, (double)d.dry_base, d.dry_allowed_length,
+                      d.dry_penalty_last_n);
+    snprintf(buf + n, sizeof buf - (size_t)n, "stop \"\\nUser:\"\nstop \"\\nSystem:\"");
     return json_string(buf);
 }
 

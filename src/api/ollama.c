@@ -18,11 +18,13 @@ static const char *const placement_options[] = {
     "num_batch", "num_gpu", "main_gpu", "num_thread", "use_mmap", "use_mlock", "numa", "low_vram",
     "f16_kv", "vocab_only", "logits_all", "embedding_only", NULL};
 
-/* The options that sampling reads (api_read_sampling), and the ones read here. */
+/* The options that sampling reads (api_read_sampling: Ollama's own, and DRY's, which Ollama does not
+ * have), and the ones read here. */
 static const char *const honoured_options[] = {
-    "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repetition_penalty", "repeat_last_n",
-    "presence_penalty", "frequency_penalty", "seed", "stop", "num_predict", "num_ctx", "num_keep", "ignore_eos",
-    NULL};
+    "temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_penalty", "repetition_penalty",
+    "repeat_last_n", "presence_penalty", "frequency_penalty", "dry_multiplier", "dry_base", "dry_allowed_length",
+    "dry_penalty_last_n", "dry_sequence_breakers", "seed", "stop", "num_predict", "num_ctx", "num_keep",
+    "ignore_eos", NULL};
 
 static int listed(const char *const *list, const char *k)
 {
@@ -47,7 +49,7 @@ static int check_neutral_option(json_t *opts, const char *k, double off, api_err
 static int check_option_names(json_t *opts, api_request *r, api_error *e)
 {
     static const struct { const char *name; double off; } neutral[] = {
-        {"typical_p", 1}, {"tfs_z", 1}, {"mirostat", 0}, {"penalize_newline", 1}};
+        {"tfs_z", 1}, {"mirostat", 0}, {"penalize_newline", 1}};
     const char *k;
     json_t *v;
     json_object_foreach(opts, k, v) {

@@ -1,5 +1,5 @@
 /* read.c: the fields of a generation request that several dialects read alike, each read and checked
- * once (internal.h): model, user, stream and cache_prompt, the sampling fields, stop strings, the
+ * once (internal.h): model, user, stream and cache_prompt, stop strings, the
  * length limit, n_keep, token healing and truncate; and what shapes the output: a JSON document
  * (OpenAI's response_format, Ollama's format) compiled into the schema the engine enforces token by
  * token, and OpenAI's logit_bias. The user-facing description of every field is docs/api.md. */
@@ -49,40 +49,6 @@ int api_read_stop(json_t *o, sasp_gen_params *g, api_error *e)
     return 0;
 }
 
-/* The sampling fields of o (the request, or Ollama's options), OpenAI and llama.cpp names; *seed is
- * set only when o names one (-1, as in llama.cpp, means random: the seed already there stays). */
-int api_read_sampling(json_t *o, sasp_sampling *p, uint64_t *seed, api_error *e)
-{
-    long long k;
-    int r;
-    if (api_get_range(o, "temperature", &p->temperature, 0, 0, 1e9, 0, e) < 0) return -1;
-    if (api_get_range(o, "top_p", &p->top_p, 0, 1, 1, 0, e) < 0) return -1;
-    if (api_get_range(o, "min_p", &p->min_p, 0, 0, 1, 0, e) < 0) return -1;
-    if ((r = api_get_int(o, "top_k", &k, e)) < 0) return -1;
-    if (r) {
-        if (k < 0) {
-            api_bad(e, "top_k", "'top_k' must be >= 0 (0 = off), got %lld", k);
-            return -1;
-        }
-        p->top_k = k > 1 << 30 ? 1 << 30 : (int)k;
-    }
-    if (api_get_range(o, "repetition_penalty", &p->repeat_penalty, 0, 1, 1e9, 0, e) < 0) return -1;
-    if (api_get_range(o, "repeat_penalty", &p->repeat_penalty, 0, 1, 1e9, 0, e) < 0) return -1;
-    if ((r = api_get_int(o, "repeat_last_n", &k, e)) < 0) return -1;
-    if (r) {
-        if (k < -1) {
-            api_bad(e, "repeat_last_n", "'repeat_last_n' must be >= -1 (-1 = whole sequence)");
-            return -1;
-        }
-        p->repeat_last_n = k > 1 << 30 ? 1 << 30 : (int)k;
-    }
-    if (api_get_range(o, "frequency_penalty", &p->frequency_penalty, -2, 0, 2, 0, e) < 0) return -1;
-    if (api_get_range(o, "presence_penalty", &p->presence_penalty, -2, 0, 2, 0, e) < 0) return -1;
-    if ((r = api_get_int(o, "seed", &k, e)) < 0) return -1;
-    if (r && k != -1) *seed = (uint64_t)k;
-    return 0;
-}
-
 int api_read_max_tokens(json_t *o, const char *name, int mode, const api_limits *lim, int *out, api_error *e)
 {
     long long k;
@@ -107,6 +73,7 @@ int api_read_common(json_t *root, api_request *r, api_error *e)
         api_get_bool(root, "stream", &r->stream, e) < 0 || api_get_bool(root, "cache_prompt", &cache_prompt, e) < 0)
         return -1;
     r->gen.no_cache = !cache_prompt;
+    if (api_read_samplers(root, &r->gen.sampling, e)) return -1;
     return api_read_sampling(root, &r->gen.sampling, &r->seed_base, e);
 }
 

@@ -18,6 +18,7 @@ static int llama_parts(api_out *o, const api_request *r)
     o->settings = api_llama_settings(r);
     o->return_tokens = r->return_tokens;
     o->n_probs = r->n_probs;
+    o->post_sampling_probs = r->gen.post_sampling_probs;
     if (r->n_response_fields) {
         o->fields = calloc((size_t)r->n_response_fields, sizeof *o->fields);
         if (!o->fields) return -1;

@@ -7,33 +7,40 @@
  * prompt_n, prompt_ms, predicted_n, predicted_ms and their rates), sasp's "tokens_dropped" (prompt
  * tokens cut to fit the context), and "completion_probabilities" with n_probs; response_fields picks
  * fields of it. Also the slot objects of /slots and the default settings of /props. */
+#include <float.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/internal.h"
 
-/* The sampling parameters in llama.cpp's names, and the samplers that are on, in sasp's order. */
+/* The sampling parameters in llama.cpp's names, and the chain ("samplers", llama.cpp's names in its
+ * order). */
 static json_t *sampling_json(const sasp_sampling *p, int n_predict)
 {
-    json_t *samplers = json_array();
-    if (p->repeat_penalty != 1 || p->frequency_penalty != 0 || p->presence_penalty != 0)
-        json_array_append_new(samplers, json_string("penalties"));
-    if (p->temperature != 1) json_array_append_new(samplers, json_string("temperature"));
-    if (p->top_k > 0) json_array_append_new(samplers, json_string("top_k"));
-    if (p->top_p < 1) json_array_append_new(samplers, json_string("top_p"));
-    if (p->min_p > 0) json_array_append_new(samplers, json_string("min_p"));
-    if (p->infill) json_array_append_new(samplers, json_string("infill"));
-    json_t *j = json_pack("{s:i,s:i,s:f,s:i,s:f,s:f,s:i,s:f,s:f,s:f}", "n_predict", n_predict, "max_tokens", n_predict,
-                          "temperature", (double)p->temperature, "top_k", p->top_k, "top_p", (double)p->top_p, "min_p",
-                          (double)p->min_p, "repeat_last_n", p->repeat_last_n, "repeat_penalty",
-                          (double)p->repeat_penalty, "presence_penalty", (double)p->presence_penalty,
-                          "frequency_penalty", (double)p->frequency_penalty);
-    json_t *off = json_pack("{s:f,s:i,s:f,s:f,s:i,s:i}", "typical_p", 1.0, "mirostat", 0, "dry_multiplier", 0.0,
-                            "xtc_probability", 0.0, "min_keep", 0, "n_discard", 0);
-    json_object_update(j, off);
-    json_decref(off);
+    json_t *samplers = json_array(), *breakers = json_array();
+    for (int i = 0; i < p->n_chain; i++) json_array_append_new(samplers, json_string(sasp_sampler_names[p->chain[i]]));
+    for (int i = 0; i < p->n_dry_breakers; i++) {
+        size_t len;
+        const char *b = sasp_sampling_breaker(p, i, &len);
+        json_array_append_new(breakers, api_json_text(b, len));
+    }
+    json_t *j = json_pack("{s:i,s:i,s:f,s:f,s:f,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:i}", "n_predict", n_predict,
+                          "max_tokens", n_predict, "temperature", (double)p->temperature, "dynatemp_range",
+                          (double)p->dynatemp_range, "dynatemp_exponent", (double)p->dynatemp_exponent, "top_k",
+                          p->top_k, "top_p", (double)p->top_p, "min_p", (double)p->min_p, "top_n_sigma",
+                          (double)p->top_n_sigma, "xtc_probability", (double)p->xtc_probability, "xtc_threshold",
+                          (double)p->xtc_threshold, "typical_p", (double)p->typical_p, "min_keep", p->min_keep);
+    json_t *pen = json_pack("{s:i,s:f,s:f,s:f,s:f,s:f,s:i,s:i,s:o,s:i,s:i}", "repeat_last_n", p->repeat_last_n,
+                            "repeat_penalty", (double)p->repeat_penalty, "presence_penalty",
+                            (double)p->presence_penalty, "frequency_penalty", (double)p->frequency_penalty,
+                            "dry_multiplier", (double)p->dry_multiplier, "dry_base", (double)p->dry_base,
+                            "dry_allowed_length", p->dry_allowed_length, "dry_penalty_last_n", p->dry_penalty_last_n,
+                            "dry_sequence_breakers", breakers, "mirostat", 0, "n_discard", 0);
+    json_object_update(j, pen);
+    json_decref(pen);
     json_object_set_new(j, "samplers", samplers);
     return j;
 }
@@ -42,12 +49,22 @@ json_t *api_llama_settings(const api_request *r)
 {
     json_t *j = sampling_json(&r->gen.sampling, r->gen.max_tokens), *stop = json_array();
     for (int k = 0; k < r->gen.n_stop; k++) json_array_append_new(stop, json_string(r->gen.stop[k]));
-    json_t *more = json_pack("{s:I,s:o,s:b,s:b,s:i,s:i,s:I,s:b}", "seed", (json_int_t)r->seed_base, "stop", stop,
-                             "ignore_eos", r->gen.ignore_eos, "stream", r->stream, "n_probs", r->n_probs, "n_indent",
-                             r->gen.n_indent, "t_max_predict_ms", (json_int_t)r->gen.t_max_predict_ms,
-                             "cache_prompt", !r->gen.no_cache);
+    json_t *more = json_pack("{s:I,s:o,s:b,s:b,s:i,s:b,s:i,s:I,s:b}", "seed", (json_int_t)r->seed_base, "stop", stop,
+                             "ignore_eos", r->gen.ignore_eos, "stream", r->stream, "n_probs", r->n_probs,
+                             "post_sampling_probs", r->gen.post_sampling_probs, "n_indent", r->gen.n_indent,
+                             "t_max_predict_ms", (json_int_t)r->gen.t_max_predict_ms, "cache_prompt", !r->gen.no_cache);
     json_object_update(j, more);
     json_decref(more);
+    return j;
+}
+
+/* One token's entry: id, token, bytes and its "logprob", or with post_sampling_probs its "prob". */
+static json_t *prob_entry(const api_out *o, int id, float logprob)
+{
+    json_t *j = json_pack("{s:i,s:o,s:o}", "id", id, "token", api_token_string(o->tok, id), "bytes",
+                          api_token_bytes(o->tok, id));
+    if (o->post_sampling_probs) json_object_set_new(j, "prob", json_real(exp((double)logprob)));
+    else json_object_set_new(j, "logprob", json_real(isfinite(logprob) ? (double)logprob : -FLT_MAX));
     return j;
 }
 
@@ -57,15 +74,10 @@ json_t *api_llama_probs(api_out *o, const sasp_event *ev, json_t *acc)
     json_t *arr = acc ? acc : json_array();
     for (int i = 0; i < ev->n_ids; i++) {
         const sasp_token_info *ti = &ev->info[i];
-        json_t *top = json_array();
-        for (int k = 0; k < ti->n_top; k++)
-            json_array_append_new(top, json_pack("{s:i,s:o,s:o,s:f}", "id", ti->top[k].id, "token",
-                                                 api_token_string(o->tok, ti->top[k].id), "bytes",
-                                                 api_token_bytes(o->tok, ti->top[k].id), "logprob",
-                                                 (double)ti->top[k].logprob));
-        json_array_append_new(arr, json_pack("{s:i,s:o,s:o,s:f,s:o}", "id", ti->id, "token",
-                                             api_token_string(o->tok, ti->id), "bytes", api_token_bytes(o->tok, ti->id),
-                                             "logprob", (double)ti->logprob, "top_logprobs", top));
+        json_t *top = json_array(), *j = prob_entry(o, ti->id, ti->logprob);
+        for (int k = 0; k < ti->n_top; k++) json_array_append_new(top, prob_entry(o, ti->top[k].id, ti->top[k].logprob));
+        json_object_set_new(j, o->post_sampling_probs ? "top_probs" : "top_logprobs", top);
+        json_array_append_new(arr, j);
     }
     return arr;
 }

@@ -545,9 +545,8 @@ static int seq_start(sasp_sched *s, seq *q)
 {
     if (seq_constrain(s, q) != 0) return -1;
     q->smp = sasp_sampler_new(s->vocab, &q->p.sampling);
-    if (!q->smp) return -1;
+    if (!q->smp || sasp_sampler_set_tokenizer(q->smp, s->tok, s->eos)) return -1;
     sasp_sampler_set_logit_bias(q->smp, q->p.logit_bias, q->p.n_logit_bias);
-    if (q->p.sampling.infill) sasp_sampler_set_infill(q->smp, s->tok, s->eos);
     seq_reuse_prefix(s, q);
     if (q->p.prompt_logprobs) {
         int rows = q->n_prompt < s->chunk ? q->n_prompt : s->chunk;
@@ -585,7 +584,10 @@ static void record_token(seq *q, int tok)
         sasp_token_info *ti = &q->ev_info[q->ev_n];
         ti->id = tok;
         ti->n_top = q->p.top_logprobs;
-        ti->logprob = sasp_sampler_logprobs(q->smp, tok, ti->top, ti->n_top);
+        if (q->p.post_sampling_probs)
+            ti->logprob = sasp_sampler_post_probs(q->smp, tok, ti->top, q->p.top_logprobs, &ti->n_top);
+        else
+            ti->logprob = sasp_sampler_logprobs(q->smp, tok, ti->top, ti->n_top);
     }
     q->ev_n++;
 }

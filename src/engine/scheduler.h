@@ -48,6 +48,8 @@ typedef struct sasp_gen_params {
     int n_stop;
     int logprobs;            /* nonzero: report the chosen token's logprob */
     int top_logprobs;        /* and this many alternatives (0 .. SASP_MAX_TOP_LOGPROBS) */
+    int post_sampling_probs; /* nonzero: those from the final distribution (sasp_sampler_post_probs),
+                              * not the model's (sasp_sampler_logprobs) */
     int ignore_eos;          /* nonzero: the end-of-sequence token does not stop generation */
     int prompt_logprobs;     /* nonzero: also score the prompt (echo with logprobs), see sasp_event */
     const sasp_json_schema *json; /* non-NULL: the output is a document of this schema, enforced at

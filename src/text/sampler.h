@@ -1,30 +1,50 @@
-/* sampler.h: turning one row of logits into the next token, per request.
+/* sampler.h: turning one row of logits into the next token, per request: llama.cpp's sampler chain.
  *
- * The order of operations, one clear path (sasp_sampler_dist):
- *   0. logit biases (OpenAI's logit_bias, llama.cpp's; sasp_sampler_set_logit_bias) added to the
- *      logits as they come (those of a constrained sequence come masked: constrain.h);
- *   1. penalties on those logits:
- *      - repetition penalty (llama.cpp semantics): for every distinct token among the last
- *        repeat_last_n tokens of the sequence (prompt and generated), a positive logit is divided by
- *        repeat_penalty, a negative one multiplied by it (1.0 = off);
- *      - frequency and presence penalties (OpenAI semantics): logit[j] -= c[j] * frequency_penalty
- *        + (c[j] > 0) * presence_penalty, where c[j] counts the times j was generated so far in this
- *        request (prompt tokens are not counted).
- *   2. temperature == 0 (or top_k == 1): greedy, the arg-max (lowest id on ties); nothing random.
- *   3. otherwise logits / temperature, softmax, then top_k (keep the k most likely; 0 = off), top_p
- *      (keep the smallest most-likely prefix whose mass reaches top_p; 1 = off), min_p (drop tokens
- *      whose probability is below min_p times the most likely one's; 0 = off), renormalise,
- *      then (infill, llama.cpp's "infill" sampler for fill in the middle) favour the end of the
- *      middle and merge tokens that begin another candidate (sasp_sampler_set_infill), draw.
- * Logprobs (sasp_sampler_logprobs) are the log-softmax of the logits after step 1 at temperature 1:
- * the model's own distribution with the biases and penalties applied, before temperature and truncation, so they
- * do not depend on temperature, top_k, top_p or min_p (as OpenAI's logprobs).
+ * Step 0: the request's logit biases (OpenAI's logit_bias, llama.cpp's; sasp_sampler_set_logit_bias)
+ * are added to the logits as they come (those of a constrained sequence come masked: constrain.h).
+ * The candidates are every token whose logit is then finite (logit_bias false and a JSON schema's mask
+ * remove tokens by making their logit -inf; such a token is never a candidate). The samplers of the
+ * request's chain (sasp_sampling.chain, llama.cpp's "samplers") run in its order, each on what the one
+ * before left; a sampler may appear several times, one that is not in the chain does not run. Then
+ * the softmax of the logits left is the final distribution, and the draw takes a token from it.
+ * Default order, llama.cpp's: penalties, dry, top_n_sigma, top_k, typ_p, top_p, min_p, xtc, temperature.
+ *   penalties    repetition penalty (llama.cpp): a candidate among the last repeat_last_n tokens of the
+ *                sequence (prompt and generated; -1 = all) has its logit divided by repeat_penalty when
+ *                positive, multiplied when negative (1 = off); frequency and presence penalties (OpenAI
+ *                semantics): logit -= c * frequency_penalty + (c > 0) * presence_penalty, c the times
+ *                the token was generated so far in this request (prompt tokens are not counted).
+ *   dry          "don't repeat yourself" (sampler_dry.c): a candidate that would extend a sequence
+ *                already seen in the last dry_penalty_last_n tokens by more than dry_allowed_length
+ *                tokens loses dry_multiplier * dry_base^(length - dry_allowed_length) of its logit.
+ *   top_n_sigma  keep the candidates whose logit is at least max - top_n_sigma * (standard deviation of
+ *                the logits) (<= 0 = off).
+ *   top_k        keep the k largest logits (<= 0 = off).
+ *   typ_p        locally typical sampling: order by |-log p - entropy| and keep the shortest prefix whose
+ *                mass exceeds typical_p (>= 1 = off).
+ *   top_p        keep the shortest most-likely prefix whose mass reaches top_p (>= 1 = off).
+ *   min_p        keep the candidates with p >= min_p * p(most likely) (<= 0 = off).
+ *   xtc          "exclude top choices": with chance xtc_probability, remove every candidate with
+ *                p >= xtc_threshold except the least likely of them (off: probability 0, threshold > 0.5).
+ *   temperature  divide the logits by temperature; <= 0 keeps only the largest (greedy). With
+ *                dynatemp_range > 0 the temperature is temperature - range + 2 * range *
+ *                (entropy / log(candidates))^dynatemp_exponent (its low end at least 0).
+ *   infill       llama.cpp's fill-in-the-middle step (sasp_sampler_set_tokenizer): when the end of
+ *                the middle holds enough of the probability only it may come; otherwise a candidate
+ *                whose bytes begin another's takes its probability, and unlikely ones go.
+ * Probabilities (p) are always the softmax of the candidates left at that point. min_keep > 0 makes
+ * top_p, min_p, typ_p and xtc keep at least that many candidates, as in llama.cpp.
  *
- * Each request has its own random generator (xoshiro256**, seeded through splitmix64), so the same
- * seed gives the same tokens whatever else the server is doing. */
+ * Logprobs (sasp_sampler_logprobs) are the log-softmax over the whole vocabulary of the logits with the biases,
+ * penalties and DRY applied (as if they ran first), at temperature 1, before any truncation: they do
+ * not depend on temperature, top_k, top_p, min_p and the rest (as OpenAI's logprobs).
+ * sasp_sampler_post_probs gives the final distribution instead (llama.cpp's post_sampling_probs).
+ *
+ * Each request has its own random generators (xoshiro256**, seeded through splitmix64; one for the
+ * draw, one for xtc), so the same seed gives the same tokens whatever else the server is doing. */
 #ifndef SASP_SAMPLER_H
 #define SASP_SAMPLER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "text/tokenizer.h"
 
@@ -37,22 +57,65 @@ uint64_t sasp_rng_next(sasp_rng *r);
 /* Uniform in [0, 1), 53 random bits. */
 double sasp_rng_uniform(sasp_rng *r);
 
+/* The samplers a chain is made of. */
+typedef enum sasp_sampler_kind {
+    SASP_SMP_PENALTIES,
+    SASP_SMP_DRY,
+    SASP_SMP_TOP_N_SIGMA,
+    SASP_SMP_TOP_K,
+    SASP_SMP_TYPICAL_P,
+    SASP_SMP_TOP_P,
+    SASP_SMP_MIN_P,
+    SASP_SMP_XTC,
+    SASP_SMP_TEMPERATURE,
+    SASP_SMP_INFILL,
+    SASP_SMP_COUNT
+} sasp_sampler_kind;
+
+/* llama.cpp's canonical name of each kind ("penalties", "dry", "top_n_sigma", "top_k", "typ_p",
+ * "top_p", "min_p", "xtc", "temperature", "infill"). */
+extern const char *const sasp_sampler_names[SASP_SMP_COUNT];
+
+/* The kind a name stands for: llama.cpp's names and aliases in any case, with '_', '-' or neither
+ * ("top_k", "Top-K", "topk", "nucleus", "temp", "typ", ...), or its one-letter code (llama.cpp's: e d s
+ * k y p m x t i). -1 when unknown, -2 for llama.cpp's adaptive_p (a, not implemented here). */
+int sasp_sampler_kind_of(const char *name, size_t len);
+
+#define SASP_MAX_CHAIN 32
+#define SASP_DRY_BREAKER_MAX 40      /* bytes of one breaker (longer ones are cut, as in llama.cpp) */
+#define SASP_DRY_BREAKERS_BYTES 512  /* room for all the breakers of a request */
+
 /* The sampling parameters of one request. */
 typedef struct sasp_sampling {
-    float temperature;       /* >= 0; 0 = greedy */
+    float temperature;       /* >= 0; <= 0 = greedy */
+    float dynatemp_range;    /* >= 0; 0 = off */
+    float dynatemp_exponent;
     int top_k;               /* >= 0; 0 = off */
-    float top_p;             /* (0, 1]; 1 = off */
+    float top_p;             /* [0, 1]; 1 = off */
     float min_p;             /* [0, 1]; 0 = off */
+    float typical_p;         /* [0, 1]; 1 = off */
+    float top_n_sigma;       /* <= 0 = off */
+    float xtc_probability;   /* [0, 1]; 0 = off */
+    float xtc_threshold;     /* [0, 1]; > 0.5 = off */
+    int min_keep;            /* >= 0 */
     float repeat_penalty;    /* > 0; 1 = off */
     int repeat_last_n;       /* tokens the repetition penalty looks back over; 0 = off, -1 = all */
     float frequency_penalty; /* [-2, 2]; 0 = off */
     float presence_penalty;  /* [-2, 2]; 0 = off */
-    int infill;              /* nonzero: llama.cpp's infill step after min_p (needs
-                              * sasp_sampler_set_infill) */
+    float dry_multiplier;    /* >= 0; 0 = off */
+    float dry_base;          /* >= 1 */
+    int dry_allowed_length;  /* >= 0 */
+    int dry_penalty_last_n;  /* tokens DRY looks back over; 0 = off, -1 = all (the context) */
+    int n_dry_breakers;      /* the sequence breakers: each a length byte then its bytes */
+    unsigned char dry_breakers[SASP_DRY_BREAKERS_BYTES];
+    int n_chain;             /* the samplers, in order (sasp_sampler_kind) */
+    unsigned char chain[SASP_MAX_CHAIN];
     uint64_t seed;
 } sasp_sampling;
 
-/* llama.cpp's server defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no penalties. */
+/* The server's defaults (defined in this one function; docs/api.md states them): llama.cpp's server
+ * defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, the other samplers off, llama.cpp's
+ * default chain and DRY sequence breakers ("\n", ":", "\"", "*"). */
 void sasp_sampling_defaults(sasp_sampling *p);
 
 /* A token's logit bias: added to its logit before everything else the sampler does. */
@@ -61,10 +124,17 @@ typedef struct sasp_logit_bias {
     float bias;
 } sasp_logit_bias;
 
-/* One candidate of the final distribution. */
+/* Replace the DRY sequence breakers with n strings (lens[i] bytes each; empty ones are skipped, longer
+ * than SASP_DRY_BREAKER_MAX are cut). -1 when they do not fit in SASP_DRY_BREAKERS_BYTES. */
+int sasp_sampling_set_breakers(sasp_sampling *p, const char *const *strs, const size_t *lens, int n);
+/* Breaker i of p (0 .. n_dry_breakers-1): its bytes, length in *len. */
+const char *sasp_sampling_breaker(const sasp_sampling *p, int i, size_t *len);
+
+/* One candidate: its token, logit and (where the sampler says so) probability. */
 typedef struct sasp_candidate {
     int id;
-    float p;
+    double logit;
+    double p;
 } sasp_candidate;
 
 /* A token and its log-probability. */
@@ -73,17 +143,30 @@ typedef struct sasp_logprob {
     float logprob;
 } sasp_logprob;
 
+typedef struct sasp_dry sasp_dry; /* sampler_dry.c */
+
 typedef struct sasp_sampler {
     sasp_sampling p;
-    sasp_rng rng;
+    sasp_rng rng;          /* the draw */
+    sasp_rng xtc_rng;      /* xtc's coin */
     int vocab;
     int *generated_count;  /* [vocab]: times each token was generated (frequency/presence) */
+    int *gen_ids;          /* the tokens generated so far, each once */
+    int n_gen_ids;
     int *history;          /* every token of the sequence so far, prompt first */
     int n_history, cap_history;
-    float *work;           /* [vocab] penalised logits */
-    sasp_candidate *cand;  /* [vocab] */
+    float *raw;            /* [vocab] the logits of the last draw (for logprobs) */
+    float *work;           /* [vocab] penalised logits (sasp_sampler_penalize) */
+    double *row;           /* [vocab] the logits the penalties and DRY changed before the chain cut any */
+    unsigned char *changed; /* [vocab] which (the others are raw's) */
+    int *changed_ids;      /* [vocab] */
+    int n_changed;
+    sasp_candidate *cand;  /* [vocab] the chain's candidates; after a draw, the final distribution */
+    int n_cand, cand_sorted;
+    sasp_candidate *scratch; /* [vocab] */
     unsigned char *seen;   /* [vocab] scratch for the repetition penalty */
-    const sasp_tokenizer *tok; /* infill: the tokens' bytes */
+    sasp_dry *dry;         /* DRY's state: NULL when no DRY is in the chain or it is off */
+    const sasp_tokenizer *tok; /* the tokens' bytes (infill, DRY's breakers) */
     int eog;               /* infill: the end-of-generation token */
     const sasp_logit_bias *bias; /* step 0 (sasp_sampler_set_logit_bias), n_bias of them */
     int n_bias;
@@ -93,14 +176,17 @@ typedef struct sasp_sampler {
 sasp_sampler *sasp_sampler_new(int vocab, const sasp_sampling *p);
 void sasp_sampler_free(sasp_sampler *s);
 
-/* What the infill step needs: the tokens' bytes (special tokens have none) and the token that ends
- * a middle. llama.cpp's algorithm: when 3 * P(end) * (candidates) > P(text), only the end may come;
- * otherwise a candidate whose bytes begin another's takes that one's probability (into the more
+/* The tokenizer (its tokens' bytes) and the token that ends a fill-in-the-middle. The infill step
+ * needs them, and DRY needs the tokenizer to turn its breaker strings into tokens: without it no
+ * breaker applies. -1 when out of memory. */
+int sasp_sampler_set_tokenizer(sasp_sampler *s, const sasp_tokenizer *tok, int eog);
+
+/* The infill step (llama.cpp's algorithm): when 3 * P(end) * (candidates) > P(text), only the end may
+ * come; otherwise a candidate whose bytes begin another's takes that one's probability (into the more
  * likely of the two), candidates below 0.2 go, then those below 1 / (kept + 1); when no text token is
- * left, the end. It runs over at most SASP_INFILL_MAX candidates (the most likely ones: top_k 40, as
- * editors send, keeps it quadratic in 40). */
+ * left, the end. It runs over at most SASP_INFILL_MAX candidates (the most likely ones). The
+ * probabilities it leaves become the candidates' logits (log p). */
 #define SASP_INFILL_MAX 512
-void sasp_sampler_set_infill(sasp_sampler *s, const sasp_tokenizer *tok, int eog);
 
 /* The request's logit biases (n of them, kept by pointer: they must outlive the sampler). */
 void sasp_sampler_set_logit_bias(sasp_sampler *s, const sasp_logit_bias *bias, int n);
@@ -108,25 +194,46 @@ void sasp_sampler_set_logit_bias(sasp_sampler *s, const sasp_logit_bias *bias, i
 /* Record a token of the sequence: prompt tokens with generated = 0, sampled ones with 1. */
 int sasp_sampler_accept(sasp_sampler *s, int token, int generated);
 
-/* Apply steps 0 and 1 to logits into s->work and return it. */
+/* The logit biases, the penalties and DRY applied to the whole row of logits, into s->work, returned. */
 const float *sasp_sampler_penalize(sasp_sampler *s, const float *logits);
 
-/* The final distribution for logits (steps 0, 1 and 3): candidates sorted by decreasing probability,
- * summing to 1, in *out (points into the sampler; valid until the next call). Returns their count.
- * In greedy mode it is the single arg-max with p = 1. */
+/* The final distribution for logits (the chain, then the softmax): candidates sorted by decreasing
+ * probability (then increasing id), summing to 1, in *out (points into the sampler; valid until the
+ * next call). Returns their count (>= 1). Advances xtc's generator when xtc runs. */
 int sasp_sampler_dist(sasp_sampler *s, const float *logits, const sasp_candidate **out);
 
-/* Sample the next token (does not accept it). */
+/* Sample the next token (does not accept it). A distribution of one token draws no random number. */
 int sasp_sampler_sample(sasp_sampler *s, const float *logits);
 
 /* Log-probabilities (see above) of token `chosen` and of the n_top most likely tokens (sorted,
- * written to top; n_top may be 0). Uses the penalised logits of the last sasp_sampler_sample or
- * sasp_sampler_penalize call. Returns the log-probability of `chosen`. */
+ * written to top; n_top may be 0), for the logits of the last sasp_sampler_sample or
+ * sasp_sampler_dist call. Returns the log-probability of `chosen`. */
 float sasp_sampler_logprobs(sasp_sampler *s, int chosen, sasp_logprob *top, int n_top);
+
+/* The same from the final distribution of the last draw (llama.cpp's post_sampling_probs), as
+ * log(p): `chosen` (-inf when it was not a candidate) and the n_top most likely candidates; fewer
+ * when fewer are left (*n_out). Returns the log-probability of `chosen`. */
+float sasp_sampler_post_probs(sasp_sampler *s, int chosen, sasp_logprob *top, int n_top, int *n_out);
 
 /* The same for any row of logits w[0..vocab) as they are (no penalties): returns log_softmax(w)[chosen]
  * and writes the n_top most likely tokens to top; scratch holds at least vocab candidates. */
 float sasp_log_softmax_top(const float *w, int vocab, int chosen, sasp_logprob *top, int n_top,
                            sasp_candidate *scratch);
+
+/* --- the steps, for sampler.c and sampler_dry.c --- */
+
+/* Keep the k best of c[0..n) (largest logit, then lowest id) in c[0..k), sorted. */
+void sasp_cand_keep_best(sasp_candidate *c, int n, int k);
+
+/* DRY (sampler_dry.c). sasp_dry_new: the state for p's DRY settings, the breakers tokenised with tok
+ * (NULL: no breakers); NULL when out of memory. */
+sasp_dry *sasp_dry_new(const sasp_sampling *p, const sasp_tokenizer *tok, int vocab);
+void sasp_dry_free(sasp_dry *d);
+/* Lower the logits of the candidates c[0..n) that would extend a repeat of the last tokens of
+ * history[0..n_history). */
+void sasp_dry_apply(sasp_dry *d, const int *history, int n_history, sasp_candidate *c, int n);
+/* The same as a list: every token that would lose logit, once, with what it loses in .logit, in out
+ * (room for the vocabulary); returns how many. */
+int sasp_dry_penalties(sasp_dry *d, const int *history, int n_history, sasp_candidate *out);
 
 #endif

@@ -34,7 +34,7 @@ flags="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize
 isa_libs=$(ls "$build"/libsasp_*.a 2>/dev/null | grep -v emul || true)
 libs="-Wl,--start-group $build/libsasp.a $isa_libs -Wl,--end-group $(pkg-config --libs jansson libpcre2-8 sleef) -lm -lpthread"
 objs=""
-for s in base/util model/checkpoint text/tokenizer text/sampler text/json_schema \
+for s in base/util model/checkpoint text/tokenizer text/sampler text/sampler_dry text/json_schema \
   $(cd "$src/src" && ls api/*.c | sed 's/\.c$//'); do
   o=$out/$(echo "$s" | tr / _).o
   if [ ! -f "$o" ] || [ "$src/src/$s.c" -nt "$o" ] || [ -n "$(find "$src/src" -name '*.h' -newer "$o")" ]; then

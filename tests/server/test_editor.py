@@ -171,6 +171,56 @@ def t_completion_native(s):
     check_error(*s.post("/completion", {"prompt": "x", "n_predict": -5}), 400, "n_predict")
 
 
+def t_samplers(s):
+    """llama.cpp's samplers over HTTP: DRY refuses to extend a repeat (a logit_bias makes it the favourite,
+    a large multiplier takes it away, and the pre-sampling logprob shows the penalty); post_sampling_probs
+    gives the final distribution; generation_settings reports every field and the chain; the same seed
+    gives the same text with every sampler on; each one at its off value changes nothing; OpenAI's extra
+    fields and Ollama's options carry DRY."""
+    rep = [100, 101, 102, 103] * 2 + [100, 101, 102]  # 103 would extend the repeat
+    base = dict(GREEDY, prompt=rep, n_predict=1, n_probs=20, return_tokens=True, logit_bias=[[103, 30]])
+    st, r = s.post("/completion", base)
+    assert st == 200 and r["tokens"] == [103], r
+    dry = dict(dry_multiplier=1000, dry_base=1.75, dry_allowed_length=2, dry_penalty_last_n=-1,
+               dry_sequence_breakers=["@@@@"])
+    st, r = s.post("/completion", dict(base, **dry))
+    assert st == 200 and r["tokens"] != [103], r
+    lp = {t["id"]: t["logprob"] for t in r["completion_probabilities"][0]["top_logprobs"]}
+    assert 103 not in lp or lp[103] < -100, lp
+    # post-sampling: the final distribution (top_k 3 at temperature 1), probabilities summing to 1
+    st, r = s.post("/completion", {"prompt": "def f(x):", "n_predict": 3, "seed": 5, "top_k": 3, "top_p": 1,
+                                   "min_p": 0, "temperature": 1, "n_probs": 5, "post_sampling_probs": True})
+    assert st == 200 and len(r["completion_probabilities"]) == 3, r
+    for tok in r["completion_probabilities"]:
+        assert 0 < tok["prob"] <= 1 and "logprob" not in tok and 1 <= len(tok["top_probs"]) <= 3, tok
+        assert abs(sum(t["prob"] for t in tok["top_probs"]) - 1) < 1e-5, tok
+        assert tok["id"] in [t["id"] for t in tok["top_probs"]], tok
+    # generation_settings and the chain, in llama.cpp's names
+    every = dict(dry, dry_multiplier=0.8, xtc_probability=0.5, xtc_threshold=0.1, typical_p=0.9, top_n_sigma=2,
+                 dynatemp_range=0.5, dynatemp_exponent=1.5, min_keep=1, frequency_penalty=0.3, repeat_penalty=1.1)
+    st, r = s.post("/completion", dict(every, prompt="def f(x):", n_predict=8, seed=42, samplers="edsykpmxt",
+                                       response_fields=["generation_settings", "content"]))
+    gs = r["generation_settings"]
+    assert gs["samplers"] == ["penalties", "dry", "top_n_sigma", "typ_p", "top_k", "top_p", "min_p", "xtc",
+                              "temperature"], gs
+    for k, v in every.items():
+        assert gs[k] == v or (isinstance(v, float) and abs(gs[k] - v) < 1e-6), (k, gs[k], v)
+    st, again = s.post("/completion", dict(every, prompt="def f(x):", n_predict=8, seed=42, samplers="edsykpmxt",
+                                           response_fields=["content"]))
+    assert again["content"] == r["content"], (again, r)
+    # each sampler at its off value: the same text as without it
+    plain = {"prompt": "def f(x):", "n_predict": 8, "seed": 7}
+    off = dict(dry_multiplier=0, xtc_probability=0, typical_p=1, top_n_sigma=-1, dynatemp_range=0, min_keep=0)
+    assert s.post("/completion", plain)[1]["content"] == s.post("/completion", dict(plain, **off))[1]["content"]
+    # DRY as OpenAI's extra fields and in Ollama's options
+    st, r = s.post("/v1/completions", dict(dry, prompt="x", max_tokens=2, samplers=["penalties", "dry", "top_k"]))
+    assert st == 200, r
+    st, r = s.post("/api/generate", {"prompt": "x", "stream": False, "options": dict(dry, num_predict=2, typical_p=0.9)})
+    assert st == 200 and r["done"], r
+    check_ollama_error(*s.post("/api/generate", {"prompt": "x", "options": {"xtc_probability": 0.5}}), 400, ["xtc"])
+    check_error(*s.post("/completion", {"prompt": "x", "dry_sequence_breakers": []}), 400, "dry_sequence_breakers")
+
+
 def t_slots_and_props(s):
     slots = s.get_json("/slots")
     assert len(slots) == 4, slots
@@ -288,7 +338,7 @@ def main():
     plan = [
         (("-m", FIM, "--parallel", "4", "--ctx", str(CTX), "--cache-ram", "8"), "fim", [
             t_infill_shape, t_infill_as_editors_send_it, t_infill_errors, t_suffix_paths, t_completion_native,
-            t_prompt_cache, t_prompt_cache_at_once, t_long_prompts, t_slots_and_props]),
+            t_prompt_cache, t_prompt_cache_at_once, t_long_prompts, t_samplers, t_slots_and_props]),
         (("-m", PLAIN, "--parallel", "1"), "no-fim", [t_no_fim_model]),
     ]
     failures = 0
