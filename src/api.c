@@ -263,7 +263,7 @@ static int chat_content(json_t *content, api_kind kind, size_t i, sasp_buf *out,
     return -1;
 }
 
-char *api_render_chat(json_t *msgs, api_kind kind, api_error *e)
+char *api_render_chat(json_t *msgs, api_kind kind, int continue_last, api_error *e)
 {
     if (!msgs || json_is_null(msgs)) {
         api_bad(e, "messages", "'messages' is required");
@@ -281,9 +281,9 @@ char *api_render_chat(json_t *msgs, api_kind kind, api_error *e)
         if (!label || chat_refuse_extras(m, i, e)) goto fail;
         sasp_buf_puts(&out, label);
         if (chat_content(json_object_get(m, "content"), kind, i, &out, e) < 0) goto fail;
-        sasp_buf_puts(&out, "\n");
+        if (!(continue_last && i + 1 == json_array_size(msgs))) sasp_buf_puts(&out, "\n");
     }
-    sasp_buf_puts(&out, "Assistant:");
+    if (!continue_last) sasp_buf_puts(&out, "Assistant:");
     char *text = sasp_buf_take(&out, NULL);
     if (!text) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
     return text;
@@ -517,16 +517,21 @@ static int read_chat_logprobs(json_t *root, sasp_gen_params *g, api_error *e)
     return 0;
 }
 
-/* The messages through the chat template, as one prompt, and the template's stop strings. */
-int api_read_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
+/* msgs through the chat template, as one prompt, and the template's stop strings. */
+int api_add_chat_prompt(json_t *msgs, int continue_last, api_request *r, const api_limits *lim, api_error *e)
 {
-    char *text = api_render_chat(json_object_get(root, "messages"), r->kind, e);
+    char *text = api_render_chat(msgs, r->kind, continue_last, e);
     if (!text) return -1;
     int failed = api_add_text_prompt(r, text, strlen(text), lim, e);
     free(text);
     if (failed) return -1;
     r->text_prompt = 0; /* a template's text: never healed */
     return api_add_chat_stops(&r->gen);
+}
+
+int api_read_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
+{
+    return api_add_chat_prompt(json_object_get(root, "messages"), 0, r, lim, e);
 }
 
 static int parse_chat(json_t *root, const api_limits *lim, api_request *r, api_error *e)
@@ -562,6 +567,8 @@ int api_parse(api_kind kind, const char *body, size_t len, const api_limits *lim
              : kind == API_GENERATE         ? api_parse_generate(root, lim, r, e)
              : kind == API_OLLAMA_CHAT      ? api_parse_ollama_chat(root, lim, r, e)
              : kind == API_LLAMA_COMPLETION ? api_parse_llama_completion(root, lim, r, e)
+             : kind == API_MESSAGES         ? api_parse_messages(root, lim, r, e)
+             : kind == API_RESPONSES        ? api_parse_responses(root, lim, r, e)
                                             : api_parse_infill(root, lim, r, e);
     json_decref(root);
     if (rc) {
@@ -590,6 +597,7 @@ void api_request_free(api_request *r)
     for (int i = 0; i < r->gen.n_stop; i++) free(r->gen.stop[i]);
     free((void *)r->gen.logit_bias);
     sasp_json_schema_free(r->schema);
+    json_decref(r->repeats);
     memset(r, 0, sizeof *r);
 }
 

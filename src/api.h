@@ -11,7 +11,9 @@
  * api_llama.c (llama.cpp's native /completion and /infill requests), api_infill.c (fill-in-the-middle
  * prompts from prefix, suffix and extra context), api_truncate.c (prompts cut to fit the context),
  * api_write.c (answers from events), api_write_llama.c (llama.cpp's answers, /slots and /props
- * objects), api_embed.c (embeddings), api_models.c (model descriptions). */
+ * objects), api_embed.c (embeddings), api_models.c (model descriptions), api_anthropic.c and
+ * api_write_anthropic.c (Anthropic's messages), api_responses.c and api_write_responses.c (OpenAI's
+ * responses). */
 #ifndef SASP_API_H
 #define SASP_API_H
 
@@ -23,13 +25,19 @@
 #include "tokenizer.h"
 
 /* The generation endpoints: OpenAI completions and chat completions, Ollama generate and chat,
- * llama.cpp's /completion and /infill. */
-typedef enum { API_COMPLETIONS, API_CHAT, API_GENERATE, API_OLLAMA_CHAT, API_LLAMA_COMPLETION, API_INFILL } api_kind;
+ * llama.cpp's /completion and /infill, Anthropic's messages, OpenAI's responses. */
+typedef enum {
+    API_COMPLETIONS, API_CHAT, API_GENERATE, API_OLLAMA_CHAT, API_LLAMA_COMPLETION, API_INFILL, API_MESSAGES,
+    API_RESPONSES
+} api_kind;
 
 /* Whether kind answers in Ollama's shapes (NDJSON, {"error": "..."}). */
 int api_kind_is_ollama(api_kind kind);
 /* Whether kind answers in llama.cpp's native shapes (content, tokens, timings, ...). */
 int api_kind_is_llama(api_kind kind);
+/* Whether kind streams named server-sent events ("event: NAME" before each "data:"), each a step of
+ * one answer object: Anthropic's messages and OpenAI's responses. */
+int api_kind_has_named_events(api_kind kind);
 
 /* An error with its status: written in OpenAI's shape {"error": {"message", "type", "param", "code"}}
  * (api_error_body) or Ollama's {"error": "message"} (api_error_body_ollama). */
@@ -46,6 +54,9 @@ void api_error_set(api_error *e, int status, const char *type, const char *code,
 /* The JSON body of e, malloc'd. */
 char *api_error_body(const api_error *e);
 char *api_error_body_ollama(const api_error *e);
+/* Anthropic's shape {"type": "error", "error": {"type", "message"}}, the type following the status as
+ * Anthropic's does (api_anthropic.c). */
+char *api_error_body_anthropic(const api_error *e);
 
 /* What parsing needs to know about the model. */
 typedef struct api_limits {
@@ -90,6 +101,8 @@ typedef struct api_request {
     int n_probs;           /* completion_probabilities with this many alternatives (0: none) */
     char **response_fields; /* the fields of the final answer ("timings/prompt_n", ...), or NULL: all */
     int n_response_fields;
+    json_t *repeats;       /* Anthropic's and the Responses API's answers: what they repeat of the request
+                            * (stop_sequences; instructions, metadata, text, ...), or NULL */
 } api_request;
 
 /* Parse body (len bytes) for endpoint kind. Returns 0, or -1 with e filled (status 400 and what was
@@ -107,6 +120,8 @@ int api_requested_model(const char *body, size_t len, int with_name, char *out, 
 /* /tokenize and /detokenize: the response JSON text (malloc'd), or NULL + e. */
 char *api_tokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
 char *api_detokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
+/* Anthropic's /v1/messages/count_tokens: {"input_tokens": n} (malloc'd), or NULL + e (api_anthropic.c). */
+char *api_count_message_tokens(const char *body, size_t len, const api_limits *lim, api_error *e);
 
 /* Writing a response from events. */
 typedef struct api_out api_out;

@@ -11,8 +11,7 @@
 
 /* --- JSON output --- */
 
-/* Compile schema (NULL: any JSON object) into r, naming field in an error. */
-static int set_schema(api_request *r, json_t *schema, const char *field, api_error *e)
+int api_set_schema(api_request *r, json_t *schema, const char *field, api_error *e)
 {
     char err[256] = "";
     sasp_json_schema *s = sasp_json_schema_compile(schema, err, sizeof err);
@@ -42,7 +41,7 @@ static int read_json_schema_format(json_t *fmt, api_request *r, api_error *e)
     const char *name;
     int strict;
     if (api_get_str(js, "name", &name, e) < 0 || api_get_bool(js, "strict", &strict, e) < 0) return -1;
-    return set_schema(r, schema, "response_format", e);
+    return api_set_schema(r, schema, "response_format", e);
 }
 
 int api_read_response_format(json_t *root, api_request *r, api_error *e)
@@ -55,7 +54,7 @@ int api_read_response_format(json_t *root, api_request *r, api_error *e)
         return -1;
     }
     if (!strcmp(type, "text")) return 0;
-    if (!strcmp(type, "json_object")) return set_schema(r, NULL, "response_format", e);
+    if (!strcmp(type, "json_object")) return api_set_schema(r, NULL, "response_format", e);
     if (!strcmp(type, "json_schema")) return read_json_schema_format(fmt, r, e);
     api_bad(e, "response_format", "'response_format.type' must be text, json_object or json_schema, got '%s'", type);
     return -1;
@@ -65,8 +64,8 @@ int api_read_ollama_format(json_t *root, api_request *r, api_error *e)
 {
     json_t *fmt = json_object_get(root, "format");
     if (!fmt || json_is_null(fmt) || (json_is_string(fmt) && json_string_length(fmt) == 0)) return 0;
-    if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) return set_schema(r, NULL, "format", e);
-    if (json_is_object(fmt)) return set_schema(r, fmt, "format", e);
+    if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) return api_set_schema(r, NULL, "format", e);
+    if (json_is_object(fmt)) return api_set_schema(r, fmt, "format", e);
     api_bad(e, "format", "'format' must be \"json\" or a JSON Schema object");
     return -1;
 }
@@ -83,7 +82,7 @@ int api_check_json_budget(const api_request *r, const api_limits *lim, int n_sto
         int context_left = lim->n_ctx - r->n_prompt[i] + 1, allowed = r->gen.max_tokens;
         if (context_left < allowed) allowed = context_left;
         if (allowed < need) {
-            api_bad(e, api_kind_is_ollama(r->kind) ? "num_predict" : "max_tokens",
+            api_bad(e, api_kind_is_ollama(r->kind) ? "num_predict" : r->kind == API_RESPONSES ? "max_output_tokens" : "max_tokens",
                     "the shortest JSON document of this format takes %d tokens, but the request leaves room for "
                     "%d (the length limit %d, the context left after the prompt %d)",
                     need, allowed, r->gen.max_tokens, context_left);
@@ -147,8 +146,7 @@ int api_read_logit_bias(json_t *root, api_request *r, const api_limits *lim, api
 
 /* --- what is refused --- */
 
-/* Whether field v asks for something: present and not null, false, "" or an empty array. */
-static int asks(json_t *v)
+int api_asks(json_t *v)
 {
     if (!v || json_is_null(v) || json_is_false(v)) return 0;
     if (json_is_string(v)) return json_string_length(v) > 0;
@@ -160,7 +158,7 @@ static int asks(json_t *v)
 static int asks_for_a_call(json_t *v)
 {
     const char *s = json_string_value(v);
-    return asks(v) && !(s && (!strcmp(s, "none") || !strcmp(s, "auto")));
+    return api_asks(v) && !(s && (!strcmp(s, "none") || !strcmp(s, "auto")));
 }
 
 static int refuse(api_error *e, const char *field, const char *why, const char *model)
@@ -173,8 +171,8 @@ int api_refuse_unsupported(json_t *root, api_kind kind, const api_limits *lim, a
 {
     const char *m = lim->model_id ? lim->model_id : "this model";
     if (kind == API_CHAT || kind == API_OLLAMA_CHAT) {
-        if (asks(json_object_get(root, "tools"))) return refuse(e, "tools", " does not support tools (function calling)", m);
-        if (asks(json_object_get(root, "functions")))
+        if (api_asks(json_object_get(root, "tools"))) return refuse(e, "tools", " does not support tools (function calling)", m);
+        if (api_asks(json_object_get(root, "functions")))
             return refuse(e, "functions", " does not support tools (function calling)", m);
         if (asks_for_a_call(json_object_get(root, "tool_choice")))
             return refuse(e, "tool_choice", " does not support tools (function calling)", m);
@@ -182,20 +180,20 @@ int api_refuse_unsupported(json_t *root, api_kind kind, const api_limits *lim, a
             return refuse(e, "function_call", " does not support tools (function calling)", m);
     }
     if (kind == API_CHAT) {
-        if (asks(json_object_get(root, "audio"))) return refuse(e, "audio", " reads and writes text only", m);
+        if (api_asks(json_object_get(root, "audio"))) return refuse(e, "audio", " reads and writes text only", m);
         json_t *mod = json_object_get(root, "modalities");
         const char *first = json_string_value(json_array_get(mod, 0));
-        if (asks(mod) && !(json_array_size(mod) == 1 && first && !strcmp(first, "text")))
+        if (api_asks(mod) && !(json_array_size(mod) == 1 && first && !strcmp(first, "text")))
             return refuse(e, "modalities", " reads and writes text only", m);
-        if (asks(json_object_get(root, "prediction"))) return refuse(e, "prediction", "predicted outputs are not implemented", NULL);
+        if (api_asks(json_object_get(root, "prediction"))) return refuse(e, "prediction", "predicted outputs are not implemented", NULL);
     }
     if (kind == API_COMPLETIONS) {
         json_t *b = json_object_get(root, "best_of");
         if (json_is_integer(b) && json_integer_value(b) > 1)
             return refuse(e, "best_of", "ask for n choices and rank them yourself", NULL);
     }
-    if (kind == API_GENERATE && asks(json_object_get(root, "images"))) return refuse(e, "images", " reads text only", m);
-    if (kind == API_GENERATE && asks(json_object_get(root, "template")))
+    if (kind == API_GENERATE && api_asks(json_object_get(root, "images"))) return refuse(e, "images", " reads text only", m);
+    if (kind == API_GENERATE && api_asks(json_object_get(root, "template")))
         return refuse(e, "template", "the prompt is used as written (see 'raw')", NULL);
     if (api_kind_is_ollama(kind) && json_is_true(json_object_get(root, "think")))
         return refuse(e, "think", " does not think before answering", m);

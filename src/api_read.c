@@ -54,6 +54,7 @@ char *api_error_body_ollama(const api_error *e)
 
 int api_kind_is_ollama(api_kind kind) { return kind == API_GENERATE || kind == API_OLLAMA_CHAT; }
 int api_kind_is_llama(api_kind kind) { return kind == API_LLAMA_COMPLETION || kind == API_INFILL; }
+int api_kind_has_named_events(api_kind kind) { return kind == API_MESSAGES || kind == API_RESPONSES; }
 
 /* --- UTF-8 --- */
 

@@ -73,6 +73,7 @@ static const char *const endpoints[] = {
     "/v1/completions", "/v1/chat/completions", "/api/generate", "/v1/models", "/health", "/metrics", "/props",
     "/tokenize", "/detokenize", "/api/tags", "/api/chat", "/api/show", "/api/version", "/api/ps", "/v1/embeddings",
     "/api/embed", "/api/embeddings", "/v1/models/{id}", "/api/pull etc.", "/completion", "/infill", "/slots",
+    "/v1/messages", "/v1/messages/count_tokens", "/v1/responses",
     "static", "other"};
 #define N_ENDPOINTS (int)(sizeof endpoints / sizeof *endpoints)
 #define MAX_STATUSES 12
@@ -109,7 +110,9 @@ static void utc_stamp(char *buf, size_t size)
 typedef enum {
     R_COMPLETIONS, R_CHAT, R_GENERATE, R_MODELS, R_HEALTH, R_METRICS, R_PROPS, R_TOKENIZE, R_DETOKENIZE,
     R_TAGS, R_OLLAMA_CHAT, R_SHOW, R_VERSION, R_PS, R_EMBEDDINGS, R_EMBED, R_EMBED_LEGACY, R_MODEL, R_MANAGE,
-    R_LLAMA_COMPLETION, R_INFILL, R_SLOTS, R_STATIC, R_NONE
+    R_LLAMA_COMPLETION, R_INFILL, R_SLOTS,
+    R_MESSAGES, R_COUNT_TOKENS, R_RESPONSES,
+    R_STATIC, R_NONE
 } route_id;
 _Static_assert(N_ENDPOINTS == R_NONE + 1, "endpoints[] names every route_id, in order");
 
@@ -152,6 +155,10 @@ static const struct route {
     {"/api/copy", R_MANAGE, "POST", 0, 0},
     {"/api/delete", R_MANAGE, "DELETE", 0, 0},
     {"/api/blobs/", R_MANAGE, "POST", 0, 1},
+    {"/v1/messages", R_MESSAGES, "POST", 0, 0},
+    {"/v1/messages/count_tokens", R_COUNT_TOKENS, "POST", 0, 0},
+    {"/v1/responses", R_RESPONSES, "POST", 0, 0},
+    {"/responses", R_RESPONSES, "POST", 0, 0},
 };
 
 /* --- one request --- */
@@ -264,10 +271,17 @@ enum MHD_Result send_jval(struct MHD_Connection *c, conn *k, int status, json_t 
 
 /* Whether the request's path is Ollama's (/api/...), whose errors are {"error": "..."}. */
 static int ollama_path(const conn *k) { return k->path && !strncmp(k->path, "/api/", 5); }
+/* Whether it is Anthropic's (/v1/messages and under), whose errors are {"type": "error", "error": ...}. */
+static int anthropic_path(const conn *k)
+{
+    return k->path && !strncmp(k->path, "/v1/messages", 12) && (k->path[12] == 0 || k->path[12] == '/');
+}
 
 enum MHD_Result send_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname, const char *hval)
 {
-    struct MHD_Response *r = json_response(ollama_path(k) ? api_error_body_ollama(e) : api_error_body(e));
+    struct MHD_Response *r = json_response(ollama_path(k)      ? api_error_body_ollama(e)
+                                           : anthropic_path(k) ? api_error_body_anthropic(e)
+                                                               : api_error_body(e));
     if (!r) return MHD_NO;
     if (hname) MHD_add_response_header(r, hname, hval);
     if (e->status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"sasp-server\"");
@@ -472,27 +486,29 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, conn *k, api_kind
 }
 
 /* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
- * the first one; Ollama's: a name that is no model's id is 404, as Ollama answers (no name: the first
- * model). NULL when the answer was sent. *name gets the name Ollama's answers echo. */
-static served_model *pick_model(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
+ * the first one; Ollama's and Anthropic's (strict): a name that is no model's id is 404, as they
+ * answer (no name: the first model; Ollama's older "name" is read too). NULL when the answer was
+ * sent. *name gets the name the answers echo. */
+static served_model *pick_model(struct MHD_Connection *c, conn *k, int strict, char *name, size_t size,
                                 enum MHD_Result *sent)
 {
-    int named = api_requested_model(body_text(k), k->body.len, ollama, name, size);
+    int named = api_requested_model(body_text(k), k->body.len, strict, name, size);
     served_model *m = named ? served_model_find(name) : NULL;
-    if (!m && named && ollama) {
+    if (!m && named && strict) {
         *sent = send_model_not_found(c, k, name);
         return NULL;
     }
     if (!m) m = served_model_at(0);
-    if (!named || !ollama) snprintf(name, size, "%s", m->id);
+    if (!named || !strict) snprintf(name, size, "%s", m->id);
     return m;
 }
 
-/* The token of the request's "Authorization: Bearer" header, or NULL. */
+/* The API key the request carries: its "Authorization: Bearer" token, else its "x-api-key" header
+ * (Anthropic's clients), or NULL. */
 static const char *bearer_token(struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
     for (h += 7; *h == ' ';) h++;
     return h;
 }
@@ -524,7 +540,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
 {
     char name[256];
     enum MHD_Result sent = MHD_NO;
-    served_model *m = pick_model(c, k, api_kind_is_ollama(kind), name, sizeof name, &sent);
+    served_model *m = pick_model(c, k, api_kind_is_ollama(kind) || kind == API_MESSAGES, name, sizeof name, &sent);
     if (!m) return sent;
     api_request r;
     api_error e = {0};
@@ -844,6 +860,9 @@ static enum MHD_Result route_to_handler(struct MHD_Connection *c, conn *k, const
     case R_SLOTS: return handle_slots(c, k);
     case R_LLAMA_COMPLETION: return handle_generate(c, k, API_LLAMA_COMPLETION);
     case R_INFILL: return handle_generate(c, k, API_INFILL);
+    case R_MESSAGES: return handle_generate(c, k, API_MESSAGES);
+    case R_COUNT_TOKENS: return handle_count_tokens(c, k);
+    case R_RESPONSES: return handle_generate(c, k, API_RESPONSES);
     case R_TOKENIZE: return handle_tok(c, k, 0);
     case R_DETOKENIZE: return handle_tok(c, k, 1);
     default: return fail(c, k, 404, "not_found_error", NULL, "unknown endpoint: %s", url);
@@ -875,7 +894,7 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, conn *k, const char *u
     }
     if (!rt->open && !authorized(c))
         return fail(c, k, 401, "authentication_error", "invalid_api_key", "%s",
-                    "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
+                    "missing or wrong API key: send the header 'Authorization: Bearer <key>' (or 'x-api-key: <key>')");
     if (k->too_big) {
         api_error e;
         api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,

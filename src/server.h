@@ -1,8 +1,9 @@
 /* server.h: what the files of sasp-server share (server.c: HTTP, routes, generation, main;
  * server_ollama.c: Ollama's model endpoints; server_embed.c: embeddings; server_slots.c: /props and
- * /slots; server_models.c: the models):
+ * /slots; server_models.c: the models; server_anthropic.c: /v1/messages/count_tokens):
  * one request being answered and the ways to answer it. Errors are written in the shape of the
- * path's API: Ollama's {"error": "..."} under /api/, OpenAI's elsewhere. */
+ * path's API: Ollama's {"error": "..."} under /api/, Anthropic's under /v1/messages, OpenAI's
+ * elsewhere. */
 #ifndef SASP_SERVER_H
 #define SASP_SERVER_H
 
@@ -82,6 +83,9 @@ enum MHD_Result handle_version(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_model_management(struct MHD_Connection *c, conn *k);
 /* 404 model "X" not found, as Ollama answers. */
 enum MHD_Result send_model_not_found(struct MHD_Connection *c, conn *k, const char *name);
+
+/* Anthropic's /v1/messages/count_tokens (server_anthropic.c). */
+enum MHD_Result handle_count_tokens(struct MHD_Connection *c, conn *k);
 
 /* llama.cpp's state endpoints, /props and /slots (server_slots.c). */
 enum MHD_Result handle_props(struct MHD_Connection *c, conn *k);
