@@ -6,7 +6,9 @@
  * http_guard.c checks its Host and Origin and the per-client limits. HTTP threads parse and write JSON
  * only; the models run on one engine thread (scheduler.c), the wire format lives in api*.c, the models
  * in server_models.c, Ollama's model endpoints in server_ollama.c, embeddings in server_embed.c, /props
- * and /slots in server_slots.c. docs/api.md is the manual. */
+ * and /slots in server_slots.c. Anthropic's /v1/messages and OpenAI's /v1/responses are generation
+ * endpoints too (their wire format in api_anthropic.c and api_responses.c); /v1/messages/count_tokens is
+ * server_anthropic.c's. docs/api.md is the manual. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -1000,10 +1002,11 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: sasp-server [options]\n"
             "Serve SAS-P models over HTTP: OpenAI-compatible /v1/completions, /v1/chat/completions,\n"
-            "/v1/embeddings and /v1/models, Ollama's /api/generate, /api/chat, /api/embed, /api/tags,\n"
-            "/api/show, /api/ps and /api/version, llama.cpp's /completion, /infill, /slots and /props,\n"
-            "/tokenize, /detokenize, /health, /metrics, and the files of --www at /. docs/api.md describes\n"
-            "every endpoint; docs/editor.md the set-up of code editors.\n\n"
+            "/v1/responses, /v1/embeddings and /v1/models, Anthropic's /v1/messages and its count_tokens,\n"
+            "Ollama's /api/generate, /api/chat, /api/embed, /api/tags, /api/show, /api/ps and /api/version,\n"
+            "llama.cpp's /completion, /infill, /slots and /props, /tokenize, /detokenize, /health, /metrics,\n"
+            "and the files of --www at /. docs/api.md describes every endpoint; docs/editor.md the set-up of\n"
+            "code editors.\n\n"
             "Options:\n"
             "  -m, --model DIR      model directory (config.json, model.safetensors, tokenizer.json), or a\n"
             "                       directory of model directories; may be given up to 16 times, and a\n"
@@ -1019,9 +1022,9 @@ static void usage(FILE *f)
             "                       [default: each as the checkpoint stores it]\n"
             "      --parallel N     sequences decoded at once (slots, each with its own KV-cache) [default: 4]\n"
             "      --ctx N          context of each slot in tokens [default: the model's max_seq_len]\n"
-            "      --api-key KEY    require 'Authorization: Bearer KEY' (all but /health, /v1/models and files);\n"
-            "                       may be repeated: any of the keys is accepted, each with its own\n"
-            "                       --max-inflight-per-key\n"
+            "      --api-key KEY    require 'Authorization: Bearer KEY' or 'x-api-key: KEY' (all but /health\n"
+            "                       and files); may be repeated: any of the keys is accepted, each\n"
+            "                       with its own --max-inflight-per-key\n"
             "      --www DIR        directory of static files served at / [default: " SASP_SOURCE_WWW_DIR "\n"
             "                       if the current directory has it, else " SASP_INSTALLED_WWW_DIR "]\n"
             "      --max-queue N    requests waiting for a slot beyond which the server answers 429\n"
