@@ -143,7 +143,8 @@ static int refuse_unsupported(json_t *root, const api_limits *lim, api_error *e)
     static const char *const servers[] = {"mcp_servers", "container", "context_management"};
     for (size_t i = 0; i < sizeof servers / sizeof *servers; i++)
         if (api_asks(json_object_get(root, servers[i]))) {
-            api_bad(e, servers[i], "'%s' is not supported: sasp-server runs no tools, containers or servers", servers[i]);
+            api_bad(e, servers[i], "'%s' is not supported: sasp-server runs no tools, containers or servers",
+                    servers[i]);
             return -1;
         }
     return 0;

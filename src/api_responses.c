@@ -97,7 +97,8 @@ static int read_input(json_t *root, json_t *msgs, api_error *e)
     const char *instructions;
     int got = api_get_str(root, "instructions", &instructions, e);
     if (got < 0) return -1;
-    if (got && json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", instructions))) return -1;
+    if (got && json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", instructions)))
+        return -1;
     if (json_is_string(input))
         return json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", input));
     if (!json_is_array(input) || json_array_size(input) == 0) {
@@ -163,16 +164,15 @@ static int read_metadata(json_t *root, api_error *e)
 /* The request's fields the response object repeats, as the engine uses them. */
 static json_t *repeated_fields(json_t *root, const api_request *r, int max_asked)
 {
-    json_t *md = json_object_get(root, "metadata"), *text = json_object_get(root, "text");
-    json_t *fmt = json_object_get(text, "format");
+    json_t *md = json_object_get(root, "metadata"), *fmt = json_object_get(json_object_get(root, "text"), "format");
+    json_t *instructions = json_object_get(root, "instructions"), *user = json_object_get(root, "user");
     json_t *rep = json_pack("{s:O,s:o,s:o,s:f,s:f,s:{s:o}}", "instructions",
-                             json_is_string(json_object_get(root, "instructions")) ? json_object_get(root, "instructions")
-                                                                                   : json_null(),
+                             json_is_string(instructions) ? instructions : json_null(),
                              "max_output_tokens", max_asked ? json_integer(r->gen.max_tokens) : json_null(), "metadata",
                              json_is_object(md) ? json_deep_copy(md) : json_object(), "temperature",
                              (double)r->gen.sampling.temperature, "top_p", (double)r->gen.sampling.top_p, "text",
                              "format", json_is_object(fmt) ? json_incref(fmt) : json_pack("{s:s}", "type", "text"));
-    if (rep && json_is_string(json_object_get(root, "user"))) json_object_set(rep, "user", json_object_get(root, "user"));
+    if (rep && json_is_string(user)) json_object_set(rep, "user", user);
     return rep;
 }
 

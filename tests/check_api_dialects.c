@@ -50,6 +50,25 @@ static void assert_same_prompt(api_kind kind, const char *body, const char *chat
     api_request_free(&b);
 }
 
+/* A body refused with a 400 naming param, its message saying says (when given). */
+typedef struct rejected {
+    const char *body, *param, *says;
+} rejected;
+
+static void assert_rejected(api_kind kind, const rejected *bad, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        api_request r;
+        api_error e;
+        ck_assert_msg(parse(kind, bad[i].body, &r, &e) == -1, "accepted: %s", bad[i].body);
+        ck_assert_msg(e.status == 400, "%s: status %d", bad[i].body, e.status);
+        ck_assert_msg(!strcmp(e.param, bad[i].param), "%s: param '%s', not '%s'", bad[i].body, e.param, bad[i].param);
+        ck_assert_msg(!bad[i].says || strstr(e.message, bad[i].says), "%s: '%s' lacks '%s'", bad[i].body, e.message,
+                      bad[i].says);
+        api_request_free(&r);
+    }
+}
+
 /* --- Anthropic's messages: requests --- */
 
 START_TEST(test_messages_parse)
@@ -116,7 +135,7 @@ END_TEST
 START_TEST(test_messages_rejects)
 {
 #define MSGS "\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]"
-    static const struct { const char *body; const char *param; const char *says; } bad[] = {
+    static const rejected bad[] = {
         {"{\"max_tokens\": 4, " MSGS "}", "model", "'model' is required"},
         {"{\"model\": 3, \"max_tokens\": 4, " MSGS "}", "model", NULL},
         {"{\"model\": \"m\", " MSGS "}", "max_tokens", "'max_tokens' is required"},
@@ -157,16 +176,7 @@ START_TEST(test_messages_rejects)
          "max_tokens", "shortest JSON document"},
     };
 #undef MSGS
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        api_request r;
-        api_error e;
-        ck_assert_msg(parse(API_MESSAGES, bad[i].body, &r, &e) == -1, "accepted: %s", bad[i].body);
-        ck_assert_msg(e.status == 400, "%s: status %d", bad[i].body, e.status);
-        ck_assert_msg(!strcmp(e.param, bad[i].param), "%s: param '%s', not '%s'", bad[i].body, e.param, bad[i].param);
-        ck_assert_msg(!bad[i].says || strstr(e.message, bad[i].says), "%s: '%s' lacks '%s'", bad[i].body, e.message,
-                      bad[i].says);
-        api_request_free(&r);
-    }
+    assert_rejected(API_MESSAGES, bad, sizeof bad / sizeof *bad);
 }
 END_TEST
 
@@ -275,7 +285,7 @@ END_TEST
 
 START_TEST(test_responses_rejects)
 {
-    static const struct { const char *body; const char *param; const char *says; } bad[] = {
+    static const rejected bad[] = {
         {"{}", "input", "required"},
         {"{\"input\": []}", "input", NULL},
         {"{\"input\": 3}", "input", NULL},
@@ -309,16 +319,7 @@ START_TEST(test_responses_rejects)
          "\"schema\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"}}, \"required\": [\"a\"]}}}}",
          "max_output_tokens", "shortest JSON document"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        api_request r;
-        api_error e;
-        ck_assert_msg(parse(API_RESPONSES, bad[i].body, &r, &e) == -1, "accepted: %s", bad[i].body);
-        ck_assert_msg(e.status == 400, "%s: status %d", bad[i].body, e.status);
-        ck_assert_msg(!strcmp(e.param, bad[i].param), "%s: param '%s', not '%s'", bad[i].body, e.param, bad[i].param);
-        ck_assert_msg(!bad[i].says || strstr(e.message, bad[i].says), "%s: '%s' lacks '%s'", bad[i].body, e.message,
-                      bad[i].says);
-        api_request_free(&r);
-    }
+    assert_rejected(API_RESPONSES, bad, sizeof bad / sizeof *bad);
 }
 END_TEST
 

@@ -29,9 +29,10 @@ flags="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize
   -D_GNU_SOURCE -I$src/src -I$src/simd $(pkg-config --cflags jansson libpcre2-8)"
 libs="$(pkg-config --libs jansson libpcre2-8) -lm -lpthread"
 objs=""
-for s in checkpoint tokenizer api sampler; do
-  o=$out/$s.o
-  if [ ! -f "$o" ] || [ "$src/src/$s.c" -nt "$o" ] || [ -n "$(find "$src/src" -name '*.h' -newer "$o")" ]; then
+for s in checkpoint tokenizer sampler util json_schema $(cd "$src/src" && ls api*.c | sed 's/\.c$//') \
+    ../simd/kernels_scalar; do
+  o=$out/$(basename $s).o
+  if [ ! -f "$o" ] || [ "$src/src/$s.c" -nt "$o" ] || [ -n "$(find "$src/src" "$src/simd" -name '*.h' -newer "$o")" ]; then
     echo "== fuzz: $cc $s.c"
     $cc $flags -fsanitize=fuzzer-no-link -c "$src/src/$s.c" -o "$o"
   fi
