@@ -6,14 +6,16 @@
  * formats.
  *
  * The files, from the bottom up (README.md draws them): json.c (errors, UTF-8, the field getters and
- * JSON text every parser and writer shares), read.c (the fields several dialects read alike: sampling,
- * stops, lengths, response_format / format, logit_bias), prompt.c (prompts into token ids, the chat
+ * JSON text every parser and writer shares), read.c (the fields several dialects read alike: stops,
+ * lengths, response_format / format, logit_bias), sampling.c (the sampling fields), prompt.c (prompts into token ids, the chat
  * template), checks.c (the checks of a whole request, the refusal of what is not supported),
  * truncate.c (prompts cut to fit the context), infill.c (fill-in-the-middle prompts from prefix, suffix
- * and extra context), the dialects openai.c, ollama.c and llama.c (llama.cpp's native /completion and
- * /infill), parse.c (api_parse: the body to its dialect), tokenize.c (/tokenize, /detokenize),
- * write.c (answers from events), write_llama.c (llama.cpp's answers, /slots and /props objects),
- * embed.c (embeddings), models.c (model descriptions). */
+ * and extra context), the dialects openai.c, ollama.c, llama.c (llama.cpp's native /completion and
+ * /infill), anthropic.c (Anthropic's messages) and responses.c (OpenAI's responses), parse.c
+ * (api_parse: the body to its dialect), tokenize.c (/tokenize, /detokenize), write.c (answers from
+ * events), write_llama.c (llama.cpp's answers, /slots and /props objects), write_anthropic.c and
+ * write_responses.c (the answers with named events), embed.c (embeddings), models.c (model
+ * descriptions). */
 #ifndef SASP_API_H
 #define SASP_API_H
 
@@ -25,13 +27,19 @@
 #include "text/tokenizer.h"
 
 /* The generation endpoints: OpenAI completions and chat completions, Ollama generate and chat,
- * llama.cpp's /completion and /infill. */
-typedef enum { API_COMPLETIONS, API_CHAT, API_GENERATE, API_OLLAMA_CHAT, API_LLAMA_COMPLETION, API_INFILL } api_kind;
+ * llama.cpp's /completion and /infill, Anthropic's messages, OpenAI's responses. */
+typedef enum {
+    API_COMPLETIONS, API_CHAT, API_GENERATE, API_OLLAMA_CHAT, API_LLAMA_COMPLETION, API_INFILL, API_MESSAGES,
+    API_RESPONSES
+} api_kind;
 
 /* Whether kind answers in Ollama's shapes (NDJSON, {"error": "..."}). */
 int api_kind_is_ollama(api_kind kind);
 /* Whether kind answers in llama.cpp's native shapes (content, tokens, timings, ...). */
 int api_kind_is_llama(api_kind kind);
+/* Whether kind streams named server-sent events ("event: NAME" before each "data:"), each a step of
+ * one answer object: Anthropic's messages and OpenAI's responses. */
+int api_kind_has_named_events(api_kind kind);
 
 /* An error with its status: written in OpenAI's shape {"error": {"message", "type", "param", "code"}}
  * (api_error_body) or Ollama's {"error": "message"} (api_error_body_ollama). */
@@ -48,6 +56,9 @@ void api_error_set(api_error *e, int status, const char *type, const char *code,
 /* The JSON body of e, malloc'd. */
 char *api_error_body(const api_error *e);
 char *api_error_body_ollama(const api_error *e);
+/* Anthropic's shape {"type": "error", "error": {"type", "message"}}, the type following the status as
+ * Anthropic's does (api_anthropic.c). */
+char *api_error_body_anthropic(const api_error *e);
 
 /* What parsing needs to know about the model. */
 typedef struct api_limits {
@@ -92,6 +103,8 @@ typedef struct api_request {
     int n_probs;           /* completion_probabilities with this many alternatives (0: none) */
     char **response_fields; /* the fields of the final answer ("timings/prompt_n", ...), or NULL: all */
     int n_response_fields;
+    json_t *repeats;       /* Anthropic's and the Responses API's answers: what they repeat of the request
+                            * (stop_sequences; instructions, metadata, text, ...), or NULL */
 } api_request;
 
 /* Parse body (len bytes) for endpoint kind. Returns 0, or -1 with e filled (status 400 and what was
@@ -109,6 +122,8 @@ int api_requested_model(const char *body, size_t len, int with_name, char *out, 
 /* /tokenize and /detokenize: the response JSON text (malloc'd), or NULL + e. */
 char *api_tokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
 char *api_detokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
+/* Anthropic's /v1/messages/count_tokens: {"input_tokens": n} (malloc'd), or NULL + e (api_anthropic.c). */
+char *api_count_message_tokens(const char *body, size_t len, const api_limits *lim, api_error *e);
 
 /* Writing a response from events. */
 typedef struct api_out api_out;

@@ -44,7 +44,9 @@ int api_check_json_budget(const api_request *r, const api_limits *lim, int n_sto
         int context_left = lim->n_ctx - r->n_prompt[i] + 1, allowed = r->gen.max_tokens;
         if (context_left < allowed) allowed = context_left;
         if (allowed < need) {
-            api_bad(e, api_kind_is_ollama(r->kind) ? "num_predict" : "max_tokens",
+            api_bad(e, api_kind_is_ollama(r->kind)    ? "num_predict"
+                       : r->kind == API_RESPONSES ? "max_output_tokens"
+                                                  : "max_tokens",
                     "the shortest JSON document of this format takes %d tokens, but the request leaves room for "
                     "%d (the length limit %d, the context left after the prompt %d)",
                     need, allowed, r->gen.max_tokens, context_left);
@@ -57,7 +59,7 @@ int api_check_json_budget(const api_request *r, const api_limits *lim, int n_sto
 /* --- what is refused --- */
 
 /* Whether field v asks for something: present and not null, false, "" or an empty array. */
-static int asks(json_t *v)
+int api_asks(json_t *v)
 {
     if (!v || json_is_null(v) || json_is_false(v)) return 0;
     if (json_is_string(v)) return json_string_length(v) > 0;
@@ -69,7 +71,7 @@ static int asks(json_t *v)
 static int asks_for_a_call(json_t *v)
 {
     const char *s = json_string_value(v);
-    return asks(v) && !(s && (!strcmp(s, "none") || !strcmp(s, "auto")));
+    return api_asks(v) && !(s && (!strcmp(s, "none") || !strcmp(s, "auto")));
 }
 
 static int refuse(api_error *e, const char *field, const char *why, const char *model)
@@ -82,8 +84,8 @@ int api_refuse_unsupported(json_t *root, api_kind kind, const api_limits *lim, a
 {
     const char *m = lim->model_id ? lim->model_id : "this model";
     if (kind == API_CHAT || kind == API_OLLAMA_CHAT) {
-        if (asks(json_object_get(root, "tools"))) return refuse(e, "tools", " does not support tools (function calling)", m);
-        if (asks(json_object_get(root, "functions")))
+        if (api_asks(json_object_get(root, "tools"))) return refuse(e, "tools", " does not support tools (function calling)", m);
+        if (api_asks(json_object_get(root, "functions")))
             return refuse(e, "functions", " does not support tools (function calling)", m);
         if (asks_for_a_call(json_object_get(root, "tool_choice")))
             return refuse(e, "tool_choice", " does not support tools (function calling)", m);
@@ -91,20 +93,20 @@ int api_refuse_unsupported(json_t *root, api_kind kind, const api_limits *lim, a
             return refuse(e, "function_call", " does not support tools (function calling)", m);
     }
     if (kind == API_CHAT) {
-        if (asks(json_object_get(root, "audio"))) return refuse(e, "audio", " reads and writes text only", m);
+        if (api_asks(json_object_get(root, "audio"))) return refuse(e, "audio", " reads and writes text only", m);
         json_t *mod = json_object_get(root, "modalities");
         const char *first = json_string_value(json_array_get(mod, 0));
-        if (asks(mod) && !(json_array_size(mod) == 1 && first && !strcmp(first, "text")))
+        if (api_asks(mod) && !(json_array_size(mod) == 1 && first && !strcmp(first, "text")))
             return refuse(e, "modalities", " reads and writes text only", m);
-        if (asks(json_object_get(root, "prediction"))) return refuse(e, "prediction", "predicted outputs are not implemented", NULL);
+        if (api_asks(json_object_get(root, "prediction"))) return refuse(e, "prediction", "predicted outputs are not implemented", NULL);
     }
     if (kind == API_COMPLETIONS) {
         json_t *b = json_object_get(root, "best_of");
         if (json_is_integer(b) && json_integer_value(b) > 1)
             return refuse(e, "best_of", "ask for n choices and rank them yourself", NULL);
     }
-    if (kind == API_GENERATE && asks(json_object_get(root, "images"))) return refuse(e, "images", " reads text only", m);
-    if (kind == API_GENERATE && asks(json_object_get(root, "template")))
+    if (kind == API_GENERATE && api_asks(json_object_get(root, "images"))) return refuse(e, "images", " reads text only", m);
+    if (kind == API_GENERATE && api_asks(json_object_get(root, "template")))
         return refuse(e, "template", "the prompt is used as written (see 'raw')", NULL);
     if (api_kind_is_ollama(kind) && json_is_true(json_object_get(root, "think")))
         return refuse(e, "think", " does not think before answering", m);

@@ -45,6 +45,8 @@ int api_is_arr(const json_t *v);
 
 /* "data: <json>\n\n" (SSE) or "<json>\n" (NDJSON), appended to b; j is consumed. */
 void api_emit(sasp_buf *b, api_kind kind, json_t *j);
+/* "event: <name>\ndata: <json>\n\n", appended to b; j is consumed. */
+void api_emit_named(sasp_buf *b, const char *name, json_t *j);
 
 /* --- read.c: the fields several dialects read alike --- */
 
@@ -72,6 +74,8 @@ int api_read_token_healing(json_t *root, api_request *r, api_error *e);
 /* "truncate" (a boolean; by_default when absent). */
 int api_read_truncation(json_t *root, int by_default, int *truncate, api_error *e);
 
+/* Compile schema (NULL: any JSON object) into r->schema and r->gen.json, naming field in an error. */
+int api_set_schema(api_request *r, json_t *schema, const char *field, api_error *e);
 /* OpenAI's response_format, or Ollama's format ("json" or a schema): r->schema and r->gen.json. */
 int api_read_response_format(json_t *root, api_request *r, api_error *e);
 int api_read_ollama_format(json_t *root, api_request *r, api_error *e);
@@ -85,10 +89,12 @@ int api_push_prompt(api_request *r, int *ids, int n, char *text);
 /* Text into a prompt of r (empty text -> the BOS token alone); marks r's prompts as text. */
 int api_add_text_prompt(api_request *r, const char *s, size_t len, const api_limits *lim, api_error *e);
 /* The plain chat template (docs/api.md) over messages, malloc'd, or NULL + e; kind says whose
- * message shapes are taken (OpenAI's content parts, Ollama's strings). */
-char *api_render_chat(json_t *msgs, api_kind kind, api_error *e);
-/* The messages of root through the template as r's one prompt, and the template's stop strings. */
-int api_add_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e);
+ * message shapes are taken (OpenAI's content parts, Ollama's strings). continue_last: the last message
+ * is the beginning of the answer, which the model continues (Anthropic's prefill): it stays open (no
+ * newline after it, no "Assistant:" line). */
+char *api_render_chat(json_t *msgs, api_kind kind, int continue_last, api_error *e);
+/* msgs through the template as r's one prompt, and the template's stop strings. */
+int api_add_chat_prompt(json_t *msgs, int continue_last, api_request *r, const api_limits *lim, api_error *e);
 /* The chat template's stop strings (so that the model does not write the next turn). */
 int api_add_chat_stops(sasp_gen_params *g);
 
@@ -101,6 +107,8 @@ int api_check_sequences(const api_request *r, const char *prompt_param, const ap
  * fewest it can be written in), and no stop string may cut it. */
 int api_check_json_budget(const api_request *r, const api_limits *lim, int n_stops_asked, api_error *e);
 
+/* Whether field v asks for something: present and not null, false, "" or an empty array. */
+int api_asks(json_t *v);
 /* The fields we do not implement, each refused by name when it asks for something: tools, functions,
  * images, ... (see docs/api.md). */
 int api_refuse_unsupported(json_t *root, api_kind kind, const api_limits *lim, api_error *e);
@@ -149,7 +157,7 @@ int api_add_fim_prompt(api_request *r, const api_fim_input *in, const api_limits
  * fill-in-the-middle prompt with that suffix. */
 int api_apply_suffix(json_t *root, api_request *r, const api_limits *lim, int truncate, api_error *e);
 
-/* --- the dialects (parse.c picks one): openai.c, ollama.c, llama.c --- */
+/* --- the dialects (parse.c picks one): openai.c, ollama.c, llama.c, anthropic.c, responses.c --- */
 
 /* OpenAI's /v1/completions and /v1/chat/completions. */
 int api_parse_completions(json_t *root, const api_limits *lim, api_request *r, api_error *e);
@@ -162,6 +170,14 @@ int api_parse_llama_completion(json_t *root, const api_limits *lim, api_request 
 int api_parse_infill(json_t *root, const api_limits *lim, api_request *r, api_error *e);
 /* Note a field accepted without effect in r->ignored (the X-Sasp-Ignored-Options header). */
 void api_note_ignored(api_request *r, const char *field);
+/* Anthropic's /v1/messages and OpenAI's /v1/responses. */
+int api_parse_messages(json_t *root, const api_limits *lim, api_request *r, api_error *e);
+int api_parse_responses(json_t *root, const api_limits *lim, api_request *r, api_error *e);
+/* A message content of Anthropic or of the Responses API, a string or an array of blocks / parts,
+ * as its text, appended to out: parts whose "type" is one of text_types (NULL-terminated) give their
+ * "text"; any other part is refused, naming param (its index) and the part's type (anthropic.c). */
+int api_content_text(json_t *content, const char *const *text_types, const char *param, sasp_buf *out,
+                     api_error *e);
 
 /* --- write.c and write_llama.c: an answer being written --- */
 
@@ -186,6 +202,8 @@ typedef struct api_choice {
 
 struct api_out {
     api_kind kind;
+    json_t *repeats;     /* Anthropic, responses: the request's fields the answer repeats (api_request) */
+    int seq_no;          /* responses: the next event's sequence_number */
     int stream, include_usage, echo, logprobs, n_choices_per_prompt;
     char id[48];
     char *model;
@@ -214,5 +232,18 @@ json_t *api_llama_settings(const api_request *r);
 void api_llama_event(api_out *o, api_choice *c, const sasp_event *ev, const char *text, size_t tl, sasp_buf *b);
 /* Not streamed: the whole answer. */
 json_t *api_llama_answer(api_out *o);
+
+/* The answers with named events, Anthropic's messages (write_anthropic.c) and OpenAI's responses
+ * (write_responses.c): streamed, the events before the first token (start), those of one event
+ * (text appended to c->text; the closing ones with the last), and those of an engine failure (message);
+ * not streamed, the whole answer. */
+void api_messages_start(api_out *o, sasp_buf *b);
+void api_messages_event(api_out *o, api_choice *c, const sasp_event *ev, const char *text, size_t tl, sasp_buf *b);
+void api_messages_failure(api_out *o, const char *message, sasp_buf *b);
+json_t *api_messages_answer(api_out *o);
+void api_responses_start(api_out *o, sasp_buf *b);
+void api_responses_event(api_out *o, api_choice *c, const sasp_event *ev, const char *text, size_t tl, sasp_buf *b);
+void api_responses_failure(api_out *o, const char *message, sasp_buf *b);
+json_t *api_responses_answer(api_out *o);
 
 #endif

@@ -56,6 +56,7 @@ char *api_error_body_ollama(const api_error *e)
 
 int api_kind_is_ollama(api_kind kind) { return kind == API_GENERATE || kind == API_OLLAMA_CHAT; }
 int api_kind_is_llama(api_kind kind) { return kind == API_LLAMA_COMPLETION || kind == API_INFILL; }
+int api_kind_has_named_events(api_kind kind) { return kind == API_MESSAGES || kind == API_RESPONSES; }
 
 /* --- UTF-8 --- */
 
@@ -259,5 +260,13 @@ void api_emit(sasp_buf *b, api_kind kind, json_t *j)
     if (!api_kind_is_ollama(kind)) sasp_buf_puts(b, "data: ");
     sasp_buf_puts(b, s);
     sasp_buf_puts(b, api_kind_is_ollama(kind) ? "\n" : "\n\n");
+    free(s);
+}
+
+void api_emit_named(sasp_buf *b, const char *name, json_t *j)
+{
+    char *s = api_dump(j);
+    if (!s) return;
+    sasp_buf_printf(b, "event: %s\ndata: %s\n\n", name, s);
     free(s);
 }

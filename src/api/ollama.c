@@ -239,7 +239,7 @@ int api_parse_ollama_chat(json_t *root, const api_limits *lim, api_request *r, a
         r->empty = 1; /* Ollama: no messages only loads (or unloads) the model */
         return 0;
     }
-    if (api_add_chat_prompt(root, r, lim, e)) return -1;
+    if (api_add_chat_prompt(json_object_get(root, "messages"), 0, r, lim, e)) return -1;
     api_limits in_ctx = *lim;
     in_ctx.n_ctx = n_ctx;
     if (api_check_sequences(r, "messages", &in_ctx, e)) return -1;

@@ -242,7 +242,7 @@ int api_parse_chat(json_t *root, const api_limits *lim, api_request *r, api_erro
     if (read_chat_logprobs(root, &r->gen, e)) return -1;
     if (read_choices_and_usage(root, r, e)) return -1;
     if (api_get_bool(root, "ignore_eos", &r->gen.ignore_eos, e) < 0) return -1;
-    if (api_add_chat_prompt(root, r, lim, e)) return -1;
+    if (api_add_chat_prompt(json_object_get(root, "messages"), 0, r, lim, e)) return -1;
     if (api_check_sequences(r, "messages", lim, e) || api_check_json_budget(r, lim, n_stops, e)) return -1;
     return expand_choices(r);
 }

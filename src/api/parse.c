@@ -1,6 +1,6 @@
 /* parse.c: a generation request's body into an api_request, by dialect (api.h): api_parse sets what
  * every request starts from, reads the body as a JSON object and hands it to its dialect's parser
- * (openai.c, ollama.c, llama.c), which read the fields in their own order with the readers below them
+ * (openai.c, ollama.c, llama.c, anthropic.c, responses.c), which read the fields in their own order with the readers below them
  * (read.c, prompt.c, infill.c, truncate.c, checks.c); api_request_free, and the model a body names
  * before it is parsed. */
 #include <jansson.h>
@@ -27,6 +27,8 @@ int api_parse(api_kind kind, const char *body, size_t len, const api_limits *lim
              : kind == API_GENERATE         ? api_parse_generate(root, lim, r, e)
              : kind == API_OLLAMA_CHAT      ? api_parse_ollama_chat(root, lim, r, e)
              : kind == API_LLAMA_COMPLETION ? api_parse_llama_completion(root, lim, r, e)
+             : kind == API_MESSAGES         ? api_parse_messages(root, lim, r, e)
+             : kind == API_RESPONSES        ? api_parse_responses(root, lim, r, e)
                                             : api_parse_infill(root, lim, r, e);
     json_decref(root);
     if (rc) {
@@ -55,6 +57,7 @@ void api_request_free(api_request *r)
     for (int i = 0; i < r->gen.n_stop; i++) free(r->gen.stop[i]);
     free((void *)r->gen.logit_bias);
     sasp_json_schema_free(r->schema);
+    json_decref(r->repeats);
     memset(r, 0, sizeof *r);
 }
 

@@ -124,7 +124,7 @@ static int chat_content(json_t *content, api_kind kind, size_t i, sasp_buf *out,
     return -1;
 }
 
-char *api_render_chat(json_t *msgs, api_kind kind, api_error *e)
+char *api_render_chat(json_t *msgs, api_kind kind, int continue_last, api_error *e)
 {
     if (!msgs || json_is_null(msgs)) {
         api_bad(e, "messages", "'messages' is required");
@@ -142,9 +142,9 @@ char *api_render_chat(json_t *msgs, api_kind kind, api_error *e)
         if (!label || chat_refuse_extras(m, i, e)) goto fail;
         sasp_buf_puts(&out, label);
         if (chat_content(json_object_get(m, "content"), kind, i, &out, e) < 0) goto fail;
-        sasp_buf_puts(&out, "\n");
+        if (!(continue_last && i + 1 == json_array_size(msgs))) sasp_buf_puts(&out, "\n");
     }
-    sasp_buf_puts(&out, "Assistant:");
+    if (!continue_last) sasp_buf_puts(&out, "Assistant:");
     char *text = sasp_buf_take(&out, NULL);
     if (!text) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
     return text;
@@ -153,10 +153,10 @@ fail:
     return NULL;
 }
 
-/* The messages through the chat template, as one prompt, and the template's stop strings. */
-int api_add_chat_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
+/* msgs through the chat template, as one prompt, and the template's stop strings. */
+int api_add_chat_prompt(json_t *msgs, int continue_last, api_request *r, const api_limits *lim, api_error *e)
 {
-    char *text = api_render_chat(json_object_get(root, "messages"), r->kind, e);
+    char *text = api_render_chat(msgs, r->kind, continue_last, e);
     if (!text) return -1;
     int failed = api_add_text_prompt(r, text, strlen(text), lim, e);
     free(text);

@@ -109,7 +109,7 @@ int api_read_truncation(json_t *root, int by_default, int *truncate, api_error *
 /* --- JSON output --- */
 
 /* Compile schema (NULL: any JSON object) into r, naming field in an error. */
-static int set_schema(api_request *r, json_t *schema, const char *field, api_error *e)
+int api_set_schema(api_request *r, json_t *schema, const char *field, api_error *e)
 {
     char err[256] = "";
     sasp_json_schema *s = sasp_json_schema_compile(schema, err, sizeof err);
@@ -139,7 +139,7 @@ static int read_json_schema_format(json_t *fmt, api_request *r, api_error *e)
     const char *name;
     int strict;
     if (api_get_str(js, "name", &name, e) < 0 || api_get_bool(js, "strict", &strict, e) < 0) return -1;
-    return set_schema(r, schema, "response_format", e);
+    return api_set_schema(r, schema, "response_format", e);
 }
 
 int api_read_response_format(json_t *root, api_request *r, api_error *e)
@@ -152,7 +152,7 @@ int api_read_response_format(json_t *root, api_request *r, api_error *e)
         return -1;
     }
     if (!strcmp(type, "text")) return 0;
-    if (!strcmp(type, "json_object")) return set_schema(r, NULL, "response_format", e);
+    if (!strcmp(type, "json_object")) return api_set_schema(r, NULL, "response_format", e);
     if (!strcmp(type, "json_schema")) return read_json_schema_format(fmt, r, e);
     api_bad(e, "response_format", "'response_format.type' must be text, json_object or json_schema, got '%s'", type);
     return -1;
@@ -162,8 +162,8 @@ int api_read_ollama_format(json_t *root, api_request *r, api_error *e)
 {
     json_t *fmt = json_object_get(root, "format");
     if (!fmt || json_is_null(fmt) || (json_is_string(fmt) && json_string_length(fmt) == 0)) return 0;
-    if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) return set_schema(r, NULL, "format", e);
-    if (json_is_object(fmt)) return set_schema(r, fmt, "format", e);
+    if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json")) return api_set_schema(r, NULL, "format", e);
+    if (json_is_object(fmt)) return api_set_schema(r, fmt, "format", e);
     api_bad(e, "format", "'format' must be \"json\" or a JSON Schema object");
     return -1;
 }

@@ -43,8 +43,10 @@ api_out *api_out_new(const api_request *r, const char *model, const sasp_tokeniz
     o->created = created;
     o->tok = tok;
     unsigned long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-    snprintf(o->id, sizeof o->id, "%s-%lx%06lx", r->kind == API_CHAT ? "chatcmpl" : "cmpl", (unsigned long)created,
-             c & 0xffffff);
+    const char *prefix = r->kind == API_CHAT ? "chatcmpl-" : r->kind == API_MESSAGES ? "msg_"
+                         : r->kind == API_RESPONSES ? "resp_" : "cmpl-";
+    snprintf(o->id, sizeof o->id, "%s%lx%06lx", prefix, (unsigned long)created, c & 0xffffff);
+    o->repeats = json_incref(r->repeats);
     o->ch = calloc((size_t)(r->n_seqs > 0 ? r->n_seqs : 1), sizeof *o->ch);
     o->prompt_text = calloc((size_t)(r->n_seqs > 0 ? r->n_seqs : 1), sizeof *o->prompt_text);
     if (!o->model || !o->ch || !o->prompt_text) {
@@ -88,6 +90,7 @@ void api_out_free(api_out *o)
     for (int i = 0; i < o->n_fields; i++) free(o->fields[i]);
     free(o->fields);
     json_decref(o->settings);
+    json_decref(o->repeats);
     free(o->ch);
     free(o->prompt_text);
     free(o->context);
@@ -264,6 +267,8 @@ char *api_out_start(api_out *o, size_t *len)
         if (o->kind == API_CHAT && o->stream)
             chat_chunk(o, &b, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL);
     }
+    if (o->stream && o->kind == API_MESSAGES) api_messages_start(o, &b);
+    if (o->stream && o->kind == API_RESPONSES) api_responses_start(o, &b);
     return take(&b, len);
 }
 
@@ -366,6 +371,14 @@ static void stream_error(api_out *o, sasp_buf *b)
 {
     api_error err;
     api_error_set(&err, 500, "server_error", NULL, NULL, "%s", o->error ? o->error : "engine failure");
+    if (o->kind == API_MESSAGES) {
+        api_messages_failure(o, err.message, b);
+        return;
+    }
+    if (o->kind == API_RESPONSES) {
+        api_responses_failure(o, err.message, b);
+        return;
+    }
     json_t *msg = api_json_text(err.message, strlen(err.message));
     if (api_kind_is_ollama(o->kind)) api_emit(b, o->kind, json_pack("{s:o}", "error", msg));
     else api_emit(b, o->kind, json_pack("{s:{s:o,s:s}}", "error", "message", msg, "type", "server_error"));
@@ -410,6 +423,12 @@ char *api_out_event(api_out *o, const sasp_event *ev, size_t *len)
     case API_INFILL:
         api_llama_event(o, c, ev, text, tl, &b);
         break;
+    case API_MESSAGES:
+        api_messages_event(o, c, ev, text, tl, &b);
+        break;
+    case API_RESPONSES:
+        api_responses_event(o, c, ev, text, tl, &b);
+        break;
     }
     return take(&b, len);
 }
@@ -418,6 +437,8 @@ char *api_out_event(api_out *o, const sasp_event *ev, size_t *len)
 static json_t *whole_answer(api_out *o)
 {
     if (api_kind_is_llama(o->kind)) return api_llama_answer(o);
+    if (o->kind == API_MESSAGES) return api_messages_answer(o);
+    if (o->kind == API_RESPONSES) return api_responses_answer(o);
     if (api_kind_is_ollama(o->kind)) {
         api_choice *c = &o->ch[0];
         return ollama_final(o, c, c->text.data ? c->text.data : "", c->text.len);
@@ -445,7 +466,8 @@ char *api_out_finish(api_out *o, size_t *len)
 {
     sasp_buf b = {0};
     if (o->stream) {
-        if (!api_kind_is_ollama(o->kind) && !api_kind_is_llama(o->kind)) { /* llama.cpp's end without [DONE] */
+        /* llama.cpp's streams end without [DONE]; the named events' with their own last event */
+        if (!api_kind_is_ollama(o->kind) && !api_kind_is_llama(o->kind) && !api_kind_has_named_events(o->kind)) {
             if (o->include_usage) {
                 json_t *j = chunk_head(o);
                 json_object_set_new(j, "choices", json_array());

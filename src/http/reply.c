@@ -81,10 +81,18 @@ enum MHD_Result reply_jval(struct MHD_Connection *c, conn *k, int status, json_t
 
 /* Whether the request's path is Ollama's (/api/...), whose errors are {"error": "..."}. */
 static int ollama_path(const conn *k) { return k->req.path && !strncmp(k->req.path, "/api/", 5); }
+/* Whether it is Anthropic's (/v1/messages and under), whose errors are {"type": "error", "error": ...}. */
+static int anthropic_path(const conn *k)
+{
+    const char *p = k->req.path;
+    return p && !strncmp(p, "/v1/messages", 12) && (p[12] == 0 || p[12] == '/');
+}
 
 enum MHD_Result reply_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname, const char *hval)
 {
-    struct MHD_Response *r = json_response(ollama_path(k) ? api_error_body_ollama(e) : api_error_body(e));
+    struct MHD_Response *r = json_response(ollama_path(k)      ? api_error_body_ollama(e)
+                                           : anthropic_path(k) ? api_error_body_anthropic(e)
+                                                               : api_error_body(e));
     if (!r) return MHD_NO;
     if (hname) MHD_add_response_header(r, hname, hval);
     if (e->status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"sasp-server\"");

@@ -77,11 +77,12 @@ void route_metrics_text(sasp_buf *b)
 
 /* --- what a request must pass --- */
 
-/* The token of the request's "Authorization: Bearer" header, or NULL. */
+/* The API key the request carries: its "Authorization: Bearer" token, else its "x-api-key" header
+ * (Anthropic's clients), or NULL. */
 static const char *bearer_token(struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
     for (h += 7; *h == ' ';) h++;
     return h;
 }
@@ -206,7 +207,7 @@ enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *ur
     }
     if (!(rt->flags & ROUTE_OPEN) && !authorized(c))
         return reply_errorf(c, k, 401, "authentication_error", "invalid_api_key", "%s",
-                    "missing or wrong API key: send the header 'Authorization: Bearer <key>'");
+                    "missing or wrong API key: send the header 'Authorization: Bearer <key>' (or 'x-api-key: <key>')");
     if (k->req.too_big) {
         api_error e;
         api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,

@@ -177,7 +177,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_ki
 {
     char name[256];
     enum MHD_Result sent = MHD_NO;
-    served_model *m = served_model_pick(c, k, api_kind_is_ollama(kind), name, sizeof name, &sent);
+    served_model *m = served_model_pick(c, k, api_kind_is_ollama(kind) || kind == API_MESSAGES, name, sizeof name, &sent);
     if (!m) return sent;
     api_request r;
     api_error e = {0};
@@ -234,4 +234,14 @@ enum MHD_Result handle_llama_completion(struct MHD_Connection *c, conn *k)
 enum MHD_Result handle_llama_infill(struct MHD_Connection *c, conn *k)
 {
     return handle_generate(c, k, API_INFILL);
+}
+
+enum MHD_Result handle_anthropic_messages(struct MHD_Connection *c, conn *k)
+{
+    return handle_generate(c, k, API_MESSAGES);
+}
+
+enum MHD_Result handle_openai_responses(struct MHD_Connection *c, conn *k)
+{
+    return handle_generate(c, k, API_RESPONSES);
 }

@@ -20,18 +20,22 @@ enum MHD_Result handle_ollama_generate(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_chat(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_completion(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_infill(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_anthropic_messages(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_openai_responses(struct MHD_Connection *c, conn *k);
 
 /* The embeddings endpoints (embed.c). */
 enum MHD_Result handle_openai_embeddings(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embed(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embeddings(struct MHD_Connection *c, conn *k);
 
-/* /health, the models, /tokenize and /detokenize (info.c); /metrics (metrics.c). */
+/* /health, the models, /tokenize and /detokenize, Anthropic's count_tokens (info.c); /metrics
+ * (metrics.c). */
 enum MHD_Result handle_health(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_anthropic_count_tokens(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k);
 
 /* Ollama's model endpoints (ollama.c). */

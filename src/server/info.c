@@ -1,6 +1,6 @@
 /* info.c: the endpoints that tell about the server and its models without running them: /health,
- * OpenAI's /v1/models and /v1/models/{id}, and llama.cpp's /tokenize and /detokenize (of the model
- * the body names, or the first). */
+ * OpenAI's /v1/models and /v1/models/{id}, llama.cpp's /tokenize and /detokenize (of the model the
+ * body names, or the first), and Anthropic's /v1/messages/count_tokens. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,3 +50,16 @@ static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 0); }
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 1); }
+
+/* The tokens the prompt of a /v1/messages body takes on the model it names (a name that is no served
+ * model's: 404, as /v1/messages answers it); the wire format is api/anthropic.c's. */
+enum MHD_Result handle_anthropic_count_tokens(struct MHD_Connection *c, conn *k)
+{
+    char name[256];
+    served_model *m = served_model_at(0);
+    if (api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name) && !(m = served_model_find(name)))
+        return served_reply_not_found(c, k, name);
+    api_error e = {0};
+    char *answer = api_count_message_tokens(conn_body(k), k->req.body.len, &m->lim, &e);
+    return answer ? reply_json(c, k, 200, answer) : reply_error(c, k, &e, NULL, NULL);
+}

@@ -193,19 +193,20 @@ enum MHD_Result served_reply_refused(struct MHD_Connection *c, conn *k, int rc)
 }
 
 /* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
- * the first one; Ollama's: a name that is no model's id is 404, as Ollama answers (no name: the first
- * model). NULL when the answer was sent. *name gets the name Ollama's answers echo. */
-served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
+ * the first one; Ollama's and Anthropic's (strict): a name that is no model's id is 404, as they
+ * answer (no name: the first model; Ollama's older "name" is read too). NULL when the answer was
+ * sent. *name gets the name the answers echo. */
+served_model *served_model_pick(struct MHD_Connection *c, conn *k, int strict, char *name, size_t size,
                                 enum MHD_Result *sent)
 {
-    int named = api_requested_model(conn_body(k), k->req.body.len, ollama, name, size);
+    int named = api_requested_model(conn_body(k), k->req.body.len, strict, name, size);
     served_model *m = named ? served_model_find(name) : NULL;
-    if (!m && named && ollama) {
+    if (!m && named && strict) {
         *sent = served_reply_not_found(c, k, name);
         return NULL;
     }
     if (!m) m = served_model_at(0);
-    if (!named || !ollama) snprintf(name, size, "%s", m->id);
+    if (!named || !strict) snprintf(name, size, "%s", m->id);
     return m;
 }
 

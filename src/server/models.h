@@ -48,7 +48,7 @@ void served_models_free(void);
 /* The model a request names. OpenAI's endpoints: an id picks that model, any other name (or none)
  * the first one; Ollama's: a name that is no model's id is 404, as Ollama answers (no name: the first
  * model). NULL when the answer was sent (*sent). *name gets the name Ollama's answers echo. */
-served_model *served_model_pick(struct MHD_Connection *c, conn *k, int ollama, char *name, size_t size,
+served_model *served_model_pick(struct MHD_Connection *c, conn *k, int strict, char *name, size_t size,
                                 enum MHD_Result *sent);
 /* 404 model "X" not found, as Ollama answers. */
 enum MHD_Result served_reply_not_found(struct MHD_Connection *c, conn *k, const char *name);

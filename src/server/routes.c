@@ -38,5 +38,9 @@ const http_route server_routes[] = {
     {"POST", "/completion", handle_llama_completion, "/completion", 0},
     {"POST", "/infill", handle_llama_infill, "/infill", 0},
     {"GET", "/slots", handle_llama_slots, "/slots", 0},
+    {"POST", "/v1/messages", handle_anthropic_messages, "/v1/messages", 0},
+    {"POST", "/v1/messages/count_tokens", handle_anthropic_count_tokens, "/v1/messages/count_tokens", 0},
+    {"POST", "/v1/responses", handle_openai_responses, "/v1/responses", 0},
+    {"POST", "/responses", handle_openai_responses, "/v1/responses", 0},
 };
 const int server_n_routes = (int)(sizeof server_routes / sizeof *server_routes);

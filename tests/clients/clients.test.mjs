@@ -1,13 +1,16 @@
 // clients.test.mjs: sasp-server driven by the client libraries people point at a local backend, each
-// used as its documentation shows: ollama (ollama-js), openai, @langchain/ollama and @langchain/openai,
-// and the Vercel AI SDK with @ai-sdk/openai-compatible. Every call must succeed, or fail with the
-// documented, typed error. SASP_URL (set by run.sh) is the server's base URL; the server runs the tiny
-// test model (random weights: the text means nothing, its shape and the protocol are what is tested),
-// under two names (tiny-model and tiny-copy) to see a request's model pick one.
+// used as its documentation shows: ollama (ollama-js), openai (chat, completions, responses, ...),
+// @anthropic-ai/sdk (messages), @langchain/ollama and @langchain/openai, and the Vercel AI SDK with
+// @ai-sdk/openai-compatible. Every call must succeed, or fail with the documented, typed error.
+// SASP_URL (set by run.sh) is the server's base URL; the server runs the tiny test model (random
+// weights: the text means nothing, its shape and the protocol are what is tested), under two names
+// (tiny-model and tiny-copy) to see a request's model pick one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
+import { zodTextFormat } from 'openai/helpers/zod';
+import Anthropic from '@anthropic-ai/sdk';
 import { ChatOllama, OllamaEmbeddings } from '@langchain/ollama';
 import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
 import { HumanMessage, SystemMessage } from '@langchain/core/messages';
@@ -223,6 +226,141 @@ test('openai: what is not supported is a typed error naming the field', async ()
     (err) => err instanceof OpenAI.BadRequestError && err.param === 'suffix');
   await assert.rejects(openai.chat.completions.create({ model: MODEL, max_tokens: 1, messages: [{ role: 'user', content: 'x' }],
     response_format: { type: 'json_object' } }), (err) => err instanceof OpenAI.BadRequestError && err.param === 'max_tokens');
+});
+
+test('openai: responses.create, streamed and not, and responses.stream().finalResponse()', async () => {
+  const req = { model: MODEL, instructions: 'Be brief.', input: 'Hello', max_output_tokens: 12, temperature: 1,
+    top_p: 1, seed: 6, metadata: { run: 'clients' } };
+  const r = await openai.responses.create(req);
+  assert.equal(r.object, 'response');
+  assert.match(r.id, /^resp_/);
+  assert.ok(['completed', 'incomplete'].includes(r.status), r.status);
+  assert.equal(typeof r.output_text, 'string'); // the SDK's convenience, from the output_text parts
+  assert.equal(r.output[0].type, 'message');
+  assert.deepEqual(r.metadata, { run: 'clients' });
+  assert.equal(r.usage.total_tokens, r.usage.input_tokens + r.usage.output_tokens);
+  if (r.status === 'incomplete') assert.equal(r.incomplete_details.reason, 'max_output_tokens');
+  let text = '';
+  const types = [];
+  for await (const event of await openai.responses.create({ ...req, stream: true })) {
+    types.push(event.type);
+    if (event.type === 'response.output_text.delta') text += event.delta;
+  }
+  assert.equal(text, r.output_text);
+  assert.equal(types[0], 'response.created');
+  assert.equal(types.at(-1), r.status === 'completed' ? 'response.completed' : 'response.incomplete');
+  const stream = openai.responses.stream(req);
+  let streamed = '';
+  stream.on('response.output_text.delta', (event) => { streamed += event.delta; });
+  const final = await stream.finalResponse();
+  assert.equal(final.output_text, r.output_text);
+  assert.equal(streamed, r.output_text);
+  // message items in input, as a conversation is sent back
+  const again = await openai.responses.create({ model: MODEL, max_output_tokens: 4, input: [
+    { role: 'user', content: 'Hello' }, ...r.output, { role: 'user', content: [{ type: 'input_text', text: 'More' }] }] });
+  assert.equal(again.object, 'response');
+});
+
+test('openai: responses with text.format json_schema (and responses.parse with zodTextFormat)', async () => {
+  for (const seed of [1, 2]) {
+    const r = await openai.responses.create({ model: MODEL, input: 'A person as JSON.', max_output_tokens: 200, seed,
+      text: { format: { type: 'json_schema', name: 'person', strict: true, schema: personSchema } } });
+    assert.equal(r.status, 'completed');
+    Person.parse(JSON.parse(r.output_text));
+  }
+  const parsed = await openai.responses.parse({ model: MODEL, input: 'A person.', max_output_tokens: 200, seed: 3,
+    text: { format: zodTextFormat(Person, 'person') } });
+  Person.parse(parsed.output_parsed);
+  const j = await openai.responses.create({ model: MODEL, input: 'JSON.', max_output_tokens: 80, seed: 4,
+    text: { format: { type: 'json_object' } } });
+  assert.equal(typeof JSON.parse(j.output_text), 'object');
+});
+
+test('openai: responses refuse what a stateless server without tools cannot do, naming it', async () => {
+  for (const [field, value] of [['previous_response_id', 'resp_123'], ['store', true], ['background', true],
+    ['tools', [{ type: 'function', name: 'f', parameters: { type: 'object', properties: {} } }]]]) {
+    await assert.rejects(openai.responses.create({ model: MODEL, input: 'x', [field]: value }),
+      (err) => err instanceof OpenAI.BadRequestError && err.param === field, field);
+  }
+});
+
+// --- anthropic (@anthropic-ai/sdk) ---
+
+const anthropic = new Anthropic({ baseURL: base, apiKey: 'sasp-test-key', maxRetries: 0 });
+
+test('anthropic: messages.create, streamed and not, and messages.stream().finalMessage()', async () => {
+  // seed and top_k 0 are sasp's (llama.cpp's) sampling fields, sent beside Anthropic's own
+  const req = { model: MODEL, max_tokens: 12, system: 'Be brief.', temperature: 1, top_p: 1, top_k: 0, seed: 5,
+    metadata: { user_id: 'clients' }, messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }] }] };
+  const msg = await anthropic.messages.create(req);
+  assert.equal(msg.type, 'message');
+  assert.equal(msg.role, 'assistant');
+  assert.match(msg.id, /^msg_/);
+  assert.equal(msg.model, MODEL);
+  assert.equal(msg.content[0].type, 'text');
+  assert.ok(['end_turn', 'max_tokens'].includes(msg.stop_reason), msg.stop_reason);
+  assert.ok(msg.usage.input_tokens > 0 && msg.usage.output_tokens <= 12);
+  let text = '';
+  const types = [];
+  for await (const event of await anthropic.messages.create({ ...req, stream: true })) {
+    types.push(event.type);
+    if (event.type === 'content_block_delta' && event.delta.type === 'text_delta') text += event.delta.text;
+  }
+  assert.equal(text, msg.content[0].text);
+  assert.deepEqual([types[0], types[1], types.at(-2), types.at(-1)],
+    ['message_start', 'content_block_start', 'message_delta', 'message_stop']);
+  const stream = anthropic.messages.stream(req);
+  let streamed = '';
+  stream.on('text', (delta) => { streamed += delta; });
+  const final = await stream.finalMessage();
+  assert.equal(final.content[0].text, msg.content[0].text);
+  assert.equal(streamed, msg.content[0].text);
+  assert.equal(final.stop_reason, msg.stop_reason);
+  assert.deepEqual(final.usage.output_tokens, msg.usage.output_tokens);
+  const count = await anthropic.messages.countTokens({ model: MODEL, system: req.system, messages: req.messages });
+  assert.equal(count.input_tokens, msg.usage.input_tokens);
+});
+
+test('anthropic: stop_sequences, prefill, output_config.format', async () => {
+  const messages = [{ role: 'user', content: 'Say hi' }, { role: 'assistant', content: 'The cat' }];
+  const greedy = await anthropic.messages.create({ model: MODEL, max_tokens: 20, temperature: 0, messages });
+  const text = greedy.content[0].text;
+  const k = [...text].findIndex((_, i) => i > 0 && text.indexOf(text.slice(i, i + 2)) === i);
+  assert.ok(k > 0, text);
+  const stop = text.slice(k, k + 2);
+  const cut = await anthropic.messages.create({ model: MODEL, max_tokens: 20, temperature: 0, messages,
+    stop_sequences: [stop] });
+  assert.equal(cut.content[0].text, text.slice(0, k));
+  assert.equal(cut.stop_reason, 'stop_sequence');
+  assert.equal(cut.stop_sequence, stop);
+  const json = await anthropic.messages.create({ model: MODEL, max_tokens: 200, temperature: 1, seed: 2,
+    messages: [{ role: 'user', content: 'A person as JSON.' }],
+    output_config: { format: { type: 'json_schema', schema: personSchema } } });
+  Person.parse(JSON.parse(json.content[0].text));
+  assert.equal(json.stop_reason, 'end_turn');
+});
+
+test('anthropic: errors are the typed errors of the SDK', async () => {
+  await assert.rejects(anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 8,
+    messages: [{ role: 'user', content: 'x' }] }), (err) => {
+    assert.ok(err instanceof Anthropic.NotFoundError, String(err));
+    assert.equal(err.error.error.type, 'not_found_error');
+    return true;
+  });
+  await assert.rejects(anthropic.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'x' }],
+    tools: [{ name: 'get_weather', input_schema: { type: 'object', properties: {} } }] }), (err) => {
+    assert.ok(err instanceof Anthropic.BadRequestError, String(err));
+    assert.equal(err.error.error.type, 'invalid_request_error');
+    assert.match(err.error.error.message, /tools/);
+    return true;
+  });
+  await assert.rejects(anthropic.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: [
+    { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } }] }] }),
+  (err) => err instanceof Anthropic.BadRequestError && /image/.test(err.message));
+  await assert.rejects(anthropic.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'x' }],
+    thinking: { type: 'enabled', budget_tokens: 1024 } }), (err) => err instanceof Anthropic.BadRequestError);
+  await assert.rejects(anthropic.messages.countTokens({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] }),
+    (err) => err instanceof Anthropic.NotFoundError);
 });
 
 // --- LangChain ---

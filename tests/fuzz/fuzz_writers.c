@@ -6,7 +6,10 @@
  * first when the prompt is scored, one last event with done per sequence) with arbitrary contents,
  * order, sizes, finish reasons and engine errors. Every byte written must frame correctly: SSE is
  * "data: <JSON object>\n\n" blocks ending with "data: [DONE]\n\n", NDJSON one JSON object per line
- * ending with done:true (or an error), a non-streamed answer one JSON object. */
+ * ending with done:true (or an error), a non-streamed answer one JSON object. Byte 0's top bits pick
+ * Anthropic's messages or OpenAI's responses instead, whose streams are named events ("event: NAME\n
+ * data: <JSON object whose type is NAME>\n\n", the responses' numbered from 0) ending with
+ * message_stop or error, response.completed, response.incomplete or response.failed. */
 #include <jansson.h>
 #include <string.h>
 #include "api/api.h"
@@ -64,6 +67,28 @@ static json_t *parse_obj(const char *s, size_t n)
     return j;
 }
 
+/* Named events (Anthropic's messages, OpenAI's responses) and the last one's name. */
+static void check_named_events(const api_request *req, const char *p, const char *end)
+{
+    char last[64] = "";
+    for (long seq = 0; p < end; seq++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        FUZZ_CHECK(nl != NULL && nl - p > 7 && nl - p < 64 && memcmp(p, "event: ", 7) == 0);
+        snprintf(last, sizeof last, "%.*s", (int)(nl - p - 7), p + 7);
+        p = nl + 1;
+        const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
+        FUZZ_CHECK(sep != NULL && sep - p > 6 && memcmp(p, "data: ", 6) == 0);
+        json_t *j = parse_obj(p + 6, (size_t)(sep - p - 6));
+        FUZZ_CHECK(json_is_string(json_object_get(j, "type")) && !strcmp(json_string_value(json_object_get(j, "type")), last));
+        if (req->kind == API_RESPONSES) FUZZ_CHECK(json_integer_value(json_object_get(j, "sequence_number")) == seq);
+        json_decref(j);
+        p = sep + 2;
+    }
+    if (req->kind == API_MESSAGES) FUZZ_CHECK(!strcmp(last, "message_stop") || !strcmp(last, "error"));
+    else FUZZ_CHECK(!strcmp(last, "response.completed") || !strcmp(last, "response.incomplete") ||
+                    !strcmp(last, "response.failed"));
+}
+
 /* The framing of everything written, and what ends it. */
 static void check_output(const api_request *req, const sink *s)
 {
@@ -75,6 +100,10 @@ static void check_output(const api_request *req, const sink *s)
     }
     const char *p = s->b, *end = s->b + s->n;
     int last_done = 0;
+    if (api_kind_has_named_events(req->kind)) {
+        check_named_events(req, p, end);
+        return;
+    }
     if (req->kind == API_GENERATE) {
         while (p < end) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -110,7 +139,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int n = 1 + data[1] % 3, top = (data[1] >> 2) % 6;
     char body[512];
     api_kind kind = kind_i == 0 ? API_COMPLETIONS : kind_i == 1 ? API_CHAT : API_GENERATE;
-    if (kind == API_COMPLETIONS)
+    if (data[0] >> 6 == 1 || data[0] >> 6 == 2) kind = data[0] >> 6 == 1 ? API_MESSAGES : API_RESPONSES;
+    if (kind == API_MESSAGES)
+        snprintf(body, sizeof body, "{\"model\":\"m\",\"max_tokens\":%d,\"stream\":%s,\"stop_sequences\":[\"x\"],"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}", n - 1, stream ? "true" : "false");
+    else if (kind == API_RESPONSES)
+        snprintf(body, sizeof body, "{\"input\":\"Hi \\u00e9\",\"stream\":%s,\"metadata\":{\"k\":\"v\"}}",
+                 stream ? "true" : "false");
+    else if (kind == API_COMPLETIONS)
         snprintf(body, sizeof body,
                  "{\"prompt\":\"Hi \\u00e9\\u20ac x\",\"stream\":%s,\"echo\":%s,\"n\":%d,%s\"stream_options\":"
                  "{\"include_usage\":%s}}",
@@ -191,6 +227,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (flags & 0x80) {
             ev.done = 1;
             ev.finish_reason = flags & 0x40 ? "length" : "stop";
+            ev.end = flags & 0x10 ? SASP_END_WORD : flags & 0x40 ? SASP_END_LIMIT : SASP_END_EOS;
+            ev.stop_word = flags & 0x10 ? (flags & 0x20 ? "x" : "\nUser:") : NULL; /* the writers copy it */
             ev.error = (flags & 0x60) == 0x60;
             ev.total_ns = flags * 1000;
             done[ev.index] = 1;

@@ -42,6 +42,23 @@ api = [
 ]
 for k, body in api:
     write("api", bytes([k]) + json.dumps(body).encode())
+# 0xe0 Anthropic's messages, 0xe1 OpenAI's responses, 0xe2 Anthropic's count_tokens
+dialects = [
+    (0xe0, {"model": "m", "max_tokens": 8, "system": [{"type": "text", "text": "S"}], "stop_sequences": ["##"],
+            "temperature": 0.5, "top_k": 3, "metadata": {"user_id": "u"},
+            "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [{"type": "text", "text": "A"}]}]}),
+    (0xe0, {"model": "m", "max_tokens": 40, "stream": True, "messages": [{"role": "user", "content": "x"}],
+            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}),
+    (0xe0, {"model": "m", "max_tokens": 4, "tools": [{"name": "f"}], "messages": [{"role": "user", "content": [{"type": "image"}]}]}),
+    (0xe1, {"input": "Hi", "instructions": "Be brief.", "max_output_tokens": 9, "metadata": {"k": "v"}, "store": False}),
+    (0xe1, {"input": [{"role": "developer", "content": "D"}, {"type": "message", "role": "user",
+                                                               "content": [{"type": "input_text", "text": "a"}]}],
+            "stream": True, "text": {"format": {"type": "json_schema", "name": "n", "schema": {"type": "object"}}}}),
+    (0xe1, {"input": [{"type": "function_call_output", "output": "o"}], "previous_response_id": "resp_1"}),
+    (0xe2, {"model": "m", "system": "S", "messages": [{"role": "user", "content": "Hello"}]}),
+]
+for k, body in dialects:
+    write("api", bytes([k]) + json.dumps(body).encode())
 write("api", b"\x00{\"prompt\": \"\\ud800\"}")
 write("api", b"\x01{\"messages\": 1}")
 write("api", b"\x00{bad json")
@@ -69,9 +86,10 @@ write("checkpoint", b"\x01" + st[:8 + hl + 100])
 write("checkpoint", b"\x02" + st[8:8 + hl])
 write("checkpoint", b"\x03" + fixture("tiny-model", "tokenizer.json"))
 
-# writers: byte 0 = endpoint %3 | stream <<2 | logprobs <<3 | echo <<4 | include_usage <<5,
-# byte 1 = n-1 (%3) | top_logprobs <<2, then events (index, flags, text length, text, ids)
-for b0 in (0x00, 0x04, 0x0c, 0x1c, 0x3c, 0x01, 0x05, 0x0d, 0x2d, 0x02, 0x06, 0x16):
+# writers: byte 0 = endpoint %3 | stream <<2 | logprobs <<3 | echo <<4 | include_usage <<5, or top bits
+# 01 Anthropic's messages, 10 OpenAI's responses; byte 1 = n-1 (%3) | top_logprobs <<2, then events
+# (index, flags, text length, text, ids)
+for b0 in (0x00, 0x04, 0x0c, 0x1c, 0x3c, 0x01, 0x05, 0x0d, 0x2d, 0x02, 0x06, 0x16, 0x40, 0x44, 0x80, 0x84):
     ev = b""
     for i in range(6):
         t = "tok\u00e9n".encode() if i % 2 else b" x"

@@ -1,8 +1,9 @@
 #!/bin/sh
-# run.sh: `make check` entry of the HTTP tests of sasp-server: tests/server/test_server.py (the APIs)
-# and tests/server/test_editor.py (the code-completion backend: /infill, /completion, the prompt cache,
-# long prompts). Needs python3 (standard library only) and the committed fixtures
-# tests/fixtures/tiny-model and tests/fixtures/tiny-fim.
+# run.sh: `make check` entry of the HTTP tests of sasp-server: tests/server/test_server.py (the APIs),
+# tests/server/test_editor.py (the code-completion backend: /infill, /completion, the prompt cache,
+# long prompts) and tests/server/test_dialects.py (Anthropic's messages, OpenAI's responses). Needs
+# python3 (standard library only) and the committed fixtures tests/fixtures/tiny-model and
+# tests/fixtures/tiny-fim.
 set -eu
 src=${SASP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${SASP_BUILDDIR:-$src}
@@ -15,4 +16,5 @@ py=$(command -v python3 || true)
 rc=0
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_server.py" "$@" || rc=1
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_editor.py" "$@" || rc=1
+SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_dialects.py" "$@" || rc=1
 exit $rc
