@@ -1,9 +1,9 @@
 /* anthropic.c: Anthropic's Messages API, the request side: POST /v1/messages bodies into generation
  * parameters (system and messages through the chat template OpenAI's and Ollama's chat use, a last
  * assistant message continued as Anthropic's prefill, max_tokens, stop_sequences, sampling,
- * output_config.format through the JSON constraint), /v1/messages/count_tokens, Anthropic's error
+ * output_config.format through the JSON constraint), the prompt that count_tokens counts, Anthropic's error
  * shape, and what is refused by name (tools, image and document blocks, thinking). The answers are
- * api_write_anthropic.c's; docs/api.md, "POST /v1/messages", is the manual. */
+ * write_anthropic.c's; docs/api.md, "POST /v1/messages", is the manual. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,41 +34,6 @@ char *api_error_body_anthropic(const api_error *e)
 {
     return api_dump(json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type", anthropic_error_type(e->status),
                               "message", api_json_text(e->message, strlen(e->message))));
-}
-
-/* --- content --- */
-
-int api_content_text(json_t *content, const char *const *text_types, const char *param, sasp_buf *out,
-                     api_error *e)
-{
-    if (json_is_string(content)) return sasp_buf_append(out, json_string_value(content), json_string_length(content));
-    if (!json_is_array(content)) {
-        api_bad(e, param, "'%s' must be a string or an array of content blocks", param);
-        return -1;
-    }
-    size_t k;
-    json_t *part;
-    json_array_foreach(content, k, part) {
-        const char *type = json_string_value(json_object_get(part, "type"));
-        json_t *text = json_object_get(part, "text");
-        int is_text = 0;
-        for (int t = 0; type && text_types[t]; t++) is_text |= !strcmp(type, text_types[t]);
-        if (!type) {
-            api_bad(e, param, "'%s[%zu]' must be an object with a string 'type'", param, k);
-            return -1;
-        }
-        if (!is_text) {
-            api_bad(e, param, "'%s[%zu]': content of type '%s' is not supported: sasp models read text only and call "
-                              "no tools ('%s' parts only)", param, k, type, text_types[0]);
-            return -1;
-        }
-        if (!json_is_string(text)) {
-            api_bad(e, param, "'%s[%zu].text' must be a string", param, k);
-            return -1;
-        }
-        sasp_buf_append(out, json_string_value(text), json_string_length(text));
-    }
-    return 0;
 }
 
 static const char *const text_blocks[] = {"text", NULL};
@@ -238,18 +203,8 @@ int api_parse_messages(json_t *root, const api_limits *lim, api_request *r, api_
     return api_check_sequences(r, "messages", lim, e) || api_check_json_budget(r, lim, 0, e) ? -1 : 0;
 }
 
-char *api_count_message_tokens(const char *body, size_t len, const api_limits *lim, api_error *e)
+int api_read_message_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e)
 {
-    json_t *root = api_parse_body(body, len, e);
-    if (!root) return NULL;
-    api_request r;
-    memset(&r, 0, sizeof r);
-    r.kind = API_MESSAGES;
-    char *out = NULL;
-    if (!refuse_unsupported(root, lim, e) && !read_model(root, e) && !read_messages_prompt(root, &r, lim, e))
-        out = api_dump(json_pack("{s:i}", "input_tokens", r.n_prompt[0]));
-    api_request_free(&r);
-    json_decref(root);
-    if (!out && e->status == 0) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
-    return out;
+    r->kind = API_MESSAGES;
+    return refuse_unsupported(root, lim, e) || read_model(root, e) || read_messages_prompt(root, r, lim, e) ? -1 : 0;
 }

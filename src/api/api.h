@@ -57,7 +57,7 @@ void api_error_set(api_error *e, int status, const char *type, const char *code,
 char *api_error_body(const api_error *e);
 char *api_error_body_ollama(const api_error *e);
 /* Anthropic's shape {"type": "error", "error": {"type", "message"}}, the type following the status as
- * Anthropic's does (api_anthropic.c). */
+ * Anthropic's does (anthropic.c). */
 char *api_error_body_anthropic(const api_error *e);
 
 /* What parsing needs to know about the model. */
@@ -122,7 +122,7 @@ int api_requested_model(const char *body, size_t len, int with_name, char *out, 
 /* /tokenize and /detokenize: the response JSON text (malloc'd), or NULL + e. */
 char *api_tokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
 char *api_detokenize(const char *body, size_t len, const api_limits *lim, api_error *e);
-/* Anthropic's /v1/messages/count_tokens: {"input_tokens": n} (malloc'd), or NULL + e (api_anthropic.c). */
+/* Anthropic's /v1/messages/count_tokens: {"input_tokens": n} (malloc'd), or NULL + e (tokenize.c). */
 char *api_count_message_tokens(const char *body, size_t len, const api_limits *lim, api_error *e);
 
 /* Writing a response from events. */

@@ -97,6 +97,11 @@ char *api_render_chat(json_t *msgs, api_kind kind, int continue_last, api_error 
 int api_add_chat_prompt(json_t *msgs, int continue_last, api_request *r, const api_limits *lim, api_error *e);
 /* The chat template's stop strings (so that the model does not write the next turn). */
 int api_add_chat_stops(sasp_gen_params *g);
+/* A message content of Anthropic or of the Responses API, a string or an array of blocks / parts,
+ * as its text, appended to out: parts whose "type" is one of text_types (NULL-terminated) give their
+ * "text"; any other part is refused, naming param (its index) and the part's type. */
+int api_content_text(json_t *content, const char *const *text_types, const char *param, sasp_buf *out,
+                     api_error *e);
 
 /* --- checks.c: the checks of a whole request --- */
 
@@ -173,11 +178,9 @@ void api_note_ignored(api_request *r, const char *field);
 /* Anthropic's /v1/messages and OpenAI's /v1/responses. */
 int api_parse_messages(json_t *root, const api_limits *lim, api_request *r, api_error *e);
 int api_parse_responses(json_t *root, const api_limits *lim, api_request *r, api_error *e);
-/* A message content of Anthropic or of the Responses API, a string or an array of blocks / parts,
- * as its text, appended to out: parts whose "type" is one of text_types (NULL-terminated) give their
- * "text"; any other part is refused, naming param (its index) and the part's type (anthropic.c). */
-int api_content_text(json_t *content, const char *const *text_types, const char *param, sasp_buf *out,
-                     api_error *e);
+/* The prompt of an Anthropic messages body (model, system, messages; what is refused refused) as r's
+ * one sequence, without the generation fields: what count_tokens counts (anthropic.c). */
+int api_read_message_prompt(json_t *root, api_request *r, const api_limits *lim, api_error *e);
 
 /* --- write.c and write_llama.c: an answer being written --- */
 

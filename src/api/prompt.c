@@ -164,3 +164,38 @@ int api_add_chat_prompt(json_t *msgs, int continue_last, api_request *r, const a
     r->text_prompt = 0; /* a template's text: never healed */
     return api_add_chat_stops(&r->gen);
 }
+
+/* --- message contents of Anthropic's and the Responses API --- */
+
+int api_content_text(json_t *content, const char *const *text_types, const char *param, sasp_buf *out,
+                     api_error *e)
+{
+    if (json_is_string(content)) return sasp_buf_append(out, json_string_value(content), json_string_length(content));
+    if (!json_is_array(content)) {
+        api_bad(e, param, "'%s' must be a string or an array of content blocks", param);
+        return -1;
+    }
+    size_t k;
+    json_t *part;
+    json_array_foreach(content, k, part) {
+        const char *type = json_string_value(json_object_get(part, "type"));
+        json_t *text = json_object_get(part, "text");
+        int is_text = 0;
+        for (int t = 0; type && text_types[t]; t++) is_text |= !strcmp(type, text_types[t]);
+        if (!type) {
+            api_bad(e, param, "'%s[%zu]' must be an object with a string 'type'", param, k);
+            return -1;
+        }
+        if (!is_text) {
+            api_bad(e, param, "'%s[%zu]': content of type '%s' is not supported: sasp models read text only and call "
+                              "no tools ('%s' parts only)", param, k, type, text_types[0]);
+            return -1;
+        }
+        if (!json_is_string(text)) {
+            api_bad(e, param, "'%s[%zu].text' must be a string", param, k);
+            return -1;
+        }
+        sasp_buf_append(out, json_string_value(text), json_string_length(text));
+    }
+    return 0;
+}

@@ -3,7 +3,7 @@
  * /v1/chat/completions; max_output_tokens; the sampling fields; text.format through the JSON constraint
  * of response_format), the fields the response object repeats, and what a stateless server without
  * tools refuses by name (previous_response_id, conversation, store: true, background, tools, prompt,
- * reasoning, include). The answers are api_write_responses.c's; docs/api.md, "POST /v1/responses". */
+ * reasoning, include). The answers are write_responses.c's; docs/api.md, "POST /v1/responses". */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>

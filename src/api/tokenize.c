@@ -1,5 +1,6 @@
 /* tokenize.c: llama.cpp's /tokenize (text into token ids, with their pieces when asked) and /detokenize
- * (token ids into text) bodies and answers (api.h, docs/api.md). */
+ * (token ids into text) bodies and answers, and Anthropic's /v1/messages/count_tokens (the tokens of
+ * a messages body's prompt) (api.h, docs/api.md). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,5 +78,19 @@ char *api_detokenize(const char *body, size_t len, const api_limits *lim, api_er
     free(text);
 done:
     json_decref(root);
+    return out;
+}
+
+char *api_count_message_tokens(const char *body, size_t len, const api_limits *lim, api_error *e)
+{
+    json_t *root = api_parse_body(body, len, e);
+    if (!root) return NULL;
+    api_request r;
+    memset(&r, 0, sizeof r);
+    char *out = NULL;
+    if (!api_read_message_prompt(root, &r, lim, e)) out = api_dump(json_pack("{s:i}", "input_tokens", r.n_prompt[0]));
+    api_request_free(&r);
+    json_decref(root);
+    if (!out && e->status == 0) api_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
     return out;
 }

@@ -3,7 +3,7 @@
  * "stop_sequence", "usage"}) and, streamed, Anthropic's named events (message_start,
  * content_block_start, ping, content_block_delta with text_delta, content_block_stop, message_delta with
  * the stop reason and usage, message_stop; error when the engine fails). The request side is
- * api_anthropic.c's; docs/api.md, "POST /v1/messages". */
+ * anthropic.c's; docs/api.md, "POST /v1/messages". */
 #include <jansson.h>
 #include <string.h>
 

@@ -5,7 +5,7 @@
  * response.output_item.added, response.content_part.added, response.output_text.delta ...,
  * response.output_text.done, response.content_part.done, response.output_item.done, then
  * response.completed or response.incomplete (response.failed when the engine fails). The request side
- * is api_responses.c's; docs/api.md, "POST /v1/responses". */
+ * is responses.c's; docs/api.md, "POST /v1/responses". */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>

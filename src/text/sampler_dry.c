@@ -25,9 +25,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/sampler.h"
+#include "text/sampler_dry.h"
 
 #define DRY_MAX_TAIL 20 /* tokens of a breaker matched after its first token (llama.cpp's limit) */
+
+/* --- the sequence breakers, packed in sasp_sampling --- */
+
+int sasp_sampling_set_breakers(sasp_sampling *p, const char *const *strs, const size_t *lens, int n)
+{
+    size_t used = 0;
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = lens[i] > SASP_DRY_BREAKER_MAX ? SASP_DRY_BREAKER_MAX : lens[i];
+        if (len == 0) continue;
+        if (used + 1 + len > sizeof p->dry_breakers) return -1;
+        p->dry_breakers[used] = (unsigned char)len;
+        memcpy(p->dry_breakers + used + 1, strs[i], len);
+        used += 1 + len;
+        count++;
+    }
+    p->n_dry_breakers = count;
+    return 0;
+}
+
+const char *sasp_sampling_breaker(const sasp_sampling *p, int i, size_t *len)
+{
+    size_t at = 0;
+    for (int k = 0; k < i; k++) at += 1 + p->dry_breakers[at];
+    *len = p->dry_breakers[at];
+    return (const char *)p->dry_breakers + at + 1;
+}
+
 
 /* A breaker that starts with a token: the tokens that must follow it (none: the token holds all of it). */
 typedef struct dry_tail {
