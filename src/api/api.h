@@ -155,6 +155,15 @@ int api_has_fim_tokens(const api_limits *lim);
 json_t *api_slot_json(const sasp_slot_info *s);
 json_t *api_llama_default_settings(int n_ctx);
 
+/* llama.cpp's slot actions (slots.c): the "filename" of a save or restore body into name (a file name
+ * only: empty, "/", "\\", ".." or a control character is a 400 "Invalid filename"), 0 or -1 + e; the
+ * answer of an action (SASP_SLOT_*): n_tokens saved, restored or erased, bytes written or read, ms. */
+int api_slot_filename(const char *body, size_t len, char *name, size_t size, api_error *e);
+char *api_slot_action_answer(int action, int id_slot, const char *filename, int n_tokens, long long bytes, double ms);
+/* POST /apply-template: {"messages": [...]} through the chat template of /v1/chat/completions, as
+ * {"prompt": "..."} (slots.c). */
+char *api_apply_template(const char *body, size_t len, api_error *e);
+
 /* --- embeddings (embed.c) --- */
 
 /* OpenAI's /v1/embeddings, Ollama's /api/embed and its older /api/embeddings. */

@@ -29,7 +29,7 @@
 /* --- options and global state --- */
 
 static struct {
-    const char *model_dir, *host, *api_key, *www;
+    const char *model_dir, *host, *api_key, *www, *slot_save_path;
     int port, threads, parallel, ctx, max_queue, chunk, step_delay;
     size_t max_body;
     int timeout; /* seconds a connection may make no progress (a client that stops reading) */
@@ -57,9 +57,9 @@ static void usage(FILE *f)
             "Serve SAS-P models over HTTP: OpenAI-compatible /v1/completions, /v1/chat/completions,\n"
             "/v1/responses, /v1/embeddings and /v1/models, Anthropic's /v1/messages and its count_tokens,\n"
             "Ollama's /api/generate, /api/chat, /api/embed, /api/tags, /api/show, /api/ps and /api/version,\n"
-            "llama.cpp's /completion, /infill, /slots and /props, /tokenize, /detokenize, /health, /metrics,\n"
-            "and the files of --www at /. docs/api.md describes every endpoint; docs/editor.md the set-up of\n"
-            "code editors.\n\n"
+            "llama.cpp's /completion, /infill, /slots, /props and /apply-template, /tokenize, /detokenize,\n"
+            "/health, /metrics, and the files of --www at /. docs/api.md describes every endpoint;\n"
+            "docs/editor.md the set-up of code editors.\n\n"
             "Options:\n"
             "  -m, --model DIR      model directory (config.json, model.safetensors, tokenizer.json), or a\n"
             "                       directory of model directories; may be given up to 16 times, and a\n"
@@ -90,6 +90,8 @@ static void usage(FILE *f)
             "                       on purpose (tests, demos of streaming with a tiny model) [default: 0]\n"
             "      --timeout S      close a connection that makes no progress for S seconds (a client that\n"
             "                       stops reading its stream, or sends nothing) [default: 300]\n"
+            "      --slot-save-path DIR  directory of the files of POST /slots/{id}?action=save|restore (a\n"
+            "                       slot's tokens and KV-cache); without it those answer 501 [default: none]\n"
             "\nWho may connect (docs/api.md, \"Origins, hosts and limits\"):\n"
             "      --allow-origin O web pages of origin O (scheme://host:port, scheme://host:* for any port,\n"
             "                       or * for every page) may call the server; may be repeated. Pages on\n"
@@ -144,7 +146,7 @@ static int parse_options(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION,
            O_CACHE_RAM, O_ORIGIN, O_ALLOW_HOST, O_CONN_IP, O_CONNS, O_HDR_TIMEOUT, O_INFL_CLIENT, O_INFL_KEY,
-           O_HTTP_THREADS, O_WEIGHTS };
+           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},  {"threads", required_argument, 0, 't'},
@@ -160,6 +162,7 @@ static int parse_options(int argc, char **argv)
         {"max-inflight-per-key", required_argument, 0, O_INFL_KEY},
         {"http-threads", required_argument, 0, O_HTTP_THREADS},
         {"weights", required_argument, 0, O_WEIGHTS},
+        {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},  {0, 0, 0, 0}};
     int ch, body = 0;
@@ -204,6 +207,7 @@ static int parse_options(int argc, char **argv)
             if ((bad = (g_weights = sasp_wtype_parse(optarg)) < 0))
                 fprintf(stderr, "sasp-server: --weights takes f32, bf16 or q8_0, not '%s'\n", optarg);
             break;
+        case O_SLOT_SAVE_PATH: opt.slot_save_path = optarg; break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("sasp-server %s\n", SASP_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -234,7 +238,8 @@ static int load_engine(void)
     serve_options so = {.threads = opt.threads, .parallel = opt.parallel, .ctx = opt.ctx, .max_queue = opt.max_queue,
                         .chunk = opt.chunk, .step_delay = opt.step_delay, .cache_ram = (size_t)opt.cache_ram << 20,
                         .weights = g_weights};
-    if (served_models_load(opt.model_dirs, opt.n_model_dirs, &so) != 0) return -1;
+    if (slots_init(opt.slot_save_path) != 0 || served_models_load(opt.model_dirs, opt.n_model_dirs, &so) != 0)
+        return -1;
     static_files_init(opt.www);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* info.c: the endpoints that tell about the server and its models without running them: /health,
  * OpenAI's /v1/models and /v1/models/{id}, llama.cpp's /tokenize and /detokenize (of the model the
- * body names, or the first), and Anthropic's /v1/messages/count_tokens. */
+ * body names, or the first) and /apply-template, and Anthropic's /v1/messages/count_tokens. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +50,14 @@ static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 0); }
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 1); }
+
+/* llama.cpp's /apply-template: the messages through the chat template, the prompt back (api/slots.c). */
+enum MHD_Result handle_llama_apply_template(struct MHD_Connection *c, conn *k)
+{
+    api_error e = {0};
+    char *answer = api_apply_template(conn_body(k), k->req.body.len, &e);
+    return answer ? reply_json(c, k, 200, answer) : reply_error(c, k, &e, NULL, NULL);
+}
 
 /* The tokens the prompt of a /v1/messages body takes on the model it names (a name that is no served
  * model's: 404, as /v1/messages answers it); the wire format is api/anthropic.c's. */
