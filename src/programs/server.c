@@ -110,6 +110,11 @@ static void usage(FILE *f)
             "                       half of --max-queue, or none when that is all of them]\n"
             "      --max-inflight-per-key N  the same for all the requests of one API key (0: no limit)\n"
             "                       [default: 0]\n"
+            "      --trusted-proxy ADDR  a balancer or reverse proxy (an IPv4 or IPv6 address, or ADDR/BITS)\n"
+            "                       whose requests count, in the per-client limits above, as the client's\n"
+            "                       that its X-Forwarded-For names (the right-most address that is no\n"
+            "                       trusted proxy); its own connections are not limited per address; may be\n"
+            "                       repeated [default: none: X-Forwarded-For is ignored]\n"
             "      --http-threads N threads of the HTTP layer (epoll; each serves many connections)\n"
             "                       [default: 4]\n"
             "  -h, --help           show this help and exit\n"
@@ -146,7 +151,7 @@ static int parse_options(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION,
            O_CACHE_RAM, O_ORIGIN, O_ALLOW_HOST, O_CONN_IP, O_CONNS, O_HDR_TIMEOUT, O_INFL_CLIENT, O_INFL_KEY,
-           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH };
+           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},  {"threads", required_argument, 0, 't'},
@@ -163,6 +168,7 @@ static int parse_options(int argc, char **argv)
         {"http-threads", required_argument, 0, O_HTTP_THREADS},
         {"weights", required_argument, 0, O_WEIGHTS},
         {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH},
+        {"trusted-proxy", required_argument, 0, O_TRUSTED_PROXY},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},  {0, 0, 0, 0}};
     int ch, body = 0;
@@ -208,6 +214,9 @@ static int parse_options(int argc, char **argv)
                 fprintf(stderr, "sasp-server: --weights takes f32, bf16 or q8_0, not '%s'\n", optarg);
             break;
         case O_SLOT_SAVE_PATH: opt.slot_save_path = optarg; break;
+        case O_TRUSTED_PROXY:
+            bad = add_to_list("--trusted-proxy", g_guard.trusted_proxies, &g_guard.n_trusted_proxies, optarg);
+            break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("sasp-server %s\n", SASP_VERSION); return 0;
         default: usage(stderr); return 2;
