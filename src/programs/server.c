@@ -30,6 +30,7 @@
 
 static struct {
     const char *model_dir, *host, *api_key, *www, *slot_save_path;
+    const char *ssl_key_file, *ssl_cert_file; /* both: HTTPS */
     int port, threads, parallel, ctx, max_queue, chunk, step_delay;
     size_t max_body;
     int timeout; /* seconds a connection may make no progress (a client that stops reading) */
@@ -70,6 +71,9 @@ static void usage(FILE *f)
             "                       [default: 127.0.0.1]\n"
             "      --port N         TCP port; 0 picks a free one (the URL printed at start says which)\n"
             "                       [default: 8080]\n"
+            "      --ssl-key-file FILE   serve HTTPS (TLS, libmicrohttpd's GnuTLS) with this private key (PEM)\n"
+            "      --ssl-cert-file FILE  and this certificate (PEM, the chain after it); both or neither\n"
+            "                       [default: plain HTTP]\n"
             "  -t, --threads N      threads of the forward pass [default: one per core]\n"
             "      --weights TYPE   convert the weight matrices to f32, bf16 or q8_0 at load\n"
             "                       [default: each as the checkpoint stores it]\n"
@@ -151,7 +155,7 @@ static int parse_options(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION,
            O_CACHE_RAM, O_ORIGIN, O_ALLOW_HOST, O_CONN_IP, O_CONNS, O_HDR_TIMEOUT, O_INFL_CLIENT, O_INFL_KEY,
-           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY };
+           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY, O_SSL_KEY, O_SSL_CERT };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},  {"threads", required_argument, 0, 't'},
@@ -169,6 +173,7 @@ static int parse_options(int argc, char **argv)
         {"weights", required_argument, 0, O_WEIGHTS},
         {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH},
         {"trusted-proxy", required_argument, 0, O_TRUSTED_PROXY},
+        {"ssl-key-file", required_argument, 0, O_SSL_KEY}, {"ssl-cert-file", required_argument, 0, O_SSL_CERT},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},  {0, 0, 0, 0}};
     int ch, body = 0;
@@ -214,6 +219,8 @@ static int parse_options(int argc, char **argv)
                 fprintf(stderr, "sasp-server: --weights takes f32, bf16 or q8_0, not '%s'\n", optarg);
             break;
         case O_SLOT_SAVE_PATH: opt.slot_save_path = optarg; break;
+        case O_SSL_KEY: opt.ssl_key_file = optarg; break;
+        case O_SSL_CERT: opt.ssl_cert_file = optarg; break;
         case O_TRUSTED_PROXY:
             bad = add_to_list("--trusted-proxy", g_guard.trusted_proxies, &g_guard.n_trusted_proxies, optarg);
             break;
@@ -226,6 +233,10 @@ static int parse_options(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "sasp-server: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+    if (!opt.ssl_key_file != !opt.ssl_cert_file) {
+        fprintf(stderr, "sasp-server: --ssl-key-file and --ssl-cert-file go together: give both, or neither\n");
         return 2;
     }
     if (opt.api_key && !opt.api_key[0]) opt.api_key = NULL;
@@ -281,7 +292,8 @@ static struct MHD_Daemon *start_listening(void)
     o = (http_options){.host = opt.host, .port = opt.port, .threads = g_http_threads, .timeout = opt.timeout,
                        .max_body = opt.max_body, .api_keys = g_api_keys, .n_api_keys = g_n_api_keys,
                        .guard = &g_guard, .routes = server_routes, .n_routes = server_n_routes,
-                       .fallback = handle_static};
+                       .fallback = handle_static, .tls_key_file = opt.ssl_key_file,
+                       .tls_cert_file = opt.ssl_cert_file};
     int port, ipv6;
     struct MHD_Daemon *d = listen_start(&o, &port, &ipv6);
     if (!d) return NULL;
@@ -294,7 +306,8 @@ static struct MHD_Daemon *start_listening(void)
     printf("sasp-server: HTTP: %d epoll threads, at most %d connections (%d per client address), headers "
            "within %d s, %d generation requests in flight per client (0: no limit)\n", g_http_threads,
            g_guard.max_connections, g_guard.max_conn_per_ip, g_guard.header_timeout, g_guard.max_inflight_client);
-    printf("sasp-server: listening on http://%s%s%s:%d/\n", ipv6 ? "[" : "", opt.host, ipv6 ? "]" : "", port);
+    printf("sasp-server: listening on http%s://%s%s%s:%d/\n", opt.ssl_key_file ? "s" : "", ipv6 ? "[" : "", opt.host,
+           ipv6 ? "]" : "", port);
     fflush(stdout);
     return d;
 }
