@@ -240,6 +240,32 @@ def make_cert(d):
     req("other", "other", None)
 
 
+NODE_OPENAI = """
+import OpenAI from 'openai';
+const openai = new OpenAI({ baseURL: process.env.SASP_URL + '/v1', apiKey: 'k', maxRetries: 0 });
+const r = await openai.chat.completions.create({ model: 'tiny-model', max_tokens: 3,
+                                                 messages: [{ role: 'user', content: 'hi' }] });
+let chunks = 0;
+for await (const c of await openai.completions.create({ model: 'tiny-model', prompt: 'x', max_tokens: 3,
+                                                        stream: true })) chunks++;
+console.log(JSON.stringify({ usage: r.usage, chunks }));
+"""
+
+
+def openai_over_tls(url, cert):
+    """The openai npm client (tests/clients) over HTTPS, trusting the test's CA (NODE_EXTRA_CA_CERTS)."""
+    clients = os.path.join(ts.SRC, "tests", "clients")
+    if not shutil.which("node") or not os.path.isdir(os.path.join(clients, "node_modules", "openai")):
+        print("SKIP openai_over_tls: node or tests/clients/node_modules (npm ci) missing")
+        return
+    env = dict(os.environ, SASP_URL=url, NODE_EXTRA_CA_CERTS=cert)
+    out = subprocess.run(["node", "--input-type=module", "-e", NODE_OPENAI], cwd=clients, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["usage"]["completion_tokens"] == 3 and got["chunks"] >= 1, got
+
+
 def t_tls(_):
     if not shutil.which("openssl") or not shutil.which("curl"):
         print("SKIP t_tls: openssl or curl not installed (scripts/install-deps.sh --test)")
@@ -271,6 +297,7 @@ def t_tls(_):
             c.close()
             out = subprocess.run(["curl", "-sS", "http://127.0.0.1:%d/health" % s.port], capture_output=True, text=True)
             assert out.returncode != 0, out  # plain HTTP gets no answer
+            openai_over_tls(url, cert)
         finally:
             assert s.stop() == 0
         for args, want in [((os.path.join(d, "other-key.pem"), cert), "cannot serve TLS"),
