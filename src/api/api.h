@@ -199,6 +199,12 @@ typedef struct api_model_info {
     long created;            /* when the server loaded it, unix seconds */
 } api_model_info;
 
+/* Anthropic's model object ({"type": "model", "id", "display_name", "created_at"}), answered by
+ * /v1/models and /v1/models/{id} to a request with an anthropic-version header (its SDK's models.list
+ * and models.retrieve), and its list ({"data", "has_more": false, "first_id", "last_id"}; takes
+ * models, an array of those). */
+json_t *api_anthropic_model(const api_model_info *m);
+json_t *api_anthropic_model_list(json_t *models);
 /* OpenAI's model object (/v1/models lists them; /v1/models/{id} is one). */
 json_t *api_openai_model(const api_model_info *m);
 /* Ollama's /api/tags entry, and /api/ps's (with expires_at, size_vram). */

@@ -9,18 +9,33 @@
 #include "server/handlers.h"
 #include "server/models.h"
 
-/* GET /v1/models: every model; GET /v1/models/{id}: one, or 404 as OpenAI answers an unknown id. */
+/* Whether the request is Anthropic's (its SDKs send anthropic-version): its model objects, then. */
+static int anthropic_asks(struct MHD_Connection *c)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version") != NULL;
+}
+
+/* GET /v1/models: every model; GET /v1/models/{id}: one, or 404 as OpenAI answers an unknown id. In
+ * Anthropic's shapes when the request carries anthropic-version. */
 enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k)
 {
     json_t *data = json_array();
-    for (int i = 0; i < served_models_count(); i++) json_array_append_new(data, api_openai_model(&served_model_at(i)->info));
+    int anthropic = anthropic_asks(c);
+    for (int i = 0; i < served_models_count(); i++) {
+        const api_model_info *info = &served_model_at(i)->info;
+        json_array_append_new(data, anthropic ? api_anthropic_model(info) : api_openai_model(info));
+    }
+    if (anthropic) return reply_jval(c, k, 200, api_anthropic_model_list(data));
     return reply_jval(c, k, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
 static enum MHD_Result model_by_id(struct MHD_Connection *c, conn *k, const char *id)
 {
     for (int i = 0; i < served_models_count(); i++)
-        if (!strcmp(served_model_at(i)->id, id)) return reply_jval(c, k, 200, api_openai_model(&served_model_at(i)->info));
+        if (!strcmp(served_model_at(i)->id, id)) {
+            const api_model_info *info = &served_model_at(i)->info;
+            return reply_jval(c, k, 200, anthropic_asks(c) ? api_anthropic_model(info) : api_openai_model(info));
+        }
     api_error e;
     api_error_set(&e, 404, "invalid_request_error", "model_not_found", "model", "The model '%s' does not exist", id);
     return reply_error(c, k, &e, NULL, NULL);
