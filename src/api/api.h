@@ -155,6 +155,15 @@ int api_has_fim_tokens(const api_limits *lim);
 json_t *api_slot_json(const sasp_slot_info *s);
 json_t *api_llama_default_settings(int n_ctx);
 
+/* llama.cpp's slot actions (slots.c): the "filename" of a save or restore body into name (a file name
+ * only: empty, "/", "\\", ".." or a control character is a 400 "Invalid filename"), 0 or -1 + e; the
+ * answer of an action (SASP_SLOT_*): n_tokens saved, restored or erased, bytes written or read, ms. */
+int api_slot_filename(const char *body, size_t len, char *name, size_t size, api_error *e);
+char *api_slot_action_answer(int action, int id_slot, const char *filename, int n_tokens, long long bytes, double ms);
+/* POST /apply-template: {"messages": [...]} through the chat template of /v1/chat/completions, as
+ * {"prompt": "..."} (slots.c). */
+char *api_apply_template(const char *body, size_t len, api_error *e);
+
 /* --- embeddings (embed.c) --- */
 
 /* OpenAI's /v1/embeddings, Ollama's /api/embed and its older /api/embeddings. */
@@ -190,6 +199,12 @@ typedef struct api_model_info {
     long created;            /* when the server loaded it, unix seconds */
 } api_model_info;
 
+/* Anthropic's model object ({"type": "model", "id", "display_name", "created_at"}), answered by
+ * /v1/models and /v1/models/{id} to a request with an anthropic-version header (its SDK's models.list
+ * and models.retrieve), and its list ({"data", "has_more": false, "first_id", "last_id"}; takes
+ * models, an array of those). */
+json_t *api_anthropic_model(const api_model_info *m);
+json_t *api_anthropic_model_list(json_t *models);
 /* OpenAI's model object (/v1/models lists them; /v1/models/{id} is one). */
 json_t *api_openai_model(const api_model_info *m);
 /* Ollama's /api/tags entry, and /api/ps's (with expires_at, size_vram). */

@@ -23,6 +23,25 @@ json_t *api_openai_model(const api_model_info *m)
                      "owned_by", "sasp", "meta", meta);
 }
 
+json_t *api_anthropic_model(const api_model_info *m)
+{
+    char created[32];
+    time_t t = (time_t)m->created;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_pack("{s:s,s:s,s:s,s:s}", "type", "model", "id", m->id, "display_name", m->id, "created_at", created);
+}
+
+json_t *api_anthropic_model_list(json_t *models)
+{
+    size_t n = json_array_size(models);
+    json_t *first = n ? json_object_get(json_array_get(models, 0), "id") : NULL;
+    json_t *last = n ? json_object_get(json_array_get(models, n - 1), "id") : NULL;
+    return json_pack("{s:o,s:b,s:O,s:O}", "data", models, "has_more", 0, "first_id", first ? first : json_null(),
+                     "last_id", last ? last : json_null());
+}
+
 /* "6.2M", "137K", "1.2B", as Ollama writes parameter_size. */
 static void human_count(size_t n, char *out, size_t size)
 {

@@ -70,6 +70,12 @@ struct sasp_job {
     int64_t t_submit;
     sasp_json_schema *schema; /* adopted: what the sequences' p.json point to */
     uint64_t client;          /* who sent it: the queue shares slots out between clients */
+    struct {                  /* a slot action's (sasp_job_new_slot_action); kind 0: a generation */
+        int kind, slot;
+        sasp_kv *kv;          /* restore: the state to put in; save: the copy taken out */
+        int *ids;
+        struct sasp_job *next; /* the scheduler's list of actions waiting */
+    } action;
 };
 
 void sasp_event_clear(sasp_event *ev)
@@ -190,6 +196,8 @@ static void job_free(sasp_job *j)
     }
     free(j->seqs);
     sasp_json_schema_free(j->schema);
+    sasp_kv_free(j->action.kv);
+    free(j->action.ids);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -289,6 +297,7 @@ struct sasp_sched {
     int stopping;
     atomic_int step_delay_ms;
     sasp_sched_stats st;
+    sasp_job *actions;     /* slot actions waiting (sasp_job_new_slot_action), in order of arrival */
     sasp_engine *engine;   /* the thread that steps it */
     int own_engine;        /* made by sasp_sched_new, freed with it */
     sasp_sched *next;      /* the engine's list */
@@ -824,6 +833,144 @@ static void snapshot_slots(sasp_sched *s)
     }
 }
 
+/* --- slot actions (llama.cpp's /slots/{id}?action=...) --- */
+
+sasp_job *sasp_job_new_slot_action(int action, int slot, sasp_kv *kv, int *ids)
+{
+    sasp_job *j = sasp_job_new(1);
+    if (!j) return NULL;
+    j->seqs[0].job = j;
+    j->seqs[0].slot = -1;
+    j->action.kind = action;
+    j->action.slot = slot;
+    j->action.kv = kv;
+    j->action.ids = ids;
+    return j;
+}
+
+sasp_kv *sasp_job_take_saved(sasp_job *job, int **ids)
+{
+    pthread_mutex_lock(&job->mu); /* the engine filled them before it posted the event */
+    sasp_kv *kv = job->action.kind == SASP_SLOT_SAVE ? job->action.kv : NULL;
+    *ids = kv ? job->action.ids : NULL;
+    if (kv) job->action.kv = NULL, job->action.ids = NULL;
+    pthread_mutex_unlock(&job->mu);
+    return kv;
+}
+
+/* Under s->mu: queue a slot action (it takes a reference). */
+static void submit_action(sasp_sched *s, sasp_job *job)
+{
+    pthread_mutex_lock(&job->mu);
+    job->refs++;
+    pthread_mutex_unlock(&job->mu);
+    job->t_submit = sasp_now_ns();
+    job->action.next = NULL;
+    sasp_job **pp = &s->actions;
+    while (*pp) pp = &(*pp)->action.next;
+    *pp = job;
+}
+
+/* The one event of a slot action: n tokens, or the error err; then the engine's reference goes. */
+static void action_done(sasp_job *j, int n, const char *err)
+{
+    sasp_event ev = {0};
+    ev.done = 1;
+    ev.finish_reason = "stop";
+    ev.end = SASP_END_STOPPED;
+    ev.slot = j->action.slot;
+    ev.prompt_tokens = n;
+    ev.total_ns = sasp_now_ns() - j->t_submit;
+    if (err) {
+        ev.error = 1;
+        ev.text = strdup(err);
+        ev.len = ev.text ? strlen(ev.text) : 0;
+    }
+    job_post(j, &ev);
+    sasp_job_release(j);
+}
+
+/* Save: a copy of the slot's cache into the job. The number of tokens, or -1 when out of memory. */
+static int slot_save(sasp_sched *s, slot *sl, sasp_job *j)
+{
+    int n = sl->kv->len;
+    if (n == 0) return 0;
+    sasp_kv *kv = sasp_kv_new(s->m, n);
+    int *ids = malloc((size_t)n * sizeof *ids);
+    if (!kv || !ids || sasp_kv_copy(s->m, kv, sl->kv, n) != 0) {
+        sasp_kv_free(kv);
+        free(ids);
+        return -1;
+    }
+    memcpy(ids, sl->ids, (size_t)n * sizeof *ids);
+    pthread_mutex_lock(&j->mu);
+    j->action.kv = kv;
+    j->action.ids = ids;
+    pthread_mutex_unlock(&j->mu);
+    return n;
+}
+
+/* Run action j on its slot, which no sequence holds; the event says how it went. */
+static void slot_action_run(sasp_sched *s, sasp_job *j)
+{
+    char err[160];
+    slot *sl = &s->slots[j->action.slot];
+    int n = 0;
+    if (j->action.kind == SASP_SLOT_SAVE) {
+        if ((n = slot_save(s, sl, j)) < 0) {
+            action_done(j, 0, "out of memory copying the slot's cache");
+            return;
+        }
+    } else if (j->action.kind == SASP_SLOT_RESTORE) {
+        n = j->action.kv ? j->action.kv->len : 0;
+        if (n > sl->kv->cap) {
+            snprintf(err, sizeof err, "the saved state holds %d tokens, more than the slot's context of %d", n,
+                     sl->kv->cap);
+            action_done(j, 0, err);
+            return;
+        }
+        keep_evicted(s, sl, 0); /* what the slot held may still serve a prompt: the host cache keeps it */
+        if (n > 0 && sasp_kv_copy(s->m, sl->kv, j->action.kv, n) == 0) memcpy(sl->ids, j->action.ids, (size_t)n * sizeof *sl->ids);
+        else sasp_kv_truncate(s->m, sl->kv, 0);
+    } else {
+        n = sl->kv->len;
+        sasp_kv_truncate(s->m, sl->kv, 0);
+    }
+    sl->n_reused = 0;
+    action_done(j, n, NULL);
+}
+
+/* Before admission: every waiting slot action whose slot no sequence holds runs now; the others wait
+ * for their slot (a cancelled one, or every one when stopping, ends at once). */
+static void run_slot_actions(sasp_sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    sasp_job *ready = NULL, **tail = &ready;
+    for (sasp_job **pp = &s->actions; *pp;) {
+        sasp_job *j = *pp;
+        int id = j->action.slot, bad = id < 0 || id >= s->n_slots;
+        if (bad || s->stopping || atomic_load(&j->cancelled) || !s->slots[id].q) {
+            *pp = j->action.next;
+            j->action.next = NULL;
+            *tail = j;
+            tail = &j->action.next;
+        } else {
+            pp = &j->action.next;
+        }
+    }
+    int stopping = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    while (ready) { /* outside s->mu: keep_evicted and the copies take it or take long */
+        sasp_job *j = ready;
+        ready = j->action.next;
+        int id = j->action.slot;
+        if (id < 0 || id >= s->n_slots) action_done(j, 0, "Invalid slot ID");
+        else if (stopping) action_done(j, 0, "the server is shutting down");
+        else if (atomic_load(&j->cancelled)) action_done(j, 0, "cancelled");
+        else slot_action_run(s, j);
+    }
+}
+
 /* --- the engine loop: admit, start and end sequences, plan a step, run it, deliver --- */
 
 /* Under s->mu: take the queued sequences that will never run (cancelled ones, or all of them when
@@ -904,7 +1051,7 @@ static void fill_slots(sasp_sched *s)
 static int sched_busy(sasp_sched *s)
 {
     pthread_mutex_lock(&s->mu);
-    int busy = s->active > 0 || s->qhead != NULL;
+    int busy = s->active > 0 || s->qhead != NULL || s->actions != NULL;
     pthread_mutex_unlock(&s->mu);
     return busy;
 }
@@ -1065,6 +1212,7 @@ static int sched_step(sasp_sched *s)
 {
     if (!sched_busy(s)) return 0;
     int stopping;
+    run_slot_actions(s);
     admit(s, &stopping);
     start_and_end_sequences(s, stopping);
     int n = plan_step(s);
@@ -1263,6 +1411,12 @@ int sasp_sched_submit(sasp_sched *s, sasp_job *job)
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
         return -2;
+    }
+    if (job->action.kind) {
+        submit_action(s, job);
+        pthread_mutex_unlock(&s->mu);
+        engine_wake(s->engine);
+        return 0;
     }
     if (job->n_seq > s->n_slots + s->max_queue) { /* could never fit, however long one waits */
         pthread_mutex_unlock(&s->mu);

@@ -218,6 +218,22 @@ void sasp_sched_get_stats(sasp_sched *s, sasp_sched_stats *out);
  * slots. */
 int sasp_sched_slots(sasp_sched *s, sasp_slot_info *out, int max);
 
+/* llama.cpp's slot actions (POST /slots/{id}?action=save|restore|erase), run on the engine thread,
+ * which owns the slots' caches: between two steps, once no sequence holds the slot (until then the
+ * action waits, as llama.cpp defers it), and before queued sequences are admitted. save copies the
+ * slot's cache out (its tokens and their keys and values), restore puts a cache in (the slot's tokens
+ * become those; the next prompt that starts with them reuses them), erase empties it. */
+enum { SASP_SLOT_SAVE = 1, SASP_SLOT_RESTORE, SASP_SLOT_ERASE };
+/* A job of one action on slot `slot`; restore takes kv (its kv->len positions) and ids (as many
+ * tokens), which the job owns from now on. Submitted with sasp_sched_submit (never refused for a full
+ * queue). Its one event (done): error with the text when it failed (no such slot; a state longer
+ * than the slot's context); prompt_tokens the tokens saved, restored or erased; slot; total_ns from
+ * submission to the end. NULL when out of memory. */
+sasp_job *sasp_job_new_slot_action(int action, int slot, sasp_kv *kv, int *ids);
+/* After a save's event: the copy of the slot's cache (NULL when it held nothing), with its tokens in
+ * *ids (kv->len of them); the caller frees both (sasp_kv_free, free). */
+sasp_kv *sasp_job_take_saved(sasp_job *job, int **ids);
+
 /* Stop-string scan over not-yet-released text buf[0..n). Returns 1 when a stop string occurs, with
  * *cut at its first byte (the earliest occurrence of any); otherwise 0 with *cut = the length that can
  * be released now, holding back the longest tail that is a proper prefix of some stop string. */

@@ -13,6 +13,7 @@
  * RESERVATION_NS is void: the announcement follows the accept in the same call chain, microseconds
  * later. */
 #include "http/guard.h"
+#include "http/forwarded.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -72,23 +73,17 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h)
     return h;
 }
 
-/* 16 bytes naming an address (IPv4 as IPv4-mapped IPv6, so both spellings are one client). */
-static void addr_bytes(const struct sockaddr *sa, unsigned char out[16])
+/* The table key of an address's 16 bytes (forwarded.h). */
+static uint64_t bytes_key(const unsigned char b[16])
 {
-    memset(out, 0, 16);
-    if (sa && sa->sa_family == AF_INET) {
-        out[10] = out[11] = 0xff;
-        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    } else if (sa && sa->sa_family == AF_INET6) {
-        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-    }
+    return fnv(b, 16, 0xcbf29ce484222325ULL) | 1; /* odd: never 0, never an API key's (even) */
 }
 
 static uint64_t addr_key(const struct sockaddr *sa)
 {
     unsigned char b[16];
-    addr_bytes(sa, b);
-    return fnv(b, 16, 0xcbf29ce484222325ULL) | 1; /* odd: never 0, never an API key's (even) */
+    forwarded_addr_bytes(sa, b);
+    return bytes_key(b);
 }
 
 /* Under g.mu: the entry of key, made when create is set (NULL when out of memory or absent). */
@@ -144,7 +139,16 @@ static const struct sockaddr *client_addr(struct MHD_Connection *c)
     return ci ? ci->client_addr : NULL;
 }
 
-uint64_t guard_client_id(struct MHD_Connection *c) { return addr_key(client_addr(c)); }
+/* The key of the request's client: the TCP peer, or the address X-Forwarded-For gives when the peer is
+ * a trusted proxy (forwarded.h). */
+static uint64_t client_key(struct MHD_Connection *c)
+{
+    unsigned char b[16];
+    forwarded_client(c, client_addr(c), b);
+    return bytes_key(b);
+}
+
+uint64_t guard_client_id(struct MHD_Connection *c) { return client_key(c); }
 
 /* --- connection limits and the header deadline --- */
 
@@ -156,7 +160,8 @@ enum MHD_Result guard_accept(void *cls, const struct sockaddr *addr, socklen_t a
     int64_t now = sasp_now_ns();
     enum MHD_Result ok = MHD_YES;
     pthread_mutex_lock(&g.mu);
-    peer *p = g.o->max_conn_per_ip > 0 ? peer_get(key, 1) : NULL;
+    /* a trusted proxy carries many clients: only --max-connections holds for it */
+    peer *p = g.o->max_conn_per_ip > 0 && !forwarded_trusted(addr) ? peer_get(key, 1) : NULL;
     if (g.o->max_connections > 0 && g.open + reservations_live(&g.held, now) >= g.o->max_connections) {
         g.refused_total++;
         ok = MHD_NO;
@@ -264,6 +269,7 @@ int guard_start(const guard_options *o)
 {
     g.o = o;
     g.quit = 0;
+    if (forwarded_init(o->trusted_proxies, o->n_trusted_proxies) != 0) return -1;
     if (o->header_timeout <= 0) return 0;
     if (pthread_create(&g.thread, NULL, reaper_main, NULL) != 0) {
         fprintf(stderr, "sasp-server: cannot start the header-deadline thread\n");
@@ -316,14 +322,14 @@ static int own_address(struct MHD_Connection *c, const char *name)
     else if (inet_pton(AF_INET6, name, &a6.sin6_addr) == 1) sa = (const struct sockaddr *)&a6;
     else return 0;
     unsigned char b[16], mine[16];
-    addr_bytes(sa, b);
+    forwarded_addr_bytes(sa, b);
     static const unsigned char v6_loop[16] = {[15] = 1}, v4_mapped[12] = {[10] = 0xff, [11] = 0xff};
     if (!memcmp(b, v6_loop, 16) || (!memcmp(b, v4_mapped, 12) && b[12] == 127)) return 1;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     struct sockaddr_storage local;
     socklen_t len = sizeof local;
     if (!ci || getsockname(ci->connect_fd, (struct sockaddr *)&local, &len) != 0) return 0;
-    addr_bytes((const struct sockaddr *)&local, mine);
+    forwarded_addr_bytes((const struct sockaddr *)&local, mine);
     return !memcmp(b, mine, 16);
 }
 
@@ -393,7 +399,7 @@ int guard_origin(struct MHD_Connection *c, const char **acao)
 
 int guard_inflight_take(struct MHD_Connection *c, const char *api_key, guard_ticket *t)
 {
-    t->client = addr_key(client_addr(c));
+    t->client = client_key(c);
     t->key = api_key ? fnv(api_key, strlen(api_key), 0x84222325cbf29ce4ULL) & ~1ULL : 0;
     if (t->key == 0 && api_key) t->key = 2;
     int rc = 0;

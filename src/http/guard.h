@@ -26,6 +26,8 @@ typedef struct guard_options {
     int header_timeout;                  /* --header-timeout: seconds to finish a request's headers */
     int max_inflight_client;             /* --max-inflight-per-client (0: no limit) */
     int max_inflight_key;                /* --max-inflight-per-key (0: no limit) */
+    const char *trusted_proxies[GUARD_MAX_LIST]; /* --trusted-proxy: ADDR or ADDR/BITS (forwarded.h) */
+    int n_trusted_proxies;
 } guard_options;
 
 /* Take the options (kept by pointer: they must outlive the daemon) and start the thread that closes
@@ -58,7 +60,10 @@ typedef struct guard_ticket {
 } guard_ticket;
 int guard_inflight_take(struct MHD_Connection *c, const char *api_key, guard_ticket *ticket);
 void guard_inflight_put(guard_ticket *ticket);
-/* A number naming the connection's client address (the scheduler's fair share is per client). */
+/* A number naming the request's client address (the scheduler's fair share is per client): the TCP
+ * peer, or behind a --trusted-proxy the address of X-Forwarded-For (forwarded.h), as the in-flight
+ * limits count it. The connection limits count TCP peers, and leave a trusted proxy's out of
+ * --max-conn-per-ip. */
 uint64_t guard_client_id(struct MHD_Connection *c);
 
 /* Counts for /metrics: connections open, refused at accept, closed at the header deadline, requests

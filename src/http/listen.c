@@ -1,4 +1,5 @@
 /* listen.c: sasp-server's HTTP daemon (listen.h). */
+#include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "http/wait.h"
 
 static const http_options *g_o;
+static char *g_tls_key, *g_tls_cert; /* the PEM texts of --ssl-key-file and --ssl-cert-file */
 
 /* The current UTC time as "2026-11-23T01:49:12Z". */
 static void utc_stamp(char *buf, size_t size)
@@ -105,9 +107,64 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     fprintf(stderr, "sasp-server: libmicrohttpd: %s\n", msg);
 }
 
+/* The whole file at path (what of it is text: a PEM file), malloc'd; NULL after saying why not. */
+static char *read_pem(const char *option, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t got = 1; f && got > 0; n += got) {
+        if (n + 4096 + 1 > cap) {
+            char *b = realloc(buf, cap = 2 * cap + 4096 + 1);
+            if (!b || cap > (1u << 20)) break; /* no PEM key or chain is near 1 MiB */
+            buf = b;
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+    }
+    int err = f ? ferror(f) || !feof(f) : errno;
+    if (f) fclose(f);
+    if (!f || err || !buf || !strstr((buf[n] = 0, buf), "-----BEGIN ")) {
+        fprintf(stderr, "sasp-server: %s %s: %s\n", option, path,
+                !f ? strerror(err) : err || !buf ? "cannot read it whole" : "not a PEM file (no -----BEGIN line)");
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The daemon's TLS options (tls[] ends with MHD_OPTION_END; without a key: nothing else), the PEM texts
+ * in *key and *cert (kept while the daemon lives: libmicrohttpd holds them by pointer); 0, or -1 after
+ * saying why not. */
+static int tls_options(const http_options *o, struct MHD_OptionItem tls[3], char **key, char **cert)
+{
+    *key = *cert = NULL;
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (!o->tls_key_file && !o->tls_cert_file) return 0;
+    if (!o->tls_key_file || !o->tls_cert_file) {
+        fprintf(stderr, "sasp-server: --ssl-key-file and --ssl-cert-file go together: give both, or neither\n");
+        return -1;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "sasp-server: this libmicrohttpd was built without TLS (GnuTLS): --ssl-key-file cannot be "
+                        "served; put a TLS proxy in front instead (docs/deploy.md)\n");
+        return -1;
+    }
+    if (!(*key = read_pem("--ssl-key-file", o->tls_key_file)) || !(*cert = read_pem("--ssl-cert-file", o->tls_cert_file))) {
+        free(*key);
+        return -1;
+    }
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, *key};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, *cert};
+    tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return 0;
+}
+
 struct MHD_Daemon *listen_start(const http_options *o, int *port, int *ipv6)
 {
     if (route_init(o) != 0) return NULL;
+    struct MHD_OptionItem tls[3];
+    if (tls_options(o, tls, &g_tls_key, &g_tls_cert) != 0) return NULL;
+    const char *key = g_tls_key;
     g_o = o;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
     char portstr[16];
@@ -121,7 +178,7 @@ struct MHD_Daemon *listen_start(const http_options *o, int *port, int *ipv6)
      * wait on the engine; the guard's accept policy enforces the connection limits (MHD's own limit,
      * a little above, never decides) */
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-                     (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0) | (key ? MHD_USE_TLS : 0);
     struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)o->port, guard_accept, NULL, on_request, NULL,
                                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, or MHD logs once itself */
                                             MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_COMPLETED,
@@ -129,9 +186,16 @@ struct MHD_Daemon *listen_start(const http_options *o, int *port, int *ipv6)
                                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)o->timeout,
                                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
                                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->guard->max_connections + 64,
-                                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+                                            MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_ARRAY, tls,
+                                            MHD_OPTION_END);
     int family = ai->ai_family;
     freeaddrinfo(ai);
+    if (!d && key) {
+        fprintf(stderr, "sasp-server: cannot serve TLS on %s port %d with --ssl-key-file %s and --ssl-cert-file %s "
+                        "(is the key the certificate's, both PEM? the port in use?)\n",
+                o->host, o->port, o->tls_key_file, o->tls_cert_file);
+        return NULL;
+    }
     if (!d) {
         fprintf(stderr, "sasp-server: cannot listen on %s port %d (in use, or not an address of this machine?)\n",
                 o->host, o->port);

@@ -9,8 +9,9 @@
 #include "http/route.h"
 
 /* Listen on o->host and o->port for o->routes (the options are kept by pointer: they must outlive
- * the daemon); *port is the port bound (o->port 0: the one picked), *ipv6 whether the address is
- * IPv6. NULL after saying why not. */
+ * the daemon), over TLS when o->tls_key_file and o->tls_cert_file are given (libmicrohttpd's GnuTLS);
+ * *port is the port bound (o->port 0: the one picked), *ipv6 whether the address is IPv6. NULL after
+ * saying why not (a key or certificate that cannot be read or used, a libmicrohttpd without TLS). */
 struct MHD_Daemon *listen_start(const http_options *o, int *port, int *ipv6);
 
 #endif

@@ -43,6 +43,8 @@ typedef struct http_options {
     const http_route *routes;      /* the routes, the first that takes a path wins */
     int n_routes;
     http_handler fallback;         /* a GET or HEAD of a path no route takes, outside /v1/ and /api/ */
+    const char *tls_key_file;      /* --ssl-key-file and --ssl-cert-file (PEM): HTTPS instead of HTTP */
+    const char *tls_cert_file;     /* (both or neither) */
 } http_options;
 
 /* Take the options (kept by pointer: they must outlive the daemon). 0, or -1 after saying why. */

@@ -29,7 +29,8 @@
 /* --- options and global state --- */
 
 static struct {
-    const char *model_dir, *host, *api_key, *www;
+    const char *model_dir, *host, *api_key, *www, *slot_save_path;
+    const char *ssl_key_file, *ssl_cert_file; /* both: HTTPS */
     int port, threads, parallel, ctx, max_queue, chunk, step_delay;
     size_t max_body;
     int timeout; /* seconds a connection may make no progress (a client that stops reading) */
@@ -57,9 +58,9 @@ static void usage(FILE *f)
             "Serve SAS-P models over HTTP: OpenAI-compatible /v1/completions, /v1/chat/completions,\n"
             "/v1/responses, /v1/embeddings and /v1/models, Anthropic's /v1/messages and its count_tokens,\n"
             "Ollama's /api/generate, /api/chat, /api/embed, /api/tags, /api/show, /api/ps and /api/version,\n"
-            "llama.cpp's /completion, /infill, /slots and /props, /tokenize, /detokenize, /health, /metrics,\n"
-            "and the files of --www at /. docs/api.md describes every endpoint; docs/editor.md the set-up of\n"
-            "code editors.\n\n"
+            "llama.cpp's /completion, /infill, /slots, /props and /apply-template, /tokenize, /detokenize,\n"
+            "/health, /metrics, and the files of --www at /. docs/api.md describes every endpoint;\n"
+            "docs/editor.md the set-up of code editors.\n\n"
             "Options:\n"
             "  -m, --model DIR      model directory (config.json, model.safetensors, tokenizer.json), or a\n"
             "                       directory of model directories; may be given up to 16 times, and a\n"
@@ -70,6 +71,9 @@ static void usage(FILE *f)
             "                       [default: 127.0.0.1]\n"
             "      --port N         TCP port; 0 picks a free one (the URL printed at start says which)\n"
             "                       [default: 8080]\n"
+            "      --ssl-key-file FILE   serve HTTPS (TLS, libmicrohttpd's GnuTLS) with this private key (PEM)\n"
+            "      --ssl-cert-file FILE  and this certificate (PEM, the chain after it); both or neither\n"
+            "                       [default: plain HTTP]\n"
             "  -t, --threads N      threads of the forward pass [default: one per core]\n"
             "      --weights TYPE   convert the weight matrices to f32, bf16 or q8_0 at load\n"
             "                       [default: each as the checkpoint stores it]\n"
@@ -90,6 +94,8 @@ static void usage(FILE *f)
             "                       on purpose (tests, demos of streaming with a tiny model) [default: 0]\n"
             "      --timeout S      close a connection that makes no progress for S seconds (a client that\n"
             "                       stops reading its stream, or sends nothing) [default: 300]\n"
+            "      --slot-save-path DIR  directory of the files of POST /slots/{id}?action=save|restore (a\n"
+            "                       slot's tokens and KV-cache); without it those answer 501 [default: none]\n"
             "\nWho may connect (docs/api.md, \"Origins, hosts and limits\"):\n"
             "      --allow-origin O web pages of origin O (scheme://host:port, scheme://host:* for any port,\n"
             "                       or * for every page) may call the server; may be repeated. Pages on\n"
@@ -108,6 +114,11 @@ static void usage(FILE *f)
             "                       half of --max-queue, or none when that is all of them]\n"
             "      --max-inflight-per-key N  the same for all the requests of one API key (0: no limit)\n"
             "                       [default: 0]\n"
+            "      --trusted-proxy ADDR  a balancer or reverse proxy (an IPv4 or IPv6 address, or ADDR/BITS)\n"
+            "                       whose requests count, in the per-client limits above, as the client's\n"
+            "                       that its X-Forwarded-For names (the right-most address that is no\n"
+            "                       trusted proxy); its own connections are not limited per address; may be\n"
+            "                       repeated [default: none: X-Forwarded-For is ignored]\n"
             "      --http-threads N threads of the HTTP layer (epoll; each serves many connections)\n"
             "                       [default: 4]\n"
             "  -h, --help           show this help and exit\n"
@@ -144,7 +155,7 @@ static int parse_options(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION,
            O_CACHE_RAM, O_ORIGIN, O_ALLOW_HOST, O_CONN_IP, O_CONNS, O_HDR_TIMEOUT, O_INFL_CLIENT, O_INFL_KEY,
-           O_HTTP_THREADS, O_WEIGHTS };
+           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY, O_SSL_KEY, O_SSL_CERT };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},  {"threads", required_argument, 0, 't'},
@@ -160,6 +171,9 @@ static int parse_options(int argc, char **argv)
         {"max-inflight-per-key", required_argument, 0, O_INFL_KEY},
         {"http-threads", required_argument, 0, O_HTTP_THREADS},
         {"weights", required_argument, 0, O_WEIGHTS},
+        {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH},
+        {"trusted-proxy", required_argument, 0, O_TRUSTED_PROXY},
+        {"ssl-key-file", required_argument, 0, O_SSL_KEY}, {"ssl-cert-file", required_argument, 0, O_SSL_CERT},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},  {0, 0, 0, 0}};
     int ch, body = 0;
@@ -204,6 +218,12 @@ static int parse_options(int argc, char **argv)
             if ((bad = (g_weights = sasp_wtype_parse(optarg)) < 0))
                 fprintf(stderr, "sasp-server: --weights takes f32, bf16 or q8_0, not '%s'\n", optarg);
             break;
+        case O_SLOT_SAVE_PATH: opt.slot_save_path = optarg; break;
+        case O_SSL_KEY: opt.ssl_key_file = optarg; break;
+        case O_SSL_CERT: opt.ssl_cert_file = optarg; break;
+        case O_TRUSTED_PROXY:
+            bad = add_to_list("--trusted-proxy", g_guard.trusted_proxies, &g_guard.n_trusted_proxies, optarg);
+            break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("sasp-server %s\n", SASP_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -213,6 +233,10 @@ static int parse_options(int argc, char **argv)
     if (optind < argc) {
         fprintf(stderr, "sasp-server: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+    if (!opt.ssl_key_file != !opt.ssl_cert_file) {
+        fprintf(stderr, "sasp-server: --ssl-key-file and --ssl-cert-file go together: give both, or neither\n");
         return 2;
     }
     if (opt.api_key && !opt.api_key[0]) opt.api_key = NULL;
@@ -234,7 +258,8 @@ static int load_engine(void)
     serve_options so = {.threads = opt.threads, .parallel = opt.parallel, .ctx = opt.ctx, .max_queue = opt.max_queue,
                         .chunk = opt.chunk, .step_delay = opt.step_delay, .cache_ram = (size_t)opt.cache_ram << 20,
                         .weights = g_weights};
-    if (served_models_load(opt.model_dirs, opt.n_model_dirs, &so) != 0) return -1;
+    if (slots_init(opt.slot_save_path) != 0 || served_models_load(opt.model_dirs, opt.n_model_dirs, &so) != 0)
+        return -1;
     static_files_init(opt.www);
     return 0;
 }
@@ -267,7 +292,8 @@ static struct MHD_Daemon *start_listening(void)
     o = (http_options){.host = opt.host, .port = opt.port, .threads = g_http_threads, .timeout = opt.timeout,
                        .max_body = opt.max_body, .api_keys = g_api_keys, .n_api_keys = g_n_api_keys,
                        .guard = &g_guard, .routes = server_routes, .n_routes = server_n_routes,
-                       .fallback = handle_static};
+                       .fallback = handle_static, .tls_key_file = opt.ssl_key_file,
+                       .tls_cert_file = opt.ssl_cert_file};
     int port, ipv6;
     struct MHD_Daemon *d = listen_start(&o, &port, &ipv6);
     if (!d) return NULL;
@@ -280,7 +306,8 @@ static struct MHD_Daemon *start_listening(void)
     printf("sasp-server: HTTP: %d epoll threads, at most %d connections (%d per client address), headers "
            "within %d s, %d generation requests in flight per client (0: no limit)\n", g_http_threads,
            g_guard.max_connections, g_guard.max_conn_per_ip, g_guard.header_timeout, g_guard.max_inflight_client);
-    printf("sasp-server: listening on http://%s%s%s:%d/\n", ipv6 ? "[" : "", opt.host, ipv6 ? "]" : "", port);
+    printf("sasp-server: listening on http%s://%s%s%s:%d/\n", opt.ssl_key_file ? "s" : "", ipv6 ? "[" : "", opt.host,
+           ipv6 ? "]" : "", port);
     fflush(stdout);
     return d;
 }

@@ -28,13 +28,14 @@ enum MHD_Result handle_openai_embeddings(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embed(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embeddings(struct MHD_Connection *c, conn *k);
 
-/* /health, the models, /tokenize and /detokenize, Anthropic's count_tokens (info.c); /metrics
+/* /health, the models, /tokenize, /detokenize and /apply-template, Anthropic's count_tokens (info.c); /metrics
  * (metrics.c). */
 enum MHD_Result handle_health(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_apply_template(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_anthropic_count_tokens(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k);
 
@@ -45,9 +46,13 @@ enum MHD_Result handle_ollama_show(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_version(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k);
 
-/* llama.cpp's state endpoints, /props and /slots (slots.c). */
+/* llama.cpp's state endpoints, /props and /slots, and the slot actions /slots/{id}?action=save|
+ * restore|erase (slots.c). slots_init takes --slot-save-path (NULL: save and restore answer 501 as
+ * llama.cpp does); 0, or -1 after saying why it is no directory. */
+int slots_init(const char *save_path);
 enum MHD_Result handle_llama_props(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_slots(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_slot_action(struct MHD_Connection *c, conn *k);
 
 /* The files of --www at / (static_files.c): the routes' fallback for GET. static_files_init finds
  * the directory (a note when it does not exist: / then answers 404). */

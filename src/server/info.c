@@ -1,6 +1,6 @@
 /* info.c: the endpoints that tell about the server and its models without running them: /health,
  * OpenAI's /v1/models and /v1/models/{id}, llama.cpp's /tokenize and /detokenize (of the model the
- * body names, or the first), and Anthropic's /v1/messages/count_tokens. */
+ * body names, or the first) and /apply-template, and Anthropic's /v1/messages/count_tokens. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,18 +9,33 @@
 #include "server/handlers.h"
 #include "server/models.h"
 
-/* GET /v1/models: every model; GET /v1/models/{id}: one, or 404 as OpenAI answers an unknown id. */
+/* Whether the request is Anthropic's (its SDKs send anthropic-version): its model objects, then. */
+static int anthropic_asks(struct MHD_Connection *c)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version") != NULL;
+}
+
+/* GET /v1/models: every model; GET /v1/models/{id}: one, or 404 as OpenAI answers an unknown id. In
+ * Anthropic's shapes when the request carries anthropic-version. */
 enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k)
 {
     json_t *data = json_array();
-    for (int i = 0; i < served_models_count(); i++) json_array_append_new(data, api_openai_model(&served_model_at(i)->info));
+    int anthropic = anthropic_asks(c);
+    for (int i = 0; i < served_models_count(); i++) {
+        const api_model_info *info = &served_model_at(i)->info;
+        json_array_append_new(data, anthropic ? api_anthropic_model(info) : api_openai_model(info));
+    }
+    if (anthropic) return reply_jval(c, k, 200, api_anthropic_model_list(data));
     return reply_jval(c, k, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
 static enum MHD_Result model_by_id(struct MHD_Connection *c, conn *k, const char *id)
 {
     for (int i = 0; i < served_models_count(); i++)
-        if (!strcmp(served_model_at(i)->id, id)) return reply_jval(c, k, 200, api_openai_model(&served_model_at(i)->info));
+        if (!strcmp(served_model_at(i)->id, id)) {
+            const api_model_info *info = &served_model_at(i)->info;
+            return reply_jval(c, k, 200, anthropic_asks(c) ? api_anthropic_model(info) : api_openai_model(info));
+        }
     api_error e;
     api_error_set(&e, 404, "invalid_request_error", "model_not_found", "model", "The model '%s' does not exist", id);
     return reply_error(c, k, &e, NULL, NULL);
@@ -50,6 +65,14 @@ static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 0); }
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k) { return handle_tok(c, k, 1); }
+
+/* llama.cpp's /apply-template: the messages through the chat template, the prompt back (api/slots.c). */
+enum MHD_Result handle_llama_apply_template(struct MHD_Connection *c, conn *k)
+{
+    api_error e = {0};
+    char *answer = api_apply_template(conn_body(k), k->req.body.len, &e);
+    return answer ? reply_json(c, k, 200, answer) : reply_error(c, k, &e, NULL, NULL);
+}
 
 /* The tokens the prompt of a /v1/messages body takes on the model it names (a name that is no served
  * model's: 404, as /v1/messages answers it); the wire format is api/anthropic.c's. */

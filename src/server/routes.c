@@ -38,6 +38,8 @@ const http_route server_routes[] = {
     {"POST", "/completion", handle_llama_completion, "/completion", 0},
     {"POST", "/infill", handle_llama_infill, "/infill", 0},
     {"GET", "/slots", handle_llama_slots, "/slots", 0},
+    {"POST", "/slots/", handle_llama_slot_action, "/slots/{id}", ROUTE_PREFIX},
+    {"POST", "/apply-template", handle_llama_apply_template, "/apply-template", 0},
     {"POST", "/v1/messages", handle_anthropic_messages, "/v1/messages", 0},
     {"POST", "/v1/messages/count_tokens", handle_anthropic_count_tokens, "/v1/messages/count_tokens", 0},
     {"POST", "/v1/responses", handle_openai_responses, "/v1/responses", 0},

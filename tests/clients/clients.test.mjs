@@ -363,6 +363,24 @@ test('anthropic: errors are the typed errors of the SDK', async () => {
     (err) => err instanceof Anthropic.NotFoundError);
 });
 
+test('anthropic: models.list and models.retrieve in Anthropic\'s shape', async () => {
+  const ids = [];
+  for await (const m of anthropic.models.list()) {
+    assert.equal(m.type, 'model');
+    assert.equal(m.display_name, m.id);
+    assert.ok(!Number.isNaN(Date.parse(m.created_at)), m.created_at);
+    ids.push(m.id);
+  }
+  assert.deepEqual(ids.sort(), ['tiny-copy', 'tiny-model']);
+  const page = await anthropic.models.list();
+  assert.equal(page.has_more, false);
+  assert.equal(page.first_id, page.data[0].id);
+  const one = await anthropic.models.retrieve(MODEL);
+  assert.equal(one.id, MODEL);
+  assert.equal(one.type, 'model');
+  await assert.rejects(anthropic.models.retrieve('claude-x'), (err) => err instanceof Anthropic.NotFoundError);
+});
+
 // --- LangChain ---
 
 test('@langchain/ollama: ChatOllama invoke, stream, withStructuredOutput; OllamaEmbeddings', async () => {

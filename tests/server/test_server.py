@@ -47,7 +47,7 @@ class Server:
             if not line:
                 break
             out += line
-            m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)/", line)
+            m = re.search(rb"listening on https?://127\.0\.0\.1:(\d+)/", line)
             if m:
                 self.port = int(m.group(1))
                 break
