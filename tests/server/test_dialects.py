@@ -10,13 +10,10 @@ tests/server/run.sh under `make check`; by hand:
 SASP_BUILDDIR=. SASP_SRCDIR=. python3 tests/server/test_dialects.py [name-substring ...]
 """
 import json
-import shutil
 import sys
-import time
-import traceback
 
 import test_server as ts
-from test_server import Server, check_error, validate
+from test_server import check_error, validate
 
 SAMPLED = dict(temperature=1.0, top_k=0, top_p=1.0)  # Anthropic's temperature is at most 1
 HI = [{"role": "user", "content": "Say hi"}]
@@ -260,34 +257,8 @@ def main():
                                             t_messages_errors, t_responses, t_responses_json_and_refusals]),
         (("--api-key", "k1", "--api-key", "k2"), "dialects-key", [t_keys]),
     ]
-    failures = 0
-    for args, name, checks in plan:
-        checks = [c for c in checks if not only or any(o in c.__name__ for o in only)]
-        if not checks:
-            continue
-        s = Server(*args, name=name)
-        try:
-            for check in checks:
-                t0 = time.time()
-                try:
-                    check(s)
-                    print("PASS %s (%.1fs)" % (check.__name__, time.time() - t0))
-                except Exception:
-                    failures += 1
-                    print("FAIL %s" % check.__name__)
-                    traceback.print_exc(file=sys.stdout)
-        finally:
-            rc = s.stop()
-            if rc not in (0, None):
-                failures += 1
-                print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
-            if failures:
-                print("---- server log (%s) ----" % name)
-                sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
-    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
-    if not failures:
-        shutil.rmtree(ts.LOG_DIR, ignore_errors=True)
-    return 1 if failures else 0
+    failures = ts.run_plan(plan, only)
+    return ts.report(failures)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 import test_server as ts
 from test_server import Server, check_error
@@ -330,38 +329,11 @@ def main():
         (("--parallel", "2"), "slots-off", [t_slots_without_path]),
         (("--parallel", "8", "--max-inflight-per-client", "1", "--trusted-proxy", "127.0.0.1",
           "--trusted-proxy", "::1", "--step-delay", "20"), "proxy", [t_trusted_proxy]),
-        ((), "tls-none", [t_tls]),
+        (None, "tls-none", [t_tls]),
     ]
-    failures = 0
-    for args, name, checks in plan:
-        checks = [c for c in checks if not only or any(o in c.__name__ for o in only)]
-        if not checks:
-            continue
-        s = Server(*args, name=name) if name != "tls-none" else None
-        try:
-            for check in checks:
-                t0 = time.time()
-                try:
-                    check(s)
-                    print("PASS %s (%.1fs)" % (check.__name__, time.time() - t0))
-                except Exception:
-                    failures += 1
-                    print("FAIL %s" % check.__name__)
-                    traceback.print_exc(file=sys.stdout)
-        finally:
-            if s:
-                rc = s.stop()
-                if rc not in (0, None):
-                    failures += 1
-                    print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
-                if failures:
-                    print("---- server log (%s) ----" % name)
-                    sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
-    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
+    failures = ts.run_plan(plan, only)
     shutil.rmtree(SLOT_DIR, ignore_errors=True)
-    if not failures:
-        shutil.rmtree(ts.LOG_DIR, ignore_errors=True)
-    return 1 if failures else 0
+    return ts.report(failures)
 
 
 if __name__ == "__main__":

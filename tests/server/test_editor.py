@@ -12,14 +12,11 @@ SASP_BUILDDIR=. SASP_SRCDIR=. python3 tests/server/test_editor.py [name-substrin
 """
 import json
 import os
-import shutil
 import sys
 import threading
-import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import LOG_DIR, SERVER, SRC, Server, check_error, check_ollama_error  # noqa: E402
+from test_server import SERVER, SRC, check_error, check_ollama_error, report, run_plan  # noqa: E402
 
 FIM = os.path.join(SRC, "tests", "fixtures", "tiny-fim")
 PLAIN = os.path.join(SRC, "tests", "fixtures", "tiny-model")
@@ -341,34 +338,8 @@ def main():
             t_prompt_cache, t_prompt_cache_at_once, t_long_prompts, t_samplers, t_slots_and_props]),
         (("-m", PLAIN, "--parallel", "1"), "no-fim", [t_no_fim_model]),
     ]
-    failures = 0
-    for args, name, checks in plan:
-        checks = [c for c in checks if not only or any(o in c.__name__ for o in only)]
-        if not checks:
-            continue
-        s = Server(*args, name="editor-" + name)
-        try:
-            for check in checks:
-                t0 = time.time()
-                try:
-                    check(s)
-                    print("PASS %s (%.1fs)" % (check.__name__, time.time() - t0))
-                except Exception:
-                    failures += 1
-                    print("FAIL %s" % check.__name__)
-                    traceback.print_exc(file=sys.stdout)
-        finally:
-            rc = s.stop()
-            if rc not in (0, None):
-                failures += 1
-                print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
-            if failures:
-                print("---- server log (%s) ----" % name)
-                sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
-    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
-    if not failures:
-        shutil.rmtree(LOG_DIR, ignore_errors=True)
-    return 1 if failures else 0
+    failures = run_plan(plan, only, prefix="editor-")
+    return report(failures)
 
 
 if __name__ == "__main__":

@@ -1105,6 +1105,56 @@ def t_two_models(s):
         t.join()
     assert [out[m]["choices"][0]["text"] for m in ids] == alone
 
+def check_name(check):
+    name = getattr(check, "__name__", "?")
+    return "t_static" if name == "<lambda>" else name
+
+
+def run_plan(plan, only, prefix="", may_exit=()):
+    """Each (args, name, checks) of plan against a server of its own started with args (None: no server),
+    the checks whose names contain one of only (all when only is empty): PASS or FAIL with the trace per
+    check, and the tail of the server's log after a failure. A server that exits during a check, or
+    not cleanly on SIGTERM, is a failure too, unless its plan name is in may_exit. Returns the failures."""
+    failures = 0
+    for args, name, checks in plan:
+        checks = [c for c in checks if not only or any(o in check_name(c) for o in only)]
+        if not checks:
+            continue
+        s = Server(*args, name=prefix + name) if args is not None else None
+        try:
+            for check in checks:
+                label, t0 = check_name(check), time.time()
+                try:
+                    check(s)
+                    print("PASS %s (%.1fs)" % (label, time.time() - t0))
+                except Exception:
+                    failures += 1
+                    print("FAIL %s" % label)
+                    traceback.print_exc(file=sys.stdout)
+                if s and s.proc.poll() is not None and name not in may_exit:
+                    failures += 1
+                    print("FAIL: the server exited (status %s) during %s" % (s.proc.returncode, label))
+                    break
+        finally:
+            if s:
+                rc = s.stop()
+                if rc not in (0, None) and name not in may_exit:
+                    failures += 1
+                    print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
+                if failures:
+                    print("---- server log (%s) ----" % name)
+                    sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
+    return failures
+
+
+def report(failures):
+    """The last line of a test file's run, and its exit status; the logs go when all passed."""
+    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
+    if not failures:
+        shutil.rmtree(LOG_DIR, ignore_errors=True)
+    return 1 if failures else 0
+
+
 def main():
     only = sys.argv[1:]
     if not os.path.exists(SERVER):
@@ -1146,42 +1196,10 @@ def main():
             failures += 1
             print("FAIL t_command_line")
             traceback.print_exc(file=sys.stdout)
-    for args, name, checks in plan:
-        checks = [c for c in checks if not only or any(o in getattr(c, "__name__", "static") for o in only)]
-        if not checks:
-            continue
-        s = Server(*args, name=name)
-        try:
-            for check in checks:
-                label = getattr(check, "__name__", "?")
-                if label == "<lambda>":
-                    label = "t_static"
-                t0 = time.time()
-                try:
-                    check(s)
-                    print("PASS %s (%.1fs)" % (label, time.time() - t0))
-                except Exception:
-                    failures += 1
-                    print("FAIL %s" % label)
-                    traceback.print_exc(file=sys.stdout)
-                if s.proc.poll() is not None and label != "t_sigterm_ends_streams":
-                    failures += 1
-                    print("FAIL: the server exited (status %s) during %s" % (s.proc.returncode, label))
-                    break
-        finally:
-            rc = s.stop()
-            if rc not in (0, None) and name != "sigterm":
-                failures += 1
-                print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
-            if failures:
-                print("---- server log (%s) ----" % name)
-                sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
+    failures += run_plan(plan, only, may_exit=("sigterm",))
     shutil.rmtree(www, ignore_errors=True)
     shutil.rmtree(models, ignore_errors=True)
-    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
-    if not failures:
-        shutil.rmtree(LOG_DIR, ignore_errors=True)
-    return 1 if failures else 0
+    return report(failures)
 
 
 if __name__ == "__main__":
