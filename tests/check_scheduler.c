@@ -681,10 +681,13 @@ END_TEST
 
 /* --- constraints: token healing, JSON documents, logit biases; scoring only; several models --- */
 
+/* The model's own arg-max: temperature 0 and none of the default penalties (frequency, DRY). */
 static sasp_gen_params greedy(int max_tokens)
 {
     sasp_gen_params g = sampled(max_tokens, 1);
     g.sampling.temperature = 0;
+    g.sampling.frequency_penalty = 0;
+    g.sampling.dry_multiplier = 0;
     return g;
 }
 

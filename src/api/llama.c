@@ -348,7 +348,9 @@ static int read_fim_text(json_t *root, const char *name, int required, const cha
 
 int api_parse_infill(json_t *root, const api_limits *lim, api_request *r, api_error *e)
 {
-    if (api_check_fim_tokens(lim, "input_prefix", e) || read_llama_common(root, lim, r, e)) return -1;
+    if (api_check_fim_tokens(lim, "input_prefix", e)) return -1;
+    sasp_sampling_fim_defaults(&r->gen.sampling); /* before the request's own "samplers" */
+    if (read_llama_common(root, lim, r, e)) return -1;
     int n_stops = r->gen.n_stop, heal = 1, truncate;
     api_fim_input in;
     memset(&in, 0, sizeof in);

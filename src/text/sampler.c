@@ -97,16 +97,23 @@ void sasp_sampling_defaults(sasp_sampling *p)
     p->min_keep = 0;
     p->repeat_penalty = 1.0f;
     p->repeat_last_n = 64;
-    p->frequency_penalty = 0.0f;
+    p->frequency_penalty = 0.5f; /* measured: docs/api.md, "The default sampling" */
     p->presence_penalty = 0.0f;
-    p->dry_multiplier = 0.0f;
+    p->dry_multiplier = 0.8f;    /* measured, as frequency_penalty */
     p->dry_base = 1.75f;
     p->dry_allowed_length = 2;
-    p->dry_penalty_last_n = 64;
+    p->dry_penalty_last_n = -1;
     sasp_sampling_set_breakers(p, breakers, breaker_lens, 4);
     p->n_chain = (int)sizeof chain;
     memcpy(p->chain, chain, sizeof chain);
     p->seed = 0;
+}
+
+void sasp_sampling_fim_defaults(sasp_sampling *p)
+{
+    static const unsigned char chain[] = {SASP_SMP_TOP_K, SASP_SMP_INFILL, SASP_SMP_TEMPERATURE};
+    p->n_chain = (int)sizeof chain;
+    memcpy(p->chain, chain, sizeof chain);
 }
 
 /* --- the sampler --- */

@@ -64,10 +64,15 @@ typedef struct sasp_sampling {
     uint64_t seed;
 } sasp_sampling;
 
-/* The server's defaults (defined in this one function; docs/api.md states them): llama.cpp's server
- * defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, the other samplers off, llama.cpp's
- * default chain and DRY sequence breakers ("\n", ":", "\"", "*"). */
+/* The server's defaults (defined in this one function; docs/api.md states them and the measurement
+ * that chose them): llama.cpp's server defaults (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05,
+ * llama.cpp's default chain and DRY sequence breakers "\n", ":", "\"", "*") with two samplers on
+ * against loops: frequency_penalty 0.5 and DRY (multiplier 0.8, base 1.75, allowed length 2, over the
+ * whole sequence). */
 void sasp_sampling_defaults(sasp_sampling *p);
+/* What fill in the middle (/infill) starts from instead of the default chain: top_k, llama.cpp's infill
+ * sampler, then temperature (so that temperature 0 is greedy there too); measured, as the defaults. */
+void sasp_sampling_fim_defaults(sasp_sampling *p);
 
 /* A token's logit bias: added to its logit before everything else the sampler does. */
 typedef struct sasp_logit_bias {

@@ -406,12 +406,13 @@ def t_echo_logprobs(s):
     """echo with logprobs scores the prompt: the logprob of each prompt token given the ones before it
     equals the logprob the same token had when it was generated (no penalties, temperature 0)."""
     ids = s.post("/tokenize", {"content": "The café served"})[1]["tokens"]
+    off = {"frequency_penalty": 0, "dry_multiplier": 0}  # the default penalties: off, to compare with scoring
     g = s.post("/api/generate", {"prompt": "The café served", "stream": False, "token_healing": False,
-                                 "options": {"temperature": 0, "num_predict": 3}})[1]
+                                 "options": dict(off, temperature=0, num_predict=3)})[1]
     gen = g["context"][len(ids):]
     assert g["context"][:len(ids)] == ids and len(gen) == 3, g
-    a = s.post("/v1/completions", {"prompt": ids, "max_tokens": 3, "temperature": 0, "logprobs": 2,
-                                   "ignore_eos": True})[1]["choices"][0]["logprobs"]
+    a = s.post("/v1/completions", dict(off, prompt=ids, max_tokens=3, temperature=0, logprobs=2,
+                                       ignore_eos=True))[1]["choices"][0]["logprobs"]
     for stream in (False, True):
         req = {"prompt": ids + gen, "max_tokens": 1, "temperature": 0, "logprobs": 2, "echo": True,
                "ignore_eos": True}
