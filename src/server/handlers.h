@@ -28,11 +28,12 @@ enum MHD_Result handle_openai_embeddings(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embed(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embeddings(struct MHD_Connection *c, conn *k);
 
-/* /health, the models, /tokenize and /detokenize, Anthropic's count_tokens (info.c); /metrics
+/* /health, the models (/v1/models, and /models with their status), /tokenize and /detokenize, Anthropic's count_tokens (info.c); /metrics
  * (metrics.c). */
 enum MHD_Result handle_health(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_models(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_anthropic_count_tokens(struct MHD_Connection *c, conn *k);
@@ -44,6 +45,10 @@ enum MHD_Result handle_ollama_ps(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_show(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_version(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k);
+
+/* llama.cpp's router: a model loaded or unloaded on request (router.c). */
+enum MHD_Result handle_llama_models_load(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_models_unload(struct MHD_Connection *c, conn *k);
 
 /* llama.cpp's state endpoints, /props and /slots (slots.c). */
 enum MHD_Result handle_llama_props(struct MHD_Connection *c, conn *k);
