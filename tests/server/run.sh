@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh: `make check` entry of the HTTP tests of sasp-server: tests/server/test_server.py (the APIs),
 # tests/server/test_editor.py (the code-completion backend: /infill, /completion, the prompt cache,
-# long prompts) and tests/server/test_dialects.py (Anthropic's messages, OpenAI's responses). Needs
+# long prompts), tests/server/test_dialects.py (Anthropic's messages, OpenAI's responses) and
+# tests/server/test_models.py (models loaded and unloaded at run time: --models-dir, keep_alive). Needs
 # python3 (standard library only) and the committed fixtures tests/fixtures/tiny-model and
 # tests/fixtures/tiny-fim.
 set -eu
@@ -17,4 +18,5 @@ rc=0
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_server.py" "$@" || rc=1
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_editor.py" "$@" || rc=1
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_dialects.py" "$@" || rc=1
+SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_models.py" "$@" || rc=1
 exit $rc
