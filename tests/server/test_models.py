@@ -19,10 +19,9 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 import test_server as ts
-from test_server import Server, check_error, check_ollama_error, wait_for
+from test_server import check_error, check_ollama_error, wait_for
 
 FIM = os.path.join(ts.SRC, "tests", "fixtures", "tiny-fim")
 GREEDY = {"temperature": 0, "ignore_eos": True}
@@ -289,35 +288,9 @@ def main():
         (("--models-dir", d, "--models-max", "2"), "models-max-2", [t_lru_max2, t_keep_alive, t_latest_forms]),
         (("-m", m_dir, "--models-max", "2"), "m-models-max", [t_m_loads_up_to_models_max]),
     ]
-    failures = 0
-    for args, name, checks in plan:
-        checks = [c for c in checks if not only or any(o in c.__name__ for o in only)]
-        if not checks:
-            continue
-        s = Server(*args, name=name)
-        try:
-            for check in checks:
-                t0 = time.time()
-                try:
-                    check(s)
-                    print("PASS %s (%.1fs)" % (check.__name__, time.time() - t0))
-                except Exception:
-                    failures += 1
-                    print("FAIL %s" % check.__name__)
-                    traceback.print_exc(file=sys.stdout)
-        finally:
-            rc = s.stop()
-            if rc not in (0, None):
-                failures += 1
-                print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
-            if failures:
-                print("---- server log (%s) ----" % name)
-                sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
-    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
+    failures = ts.run_plan(plan, only)
     shutil.rmtree(d, ignore_errors=True)
     shutil.rmtree(m_dir, ignore_errors=True)
-    if not failures:
-        shutil.rmtree(ts.LOG_DIR, ignore_errors=True)
     return 1 if failures else 0
 
 

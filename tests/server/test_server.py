@@ -1105,6 +1105,40 @@ def t_two_models(s):
         t.join()
     assert [out[m]["choices"][0]["text"] for m in ids] == alone
 
+def run_plan(plan, only):
+    """Run each (server arguments, name, checks) of plan on a server of its own, the checks whose name
+    has one of the substrings only (all when empty); print PASS/FAIL lines and the log of a server whose
+    checks failed. The number of failures (a server that does not exit cleanly on SIGTERM is one)."""
+    failures = 0
+    for args, name, checks in plan:
+        checks = [c for c in checks if not only or any(o in c.__name__ for o in only)]
+        if not checks:
+            continue
+        s = Server(*args, name=name)
+        try:
+            for check in checks:
+                t0 = time.time()
+                try:
+                    check(s)
+                    print("PASS %s (%.1fs)" % (check.__name__, time.time() - t0))
+                except Exception:
+                    failures += 1
+                    print("FAIL %s" % check.__name__)
+                    traceback.print_exc(file=sys.stdout)
+        finally:
+            rc = s.stop()
+            if rc not in (0, None):
+                failures += 1
+                print("FAIL: server '%s' exited with %s on SIGTERM" % (name, rc))
+            if failures:
+                print("---- server log (%s) ----" % name)
+                sys.stdout.write(open(s.log_path, errors="replace").read()[-4000:])
+    print("%s: %d failure(s)" % ("FAIL" if failures else "PASS", failures))
+    if not failures:
+        shutil.rmtree(LOG_DIR, ignore_errors=True)
+    return failures
+
+
 def main():
     only = sys.argv[1:]
     if not os.path.exists(SERVER):
