@@ -200,6 +200,48 @@ START_TEST(test_parse_defaults_and_forms)
 }
 END_TEST
 
+/* Ollama's keep_alive: Go durations, seconds, negative for ever; read before the model is loaded with
+ * whether the request asks for nothing (only loads or unloads). */
+START_TEST(test_keep_alive)
+{
+    static const struct { const char *text; int64_t ns; } ok[] = {
+        {"5m", 300000000000LL}, {"1h30m", 5400000000000LL}, {"2.5s", 2500000000LL}, {"300ms", 300000000LL},
+        {"0", 0}, {"0s", 0}, {"300", 300000000000LL}, {"-1", -1}, {"-1m", -1}, {"1h0m0s", 3600000000000LL},
+        {"10us", 10000}, {"7ns", 7}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        int64_t ns = 12345;
+        ck_assert_msg(api_parse_keep_alive(ok[i].text, &ns) == 0, "%s", ok[i].text);
+        ck_assert_msg(ns == ok[i].ns, "%s: %lld", ok[i].text, (long long)ns);
+    }
+    static const char *const bad[] = {"", "m", "5x", "5 m", "five", "1.5", "-", "5m3", "m5"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t ns;
+        ck_assert_msg(api_parse_keep_alive(bad[i], &ns) == -1, "'%s' parsed", bad[i]);
+    }
+    static const struct { const char *body; int chat, rc, empty; int64_t ns; } bodies[] = {
+        {"{\"model\": \"m\", \"keep_alive\": 0}", 0, 1, 1, 0},
+        {"{\"model\": \"m\", \"prompt\": \"\", \"keep_alive\": \"5m\"}", 0, 1, 1, 300000000000LL},
+        {"{\"model\": \"m\", \"prompt\": \"x\", \"keep_alive\": -1}", 0, 1, 0, -1},
+        {"{\"model\": \"m\", \"context\": [1], \"keep_alive\": 0}", 0, 1, 0, 0},
+        {"{\"model\": \"m\", \"keep_alive\": 2.5}", 0, 1, 1, 2500000000LL},
+        {"{\"model\": \"m\", \"messages\": [], \"keep_alive\": 0}", 1, 1, 1, 0},
+        {"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}", 1, 0, 0, 7},
+        {"{\"model\": \"m\"}", 0, 0, 1, 7},
+        {"{\"keep_alive\": \"soon\"}", 0, -1, 1, 7},
+        {"{\"keep_alive\": [1]}", 1, -1, 1, 7},
+        {"not json", 0, 0, 0, 7}};
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        int64_t ns = 7;
+        int empty = -1;
+        api_error e = {0};
+        int rc = api_ollama_keep_alive(bodies[i].body, strlen(bodies[i].body), bodies[i].chat, &ns, &empty, &e);
+        ck_assert_msg(rc == bodies[i].rc && empty == bodies[i].empty && ns == bodies[i].ns, "%s: rc %d empty %d ns %lld",
+                      bodies[i].body, rc, empty, (long long)ns);
+        if (rc < 0) ck_assert(e.status == 400 && strstr(e.message, "keep_alive"));
+    }
+}
+END_TEST
+
 START_TEST(test_parse_rejects)
 {
     static const struct { api_kind kind; const char *body; int status; const char *param; } bad[] = {
@@ -702,6 +744,7 @@ int main(void)
     tcase_add_test(tc, test_utf8);
     tcase_add_test(tc, test_parse_defaults_and_forms);
     tcase_add_test(tc, test_parse_rejects);
+    tcase_add_test(tc, test_keep_alive);
     tcase_add_test(tc, test_write_completion_stream);
     tcase_add_test(tc, test_write_nonstream_and_chat);
     tcase_add_test(tc, test_write_generate);

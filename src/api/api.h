@@ -185,6 +185,15 @@ void api_embed_request_free(api_embed_request *r);
 char *api_embed_answer(const api_embed_request *r, const char *model, float *const *vectors, int dim,
                        int64_t total_ns);
 
+/* Ollama's keep_alive in body (a duration, "5m", or seconds), read before the model is loaded: 1 with
+ * *ns (-1: for ever), 0 when it has none (or is no JSON object: its parser says so), -1 with e when it
+ * is no duration. *empty: the request asks for nothing to be generated (/api/generate without prompt
+ * or context, /api/chat (chat nonzero) without messages): it only loads or unloads the model. */
+int api_ollama_keep_alive(const char *body, size_t len, int chat, int64_t *ns, int *empty, api_error *e);
+/* A keep_alive text (a Go duration, "5m", "1h30m", "0", or whole seconds, "300"; negative: for ever)
+ * into *ns (-1: for ever). 0, or -1 when it is none (--keep-alive too). */
+int api_parse_keep_alive(const char *s, int64_t *ns);
+
 /* --- model descriptions (models.c) --- */
 
 typedef struct api_model_info {
@@ -196,7 +205,8 @@ typedef struct api_model_info {
     long long file_size;     /* bytes of model.safetensors */
     long long modified;      /* its modification time, unix seconds */
     const char *digest;      /* sha256 of model.safetensors, hex */
-    long created;            /* when the server loaded it, unix seconds */
+    long created;            /* when the server found it, unix seconds */
+    long long expires_at;    /* /api/ps: when it unloads, unix seconds (0: never) */
 } api_model_info;
 
 /* Anthropic's model object ({"type": "model", "id", "display_name", "created_at"}), answered by
@@ -207,7 +217,7 @@ json_t *api_anthropic_model(const api_model_info *m);
 json_t *api_anthropic_model_list(json_t *models);
 /* OpenAI's model object (/v1/models lists them; /v1/models/{id} is one). */
 json_t *api_openai_model(const api_model_info *m);
-/* Ollama's /api/tags entry, and /api/ps's (with expires_at, size_vram). */
+/* Ollama's /api/tags entry, and /api/ps's (with expires_at, size_vram) for a loaded one. */
 json_t *api_ollama_tag(const api_model_info *m, int running);
 /* Ollama's /api/show answer. */
 json_t *api_ollama_show(const api_model_info *m);

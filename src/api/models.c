@@ -84,8 +84,8 @@ json_t *api_ollama_tag(const api_model_info *m, int running)
     json_t *j = json_pack("{s:s,s:s,s:I,s:s,s:o}", "name", name, "model", name, "size", (json_int_t)m->file_size,
                           "digest", m->digest, "details", details(m));
     if (running) {
-        /* loaded for as long as the server runs, on the CPU */
-        json_object_set_new(j, "expires_at", json_string("9999-12-31T23:59:59Z"));
+        /* on the CPU; until its keep_alive runs out, or for ever */
+        json_object_set_new(j, "expires_at", m->expires_at ? rfc3339(m->expires_at) : json_string("9999-12-31T23:59:59Z"));
         json_object_set_new(j, "size_vram", json_integer(0));
         json_object_set_new(j, "context_length", json_integer(m->n_ctx));
     } else {

@@ -107,19 +107,96 @@ static int read_ollama_options(json_t *opts, api_request *r, const api_limits *l
     return api_read_stop(opts, &r->gen, e);
 }
 
-/* keep_alive: a duration ("5m", "-1") or a number of seconds; the models stay loaded whatever it
- * says, except that 0 with no prompt is answered "unload" as Ollama does. */
-static int read_keep_alive(json_t *root, api_request *r, api_error *e)
+/* A Go duration ("5m", "1h30m", "2.5s", "300ms", "0"), or a whole number of seconds ("300", "-1"),
+ * into nanoseconds; -1 when it is none. */
+static int parse_duration(const char *s, double *ns)
+{
+    if (!*s) return -1;
+    static const struct { const char *unit; double ns; } units[] = {
+        {"ns", 1}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
+    int sign = *s == '-' ? -1 : 1;
+    if (*s == '-' || *s == '+') s++;
+    char *end;
+    double whole = strtod(s, &end);
+    if (end != s && !*end && strspn(s, "0123456789") == strlen(s)) { /* seconds */
+        *ns = sign * whole * 1e9;
+        return 0;
+    }
+    double total = 0;
+    do {
+        if (*s < '0' || *s > '9') {
+            if (*s != '.') return -1;
+        }
+        double v = strtod(s, &end);
+        if (end == s) return -1;
+        s = end;
+        size_t best = 0;
+        double mult = 0;
+        for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
+            size_t n = strlen(units[i].unit);
+            if (n > best && !strncmp(s, units[i].unit, n)) best = n, mult = units[i].ns;
+        }
+        if (!best) return -1;
+        s += best;
+        total += v * mult;
+    } while (*s);
+    *ns = sign * total;
+    return 0;
+}
+
+static int read_keep_alive_ns(json_t *root, int64_t *ns, api_error *e)
 {
     json_t *v = json_object_get(root, "keep_alive");
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_string(v) && !json_is_number(v)) {
-        api_bad(e, "keep_alive", "'keep_alive' must be a duration (\"5m\") or a number of seconds");
-        return -1;
+    if (json_is_number(v)) {
+        double d = json_number_value(v) * 1e9;
+        *ns = d < 0 ? -1 : d > 9e18 ? INT64_MAX : (int64_t)d;
+        return 1;
     }
-    r->unload = json_is_number(v) ? json_number_value(v) == 0
-                                  : !strcmp(json_string_value(v), "0") || !strcmp(json_string_value(v), "0s");
+    if (json_is_string(v) && api_parse_keep_alive(json_string_value(v), ns) == 0) return 1;
+    api_bad(e, "keep_alive", "'keep_alive' must be a duration (\"5m\", \"1h30m\", \"0\") or a number of "
+            "seconds (-1: for ever)");
+    return -1;
+}
+
+int api_parse_keep_alive(const char *s, int64_t *ns)
+{
+    double d;
+    if (parse_duration(s, &d) != 0) return -1;
+    *ns = d < 0 ? -1 : d > 9e18 ? INT64_MAX : (int64_t)d;
     return 0;
+}
+
+/* Whether an Ollama request asks for nothing to be generated (no prompt nor context; no messages):
+ * it only loads, or with keep_alive 0 unloads, the model. */
+static int asks_nothing(json_t *root, int chat)
+{
+    if (chat) {
+        json_t *msgs = json_object_get(root, "messages");
+        return !msgs || json_is_null(msgs) || (json_is_array(msgs) && json_array_size(msgs) == 0);
+    }
+    json_t *prompt = json_object_get(root, "prompt"), *ctx = json_object_get(root, "context");
+    return (!prompt || json_is_null(prompt) || (json_is_string(prompt) && !json_string_length(prompt))) &&
+           json_array_size(ctx) == 0;
+}
+
+int api_ollama_keep_alive(const char *body, size_t len, int chat, int64_t *ns, int *empty, api_error *e)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    int rc = json_is_object(root) ? read_keep_alive_ns(root, ns, e) : 0;
+    *empty = json_is_object(root) && asks_nothing(root, chat);
+    json_decref(root);
+    return rc;
+}
+
+/* keep_alive: 0 with no prompt is answered "unload" (server/ unloads the model: the HTTP layer reads
+ * keep_alive with api_ollama_keep_alive before the model is loaded). */
+static int read_keep_alive(json_t *root, api_request *r, api_error *e)
+{
+    int64_t ns;
+    int rc = read_keep_alive_ns(root, &ns, e);
+    r->unload = rc == 1 && ns == 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* The fields both Ollama endpoints read, in Ollama's order: the top level's own sampling fields,
@@ -234,8 +311,7 @@ int api_parse_ollama_chat(json_t *root, const api_limits *lim, api_request *r, a
     int n_ctx;
     if (read_ollama_common(root, lim, r, &n_ctx, e)) return -1;
     int n_stops = r->gen.n_stop;
-    json_t *msgs = json_object_get(root, "messages");
-    if (!msgs || json_is_null(msgs) || (json_is_array(msgs) && json_array_size(msgs) == 0)) {
+    if (asks_nothing(root, 1)) {
         r->empty = 1; /* Ollama: no messages only loads (or unloads) the model */
         return 0;
     }

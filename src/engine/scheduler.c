@@ -1382,9 +1382,8 @@ sasp_sched *sasp_sched_new_on(sasp_engine *e, sasp_model *m, const sasp_tokenize
     }
     s->max_queue = max_queue;
     s->chunk = chunk;
+    sasp_sched_stats_empty(&s->st);
     s->st.n_slots = n_slots;
-    memcpy(s->st.ttft.le, ttft_le, sizeof ttft_le);
-    memcpy(s->st.token_latency.le, tok_le, sizeof tok_le);
     snapshot_slots(s);
     pthread_mutex_init(&s->mu, NULL);
     engine_attach(e, s);
@@ -1466,6 +1465,13 @@ void sasp_sched_free(sasp_sched *s)
     int own = s->own_engine;
     sched_free_memory(s);
     if (own) sasp_engine_free(e);
+}
+
+void sasp_sched_stats_empty(sasp_sched_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    memcpy(out->ttft.le, ttft_le, sizeof ttft_le);
+    memcpy(out->token_latency.le, tok_le, sizeof tok_le);
 }
 
 void sasp_sched_get_stats(sasp_sched *s, sasp_sched_stats *out)

@@ -214,6 +214,8 @@ void sasp_sched_shutdown(sasp_sched *s);
 void sasp_sched_free(sasp_sched *s);
 
 void sasp_sched_get_stats(sasp_sched *s, sasp_sched_stats *out);
+/* Stats of no scheduler: every count 0, the histograms' bounds set (to add schedulers' stats to). */
+void sasp_sched_stats_empty(sasp_sched_stats *out);
 /* Fill up to max slot descriptions (a snapshot taken after every engine step); returns the number of
  * slots. */
 int sasp_sched_slots(sasp_sched *s, sasp_slot_info *out, int max);

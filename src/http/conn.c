@@ -20,6 +20,7 @@ void conn_release(conn *k)
     if (k->run.job) sasp_job_release(k->run.job);
     if (k->run.free_work) k->run.free_work(k->run.work);
     api_out_free(k->run.out);
+    if (k->run.unhold) k->run.unhold(k->run.hold); /* last: the answer and the job may use what it holds */
     free(k->stream.pend);
     sasp_buf_free(&k->req.body);
     free(k->req.path);

@@ -50,6 +50,8 @@ struct conn {
         int sent_tokens;    /* completion tokens handed to the client: the log line of a cancelled stream */
         void *work;         /* a handler's own state (embeddings: server/embed.c), or NULL */
         void (*free_work)(void *work); /* frees it with the conn */
+        void *hold;         /* what the request holds while it lives (the model it runs on: server/models.c), */
+        void (*unhold)(void *hold); /* given back with the conn, after everything above is freed */
     } run;
     struct {                /* a stream, sent by its content reader (server/generate.c) */
         char *pend;         /* bytes to send */
@@ -68,6 +70,9 @@ struct conn {
         conn *next;         /* the waiter's list */
         conn_take_fn take;  /* a non-streamed answer: where the waiter puts each event */
         conn_resume_fn resume; /* and who answers when it resumes the connection */
+        int (*ready)(const void *on); /* wait_suspend_until: waits, without a job, until ready(on) */
+        const void *on;
+        int after_ready;    /* resumed from wait_suspend_until: the access handler calls resume */
     } wait;
 };
 

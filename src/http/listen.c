@@ -58,6 +58,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (k->res.status) return MHD_YES; /* already answered (413 at the first call) */
+    if (k->wait.after_ready) { /* resumed from wait_suspend_until: ready, or the client left */
+        k->wait.after_ready = 0;
+        wait_count_answer(-1);
+        return k->wait.resume(c, k);
+    }
     if (k->wait.whole) return k->wait.resume(c, k); /* resumed: the job has ended, or the client left */
     return route_dispatch(c, k, url, method);
 }

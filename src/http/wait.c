@@ -5,7 +5,8 @@
  * stream, one, handed to its content reader; for a whole answer, all of them, to its take), looks
  * every 50 ms whether the client left, and resumes the connection when there is something to do. It
  * waits on the job most likely to run, then polls every job without waiting (wait_main): a suspended
- * stream costs no thread, and a round of the thread follows each engine step. */
+ * stream costs no thread, and a round of the thread follows each engine step. A request may also wait
+ * without a job, until something else is ready (a model loading: wait_suspend_until). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,8 +47,12 @@ static int take(conn *k, int r, sasp_event *ev)
 static int wake_due(conn *k, int64_t now)
 {
     sasp_event ev;
-    if (k->wait.end || k->wait.have_ev) return 1;
-    for (;;) {
+    if (k->wait.ready) { /* no job: waits until what it waits on is ready */
+        if (k->wait.ready(k->wait.on)) return 1;
+    } else if (k->wait.end || k->wait.have_ev) {
+        return 1;
+    }
+    for (; !k->wait.ready;) {
         int r = sasp_job_next(k->run.job, &ev, 0);
         if (take(k, r, &ev)) return 1;
         if (r == 0) break;
@@ -56,7 +61,7 @@ static int wake_due(conn *k, int64_t now)
     k->wait.checked = now;
     if (!conn_client_gone(k->mc)) return 0;
     k->wait.gone = 1;
-    sasp_job_cancel(k->run.job);
+    if (k->run.job) sasp_job_cancel(k->run.job);
     return 1;
 }
 
@@ -76,14 +81,20 @@ static void *wait_main(void *arg)
             pthread_cond_wait(&w.cv, &w.mu);
             continue;
         }
-        conn *head = w.list;
+        conn *head = NULL; /* the job to wait on: one that has sent an event, else any */
         for (conn *k = w.list; k; k = k->wait.next)
-            if (k->wait.got) {
+            if (!k->wait.ready && (!head || k->wait.got)) {
                 head = k;
-                break;
+                if (k->wait.got) break;
             }
         int full = 1;
-        if (!w.stopping && !head->wait.end && !head->wait.have_ev) {
+        if (!head && !w.stopping) { /* only requests without a job (a model loading): look every 2 ms */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 2000000;
+            if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+            pthread_cond_timedwait(&w.cv, &w.mu, &until);
+        } else if (!w.stopping && !head->wait.end && !head->wait.have_ev) {
             w.fresh = 0;
             pthread_mutex_unlock(&w.mu); /* head stays suspended: only this thread resumes it */
             sasp_event ev;
@@ -103,6 +114,10 @@ static void *wait_main(void *arg)
             if (w.stopping) k->wait.gone = 1;
             *pp = k->wait.next;
             k->wait.next = NULL;
+            if (k->wait.ready) { /* the access handler calls its resume */
+                k->wait.ready = NULL;
+                k->wait.after_ready = 1;
+            }
             MHD_resume_connection(k->mc);
         }
     }
@@ -174,6 +189,21 @@ enum MHD_Result wait_suspend_whole(struct MHD_Connection *c, conn *k)
         sasp_job_cancel(k->run.job);
         return reply_errorf(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
     }
+    return MHD_YES;
+}
+
+enum MHD_Result wait_suspend_until(struct MHD_Connection *c, conn *k, int (*ready)(const void *on), const void *on,
+                                   conn_resume_fn resume)
+{
+    k->mc = c;
+    k->wait.ready = ready;
+    k->wait.on = on;
+    k->wait.resume = resume;
+    if (wait_suspend(k) != 0) {
+        k->wait.ready = NULL;
+        return reply_errorf(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
+    }
+    atomic_fetch_add(&g_open_streams, 1); /* until the access handler resumes it (listen.c) */
     return MHD_YES;
 }
 

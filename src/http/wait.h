@@ -23,6 +23,12 @@ void wait_stop(void);
 enum MHD_Result wait_suspend_whole(struct MHD_Connection *c, conn *k);
 enum MHD_Result wait_resuspend_whole(conn *k);
 
+/* Suspend k, which has no job, until ready(on) is nonzero (looked at every 2 ms: a model that loads,
+ * server/models.c), its client left (k->wait.gone) or the server stops (gone too); then the access
+ * handler calls resume, as for a whole answer. Counted in wait_open_answers while it waits. */
+enum MHD_Result wait_suspend_until(struct MHD_Connection *c, conn *k, int (*ready)(const void *on), const void *on,
+                                   conn_resume_fn resume);
+
 /* The answers a graceful stop waits for: streams and suspended non-streamed answers (add 1 when one
  * starts, -1 when it ends), and how many are open now. */
 void wait_count_answer(int delta);

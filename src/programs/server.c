@@ -37,8 +37,14 @@ static struct {
     const char *model_dirs[SERVER_MAX_MODELS]; /* every -m, in order (model_dir is the first) */
     int n_model_dirs;
     int cache_ram; /* MiB of evicted prompt prefixes kept per model (--cache-ram) */
+    const char *models_dir; /* --models-dir: models loaded on first use */
+    int models_max;         /* --models-max: models loaded at once (0: no limit) */
+    int64_t keep_alive;     /* --keep-alive: ns a model stays loaded after its last request (< 0: for ever) */
 } opt = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .max_queue = 64, .chunk = 128, .max_body = 1 << 20,
-         .timeout = 300, .cache_ram = 64}; /* the defaults; what is not named starts at 0 or NULL */
+         .timeout = 300, .cache_ram = 64, .models_max = 4,
+         .keep_alive = -1}; /* the defaults; what is not named starts at 0 or NULL */
+
+#define MAX_MODEL_OPTIONS 16 /* -m options */
 
 /* the HTTP layer: its epoll threads and the guard's limits (http/guard.h); max_inflight_client < 0:
  * --parallel plus half of --max-queue, set once the options are read */
@@ -59,14 +65,22 @@ static void usage(FILE *f)
             "/v1/responses, /v1/embeddings and /v1/models, Anthropic's /v1/messages and its count_tokens,\n"
             "Ollama's /api/generate, /api/chat, /api/embed, /api/tags, /api/show, /api/ps and /api/version,\n"
             "llama.cpp's /completion, /infill, /slots, /props and /apply-template, /tokenize, /detokenize,\n"
-            "/health, /metrics, and the files of --www at /. docs/api.md describes every endpoint;\n"
-            "docs/editor.md the set-up of code editors.\n\n"
+            "/health, /metrics, its router's /models, /models/load and /models/unload, and the files of\n"
+            "--www at /. docs/api.md describes every endpoint; docs/editor.md the set-up of code editors.\n\n"
             "Options:\n"
             "  -m, --model DIR      model directory (config.json, model.safetensors, tokenizer.json), or a\n"
             "                       directory of model directories; may be given up to 16 times, and a\n"
-            "                       request's \"model\" picks one (the first is the default)\n"
-            "                       [default: " SASP_SOURCE_MODEL_DIR " if the current directory has it,\n"
-            "                       else " SASP_INSTALLED_MODEL_DIR "]\n"
+            "                       request's \"model\" picks one (the first is the default); loaded at\n"
+            "                       start, up to --models-max of them [default, without --models-dir:\n"
+            "                       " SASP_SOURCE_MODEL_DIR " if the current directory has it, else\n"
+            "                       " SASP_INSTALLED_MODEL_DIR "]\n"
+            "      --models-dir DIR every model directory in DIR (a subdirectory with a config.json) is\n"
+            "                       served, loaded on the first request that names it (llama.cpp's router)\n"
+            "      --models-max N   models loaded at once: beyond N the least recently used one that no\n"
+            "                       request is running on is unloaded (0: no limit) [default: 4]\n"
+            "      --keep-alive D   how long a model stays loaded after its last request, as Ollama's\n"
+            "                       keep_alive: a duration (\"5m\", \"1h\", \"30s\"), seconds, 0 (unload at\n"
+            "                       once) or -1 (for ever); a request's keep_alive wins [default: -1]\n"
             "      --host ADDR      address to listen on (an IPv4 or IPv6 address or a host name)\n"
             "                       [default: 127.0.0.1]\n"
             "      --port N         TCP port; 0 picks a free one (the URL printed at start says which)\n"
@@ -155,7 +169,8 @@ static int parse_options(int argc, char **argv)
 {
     enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION,
            O_CACHE_RAM, O_ORIGIN, O_ALLOW_HOST, O_CONN_IP, O_CONNS, O_HDR_TIMEOUT, O_INFL_CLIENT, O_INFL_KEY,
-           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY, O_SSL_KEY, O_SSL_CERT };
+           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY, O_SSL_KEY, O_SSL_CERT, O_MODELS_DIR,
+           O_MODELS_MAX, O_KEEP_ALIVE };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},  {"threads", required_argument, 0, 't'},
@@ -174,6 +189,8 @@ static int parse_options(int argc, char **argv)
         {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH},
         {"trusted-proxy", required_argument, 0, O_TRUSTED_PROXY},
         {"ssl-key-file", required_argument, 0, O_SSL_KEY}, {"ssl-cert-file", required_argument, 0, O_SSL_CERT},
+        {"models-dir", required_argument, 0, O_MODELS_DIR}, {"models-max", required_argument, 0, O_MODELS_MAX},
+        {"keep-alive", required_argument, 0, O_KEEP_ALIVE},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, O_VERSION},  {0, 0, 0, 0}};
     int ch, body = 0;
@@ -181,8 +198,8 @@ static int parse_options(int argc, char **argv)
         int bad = 0;
         switch (ch) {
         case 'm':
-            if (opt.n_model_dirs == SERVER_MAX_MODELS) {
-                fprintf(stderr, "sasp-server: at most %d -m options\n", SERVER_MAX_MODELS);
+            if (opt.n_model_dirs == MAX_MODEL_OPTIONS) {
+                fprintf(stderr, "sasp-server: at most %d -m options\n", MAX_MODEL_OPTIONS);
                 return 2;
             }
             opt.model_dirs[opt.n_model_dirs++] = optarg;
@@ -223,6 +240,12 @@ static int parse_options(int argc, char **argv)
         case O_SSL_CERT: opt.ssl_cert_file = optarg; break;
         case O_TRUSTED_PROXY:
             bad = add_to_list("--trusted-proxy", g_guard.trusted_proxies, &g_guard.n_trusted_proxies, optarg);
+        case O_MODELS_DIR: opt.models_dir = optarg; break;
+        case O_MODELS_MAX: bad = parse_int("--models-max", optarg, 0, SERVER_MAX_MODELS, &opt.models_max); break;
+        case O_KEEP_ALIVE:
+            if ((bad = api_parse_keep_alive(optarg, &opt.keep_alive) != 0))
+                fprintf(stderr, "sasp-server: --keep-alive takes a duration (5m, 1h, 30s), seconds, 0 or -1, not '%s'\n",
+                        optarg);
             break;
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("sasp-server %s\n", SASP_VERSION); return 0;
@@ -245,7 +268,7 @@ static int parse_options(int argc, char **argv)
         g_guard.max_inflight_client = d < opt.parallel + opt.max_queue ? d : 0;
     }
     g_guard.listen_host = opt.host;
-    if (!opt.model_dir) opt.model_dir = sasp_default_model_dir();
+    if (!opt.model_dir && !opt.models_dir) opt.model_dir = sasp_default_model_dir();
     if (!opt.www) opt.www = sasp_default_www_dir();
     return -1;
 }
@@ -254,11 +277,12 @@ static int parse_options(int argc, char **argv)
  * 0, or -1 after saying why. */
 static int load_engine(void)
 {
-    if (opt.n_model_dirs == 0) opt.model_dirs[opt.n_model_dirs++] = opt.model_dir;
+    if (opt.n_model_dirs == 0 && opt.model_dir) opt.model_dirs[opt.n_model_dirs++] = opt.model_dir;
     serve_options so = {.threads = opt.threads, .parallel = opt.parallel, .ctx = opt.ctx, .max_queue = opt.max_queue,
                         .chunk = opt.chunk, .step_delay = opt.step_delay, .cache_ram = (size_t)opt.cache_ram << 20,
-                        .weights = g_weights};
-    if (slots_init(opt.slot_save_path) != 0 || served_models_load(opt.model_dirs, opt.n_model_dirs, &so) != 0)
+                        .weights = g_weights, .models_max = opt.models_max, .keep_alive = opt.keep_alive};
+    if (slots_init(opt.slot_save_path) != 0 ||
+        served_models_load(opt.model_dirs, opt.n_model_dirs, opt.models_dir, &so) != 0)
         return -1;
     static_files_init(opt.www);
     return 0;
@@ -299,9 +323,13 @@ static struct MHD_Daemon *start_listening(void)
     if (!d) return NULL;
     for (int i = 0; i < served_models_count(); i++) {
         served_model *m = served_model_at(i);
-        printf("sasp-server: %s (%zu parameters, context %d, %d slots, %s kernels, %d threads)\n", m->id,
-               m->model->n_params, m->lim.n_ctx, opt.parallel, sasp_kernels_active()->name,
-               sasp_pool_size(m->model->pool));
+        if (served_model_take_loaded(m)) {
+            printf("sasp-server: %s (%zu parameters, context %d, %d slots, %s kernels, %d threads)\n", m->id,
+                   m->model->n_params, m->lim.n_ctx, opt.parallel, sasp_kernels_active()->name,
+                   sasp_pool_size(m->model->pool));
+            served_model_give_back(m);
+        } else
+            printf("sasp-server: %s (%s, loaded when a request names it)\n", m->id, m->dir);
     }
     printf("sasp-server: HTTP: %d epoll threads, at most %d connections (%d per client address), headers "
            "within %d s, %d generation requests in flight per client (0: no limit)\n", g_http_threads,

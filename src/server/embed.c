@@ -109,15 +109,17 @@ static void free_work(void *w) { embed_work_free(w); }
 static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_embed_kind kind)
 {
     char name[256];
-    int ollama = kind != API_EMBED_OPENAI;
-    int named = api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name);
-    served_model *m = named ? served_model_find(name) : NULL;
-    if (!m && named && ollama) return served_reply_not_found(c, k, name);
-    if (!m) m = served_model_at(0);
-    if (!named || !ollama) snprintf(name, sizeof name, "%s", m->id);
+    int ollama = kind != API_EMBED_OPENAI, empty;
+    enum MHD_Result sent = MHD_NO;
+    served_model *m = served_model_pick(c, k, ollama, name, sizeof name, &sent);
+    if (!m) return sent;
+    api_error e = {0};
+    int64_t keep_alive = SERVED_KEEP_DEFAULT; /* Ollama's: how long the model stays loaded after this */
+    if (ollama && api_ollama_keep_alive(conn_body(k), k->req.body.len, 0, &keep_alive, &empty, &e) < 0)
+        return reply_error(c, k, &e, NULL, NULL);
+    if (!(m = served_model_ready(c, k, m, keep_alive, &sent))) return sent;
     embed_work *w = calloc(1, sizeof *w);
     if (!w) return reply_errorf(c, k, 500, "server_error", NULL, "%s", "out of memory");
-    api_error e = {0};
     if (api_embed_parse(kind, conn_body(k), k->req.body.len, &m->lim, m->model->cfg.d_model, &w->r, &e)) {
         embed_work_free(w);
         return reply_error(c, k, &e, NULL, NULL);
@@ -134,7 +136,6 @@ static enum MHD_Result handle_embeddings(struct MHD_Connection *c, conn *k, api_
         char *body = api_embed_answer(&w->r, w->name, w->vectors, m->model->cfg.d_model, 0);
         return reply_json(c, k, 200, body);
     }
-    enum MHD_Result sent;
     if (route_take_inflight(c, k, &sent) != 0) return sent;
     k->mc = c;
     k->wait.take = embed_take;

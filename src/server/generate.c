@@ -172,12 +172,45 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, conn *k, api_kind
     return reply_queue(c, k, 200, resp);
 }
 
+/* Ollama's keep_alive 0 with nothing to generate: the model is unloaded (after the requests it runs,
+ * if any) without being loaded first, and the answer says "unload". */
+static enum MHD_Result unload_at_once(struct MHD_Connection *c, conn *k, served_model *m, api_kind kind,
+                                      const char *name)
+{
+    served_model_unload(m);
+    api_request r = {.kind = kind, .unload = 1};
+    return reply_json(c, k, 200, api_ollama_empty_answer(&r, name));
+}
+
+/* The model of a generation request, loaded (NULL: *sent answered, or the request waits for its load
+ * and runs again); Ollama's keep_alive honoured. */
+static served_model *model_of(struct MHD_Connection *c, conn *k, api_kind kind, char *name, size_t size,
+                              enum MHD_Result *sent)
+{
+    int ollama = api_kind_is_ollama(kind), empty = 0;
+    served_model *m = served_model_pick(c, k, ollama || kind == API_MESSAGES, name, size, sent);
+    if (!m) return NULL;
+    int64_t keep_alive = SERVED_KEEP_DEFAULT;
+    api_error e = {0};
+    int given = ollama ? api_ollama_keep_alive(conn_body(k), k->req.body.len, kind == API_OLLAMA_CHAT, &keep_alive,
+                                               &empty, &e) : 0;
+    if (given < 0) {
+        *sent = reply_error(c, k, &e, NULL, NULL);
+        return NULL;
+    }
+    if (given && keep_alive == 0 && empty) {
+        *sent = unload_at_once(c, k, m, kind, name);
+        return NULL;
+    }
+    return served_model_ready(c, k, m, keep_alive, sent);
+}
+
 /* The generation endpoints: pick the model, parse, hand the job to its scheduler, answer as asked. */
 static enum MHD_Result handle_generate(struct MHD_Connection *c, conn *k, api_kind kind)
 {
     char name[256];
     enum MHD_Result sent = MHD_NO;
-    served_model *m = served_model_pick(c, k, api_kind_is_ollama(kind) || kind == API_MESSAGES, name, sizeof name, &sent);
+    served_model *m = model_of(c, k, kind, name, sizeof name, &sent);
     if (!m) return sent;
     api_request r;
     api_error e = {0};

@@ -28,11 +28,12 @@ enum MHD_Result handle_openai_embeddings(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embed(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_embeddings(struct MHD_Connection *c, conn *k);
 
-/* /health, the models, /tokenize, /detokenize and /apply-template, Anthropic's count_tokens (info.c); /metrics
- * (metrics.c). */
+/* /health, the models (/v1/models, and /models with their status), /tokenize, /detokenize and
+ * /apply-template, Anthropic's count_tokens (info.c); /metrics (metrics.c). */
 enum MHD_Result handle_health(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_openai_model(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_models(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_tokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_detokenize(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_llama_apply_template(struct MHD_Connection *c, conn *k);
@@ -45,6 +46,10 @@ enum MHD_Result handle_ollama_ps(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_show(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_version(struct MHD_Connection *c, conn *k);
 enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k);
+
+/* llama.cpp's router: a model loaded or unloaded on request (router.c). */
+enum MHD_Result handle_llama_models_load(struct MHD_Connection *c, conn *k);
+enum MHD_Result handle_llama_models_unload(struct MHD_Connection *c, conn *k);
 
 /* llama.cpp's state endpoints, /props and /slots, and the slot actions /slots/{id}?action=save|
  * restore|erase (slots.c). slots_init takes --slot-save-path (NULL: save and restore answer 501 as

@@ -15,27 +15,48 @@ static int anthropic_asks(struct MHD_Connection *c)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version") != NULL;
 }
 
-/* GET /v1/models: every model; GET /v1/models/{id}: one, or 404 as OpenAI answers an unknown id. In
- * Anthropic's shapes when the request carries anthropic-version. */
-enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k)
+/* The model object of model i: Anthropic's (anthropic), or OpenAI's; with_state: llama.cpp's router's
+ * fields too, its path and its status ({"value": "loaded"}, "loading" or "unloaded", with "failed"
+ * and the error after a failed load). */
+static json_t *model_object(int i, int anthropic, int with_state)
+{
+    served_view v;
+    served_model_view(i, &v);
+    if (anthropic) return api_anthropic_model(&v.info);
+    json_t *j = api_openai_model(&v.info);
+    if (!with_state) return j;
+    json_t *status = json_pack("{s:s}", "value", served_state_name(v.state));
+    if (v.failed) {
+        json_object_set_new(status, "failed", json_true());
+        json_object_set_new(status, "error", json_string(v.error));
+    }
+    json_object_set_new(j, "path", json_string(v.info.path));
+    json_object_set_new(j, "status", status);
+    return j;
+}
+
+static enum MHD_Result list_models(struct MHD_Connection *c, conn *k, int with_state)
 {
     json_t *data = json_array();
-    int anthropic = anthropic_asks(c);
-    for (int i = 0; i < served_models_count(); i++) {
-        const api_model_info *info = &served_model_at(i)->info;
-        json_array_append_new(data, anthropic ? api_anthropic_model(info) : api_openai_model(info));
-    }
+    int anthropic = !with_state && anthropic_asks(c);
+    for (int i = 0; i < served_models_count(); i++)
+        json_array_append_new(data, model_object(i, anthropic, with_state));
     if (anthropic) return reply_jval(c, k, 200, api_anthropic_model_list(data));
     return reply_jval(c, k, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
+/* GET /v1/models: every model, loaded or not (a request loads it), in Anthropic's shapes when the
+ * request carries anthropic-version; GET /models: llama.cpp's router's list, the same objects with
+ * each model's path and status. */
+enum MHD_Result handle_openai_models(struct MHD_Connection *c, conn *k) { return list_models(c, k, 0); }
+enum MHD_Result handle_llama_models(struct MHD_Connection *c, conn *k) { return list_models(c, k, 1); }
+
+/* GET /v1/models/{id}: one (its id as Ollama writes it too, "id:latest"), or 404 as OpenAI answers an
+ * unknown id. */
 static enum MHD_Result model_by_id(struct MHD_Connection *c, conn *k, const char *id)
 {
-    for (int i = 0; i < served_models_count(); i++)
-        if (!strcmp(served_model_at(i)->id, id)) {
-            const api_model_info *info = &served_model_at(i)->info;
-            return reply_jval(c, k, 200, anthropic_asks(c) ? api_anthropic_model(info) : api_openai_model(info));
-        }
+    served_model *m = served_model_find(id);
+    if (m) return reply_jval(c, k, 200, model_object(served_model_index(m), anthropic_asks(c), 0));
     api_error e;
     api_error_set(&e, 404, "invalid_request_error", "model_not_found", "model", "The model '%s' does not exist", id);
     return reply_error(c, k, &e, NULL, NULL);
@@ -55,9 +76,11 @@ static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
 {
     api_error e = {0};
     char name[256];
+    enum MHD_Result sent = MHD_NO;
     served_model *m = api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name) ? served_model_find(name)
                                                                                          : NULL;
-    const api_limits *lim = &(m ? m : served_model_at(0))->lim;
+    if (!(m = served_model_ready(c, k, m ? m : served_model_at(0), SERVED_KEEP_DEFAULT, &sent))) return sent;
+    const api_limits *lim = &m->lim;
     char *s = de ? api_detokenize(conn_body(k), k->req.body.len, lim, &e) : api_tokenize(conn_body(k), k->req.body.len, lim, &e);
     if (!s) return reply_error(c, k, &e, NULL, NULL);
     return reply_json(c, k, 200, s);
@@ -82,6 +105,8 @@ enum MHD_Result handle_anthropic_count_tokens(struct MHD_Connection *c, conn *k)
     served_model *m = served_model_at(0);
     if (api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name) && !(m = served_model_find(name)))
         return served_reply_not_found(c, k, name);
+    enum MHD_Result sent = MHD_NO;
+    if (!(m = served_model_ready(c, k, m, SERVED_KEEP_DEFAULT, &sent))) return sent;
     api_error e = {0};
     char *answer = api_count_message_tokens(conn_body(k), k->req.body.len, &m->lim, &e);
     return answer ? reply_json(c, k, 200, answer) : reply_error(c, k, &e, NULL, NULL);

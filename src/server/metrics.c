@@ -28,13 +28,15 @@ static void hist_add(sasp_hist *to, const sasp_hist *h)
     to->sum += h->sum;
 }
 
-/* The stats of every model's scheduler, added up. */
+/* The stats of every loaded model's scheduler, added up (a model unloaded takes its counts with it). */
 static void all_stats(sasp_sched_stats *st)
 {
-    sasp_sched_get_stats(served_model_at(0)->sched, st);
-    for (int i = 1; i < served_models_count(); i++) {
+    sasp_sched_stats_empty(st);
+    for (int i = 0; i < served_models_count(); i++) {
         sasp_sched_stats o;
+        if (!served_model_take_loaded(served_model_at(i))) continue;
         sasp_sched_get_stats(served_model_at(i)->sched, &o);
+        served_model_give_back(served_model_at(i));
         st->n_slots += o.n_slots, st->active += o.active, st->queued += o.queued;
         st->prompt_tokens += o.prompt_tokens, st->generated_tokens += o.generated_tokens;
         st->cancelled += o.cancelled, st->sequences_done += o.sequences_done, st->steps += o.steps;

@@ -1,5 +1,7 @@
-/* models.c: loading the models sasp-server serves, finding the one a request names, and the answers
- * that speak of them: a model not found, a job its scheduler refused (models.h). */
+/* models.c: the models sasp-server serves (models.h): found at start (-m, --models-dir), each with
+ * its config and its file facts; the one a request names; what the listings say of them; the answers
+ * that speak of them (a model not found, a job its scheduler refused). loader.c loads and unloads
+ * them. */
 #include "server/models.h"
 
 #include <dirent.h>
@@ -10,17 +12,19 @@
 #include <time.h>
 
 #include "base/sha256.h"
+#include "base/util.h"
 #include "http/reply.h"
+#include "model/checkpoint.h"
+#include "server/loader.h"
 
 static served_model g_models[SERVER_MAX_MODELS];
 static int g_n_models;
 static serve_options g_options;
 
 const serve_options *served_options(void) { return &g_options; }
-static sasp_engine *g_engine;
-
 int served_models_count(void) { return g_n_models; }
 served_model *served_model_at(int i) { return i >= 0 && i < g_n_models ? &g_models[i] : NULL; }
+int served_model_index(const served_model *m) { return (int)(m - g_models); }
 
 served_model *served_model_find(const char *name)
 {
@@ -53,57 +57,49 @@ static void describe_file(served_model *sm)
     if (sasp_sha256_file(path, sm->digest) != 0) snprintf(sm->digest, sizeof sm->digest, "%s", "unknown");
 }
 
-/* Load one model directory into the next entry. 0, or -1 after saying why. */
-static int load_one(const char *dir, const serve_options *o)
+/* The parameters a config implies (the tensors it requires), until the model is loaded and counted. */
+static size_t params_of(const sasp_config *c)
+{
+    size_t n = 0;
+    for (int k = 0; k < SASP_N_TENSOR_KINDS; k++)
+        for (int l = 0; l < (sasp_tensor_per_layer((sasp_tensor_kind)k) ? c->n_layers : 1); l++) {
+            sasp_tensor_spec spec;
+            if (sasp_tensor_spec_of(c, (sasp_tensor_kind)k, l, &spec) == SASP_TENSOR_REQUIRED)
+                n += (size_t)spec.shape[0] * (size_t)(spec.ndim == 2 ? spec.shape[1] : 1);
+        }
+    return n;
+}
+
+/* A model directory into the next entry, not loaded: its config, its name, its file facts. The entry,
+ * or NULL after saying why. */
+static served_model *add_model(const char *dir, const serve_options *o)
 {
     if (g_n_models == SERVER_MAX_MODELS) {
         fprintf(stderr, "sasp-server: at most %d models\n", SERVER_MAX_MODELS);
-        return -1;
+        return NULL;
     }
     served_model *sm = &g_models[g_n_models];
-    char err[512], tokpath[PATH_MAX + 32];
+    char err[512];
     snprintf(sm->dir, sizeof sm->dir, "%s", dir);
     dir_name(dir, sm->id, sizeof sm->id);
     if (served_model_find(sm->id)) {
         fprintf(stderr, "sasp-server: two models are named %s (%s)\n", sm->id, dir);
-        return -1;
+        return NULL;
     }
-    sm->model = sasp_model_load_as(dir, o->threads, o->weights, err, sizeof err);
-    if (!sm->model) {
+    if (sasp_config_load(dir, &sm->cfg, err, sizeof err) != 0) {
         fprintf(stderr, "sasp-server: cannot load the model: %s\n", err);
-        return -1;
+        return NULL;
     }
-    g_n_models++; /* from here on served_models_free frees what is loaded */
-    snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", dir);
-    sm->tok = sasp_tokenizer_load(tokpath, err, sizeof err);
-    if (!sm->tok) {
-        fprintf(stderr, "sasp-server: cannot load the tokenizer: %s\n", err);
-        return -1;
-    }
-    const sasp_config *cfg = &sm->model->cfg;
-    if (sasp_tokenizer_vocab_size(sm->tok) > cfg->vocab_size) {
-        fprintf(stderr, "sasp-server: %s has %d tokens but the model only %d\n", tokpath,
-                sasp_tokenizer_vocab_size(sm->tok), cfg->vocab_size);
-        return -1;
-    }
-    int n_ctx = o->ctx > 0 && o->ctx < cfg->max_seq_len ? o->ctx : cfg->max_seq_len;
-    if (o->ctx > cfg->max_seq_len)
+    int n_ctx = o->ctx > 0 && o->ctx < sm->cfg.max_seq_len ? o->ctx : sm->cfg.max_seq_len;
+    if (o->ctx > sm->cfg.max_seq_len)
         fprintf(stderr, "sasp-server: --ctx %d is beyond %s's %d positions; using %d\n", o->ctx, sm->id,
-                cfg->max_seq_len, n_ctx);
-    sm->sched = sasp_sched_new_on(g_engine, sm->model, sm->tok, o->parallel, n_ctx, o->max_queue, o->chunk, err,
-                                  sizeof err);
-    if (!sm->sched) {
-        fprintf(stderr, "sasp-server: %s\n", err);
-        return -1;
-    }
-    sasp_sched_set_step_delay(sm->sched, o->step_delay);
-    sasp_sched_set_cache_ram(sm->sched, o->cache_ram);
-    sm->lim = (api_limits){.tok = sm->tok, .n_ctx = n_ctx, .vocab = cfg->vocab_size, .bos = cfg->bos_token_id,
-                           .model_id = sm->id};
-    sm->info = (api_model_info){.id = sm->id, .path = sm->dir, .cfg = cfg, .n_params = sm->model->n_params,
+                sm->cfg.max_seq_len, n_ctx);
+    sm->info = (api_model_info){.id = sm->id, .path = sm->dir, .cfg = &sm->cfg, .n_params = params_of(&sm->cfg),
                                 .n_ctx = n_ctx, .digest = sm->digest, .created = (long)time(NULL)};
+    sm->keep_alive = o->keep_alive;
     describe_file(sm);
-    return 0;
+    g_n_models++;
+    return sm;
 }
 
 static int has_config(const char *dir)
@@ -116,62 +112,96 @@ static int has_config(const char *dir)
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* A directory without config.json: every subdirectory that has one, in name order. */
-static int load_collection(const char *dir, const serve_options *o)
+/* The model directories of dir (every subdirectory with a config.json), in name order, into names
+ * (at most max, to free). How many, or -1 when dir is no directory. */
+static int model_dirs_of(const char *dir, char **names, int max)
 {
     DIR *d = opendir(dir);
-    if (!d) return load_one(dir, o); /* loading it says what is wrong */
-    char *names[256];
-    int n = 0, rc = 0;
+    if (!d) return -1;
+    int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)) && n < 256) {
+    while ((de = readdir(d)) && n < max) {
         char sub[PATH_MAX];
         if (de->d_name[0] == '.' || snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name) >= (int)sizeof sub) continue;
-        if (has_config(sub)) names[n++] = strdup(sub);
+        if (has_config(sub) && (names[n] = strdup(sub))) n++;
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, by_name);
-    if (n == 0) {
-        fprintf(stderr, "sasp-server: %s holds no model (no config.json in it or in its subdirectories)\n", dir);
+    return n;
+}
+
+/* The models of one -m (a model directory, or a directory of them), or of --models-dir (lazy: listed,
+ * not loaded). -m's are loaded now while fewer than --models-max are. 0, or -1 after saying why. */
+static int add_models(const char *dir, const serve_options *o, int lazy)
+{
+    char *names[SERVER_MAX_MODELS];
+    int n = lazy || !has_config(dir) ? model_dirs_of(dir, names, SERVER_MAX_MODELS) : 0, rc = 0;
+    if (n < 0 && lazy) {
+        fprintf(stderr, "sasp-server: --models-dir %s is not a directory\n", dir);
+        return -1;
+    }
+    if (n <= 0 && !lazy) { /* one model directory (or what loading it says is wrong) */
+        names[0] = strdup(dir);
+        n = names[0] ? 1 : 0;
+    } else if (n == 0) {
+        fprintf(stderr, "sasp-server: %s holds no model (no config.json in its subdirectories)\n", dir);
         rc = -1;
     }
     for (int i = 0; i < n; i++) {
-        if (rc == 0 && names[i]) rc = load_one(names[i], o);
+        served_model *m = rc == 0 ? add_model(names[i], o) : NULL;
+        if (rc == 0 && !m) rc = -1;
+        int loaded = 0;
+        for (int j = 0; j < g_n_models; j++) loaded += g_models[j].state == MODEL_LOADED;
+        if (m && !lazy && (o->models_max <= 0 || loaded < o->models_max) && loader_load_now(m) != 0) {
+            fprintf(stderr, "sasp-server: cannot load the model: %s\n", m->error);
+            rc = -1;
+        }
         free(names[i]);
     }
     return rc;
 }
 
-int served_models_load(const char *const *dirs, int n, const serve_options *o)
+int served_models_load(const char *const *dirs, int n, const char *models_dir, const serve_options *o)
 {
-    char err[256];
     g_options = *o;
-    g_engine = sasp_engine_new(err, sizeof err);
-    if (!g_engine) {
-        fprintf(stderr, "sasp-server: %s\n", err);
-        return -1;
-    }
+    if (loader_init(o) != 0) return -1;
     for (int i = 0; i < n; i++)
-        if ((has_config(dirs[i]) ? load_one(dirs[i], o) : load_collection(dirs[i], o)) != 0) return -1;
-    return 0;
+        if (add_models(dirs[i], o, 0) != 0) return -1;
+    if (models_dir && add_models(models_dir, o, 1) != 0) return -1;
+    return loader_start();
 }
 
-void served_models_shutdown(void)
-{
-    for (int i = 0; i < g_n_models; i++)
-        if (g_models[i].sched) sasp_sched_shutdown(g_models[i].sched);
-}
+void served_models_shutdown(void) { loader_shutdown(); }
 
 void served_models_free(void)
 {
-    for (int i = 0; i < g_n_models; i++) {
-        sasp_sched_free(g_models[i].sched);
-        sasp_tokenizer_free(g_models[i].tok);
-        sasp_model_free(g_models[i].model);
-    }
+    loader_free();
     g_n_models = 0;
-    sasp_engine_free(g_engine);
-    g_engine = NULL;
+}
+
+const char *served_state_name(served_state s)
+{
+    return s == MODEL_LOADED ? "loaded" : s == MODEL_LOADING ? "loading" : "unloaded";
+}
+
+void served_model_view(int i, served_view *v)
+{
+    served_model *m = served_model_at(i);
+    loader_lock();
+    v->info = m->info;
+    v->state = m->state;
+    v->users = m->users;
+    v->failed = m->failed;
+    snprintf(v->error, sizeof v->error, "%s", m->error);
+    v->info.expires_at = 0;
+    if (m->state == MODEL_LOADED && m->keep_alive >= 0) { /* Ollama: keep_alive after the last request */
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t now = sasp_now_ns(), end = (m->users ? now : m->last_used) + m->keep_alive;
+        double at = (double)wall.tv_sec + wall.tv_nsec * 1e-9 + (double)(end - now) * 1e-9;
+        v->info.expires_at = at > 253402300799.0 ? 0 : (long long)(at + 0.5); /* beyond 9999: never */
+    }
+    loader_unlock();
 }
 
 /* --- the model of a request, and the answers that speak of the models --- */

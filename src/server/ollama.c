@@ -1,5 +1,5 @@
-/* ollama.c: Ollama's model endpoints: /api/tags (the models), /api/ps (the loaded ones: all of
- * them, always), /api/show (one model's details, parameters, template and model_info), /api/version,
+/* ollama.c: Ollama's model endpoints: /api/tags (the models), /api/ps (the loaded ones, with when
+ * their keep_alive unloads them), /api/show (one model's details, parameters, template and model_info), /api/version,
  * and the model management endpoints (pull, push, create, copy, delete, blobs), which are refused: the
  * server serves the models it was started with. Errors in Ollama's shape (http/reply.h). */
 #include <jansson.h>
@@ -15,11 +15,15 @@
  * header and /props. */
 #define OLLAMA_API_VERSION "0.6.4"
 
+/* /api/tags: every model; /api/ps (running): the loaded ones, with when they unload. */
 static enum MHD_Result list_models(struct MHD_Connection *c, conn *k, int running)
 {
     json_t *models = json_array();
-    for (int i = 0; i < served_models_count(); i++)
-        json_array_append_new(models, api_ollama_tag(&served_model_at(i)->info, running));
+    for (int i = 0; i < served_models_count(); i++) {
+        served_view v;
+        served_model_view(i, &v);
+        if (!running || v.state == MODEL_LOADED) json_array_append_new(models, api_ollama_tag(&v.info, running));
+    }
     return reply_jval(c, k, 200, json_pack("{s:o}", "models", models));
 }
 
@@ -49,7 +53,9 @@ enum MHD_Result handle_ollama_show(struct MHD_Connection *c, conn *k)
     }
     served_model *m = served_model_find(name);
     if (!m) return served_reply_not_found(c, k, name);
-    return reply_jval(c, k, 200, api_ollama_show(&m->info));
+    served_view v;
+    served_model_view(served_model_index(m), &v);
+    return reply_jval(c, k, 200, api_ollama_show(&v.info));
 }
 
 enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k)
@@ -61,7 +67,7 @@ enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k)
     }
     api_error e;
     api_error_set(&e, 403, "permission_error", NULL, NULL,
-                  "%s: sasp-server serves the models it was started with (-m) and does not pull, push, create, copy "
+                  "%s: sasp-server serves the models it was started with (-m, --models-dir) and does not pull, push, create, copy "
                   "or delete models; it serves %s", k->req.path, names);
     return reply_error(c, k, &e, NULL, NULL);
 }

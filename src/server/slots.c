@@ -23,14 +23,14 @@
 
 #define MAX_SLOTS 256
 
-/* The model ?model= names (its id, with or without :latest), else the first; NULL after a 404. */
+/* The model ?model= names (its id, with or without :latest), else the first, loaded (llama.cpp's
+ * router loads it too); NULL after a 404, or while it loads (the handler runs again). */
 static served_model *model_of_query(struct MHD_Connection *c, conn *k, enum MHD_Result *sent)
 {
     const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "model");
-    if (!name || !name[0]) return served_model_at(0);
-    served_model *m = served_model_find(name);
+    served_model *m = !name || !name[0] ? served_model_at(0) : served_model_find(name);
     if (!m) *sent = reply_errorf(c, k, 404, "not_found_error", "model_not_found", "model '%s' is not served here", name);
-    return m;
+    return m ? served_model_ready(c, k, m, SERVED_KEEP_DEFAULT, sent) : NULL;
 }
 
 /* Every slot of m, as /slots and /props list them; *idle counts the idle ones. */

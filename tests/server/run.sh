@@ -2,7 +2,8 @@
 # run.sh: `make check` entry of the HTTP tests of sasp-server: tests/server/test_server.py (the APIs),
 # tests/server/test_editor.py (the code-completion backend: /infill, /completion, the prompt cache,
 # long prompts), tests/server/test_dialects.py (Anthropic's messages, OpenAI's responses) and
-# tests/server/test_edge.py (slot save/restore, /apply-template, --trusted-proxy, HTTPS). Needs
+# tests/server/test_edge.py (slot save/restore, /apply-template, --trusted-proxy, HTTPS) and
+# tests/server/test_models.py (models loaded and unloaded at run time: --models-dir, keep_alive). Needs
 # python3 (standard library only) and the committed fixtures tests/fixtures/tiny-model and
 # tests/fixtures/tiny-fim.
 set -eu
@@ -19,4 +20,5 @@ SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_server.py" "
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_editor.py" "$@" || rc=1
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_dialects.py" "$@" || rc=1
 SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_edge.py" "$@" || rc=1
+SASP_SRCDIR=$src SASP_BUILDDIR=$build "$py" "$src/tests/server/test_models.py" "$@" || rc=1
 exit $rc

@@ -36,7 +36,7 @@ class Server:
     def __init__(self, *args, name="main"):
         self.log_path = os.path.join(LOG_DIR, name + ".log")
         self.log = open(self.log_path, "wb")
-        model = [] if "-m" in args else ["-m", MODEL]
+        model = [] if "-m" in args or "--models-dir" in args else ["-m", MODEL]
         self.proc = subprocess.Popen([SERVER, *model, "--host", "127.0.0.1", "--port", "0", "-t", "1", *args],
                                      stdout=subprocess.PIPE, stderr=self.log)
         self.port = None
