@@ -240,6 +240,7 @@ static int parse_options(int argc, char **argv)
         case O_SSL_CERT: opt.ssl_cert_file = optarg; break;
         case O_TRUSTED_PROXY:
             bad = add_to_list("--trusted-proxy", g_guard.trusted_proxies, &g_guard.n_trusted_proxies, optarg);
+            break;
         case O_MODELS_DIR: opt.models_dir = optarg; break;
         case O_MODELS_MAX: bad = parse_int("--models-max", optarg, 0, SERVER_MAX_MODELS, &opt.models_max); break;
         case O_KEEP_ALIVE:
