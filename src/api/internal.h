@@ -33,9 +33,10 @@ json_t *api_json_text(const char *s, size_t n);
 /* Compact JSON text of j (consumed), malloc'd. */
 char *api_dump(json_t *j);
 
-/* A token's text for JSON (itself when valid UTF-8, else "bytes:\xNN..."), and its bytes as an array. */
-json_t *api_token_string(const sasp_tokenizer *tok, int id);
-json_t *api_token_bytes(const sasp_tokenizer *tok, int id);
+/* A token's text for JSON (itself when valid UTF-8, else "bytes:\xNN..."), and its bytes as an array,
+ * each without its first skip bytes (token healing: those the prompt already holds). */
+json_t *api_token_string(const sasp_tokenizer *tok, int id, int skip);
+json_t *api_token_bytes(const sasp_tokenizer *tok, int id, int skip);
 
 /* Whether every element of arr satisfies pred. */
 int api_all_of(json_t *arr, int (*pred)(const json_t *));
@@ -69,7 +70,7 @@ int api_read_n_keep(json_t *o, const char *name, int *out, api_error *e);
  * the prompt and generates nothing). 0 absent, 1 read, -1 bad. */
 enum { API_AT_LEAST_ONE, API_UNTIL_FULL, API_ZERO_SCORES };
 int api_read_max_tokens(json_t *o, const char *name, int mode, const api_limits *lim, int *out, api_error *e);
-/* token_healing (default on) for text prompts, unless echo, logprobs or a JSON format need otherwise. */
+/* token_healing (default on) for text prompts, unless echo or a JSON format need otherwise. */
 int api_read_token_healing(json_t *root, api_request *r, api_error *e);
 /* "truncate" (a boolean; by_default when absent). */
 int api_read_truncation(json_t *root, int by_default, int *truncate, api_error *e);

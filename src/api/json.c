@@ -218,10 +218,22 @@ char *api_dump(json_t *j)
 }
 
 /* A token's text for JSON: itself when valid UTF-8, else "bytes:\xNN..." as OpenAI writes it. */
-json_t *api_token_string(const sasp_tokenizer *tok, int id)
+/* Token id's bytes without the first skip of them, in *n. */
+static const char *token_tail(const sasp_tokenizer *tok, int id, int skip, size_t *n)
 {
-    size_t n = 0;
-    const char *b = sasp_token_bytes(tok, id, &n);
+    *n = 0;
+    const char *b = sasp_token_bytes(tok, id, n);
+    size_t k = skip > 0 ? (size_t)skip : 0;
+    if (!b) return NULL;
+    if (k > *n) k = *n;
+    *n -= k;
+    return b + k;
+}
+
+json_t *api_token_string(const sasp_tokenizer *tok, int id, int skip)
+{
+    size_t n;
+    const char *b = token_tail(tok, id, skip, &n);
     if (!b) return json_string("");
     if (api_utf8_valid(b, n)) return json_stringn(b, n);
     char buf[6 + 4 * 64 + 1];
@@ -231,10 +243,10 @@ json_t *api_token_string(const sasp_tokenizer *tok, int id)
     return json_string(buf);
 }
 
-json_t *api_token_bytes(const sasp_tokenizer *tok, int id)
+json_t *api_token_bytes(const sasp_tokenizer *tok, int id, int skip)
 {
-    size_t n = 0;
-    const unsigned char *b = (const unsigned char *)sasp_token_bytes(tok, id, &n);
+    size_t n;
+    const unsigned char *b = (const unsigned char *)token_tail(tok, id, skip, &n);
     json_t *a = json_array();
     for (size_t i = 0; b && i < n; i++) json_array_append_new(a, json_integer(b[i]));
     return a;

@@ -91,12 +91,13 @@ int api_read_n_keep(json_t *o, const char *name, int *out, api_error *e)
 }
 
 /* token_healing (default on) for a request whose prompts are text, unless something needs the
- * prompt's own tokens (echo, logprobs) or the output is constrained otherwise (a JSON format). */
+ * prompt's own tokens (echo) or the output is constrained otherwise (a JSON format). With logprobs,
+ * the first token's entry leaves out the bytes the prompt holds (sasp_token_info.skip). */
 int api_read_token_healing(json_t *root, api_request *r, api_error *e)
 {
     int heal = 1;
     if (api_get_bool(root, "token_healing", &heal, e) < 0) return -1;
-    r->gen.token_healing = heal && r->text_prompt && !r->echo && !r->gen.logprobs && !r->gen.json;
+    r->gen.token_healing = heal && r->text_prompt && !r->echo && !r->gen.json;
     return 0;
 }
 

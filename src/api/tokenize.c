@@ -32,7 +32,7 @@ char *api_tokenize(const char *body, size_t len, const api_limits *lim, api_erro
         if (pieces) {
             size_t nb = 0;
             const char *b = sasp_token_bytes(lim->tok, ids[i], &nb);
-            json_t *piece = b && api_utf8_valid(b, nb) ? json_stringn(b, nb) : api_token_bytes(lim->tok, ids[i]);
+            json_t *piece = b && api_utf8_valid(b, nb) ? json_stringn(b, nb) : api_token_bytes(lim->tok, ids[i], 0);
             json_array_append_new(arr, json_pack("{s:i,s:o}", "id", ids[i], "piece", piece));
         } else {
             json_array_append_new(arr, json_integer(ids[i]));

@@ -129,7 +129,7 @@ static json_t *top_object(const sasp_tokenizer *tok, const sasp_token_info *ti)
 {
     json_t *top = json_object();
     for (int k = 0; k < ti->n_top; k++) {
-        json_t *s = api_token_string(tok, ti->top[k].id);
+        json_t *s = api_token_string(tok, ti->top[k].id, 0);
         json_object_set_new(top, json_string_value(s), json_real(ti->top[k].logprob));
         json_decref(s);
     }
@@ -153,12 +153,12 @@ static json_t *logprobs_json(api_out *o, api_choice *c, const sasp_event *ev, js
             const sasp_token_info *ti = &ev->info[i];
             json_t *top = json_array();
             for (int k = 0; k < ti->n_top; k++)
-                json_array_append_new(top, json_pack("{s:o,s:f,s:o}", "token", api_token_string(o->tok, ti->top[k].id),
+                json_array_append_new(top, json_pack("{s:o,s:f,s:o}", "token", api_token_string(o->tok, ti->top[k].id, 0),
                                                      "logprob", (double)ti->top[k].logprob, "bytes",
-                                                     api_token_bytes(o->tok, ti->top[k].id)));
-            json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token", api_token_string(o->tok, ti->id),
+                                                     api_token_bytes(o->tok, ti->top[k].id, 0)));
+            json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token", api_token_string(o->tok, ti->id, ti->skip),
                                                       "logprob", (double)ti->logprob, "bytes",
-                                                      api_token_bytes(o->tok, ti->id), "top_logprobs", top));
+                                                      api_token_bytes(o->tok, ti->id, ti->skip), "top_logprobs", top));
         }
         return lp;
     }
@@ -167,13 +167,13 @@ static json_t *logprobs_json(api_out *o, api_choice *c, const sasp_event *ev, js
            *tops = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
     for (int i = 0; i < ev->n_ids; i++) {
         const sasp_token_info *ti = &ev->info[i];
-        json_array_append_new(toks, api_token_string(o->tok, ti->id));
+        json_array_append_new(toks, api_token_string(o->tok, ti->id, ti->skip));
         json_array_append_new(lps, json_real(ti->logprob));
         json_array_append_new(tops, top_object(o->tok, ti));
         json_array_append_new(offs, json_integer((json_int_t)c->offset));
         size_t nb = 0;
         sasp_token_bytes(o->tok, ti->id, &nb);
-        c->offset += nb;
+        c->offset += nb - ((size_t)ti->skip < nb ? (size_t)ti->skip : nb);
     }
     return lp;
 }
@@ -186,7 +186,7 @@ static json_t *prompt_logprobs_json(api_out *o, const sasp_event *ev, json_t *ac
            *tops = json_object_get(lp, "top_logprobs"), *offs = json_object_get(lp, "text_offset");
     size_t offset = 0;
     for (int i = 0; i < ev->n_ids; i++) {
-        json_array_append_new(toks, api_token_string(o->tok, ev->ids[i]));
+        json_array_append_new(toks, api_token_string(o->tok, ev->ids[i], 0));
         json_array_append_new(offs, json_integer((json_int_t)offset));
         size_t nb = 0;
         sasp_token_bytes(o->tok, ev->ids[i], &nb);

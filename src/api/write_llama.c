@@ -58,11 +58,12 @@ json_t *api_llama_settings(const api_request *r)
     return j;
 }
 
-/* One token's entry: id, token, bytes and its "logprob", or with post_sampling_probs its "prob". */
-static json_t *prob_entry(const api_out *o, int id, float logprob)
+/* One token's entry: id, token, bytes (less the skip bytes that token healing left in the prompt) and
+ * its "logprob", or with post_sampling_probs its "prob". */
+static json_t *prob_entry(const api_out *o, int id, int skip, float logprob)
 {
-    json_t *j = json_pack("{s:i,s:o,s:o}", "id", id, "token", api_token_string(o->tok, id), "bytes",
-                          api_token_bytes(o->tok, id));
+    json_t *j = json_pack("{s:i,s:o,s:o}", "id", id, "token", api_token_string(o->tok, id, skip), "bytes",
+                          api_token_bytes(o->tok, id, skip));
     if (o->post_sampling_probs) json_object_set_new(j, "prob", json_real(exp((double)logprob)));
     else json_object_set_new(j, "logprob", json_real(isfinite(logprob) ? (double)logprob : -FLT_MAX));
     return j;
@@ -74,8 +75,8 @@ json_t *api_llama_probs(api_out *o, const sasp_event *ev, json_t *acc)
     json_t *arr = acc ? acc : json_array();
     for (int i = 0; i < ev->n_ids; i++) {
         const sasp_token_info *ti = &ev->info[i];
-        json_t *top = json_array(), *j = prob_entry(o, ti->id, ti->logprob);
-        for (int k = 0; k < ti->n_top; k++) json_array_append_new(top, prob_entry(o, ti->top[k].id, ti->top[k].logprob));
+        json_t *top = json_array(), *j = prob_entry(o, ti->id, ti->skip, ti->logprob);
+        for (int k = 0; k < ti->n_top; k++) json_array_append_new(top, prob_entry(o, ti->top[k].id, 0, ti->top[k].logprob));
         json_object_set_new(j, o->post_sampling_probs ? "top_probs" : "top_logprobs", top);
         json_array_append_new(arr, j);
     }

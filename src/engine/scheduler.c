@@ -577,7 +577,7 @@ static int seq_start(sasp_sched *s, seq *q)
 }
 
 /* Keep tok, and its logprobs when they were asked, for q's next event. */
-static void record_token(seq *q, int tok)
+static void record_token(const sasp_sched *s, seq *q, int tok)
 {
     if (q->ev_n == q->ev_cap) {
         int cap = q->ev_cap ? 2 * q->ev_cap : 8;
@@ -591,7 +591,10 @@ static void record_token(seq *q, int tok)
     q->ev_ids[q->ev_n] = tok;
     if (q->p.logprobs) {
         sasp_token_info *ti = &q->ev_info[q->ev_n];
+        size_t nb = 0;
+        if (q->strip && !sasp_tokenizer_is_special(s->tok, tok)) sasp_token_bytes(s->tok, tok, &nb);
         ti->id = tok;
+        ti->skip = (int)(q->strip < nb ? q->strip : nb); /* decode_token strips as much from the text */
         ti->n_top = q->p.top_logprobs;
         if (q->p.post_sampling_probs)
             ti->logprob = sasp_sampler_post_probs(q->smp, tok, ti->top, q->p.top_logprobs, &ti->n_top);
@@ -763,7 +766,7 @@ static void seq_on_logits(sasp_sched *s, int si, seq *q, float *logits)
         return;
     }
     int tok = sasp_sampler_sample(q->smp, logits);
-    record_token(q, tok);
+    record_token(s, q, tok);
     sasp_sampler_accept(q->smp, tok, 1);
     q->n_gen++;
     observe_token(s, q, t);

@@ -86,6 +86,8 @@ enum {
 
 typedef struct sasp_token_info {
     int id;
+    int skip;                /* token healing: leading bytes of the token that the prompt already holds (the
+                              * text of the event leaves them out; the token's logprob entry should too) */
     float logprob;
     int n_top;
     sasp_logprob top[SASP_MAX_TOP_LOGPROBS];

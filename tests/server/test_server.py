@@ -1041,6 +1041,24 @@ def t_token_healing(s):
         assert off["prompt_eval_count"] == n
         st, c = s.post("/v1/completions", {"prompt": prompt, "max_tokens": 6, "temperature": 0})
         assert c["usage"]["prompt_tokens"] == n - 1 and c["choices"][0]["text"] == r["response"], (c, r)
+        # with logprobs too (the demo page asks for them): the same text, and the tokens' strings and
+        # text_offset without the bytes the prompt holds, so that they join into the text
+        for stream in (False, True):
+            body = {"prompt": prompt, "max_tokens": 6, "temperature": 0, "logprobs": 2}
+            if stream:
+                objs, done = parse_sse(s.stream("/v1/completions", body))
+                text = "".join(o["choices"][0]["text"] for o in objs if o.get("choices"))
+                toks = [t for o in objs if o.get("choices") and o["choices"][0]["logprobs"]
+                        for t in o["choices"][0]["logprobs"]["tokens"]]
+            else:
+                ch = s.post("/v1/completions", body)[1]["choices"][0]
+                text, toks = ch["text"], ch["logprobs"]["tokens"]
+                offs = ch["logprobs"]["text_offset"]
+                assert offs == [sum(len(t.encode()) for t in toks[:i]) for i in range(len(toks))], (toks, offs)
+            assert text == r["response"] and "".join(toks) == text, (prompt, stream, text, toks)
+        st, lc = s.post("/completion", {"prompt": prompt, "n_predict": 6, "temperature": 0, "n_probs": 2})
+        assert lc["content"] == r["response"], (lc, r)
+        assert "".join(p["token"] for p in lc["completion_probabilities"]) == lc["content"], lc
 
 
 def t_embeddings(s):
