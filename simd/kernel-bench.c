@@ -19,6 +19,8 @@
 
 #include "kernels.h"
 
+#define PREFILL_ROWS 24 /* from this many rows of X on, a product is compute bound: one matrix is reused */
+
 /* This thread's CPU time: on a shared machine wall-clock time measures the other processes as much as
  * this one; the bandwidth probe is timed the same way, so their ratio stays fair. */
 static double now(void)
@@ -199,13 +201,13 @@ int main(int argc, char **argv)
                 float *x = malloc(sizeof(float) * n * sh->k), *y = malloc(sizeof(float) * n * sh->m);
                 for (int i = 0; i < n * sh->k; i++) x[i] = rnd();
                 matrices use = mm;
-                if (n >= SASP_PREFILL_ROWS) use.copies = 1;
+                if (n >= PREFILL_ROWS) use.copies = 1;
                 double sec = time_passes(K, &use, y, x, n, secs);
                 double gbs = bytes1 * use.copies / sec / 1e9;
                 double gflops = 2.0 * n * sh->m * sh->k * use.copies / sec / 1e9;
                 printf("%-5s %-3s %4dx%-5d %4d %9.1f %8.1f %9.1f", type_name(t), sh->model, sh->m, sh->k, n,
                        bytes1 * use.copies / 1e6, gbs, gflops);
-                if (n < SASP_PREFILL_ROWS)
+                if (n < PREFILL_ROWS)
                     printf(" %9.1f %5.0f%%\n", bw, 100 * gbs / bw);
                 else
                     printf(" %9s %6s\n", "", "");

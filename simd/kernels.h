@@ -73,11 +73,9 @@ static inline size_t sasp_weights_bytes(const sasp_weights *w)
     return 0;
 }
 
-/* matmul_w: Y = X W^T (+ bias), what it computes. With n rows of X:
- *  - n >= SASP_PREFILL_ROWS (prefill), every type: y[i][j] = sum_p x[i][p] * W[j][p] + bias[j] in float32
- *    arithmetic, W[j][p] as above (the f32 value of the bf16, the q8_0 product);
- *  - n < SASP_PREFILL_ROWS (decode, batched decode):
- *    f32, and bf16 in a table without SASP_SEM_BF16_ACT: the same;
+/* matmul_w: Y = X W^T (+ bias), what it computes, the same whatever the number n of rows of X:
+ *    f32, and bf16 in a table without SASP_SEM_BF16_ACT: y[i][j] = sum_p x[i][p] * W[j][p] + bias[j] in
+ *      float32 arithmetic, W[j][p] as above (the f32 value of the bf16);
  *    bf16 in a table with SASP_SEM_BF16_ACT (AVX512_BF16's vdpbf16ps, ARM's bf16 BFMLAL): each x[i][p]
  *      is first rounded to bfloat16 (to nearest even; denormals may be flushed to 0), a relative error of
  *      at most 2^-8; the products of two bf16 are exact, the sums float32. The result moves by up to
@@ -89,9 +87,17 @@ static inline size_t sasp_weights_bytes(const sasp_weights *w)
  *      sums exact in int32, the rest float32. |x - qx dx| <= dx / 2, so the result is within
  *      sum_b (dx_b / 2) sum_{p in b} |W[j][p]| of the f32 product (typically a few 1e-3 relative).
  * Every table equals kernels_scalar.c's sasp_matmul_w_reference within float32 rounding (the order of
- * the sums differs); the activations are quantized / rounded identically (bit for bit) in all tables. */
-#define SASP_PREFILL_ROWS 24
-#define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 decode rounds X to bf16 */
+ * the sums differs); the activations are quantized / rounded identically (bit for bit) in all tables.
+ *
+ * Batch invariance, the promise of every table and both products (matmul, matmul_w): Y[i][j] is a
+ * function of row i of X, row j of W and bias[j] alone, bit for bit. It does not depend on n, on the
+ * other rows of X, on m or the column slice (sasp_weights_rows) a call was given, on ldx or ldy: each
+ * output is summed in one order, fixed by k and the table, whatever the blocking. So a sequence's logits
+ * are the same decoded alone, next to others, in a prefill of any length, after a prompt-cache hit and
+ * under any number of threads (the model splits its products by columns only, never along k). The order
+ * differs between tables (vector widths, instructions): a table is reproducible against itself.
+ * attn_scores(q, keys, ..., scale) is, bit for bit, matmul's row of q against the keys times scale. */
+#define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 products round X to bf16 */
 
 typedef struct sasp_kernels {
     const char *name; /* the instruction set: "scalar", "avx2", "avx512", "neon" */
@@ -101,14 +107,14 @@ typedef struct sasp_kernels {
 
     /* Y[i][j] = sum_k X[i][k] * W[j][k] (+ bias[j] when bias != NULL), for i < n, j < m.
      * X has row stride ldx, Y row stride ldy (so a thread can fill a column slice of Y).
-     * n = 1 is matrix x vector (decode); n > 1 is the batched / prefill case. */
+     * n = 1 is matrix x vector (decode); n > 1 is the batched / prefill case: the same sums (above). */
     void (*matmul)(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                    int n, int m, int k);
     /* The same for a typed weight matrix (above): Y[i][j] for i < n, j < w->m, X n x w->k. A column
      * slice of Y is a call on sasp_weights_rows(w, lo, hi) with y + lo and bias + lo. A bf16 or q8_0
-     * call with n < SASP_PREFILL_ROWS first copies X (split into even and odd columns, rounded to
-     * bf16, or quantized: n * k values, 1024 or 2048 columns at a time, at most 94 KB of stack), so
-     * its cost is lowest with wide slices. */
+     * call first copies X (split into even and odd columns, rounded to bf16, or quantized: n * k
+     * values, 24 rows and 1024 or 2048 columns at a time, at most 96 KB of stack), so its cost is
+     * lowest with wide slices. */
     void (*matmul_w)(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                      int n);
 

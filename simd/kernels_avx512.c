@@ -56,10 +56,6 @@
 #endif
 
 #define VL 16             /* floats per vector */
-#define PANEL 32          /* rows of W per packed panel: two vectors of Y columns */
-#define MRX 12            /* rows of X per microkernel: 24 accumulators */
-#define KC 256            /* columns of k per packed panel: 32 KB of stack */
-#define GEBP_MIN_ROWS 24  /* from this many rows of X on, packing W pays for itself */
 #define ACCUM_VECS 4      /* attn_accum: 4 vectors of out (dh = 64) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(8, 3) B(4, 6) B(3, 8) B(2, 8) B(1, 8)
@@ -179,27 +175,34 @@ EMUL_FN vec v_abs(vec a)
 
 /* ---- horizontal sums ---- */
 
+/* One tree for a vector's sum, whether alone (v_hsum) or four at once (v_hsum4), which must agree bit
+ * for bit (kernels_body.h): h_l = v_l + v_{l+8}, then ((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7)),
+ * the halves added, then two of AVX's hadds and their 128-bit halves added. */
 #ifndef KERNELS_EMUL
-/* Four vectors at once: halves added, then AVX's hadd, into an SSE register. */
-ALWAYS_INLINE float v_hsum(vec v) { return _mm512_reduce_add_ps(v); }
 ALWAYS_INLINE float v_hmax(vec v) { return _mm512_reduce_max_ps(v); }
 ALWAYS_INLINE __m256 half_sum(vec v)
 {
     return _mm256_add_ps(_mm512_castps512_ps256(v),
                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
+ALWAYS_INLINE __m128 quarter_sum(__m256 h) { return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)); }
+ALWAYS_INLINE float v_hsum(vec v)
+{
+    __m256 h = _mm256_hadd_ps(half_sum(v), half_sum(v));
+    return _mm_cvtss_f32(quarter_sum(_mm256_hadd_ps(h, h)));
+}
 ALWAYS_INLINE void v_hsum4(float *out, vec a, vec b, vec c, vec d)
 {
     __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half_sum(a), half_sum(b)),
                               _mm256_hadd_ps(half_sum(c), half_sum(d)));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    _mm_storeu_ps(out, quarter_sum(h));
 }
 #else
-EMUL_FN float v_hsum(vec v) /* pairwise, as the reduction does */
+EMUL_FN float v_hsum(vec v)
 {
-    for (int w = VL / 2; w > 0; w /= 2)
-        for (int l = 0; l < w; l++) v[l] += v[l + w];
-    return v[0];
+    float h[VL / 2];
+    for (int l = 0; l < VL / 2; l++) h[l] = v[l] + v[l + VL / 2];
+    return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
 }
 EMUL_FN float v_hmax(vec v)
 {

@@ -40,7 +40,6 @@
  *   v_dot_bf16(acc, a, b)        acc[l] + a[2l] b[2l] + a[2l+1] b[2l+1] (exact products, float sums)
  *   v_store_bf16(p, v)           VL bfloat16 at p: v rounded to nearest even
  * and its block sizes:
- *   PANEL, MRX, KC, GEBP_MIN_ROWS   matmul's packed path (below)
  *   DOT_BLOCKS(B)                B(NR, MR) for each register block of matmul's dot-product path
  *                                (NR rows of X, MR of W), largest NR first, ending with NR = 1
  *   Q8_DOT_BLOCKS(B), BF16_DOT_BLOCKS(B)   the same for q8_0 and for bf16 weights (their loops hold
@@ -51,13 +50,19 @@
  * Tails use v_load_tail / v_store_tail (and the typed tails), so no kernel reads or writes past the
  * end of its arrays, and no pointer needs to be aligned.
  *
- * matmul, Y = X W^T with W [m][k] row-major, has two paths:
- *  - few rows of X (decode, batched decode): blocks of dot products. A block of NR rows of X and MR
- *    rows of W keeps NR*MR vector accumulators running along k, so each row of W is read once per NR
- *    rows of X; the accumulators are summed horizontally at the end (four at a time).
- *  - many rows of X (prefill): W is repacked, PANEL rows and KC columns at a time, into a k-major
- *    buffer of floats on the stack; a microkernel then computes MRX rows x PANEL columns of Y with
- *    broadcasts of X and no horizontal sums, reading the packed panel from L1 once per MRX rows of X.
+ * matmul, Y = X W^T with W [m][k] row-major, is blocks of dot products, whatever the number of rows of
+ * X: a block of NR rows of X and MR rows of W keeps NR*MR vector accumulators running along k, so each
+ * row of W is read once per NR rows of X and each row of X once per MR rows of W; the accumulators are
+ * summed horizontally at the end, four at a time (v_hsum4, the same tree as v_hsum).
+ *
+ * One reduction order per output (kernels.h's promise: Y[i][j] is a function of row i of X and row j of
+ * W alone). Lane l of acc[i][j] sums the products of the columns p = l (mod VL) of its loop's step, in
+ * the order of p, whatever NR and MR are; the lanes are then summed by one fixed tree; k is cut into
+ * chunks of X's per-call copy (QCHUNK, PCHUNK) at the same places for every n, each chunk's sum added to
+ * Y in order. Nothing in the arithmetic depends on n, m, the block a row falls in, or the column slice
+ * a thread was given: the blocking changes which registers hold the accumulators, not what they add.
+ * (The packed prefill path that broadcast X against k-major panels of W, one sum per output in the
+ * order of k, is gone for that reason: a row gave other bits alone than inside a prefill.)
  *
  * Weight types (matmul_w; kernels.h says what each computes). The dot-product drivers take the weight
  * type WT and the activation type XT, constants after inlining, and read W and X only through
@@ -72,10 +77,10 @@
  *    the exact int8 dot products (AVX2 vpmaddubsw + vpmaddwd with the sign trick, AVX-512 VNNI
  *    vpdpbusd, NEON sdot, or vmull + vpadal) as floats, scaled by dx * dw of their block and added;
  *    dx * dw is made once per pair of rows and group of QG blocks, vector by vector.
- *    The per-call copies of X (bf16 or q8_0) live on the stack, QCHUNK columns at a time.
- * The packed path converts W to floats while packing (pack_panel) and reuses the f32 microkernel.
- * Adding a type: its loads here and in each ISA file, a case in w_row / pack_panel, a loop in
- * dot_along_k if it has its own arithmetic, and its case in matmul_w.
+ *    The per-call copies of X (bf16, pairs or q8_0) live on the stack, XROWS rows and QCHUNK (PCHUNK)
+ *    columns at a time.
+ * Adding a type: its loads here and in each ISA file, a case in w_row, a loop in dot_along_k if it has
+ * its own arithmetic, and its case in matmul_w.
  *
  * Adding an ISA: a kernels_<isa>.c that defines the primitives and block sizes above and includes this
  * file (kernels_neon.c shows an ISA without masked loads), its table declared in kernels.h and offered
@@ -85,9 +90,10 @@
 #define QB 32             /* q8_0: columns per scale */
 #define QBS (QSTEP / QB)  /* q8_0 blocks per step */
 #define QG VL             /* q8_0 blocks per group: one vector of their scales */
-#define QCHUNK 2048       /* columns of X per bf16 / q8_0 copy: (SASP_PREFILL_ROWS - 1) * QCHUNK on the stack */
-#define PCHUNK 1024       /* the same for the f32 copy split by pairs (94 KB at most) */
-_Static_assert(QCHUNK % QSTEP == 0 && QCHUNK % (2 * VL) == 0 && PCHUNK % (2 * VL) == 0 && KC % QB == 0 &&
+#define XROWS 24          /* rows of X per bf16 / pairs / q8_0 copy */
+#define QCHUNK 2048       /* columns of X per bf16 / q8_0 copy: XROWS * QCHUNK on the stack */
+#define PCHUNK 1024       /* the same for the f32 copy split by pairs (96 KB) */
+_Static_assert(QCHUNK % QSTEP == 0 && QCHUNK % (2 * VL) == 0 && PCHUNK % (2 * VL) == 0 &&
                    QB % VL == 0 && (QG * QB) % QSTEP == 0 && QCHUNK % (QG * QB) == 0,
                "the blocks of q8_0, its groups, the chunks of X and the panels of k must line up");
 
@@ -325,7 +331,8 @@ ALWAYS_INLINE void dot_block(float *y, int ldy, xref x, wref w, const float *bia
 #pragma GCC unroll 8
         for (int j = 0; j < MR; j++) {
             float *yij = y + (size_t)i * ldy + j;
-            *yij = accumulate ? *yij + alpha * sums[i * MR + j] : alpha * sums[i * MR + j] + (bias ? bias[j] : 0.0f);
+            float v = alpha * sums[i * MR + j];
+            *yij = accumulate ? *yij + v : bias ? v + bias[j] : v;
         }
 }
 
@@ -435,113 +442,6 @@ static void round_x_bf16(uint16_t *xb, size_t ldb, const float *x, int ldx, int 
 }
 #endif
 
-/* ---- matmul, packed panels ---- */
-
-/* wp[p][r] = W[r][pc + p] as floats, for p < kc, r < PANEL, W from its panel's first row; rows
- * r >= mw are zero. q8_0 converts its scale once per row and block (pc is a multiple of QB). */
-ALWAYS_INLINE void pack_panel(float *wp, wref w, int mw, int pc, int kc, const enum weight_type WT)
-{
-    if (WT == W_Q8) {
-        for (int r = 0; r < mw; r++) {
-            const int8_t *q = (const int8_t *)w_row(w, r, W_Q8) + pc;
-            const uint16_t *s = w_scales(w, r) + pc / QB;
-            for (int b = 0; b * QB < kc; b++) {
-                float d = f16_to_float(s[b]);
-                int end = kc < (b + 1) * QB ? kc : (b + 1) * QB;
-                for (int p = b * QB; p < end; p++) wp[(size_t)p * PANEL + r] = (float)q[p] * d;
-            }
-        }
-        for (int p = 0; p < kc; p++)
-            for (int r = mw; r < PANEL; r++) wp[(size_t)p * PANEL + r] = 0.0f;
-        return;
-    }
-    for (int p = 0; p < kc; p++) {
-        float *dst = wp + (size_t)p * PANEL;
-        for (int r = 0; r < mw; r++) {
-            const void *row = w_row(w, r, WT);
-            if (WT == W_F32) {
-                dst[r] = ((const float *)row)[pc + p];
-            } else {
-                uint32_t u = (uint32_t)((const uint16_t *)row)[pc + p] << 16;
-                memcpy(dst + r, &u, sizeof u);
-            }
-        }
-        for (int r = mw; r < PANEL; r++) dst[r] = 0.0f;
-    }
-}
-
-/* Y[i][0..mw) (+)= sum_p X[i][p] wp[p][..] for i < NR; first: start from bias (or 0), else from Y. */
-ALWAYS_INLINE void micro(float *y, int ldy, const float *x, int ldx, const float *wp, int kc,
-                         const float *bias, int first, int mw, const int NR)
-{
-    enum { NV = PANEL / VL }; /* vectors of Y columns */
-    vtail t[NV];
-    vec acc[MRX][NV], b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        t[v] = v_lanes(mw - v * VL);
-        b[v] = first && bias ? v_load_tail(bias + v * VL, t[v]) : v_zero();
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < NR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[i][v] = first ? b[v] : v_load_tail(y + (size_t)i * ldy + v * VL, t[v]);
-    for (int p = 0; p < kc; p++) {
-        vec wv[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) wv[v] = v_load(wp + (size_t)p * PANEL + v * VL);
-#pragma GCC unroll 12
-        for (int i = 0; i < NR; i++) {
-            vec a = v_broadcast(x + (size_t)i * ldx + p);
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) acc[i][v] = v_fma(a, wv[v], acc[i][v]);
-        }
-    }
-#pragma GCC unroll 12
-    for (int i = 0; i < NR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) v_store_tail(y + (size_t)i * ldy + v * VL, t[v], acc[i][v]);
-}
-
-/* The last rows (fewer than MRX) as one microkernel of exactly that many rows. The cases of MRX rows
- * or more cannot occur and compile to nothing. */
-_Static_assert(MRX <= 16, "micro_tail has cases for up to 15 rows");
-ALWAYS_INLINE void micro_tail(float *y, int ldy, const float *x, int ldx, const float *wp, int kc,
-                              const float *bias, int first, int mw, int rows)
-{
-#define MICRO_ROWS(R)                                                                                    \
-    case R:                                                                                              \
-        if (R < MRX) micro(y, ldy, x, ldx, wp, kc, bias, first, mw, R < MRX ? R : 1);                    \
-        break;
-    switch (rows) {
-        MICRO_ROWS(15) MICRO_ROWS(14) MICRO_ROWS(13) MICRO_ROWS(12) MICRO_ROWS(11) MICRO_ROWS(10)
-        MICRO_ROWS(9) MICRO_ROWS(8) MICRO_ROWS(7) MICRO_ROWS(6) MICRO_ROWS(5) MICRO_ROWS(4)
-        MICRO_ROWS(3) MICRO_ROWS(2) MICRO_ROWS(1)
-    default: break;
-    }
-#undef MICRO_ROWS
-}
-
-ALWAYS_INLINE void matmul_packed(float *y, int ldy, const float *x, int ldx, wref w, const float *bias, int n,
-                                 int m, int k, const enum weight_type WT)
-{
-    float wp[KC * PANEL] __attribute__((aligned(64)));
-    for (int j = 0; j < m; j += PANEL) {
-        int mw = m - j < PANEL ? m - j : PANEL;
-        for (int pc = 0; pc < k; pc += KC) {
-            int kc = k - pc < KC ? k - pc : KC;
-            pack_panel(wp, w_from(w, j, WT), mw, pc, kc, WT);
-            const float *bj = bias ? bias + j : NULL;
-            int first = pc == 0, i = 0;
-            for (; i + MRX <= n; i += MRX)
-                micro(y + (size_t)i * ldy + j, ldy, x + (size_t)i * ldx + pc, ldx, wp, kc, bj, first, mw, MRX);
-            float *yi = y + (size_t)i * ldy + j;
-            const float *xi = x + (size_t)i * ldx + pc;
-            micro_tail(yi, ldy, xi, ldx, wp, kc, bj, first, mw, n - i);
-        }
-    }
-}
-
 /* ---- matmul entry points, one per weight type ---- */
 
 /* Also the attention scores, whose "W" is the float32 key cache. */
@@ -556,63 +456,62 @@ static void matmul_dot_f32(float *y, int ldy, const float *x, int ldx, const flo
 static void matmul_f32(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                        int n, int m, int k)
 {
-    wref wr = {w, NULL, (size_t)k, 0};
-    if (n >= GEBP_MIN_ROWS)
-        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_F32);
-    else
-        matmul_dot_f32(y, ldy, x, ldx, w, k, bias, 1.0f, n, m, k);
+    matmul_dot_f32(y, ldy, x, ldx, w, k, bias, 1.0f, n, m, k);
 }
 
+/* bf16 W: XROWS rows of X at a time, copied (rounded to bf16, or split by pairs) QCHUNK (PCHUNK)
+ * columns at a time; each chunk's dot products are added to Y (the first one sets it, with the bias). */
 static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                         int n)
 {
     int m = w->m, k = w->k;
-    wref wr = {w->data, NULL, (size_t)k, 0};
-    if (n >= SASP_PREFILL_ROWS) {
-        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_BF16);
-        return;
-    }
 #ifdef KERNELS_BF16_DOT
-    uint16_t xb[(SASP_PREFILL_ROWS - 1) * QCHUNK] __attribute__((aligned(64)));
-    for (int pc = 0; pc < k; pc += QCHUNK) {
-        int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
-        size_t ldb = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
-        round_x_bf16(xb, ldb, x + pc, ldx, n, kc);
-        xref xr = {xb, NULL, ldb, 0};
-        wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
-        matmul_dot(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0, W_BF16, X_BF16);
+    uint16_t xb[XROWS * QCHUNK] __attribute__((aligned(64)));
+    for (int i = 0; i < n; i += XROWS) {
+        int nr = n - i < XROWS ? n - i : XROWS;
+        for (int pc = 0; pc < k; pc += QCHUNK) {
+            int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
+            size_t ldb = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
+            round_x_bf16(xb, ldb, x + (size_t)i * ldx + pc, ldx, nr, kc);
+            xref xr = {xb, NULL, ldb, 0};
+            wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
+            matmul_dot(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0, W_BF16, X_BF16);
+        }
     }
 #else
-    float xp[(SASP_PREFILL_ROWS - 1) * PCHUNK] __attribute__((aligned(64)));
-    for (int pc = 0; pc < k; pc += PCHUNK) {
-        int kc = k - pc < PCHUNK ? k - pc : PCHUNK;
-        size_t ld = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
-        pair_x(xp, ld, x + pc, ldx, n, kc);
-        xref xr = {xp, NULL, ld, 0};
-        wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
-        matmul_dot_bf16_pairs(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0);
+    float xp[XROWS * PCHUNK] __attribute__((aligned(64)));
+    for (int i = 0; i < n; i += XROWS) {
+        int nr = n - i < XROWS ? n - i : XROWS;
+        for (int pc = 0; pc < k; pc += PCHUNK) {
+            int kc = k - pc < PCHUNK ? k - pc : PCHUNK;
+            size_t ld = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
+            pair_x(xp, ld, x + (size_t)i * ldx + pc, ldx, nr, kc);
+            xref xr = {xp, NULL, ld, 0};
+            wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
+            matmul_dot_bf16_pairs(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0);
+        }
     }
 #endif
 }
 
+/* q8_0 W: XROWS rows of X at a time, quantized QCHUNK columns at a time (the same blocks of 32 for one
+ * row as for many); each chunk's dot products are added to Y (the first one sets it, with the bias). */
 static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                         int n)
 {
     int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
-    if (n >= SASP_PREFILL_ROWS) {
-        wref wr = {w->data, w->scales, (size_t)k, (size_t)nb};
-        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_Q8);
-        return;
-    }
-    int8_t xq[(SASP_PREFILL_ROWS - 1) * QCHUNK] __attribute__((aligned(64)));
-    float xs[(SASP_PREFILL_ROWS - 1) * (QCHUNK / QB)];
-    for (int pc = 0; pc < k; pc += QCHUNK) {
-        int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
-        size_t ldq = (size_t)(kc + QSTEP - 1) / QSTEP * QSTEP, lds = (size_t)(kc + QG * QB - 1) / (QG * QB) * QG;
-        quantize_x(xq, ldq, xs, lds, x + pc, ldx, n, kc);
-        xref xr = {xq, xs, ldq, lds};
-        wref wc = {(const int8_t *)w->data + pc, w->scales + pc / QB, (size_t)k, (size_t)nb};
-        matmul_dot_q8(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0);
+    int8_t xq[XROWS * QCHUNK] __attribute__((aligned(64)));
+    float xs[XROWS * (QCHUNK / QB)];
+    for (int i = 0; i < n; i += XROWS) {
+        int nr = n - i < XROWS ? n - i : XROWS;
+        for (int pc = 0; pc < k; pc += QCHUNK) {
+            int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
+            size_t ldq = (size_t)(kc + QSTEP - 1) / QSTEP * QSTEP, lds = (size_t)(kc + QG * QB - 1) / (QG * QB) * QG;
+            quantize_x(xq, ldq, xs, lds, x + (size_t)i * ldx + pc, ldx, nr, kc);
+            xref xr = {xq, xs, ldq, lds};
+            wref wc = {(const int8_t *)w->data + pc, w->scales + pc / QB, (size_t)k, (size_t)nb};
+            matmul_dot_q8(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0);
+        }
     }
 }
 

@@ -145,9 +145,8 @@ static float dot_q8_0(const float *x, const sasp_weights *w, int j)
 void sasp_matmul_w_reference(float *y, int ldy, const float *x, int ldx, const sasp_weights *w,
                              const float *bias, int n, unsigned semantics)
 {
-    int decode = n < SASP_PREFILL_ROWS;
-    int q8 = decode && w->type == SASP_WT_Q8_0;
-    int bf16_act = decode && w->type == SASP_WT_BF16 && (semantics & SASP_SEM_BF16_ACT);
+    int q8 = w->type == SASP_WT_Q8_0;
+    int bf16_act = w->type == SASP_WT_BF16 && (semantics & SASP_SEM_BF16_ACT);
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * ldx;
         float *yi = y + (size_t)i * ldy;

@@ -447,9 +447,9 @@ static double rms_rel(const float *a, const float *ref, size_t n) {
 }
 
 /* A model quantized with sasp_checkpoint_save (sasp-quantize) and loaded as stored gives the logits of
- * the same conversion done at load (--weights), bit for bit, and logits close to f32's, at decode
- * (n = 20 < SASP_PREFILL_ROWS: the typed dot products, q8_0 on quantized activations) and prefill
- * (n = 30: the packed path, dequantized weights). The bounds are about 3x the rms errors measured
+ * the same conversion done at load (--weights), bit for bit, and logits close to f32's, for steps of
+ * 20 and 30 rows (one row group of the typed products' copies of X, and more than one; q8_0 on quantized
+ * activations in both). The bounds are about 3x the rms errors measured
  * (printed): bf16 rounds each weight by up to 2^-9 relative (rms about 2^-10), q8_0 by up to half of
  * amax / 127 per block of 32 (rms about 0.2% of amax), plus its activations rounded the same way. */
 START_TEST(typed_weights_give_logits_close_to_f32) {
