@@ -31,6 +31,12 @@ int api_kind_is_ollama(api_kind kind);
 /* Whether kind answers in llama.cpp's native shapes (content, tokens, timings, ...). */
 int api_kind_is_llama(api_kind kind);
 
+/* How every JSON answer is written: compact, and each number with 9 significant digits, enough to read
+ * back the float it came from (a logprob, an embedding) bit for bit (%.9g); with fewer, two logprobs that
+ * differ could print alike, and the server's promise (docs/api.md: the same request gives the same
+ * tokens and logprobs whatever the load) could not be checked from the outside. */
+#define API_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
 /* An error with its status: written in OpenAI's shape {"error": {"message", "type", "param", "code"}}
  * (api_error_body) or Ollama's {"error": "message"} (api_error_body_ollama). */
 typedef struct api_error {
