@@ -36,7 +36,7 @@
 
 /* ---- typed weights ---- */
 
-typedef enum sasp_wtype { SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0 } sasp_wtype;
+typedef enum sasp_wtype { SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0 } sasp_wtype; /* widest first */
 
 #define SASP_Q8_0_BLOCK 32 /* q8_0: columns per scale */
 
@@ -104,6 +104,12 @@ typedef struct sasp_kernels {
     const char *id;   /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
                        * "neon-dotprod", "neon-bf16" (dotprod + bf16) */
     unsigned semantics; /* SASP_SEM_* flags: where matmul_w's results differ by design (above) */
+    /* The weight type this table serves a model fastest in, decode and prefill taken together, which
+     * sasp-server and sasp-cli load by default (model.h: SASP_WEIGHTS_FAST). The rule: q8_0 in every
+     * vector table (int8 dot products, 1.06 bytes a weight: decode reads half of bf16's bytes and a
+     * quarter of f32's, and prefill runs on the integer units: VNNI, dotprod, vpmaddubsw); f32 in the
+     * scalar reference, which is there to be right, not fast. docs/performance.md has the figures. */
+    sasp_wtype fast_weights;
 
     /* Y[i][j] = sum_k X[i][k] * W[j][k] (+ bias[j] when bias != NULL), for i < n, j < m.
      * X has row stride ldx, Y row stride ldy (so a thread can fill a column slice of Y).

@@ -728,6 +728,7 @@ const sasp_kernels KERNELS_TABLE = {
     .name = KERNELS_NAME,
     .id = KERNELS_ID,
     .semantics = KERNELS_SEMANTICS,
+    .fast_weights = SASP_WT_Q8_0,
     .matmul = matmul_f32,
     .matmul_w = matmul_w,
     .attn_scores = attn_scores,

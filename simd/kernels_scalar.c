@@ -269,6 +269,7 @@ static void scale_scalar(float *y, float a, int n)
 const sasp_kernels sasp_kernels_scalar = {
     .name = "scalar",
     .id = "scalar",
+    .fast_weights = SASP_WT_F32,
     .matmul = matmul_scalar,
     .matmul_w = matmul_w_scalar,
     .attn_scores = attn_scores_scalar,

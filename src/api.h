@@ -177,6 +177,7 @@ typedef struct api_model_info {
     long long modified;      /* its modification time, unix seconds */
     const char *digest;      /* sha256 of model.safetensors, hex */
     long created;            /* when the server loaded it, unix seconds */
+    const char *weights;     /* the matrices' type in memory: "f32", "bf16", "q8_0" */
 } api_model_info;
 
 /* OpenAI's model object (/v1/models lists them; /v1/models/{id} is one). */

@@ -757,10 +757,16 @@ static int typed_matrix(sasp_tensor *t, const entry *e, const entry *sc, const u
     return 0;
 }
 
-/* The type matrix entry e is used in: WEIGHTS, or the file's own (F32 and F16 as f32). */
+/* The type matrix entry e is used in: WEIGHTS, the file's own (F32 and F16 as f32), or the narrower of
+ * the two (SASP_WEIGHTS_AT_MOST; the types' order, f32 > bf16 > q8_0, is sasp_wtype's). */
 static sasp_wtype type_for(const entry *e, int weights) {
-    if (weights != SASP_WEIGHTS_AS_STORED) return (sasp_wtype)weights;
-    return e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0 : SASP_WT_F32;
+    sasp_wtype stored = e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0 : SASP_WT_F32;
+    if (weights == SASP_WEIGHTS_AS_STORED) return stored;
+    if (weights <= SASP_WEIGHTS_AT_MOST(SASP_WT_F32) && weights >= SASP_WEIGHTS_AT_MOST(SASP_WT_Q8_0)) {
+        sasp_wtype cap = (sasp_wtype)(-2 - weights);
+        return stored > cap ? stored : cap;
+    }
+    return (sasp_wtype)weights;
 }
 
 /* Tensor t from entry e (sc: its q8_0 scales): float32 in t->data, or a matrix in the type it is used

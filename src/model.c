@@ -202,7 +202,16 @@ sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t er
     return sasp_model_load_as(dir, n_threads, SASP_WEIGHTS_AS_STORED, err, errlen);
 }
 
+int sasp_weights_parse(const char *name) {
+    if (!name) return SASP_WEIGHTS_UNKNOWN;
+    if (!strcmp(name, "auto")) return SASP_WEIGHTS_FAST;
+    if (!strcmp(name, "stored")) return SASP_WEIGHTS_AS_STORED;
+    int t = sasp_wtype_parse(name);
+    return t < 0 ? SASP_WEIGHTS_UNKNOWN : t;
+}
+
 sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen) {
+    if (weights == SASP_WEIGHTS_FAST) weights = SASP_WEIGHTS_AT_MOST(sasp_kernels_active()->fast_weights);
     sasp_checkpoint *ck = sasp_checkpoint_load_as(dir, weights, err, errlen);
     if (!ck) return NULL;
     sasp_model *m = calloc(1, sizeof *m);

@@ -51,9 +51,20 @@ typedef struct sasp_kv {
 
 /* Load DIR with n_threads workers (<= 0: one per core) and the active kernels. NULL + err on failure. */
 sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t errlen);
-/* The same with the matrices converted to WEIGHTS at load (a sasp_wtype; SASP_WEIGHTS_AS_STORED: each
- * in its file's type, as sasp_model_load does): sasp-cli --weights. */
+/* The same with the matrices converted to WEIGHTS at load: a sasp_wtype; SASP_WEIGHTS_AS_STORED, each
+ * in its file's type, as sasp_model_load does; or SASP_WEIGHTS_FAST, the type the active kernel table
+ * serves fastest (sasp_kernels.fast_weights), a matrix its file stores narrower staying as it is: what
+ * sasp-server and sasp-cli load unless --weights says otherwise. The results are the same for a request
+ * alone or among others in every type (simd/kernels.h), so the fast type costs no reproducibility; what
+ * it costs in accuracy is models/README.md's "Quality per weight type". */
+#define SASP_WEIGHTS_FAST (-100)
 sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen);
+
+/* --weights: "auto" (SASP_WEIGHTS_FAST), "stored" (SASP_WEIGHTS_AS_STORED), "f32", "bf16", "q8_0";
+ * SASP_WEIGHTS_UNKNOWN for anything else. */
+#define SASP_WEIGHTS_UNKNOWN (-1000)
+int sasp_weights_parse(const char *name);
+#define SASP_WEIGHTS_HELP "f32, bf16, q8_0, auto or stored"
 void sasp_model_free(sasp_model *m);
 
 /* Use this kernel table from now on (tests and benchmarks compare ISAs on one loaded model). */

@@ -99,7 +99,7 @@ static int load_one(const char *dir, const serve_options *o)
     sasp_sched_set_cache_ram(sm->sched, o->cache_ram);
     sm->lim = (api_limits){sm->tok, n_ctx, cfg->vocab_size, cfg->bos_token_id, sm->id};
     sm->info = (api_model_info){sm->id, sm->dir, cfg, sm->model->n_params, n_ctx, 0, 0, sm->digest,
-                                (long)time(NULL)};
+                                (long)time(NULL), sasp_model_describe(sm->model).weights};
     describe_file(sm);
     return 0;
 }

@@ -28,7 +28,7 @@ typedef struct served_model {
 typedef struct serve_options {
     int threads, parallel, ctx, max_queue, chunk, step_delay;
     size_t cache_ram; /* bytes of evicted prompt prefixes kept per model (--cache-ram) */
-    int weights;      /* --weights: a sasp_wtype to convert the matrices to, or SASP_WEIGHTS_AS_STORED */
+    int weights;      /* --weights: a sasp_wtype to convert the matrices to, SASP_WEIGHTS_FAST or _AS_STORED */
 } serve_options;
 
 /* Load every model of dirs (n of them). 0, or -1 after saying why on stderr. */

@@ -51,6 +51,7 @@ class Server:
             if m:
                 self.port = int(m.group(1))
                 break
+        self.banner = out.decode(errors="replace")  # what it printed at start, up to the URL
         if self.port is None:
             self.stop()
             raise RuntimeError("sasp-server did not start: %r; log: %s" % (out, open(self.log_path, "rb").read()))
@@ -219,6 +220,10 @@ def t_health_models_props(s):
     assert st == 200 and data == b""
     tags = s.get_json("/api/tags")
     assert tags["models"][0]["name"] == "tiny-model:latest"
+    # the weights served: by default (--weights auto) the fast type of the kernels, q8_0 with SIMD
+    assert p["weights"] == ("f32" if p["simd"] == "scalar" else "q8_0"), p["weights"]
+    assert tags["models"][0]["details"]["quantization_level"] == p["weights"].upper()
+    assert "tiny-model (" in s.banner and "%s weights (auto" % p["weights"] in s.banner, s.banner
 
 
 def t_tokenize_roundtrip(s):
@@ -917,6 +922,8 @@ def t_command_line():
     assert out.returncode == 2 and "Usage" in out.stderr, out
     out = subprocess.run([SERVER, "--port", "99999"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "--port" in out.stderr, out
+    out = subprocess.run([SERVER, "--weights", "q4"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "--weights takes f32, bf16, q8_0, auto or stored, not 'q4'" in out.stderr, out
     out = subprocess.run([SERVER, "-m", "/nonexistent/model", "--port", "0"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 1 and "/nonexistent/model" in out.stderr, out
@@ -938,6 +945,7 @@ def t_ollama_api(s):
     for name in ("tiny-model", "tiny-model:latest"):
         st, show = s.post("/api/show", {"model": name})
         assert st == 200, show
+        assert show["details"]["quantization_level"] == t["details"]["quantization_level"], show
         assert show["model_info"]["general.architecture"] == "sasp"
         assert show["model_info"]["sasp.context_length"] == N_CTX
         assert "Assistant:" in show["template"] and "temperature" in show["parameters"]
