@@ -46,9 +46,27 @@ typedef struct sasp_weights {
     int m, k;
     const void *data;       /* float, uint16_t (bf16) or int8_t [m][k] */
     const uint16_t *scales; /* q8_0: [m][sasp_q8_0_blocks(k)] binary16; NULL for the other types */
+    /* q8_0, optional: the same matrix as panels (below, sasp_q8_0_pack_panels), which the tables with
+     * sasp_kernels.q8_panels read instead of packing W on every call; NULL: not packed. */
+    const uint8_t *panels;
+    const uint16_t *panel_scales;
 } sasp_weights;
 
 static inline int sasp_q8_0_blocks(int k) { return (k + SASP_Q8_0_BLOCK - 1) / SASP_Q8_0_BLOCK; }
+
+/* q8_0 panels: W's rows in groups of SASP_Q8_0_PANEL (the last one zero-padded), each group stored
+ * block by block, four columns of each row side by side: panel P's block b is 512 bytes at
+ * panels + (P nb + b) 512 (nb = sasp_q8_0_blocks(k)), its 4-column group g (g < 8) at + 64 g, in which
+ * bytes 4l .. 4l+3 are W[16P + l][32b + 4g .. 32b + 4g + 3] + 128 as unsigned bytes (128 past k or m);
+ * its 16 scales, W's binary16 ones (0 past m), at panel_scales + (P nb + b) 16. The layout vpdpbusd
+ * wants with a lane per row of W and one broadcast of four bytes of X (kernels_body.h, "q8_0 by
+ * panels"). A row slice starting at a multiple of 16 keeps its panels (sasp_weights_rows); another
+ * drops them, and the kernels pack it themselves, to the same bits. */
+#define SASP_Q8_0_PANEL 16
+static inline size_t sasp_q8_0_panel_count(int m) { return (size_t)(m + SASP_Q8_0_PANEL - 1) / SASP_Q8_0_PANEL; }
+/* bytes of panels, and binary16 scales of panel_scales, for a q8_0 matrix of m x k */
+static inline size_t sasp_q8_0_panels_bytes(int m, int k) { return sasp_q8_0_panel_count(m) * sasp_q8_0_blocks(k) * 512; }
+static inline size_t sasp_q8_0_panel_scale_count(int m, int k) { return sasp_q8_0_panel_count(m) * sasp_q8_0_blocks(k) * 16; }
 
 /* Rows [lo, hi) of W as a matrix of its own (the columns [lo, hi) of Y = X W^T). */
 static inline sasp_weights sasp_weights_rows(const sasp_weights *w, int lo, int hi)
@@ -58,6 +76,12 @@ static inline sasp_weights sasp_weights_rows(const sasp_weights *w, int lo, int 
     r.m = hi - lo;
     r.data = (const char *)w->data + (size_t)lo * w->k * elem;
     if (w->type == SASP_WT_Q8_0) r.scales = w->scales + (size_t)lo * sasp_q8_0_blocks(w->k);
+    if (w->panels && lo % SASP_Q8_0_PANEL == 0) {
+        size_t at = (size_t)(lo / SASP_Q8_0_PANEL) * sasp_q8_0_blocks(w->k);
+        r.panels = w->panels + at * 512, r.panel_scales = w->panel_scales + at * 16;
+    } else {
+        r.panels = NULL, r.panel_scales = NULL;
+    }
     return r;
 }
 
@@ -110,6 +134,9 @@ typedef struct sasp_kernels {
      * quarter of f32's, and prefill runs on the integer units: VNNI, dotprod, vpmaddubsw); f32 in the
      * scalar reference, which is there to be right, not fast. docs/performance.md has the figures. */
     sasp_wtype fast_weights;
+    /* Whether its q8_0 product reads panels (sasp_weights.panels) when a matrix has them: give them to
+     * it (sasp_q8_0_pack_panels, once at load) and decode does not pack W on every call. */
+    int q8_panels;
 
     /* Y[i][j] = sum_k X[i][k] * W[j][k] (+ bias[j] when bias != NULL), for i < n, j < m.
      * X has row stride ldx, Y row stride ldy (so a thread can fill a column slice of Y).
@@ -193,6 +220,10 @@ uint16_t sasp_f32_to_bf16(float f);
 
 /* Row j of W as float32 (out: W->k floats): the embedding of a token whose table is typed. */
 void sasp_weights_row_f32(const sasp_weights *w, int j, float *out);
+
+/* q8_0 W as panels (the layout above): panels has sasp_q8_0_panels_bytes(w->m, w->k) bytes,
+ * panel_scales sasp_q8_0_panel_scale_count(w->m, w->k) entries. */
+void sasp_q8_0_pack_panels(const sasp_weights *w, uint8_t *panels, uint16_t *panel_scales);
 
 /* W [m][k] float32 to q8_0: per row and block of 32, d = amax / 127 rounded to binary16 and
  * q = rint(w / d) clamped to [-127, 127] (0 where d = 0). */

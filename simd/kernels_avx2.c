@@ -155,6 +155,6 @@ ALWAYS_INLINE vec q_dot(qvec x, qvec w)
     __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
-ALWAYS_INLINE vec q_scale_at(const float *d) { return _mm256_broadcast_ss(d); }
+ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return _mm256_broadcast_ss(group + b); }
 
 #include "kernels_body.h"

@@ -176,7 +176,7 @@ ALWAYS_INLINE vec q_dot(qvec x, qvec w)
     return vcvtq_f32_s32(s);
 }
 #endif
-ALWAYS_INLINE vec q_scale_at(const float *d) { return vld1q_dup_f32(d); }
+ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return vld1q_dup_f32(group + b); }
 
 #ifdef KERNELS_BF16
 /* ---- bf16 dot products (FEAT_BF16) ---- */

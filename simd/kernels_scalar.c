@@ -93,6 +93,27 @@ void sasp_quantize_q8_0(int8_t *q, uint16_t *scales, const float *w, int m, int 
         }
 }
 
+void sasp_q8_0_pack_panels(const sasp_weights *w, uint8_t *panels, uint16_t *panel_scales)
+{
+    int nb = sasp_q8_0_blocks(w->k);
+    size_t np = sasp_q8_0_panel_count(w->m);
+    const int8_t *q = w->data;
+    for (size_t P = 0; P < np; P++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *dst = panels + (P * nb + b) * 512;
+            uint16_t *sc = panel_scales + (P * nb + b) * 16;
+            for (int l = 0; l < SASP_Q8_0_PANEL; l++) {
+                size_t row = P * SASP_Q8_0_PANEL + l;
+                sc[l] = row < (size_t)w->m ? w->scales[row * nb + b] : 0;
+                for (int c = 0; c < SASP_Q8_0_BLOCK; c++) { /* column 32b + c: group c / 4, byte c % 4 */
+                    int p = b * SASP_Q8_0_BLOCK + c;
+                    int8_t v = row < (size_t)w->m && p < w->k ? q[row * w->k + p] : 0;
+                    dst[64 * (c / 4) + 4 * l + c % 4] = (uint8_t)(v + 128);
+                }
+            }
+        }
+}
+
 /* ---- typed weights ---- */
 
 /* W[j][p] as a float (kernels.h: the bf16's value, or the q8_0 product rounded to float). */

@@ -36,6 +36,7 @@ typedef struct sasp_model {
     sasp_weights lm_head; /* [vocab][d]; == tok_emb when tied */
     float *rope_cos, *rope_sin; /* [max_seq_len][d_head/2] */
     struct sasp_scratch *scratch; /* activations, grown to the largest step seen */
+    void *panels;     /* the q8_0 matrices as panels, for kernels that read them (sasp_kernels.q8_panels) */
 } sasp_model;
 
 /* The cache of one sequence: keys after RoPE and values per layer and position, and for sasp the
@@ -67,7 +68,8 @@ int sasp_weights_parse(const char *name);
 #define SASP_WEIGHTS_HELP "f32, bf16, q8_0, auto or stored"
 void sasp_model_free(sasp_model *m);
 
-/* Use this kernel table from now on (tests and benchmarks compare ISAs on one loaded model). */
+/* Use this kernel table from now on (tests and benchmarks compare ISAs on one loaded model); a table
+ * that reads q8_0 panels gets them packed now if they were not. */
 void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels);
 
 /* What a loaded model is beyond its config (sasp-cli --info prints it). */

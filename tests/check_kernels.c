@@ -587,7 +587,8 @@ static const char *const WK_NAME[WK_COUNT] = {"f32", "bf16", "q8_0", "q8_0(raw)"
 
 typedef struct {
     sasp_weights w;
-    gbuf data, scales;
+    sasp_weights wp; /* q8_0: w with its panels (sasp_q8_0_pack_panels), as the model gives them; else w */
+    gbuf data, scales, panels, panel_scales;
     double *deq; /* W[j][p] as a double: the value the reference multiplies by */
 } typed_w;
 
@@ -599,8 +600,9 @@ static typed_w make_weights(int kind, int m, int k, int off)
     t.data = galloc_of((size_t)m * k, size, off);
     t.scales = galloc_of(kind >= WK_Q8 ? (size_t)m * nb : 1, 2, off);
     t.deq = malloc(sizeof(double) * (size_t)m * k);
-    t.w = (sasp_weights){kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16 : SASP_WT_Q8_0, m, k,
-                         t.data.p, kind >= WK_Q8 ? (uint16_t *)(void *)t.scales.p : NULL};
+    t.w = (sasp_weights){.type = kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16 : SASP_WT_Q8_0,
+                         .m = m, .k = k, .data = t.data.p,
+                         .scales = kind >= WK_Q8 ? (uint16_t *)(void *)t.scales.p : NULL};
     float *f = malloc(sizeof(float) * ((size_t)m * k + 1));
     for (size_t i = 0; i < (size_t)m * k; i++) f[i] = rnd();
     uint16_t *s16 = (uint16_t *)(void *)t.scales.p;
@@ -625,9 +627,20 @@ static typed_w make_weights(int kind, int m, int k, int off)
                                                             (float)f16_value(s16[(size_t)j * nb + p / 32]));
         }
     free(f);
+    t.wp = t.w;
+    int q8 = kind >= WK_Q8;
+    t.panels = galloc_of(q8 ? sasp_q8_0_panels_bytes(m, k) : 1, 1, off);
+    t.panel_scales = galloc_of(q8 ? sasp_q8_0_panel_scale_count(m, k) : 1, 2, off);
+    if (q8) {
+        sasp_q8_0_pack_panels(&t.w, (uint8_t *)(void *)t.panels.p, (uint16_t *)(void *)t.panel_scales.p);
+        t.wp.panels = (const uint8_t *)(void *)t.panels.p, t.wp.panel_scales = (const uint16_t *)(void *)t.panel_scales.p;
+    }
     return t;
 }
-static void free_weights(typed_w *t) { gfree(&t->data), gfree(&t->scales), free(t->deq); }
+static void free_weights(typed_w *t)
+{
+    gfree(&t->data), gfree(&t->scales), gfree(&t->panels), gfree(&t->panel_scales), free(t->deq);
+}
 
 /* What bounds the error of row i, column j: sum |x w|, and the activation rounding's bound. */
 typedef struct {
@@ -680,7 +693,8 @@ static void check_reference(float *y0, int ldy, const gbuf *x, int ldx, const ty
 /* matmul_w of table K against y0 (the reference of K's semantics), on W whole or in three column
  * slices (sasp_weights_rows: y + lo, bias + lo), the gaps of a strided Y untouched. */
 static void check_table_w(const sasp_kernels *K, const float *y0, gbuf *y, int ldy, const gbuf *x, int ldx,
-                          const typed_w *t, const float *bias, int n, int sliced, const char *kind, int off)
+                          const typed_w *t, const sasp_weights *tw, const float *bias, int n, int sliced,
+                          const char *kind, int off)
 {
     int m = t->w.m, k = t->w.k;
     const float SENT = -12345.5f;
@@ -688,11 +702,11 @@ static void check_table_w(const sasp_kernels *K, const float *y0, gbuf *y, int l
     if (sliced && m >= 3) {
         int cut[4] = {0, m / 3, m - m / 4, m};
         for (int c = 0; c < 3; c++) {
-            sasp_weights part = sasp_weights_rows(&t->w, cut[c], cut[c + 1]);
+            sasp_weights part = sasp_weights_rows(tw, cut[c], cut[c + 1]);
             K->matmul_w(y->p + cut[c], ldy, x->p, ldx, &part, bias ? bias + cut[c] : NULL, n);
         }
     } else {
-        K->matmul_w(y->p, ldy, x->p, ldx, &t->w, bias, n);
+        K->matmul_w(y->p, ldy, x->p, ldx, tw, bias, n);
     }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < ldy && (size_t)i * ldy + j < y->n; j++) {
@@ -735,7 +749,9 @@ static void check_matmul_w_case(int kind, int n, int m, int k, int strided, int 
         const sasp_kernels *K = tables[ti];
         if (K->semantics != done) check_reference(y0.p, ldy, &x, ldx, &t, bias, n, K->semantics, !stress);
         done = K->semantics;
-        check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, bias, n, (n + m + k) % 4 == 1, WK_NAME[kind], off);
+        check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, &t.w, bias, n, (n + m + k) % 4 == 1, WK_NAME[kind], off);
+        if (t.wp.panels) /* and with its panels, whole or in three slices (which may drop them) */
+            check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, &t.wp, bias, n, (n + m + k) % 2 == 1, "q8_0 panels", off);
     }
     free_weights(&t);
     gfree(&x), gfree(&b), gfree(&y0), gfree(&y);
@@ -835,19 +851,29 @@ static void check_invariance_shape(int kind, int n, int m, int k, int off)
     (kind < 0 ? K->matmul((Y), ldy, (X), ldx, (const float *)(W)->data, (BIAS), (ROWS), (W)->m, k)           \
               : K->matmul_w((Y), ldy, (X), ldx, (W), (BIAS), (ROWS)))
         PRODUCT(y_all.p, x.p, &t.w, bias, n);
-        for (int i = 0; i < n; i++) /* decode: one row at a time */
-            PRODUCT(y.p + (size_t)i * ldy, x.p + (size_t)i * ldx, &t.w, bias, 1);
-        expect_same_rows(what, K, y_all.p, y.p, ldy, 0, n, n, m, k);
-        for (int i = 0; i < n;) { /* random groups of rows, each in random column slices */
-            int rows = 1 + (int)(rng_next() % (uint64_t)(n - i));
-            for (int lo = 0; lo < m;) {
-                int hi = lo + 1 + (int)(rng_next() % (uint64_t)(m - lo));
-                sasp_weights cols = sasp_weights_rows(&t.w, lo, hi);
-                PRODUCT(y.p + (size_t)i * ldy + lo, x.p + (size_t)i * ldx, &cols, bias ? bias + lo : NULL, rows);
-                lo = hi;
+        /* q8_0 also with its panels: the same bits as W packed by the kernel, whole or sliced (slices
+         * at a multiple of 16 keep the panels, others drop them) */
+        for (int v = 0; v < (t.wp.panels ? 2 : 1); v++) {
+            const sasp_weights *W = v ? &t.wp : &t.w;
+            if (v) {
+                PRODUCT(y.p, x.p, W, bias, n);
+                expect_same_rows("q8_0 panels", K, y_all.p, y.p, ldy, 0, n, n, m, k);
             }
-            expect_same_rows(what, K, y_all.p, y.p, ldy, i, i + rows, n, m, k);
-            i += rows;
+            for (int i = 0; i < n; i++) /* decode: one row at a time */
+                PRODUCT(y.p + (size_t)i * ldy, x.p + (size_t)i * ldx, W, bias, 1);
+            expect_same_rows(what, K, y_all.p, y.p, ldy, 0, n, n, m, k);
+            for (int i = 0; i < n;) { /* random groups of rows, each in random column slices */
+                int rows = 1 + (int)(rng_next() % (uint64_t)(n - i));
+                for (int lo = 0; lo < m;) {
+                    int hi = lo + 1 + (int)(rng_next() % (uint64_t)(m - lo));
+                    if (v && rng_next() % 2) hi = lo + 16 < m ? lo + 16 : m; /* panel-aligned slices too */
+                    sasp_weights cols = sasp_weights_rows(W, lo, hi);
+                    PRODUCT(y.p + (size_t)i * ldy + lo, x.p + (size_t)i * ldx, &cols, bias ? bias + lo : NULL, rows);
+                    lo = hi;
+                }
+                expect_same_rows(what, K, y_all.p, y.p, ldy, i, i + rows, n, m, k);
+                i += rows;
+            }
         }
 #undef PRODUCT
     }
@@ -868,6 +894,49 @@ START_TEST(test_batch_invariance)
     /* k beyond one chunk of X's per-call copies (1024 and 2048 columns) */
     check_invariance_shape(kind, 30, 9, 2100, 1);
     check_invariance_shape(kind, 3, 5, 4133, 0);
+    /* m a multiple of the q8_0 panels' 16 rows: two panels, three (a pair and one) */
+    check_invariance_shape(kind, 7, 32, 96, 0);
+    check_invariance_shape(kind, 13, 48, 1100, 1);
+}
+END_TEST
+
+/* The q8_0 panels are what a table with q8_panels reads: given W1's bytes and W2's panels it computes
+ * W2's product, bit for bit (a table without ignores them: W1's); a row slice from a multiple of 16
+ * keeps the panels, any other drops them (sasp_weights_rows). Without this, a table that never read its
+ * panels would pass every other test. */
+START_TEST(test_q8_panels_are_read)
+{
+    static const int SHAPES[][3] = {{1, 16, 32}, {5, 37, 70}, {9, 70, 1100}, {30, 48, 33}};
+    int readers = 0;
+    for (unsigned s = 0; s < sizeof SHAPES / sizeof *SHAPES; s++) {
+        int n = SHAPES[s][0], m = SHAPES[s][1], k = SHAPES[s][2];
+        typed_w t1 = make_weights(WK_Q8, m, k, 0), t2 = make_weights(WK_Q8, m, k, 1);
+        gbuf x = galloc((size_t)n * k, 0), y = galloc((size_t)n * m, 0), want = galloc((size_t)n * m, 0);
+        fill_real(&x, -1, 1);
+        sasp_weights mixed = t1.w;
+        mixed.panels = t2.wp.panels, mixed.panel_scales = t2.wp.panel_scales;
+        for (int ti = 0; ti < n_tables; ti++) {
+            const sasp_kernels *K = tables[ti];
+            readers += K->q8_panels;
+            /* slices from 0, 5, 16, 21, 32, 37, ...: every other one at a multiple of 16 */
+            for (int lo = 0; lo < m; lo += lo % SASP_Q8_0_PANEL ? SASP_Q8_0_PANEL - lo % SASP_Q8_0_PANEL : 5) {
+                int hi = lo + 40 < m ? lo + 40 : m, aligned = lo % SASP_Q8_0_PANEL == 0;
+                sasp_weights part = sasp_weights_rows(&mixed, lo, hi);
+                ck_assert(aligned ? part.panels != NULL : part.panels == NULL);
+                sasp_weights ref = sasp_weights_rows(K->q8_panels && aligned ? &t2.w : &t1.w, lo, hi);
+                K->matmul_w(want.p, m, x.p, k, &ref, NULL, n);
+                K->matmul_w(y.p, m, x.p, k, &part, NULL, n);
+                for (int i = 0; i < n; i++)
+                    ck_assert_msg(memcmp(y.p + (size_t)i * m, want.p + (size_t)i * m, sizeof(float) * (hi - lo)) == 0,
+                                  "seed %llu: %s q8_panels=%d n=%d m=%d k=%d rows [%d, %d): row %d is not the product of %s",
+                                  (unsigned long long)seed, K->id, K->q8_panels, n, m, k, lo, hi, i,
+                                  K->q8_panels && aligned ? "the panels" : "the bytes");
+            }
+        }
+        free_weights(&t1), free_weights(&t2);
+        gfree(&x), gfree(&y), gfree(&want);
+    }
+    ck_assert_msg(readers > 0, "no table reads q8_0 panels (vl16-emul-bf16 should, on any CPU)");
 }
 END_TEST
 
@@ -961,6 +1030,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_matmul_w_prefill, 0, WK_COUNT);
     tcase_add_test(tc, test_matmul_w_report);
     tcase_add_loop_test(tc, test_batch_invariance, 0, WK_COUNT + 1);
+    tcase_add_test(tc, test_q8_panels_are_read);
     tcase_add_test(tc, test_attn_scores_is_matmul);
     suite_add_tcase(s, tc);
     return s;
