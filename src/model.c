@@ -979,6 +979,15 @@ int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t
     return 0;
 }
 
+double sasp_model_weight_bytes(const sasp_model *m) {
+    const sasp_weights **all = malloc(sizeof *all * (7 * (size_t)m->cfg.n_layers + 1));
+    double bytes = 0;
+    if (!all) return 0;
+    for (int i = 0, n = product_matrices(m, all); i < n; i++) bytes += (double)sasp_weights_bytes(all[i]);
+    free(all);
+    return bytes;
+}
+
 double sasp_model_flops_per_token(const sasp_model *m, int n_ctx) {
     const sasp_config *c = &m->cfg;
     double d = c->d_model, F = c->d_ff, macs = 0;

@@ -119,5 +119,8 @@ int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t
 /* Multiply-adds per token: the matrices, plus attention over n_ctx positions of context (scores and
  * weighted sum, 2 n_ctx d per layer); n_ctx = 0 gives the matrices alone. For GFLOP/s. */
 double sasp_model_flops_per_token(const sasp_model *m, int n_ctx);
+/* The bytes of the matrices one decoded token reads, in their type (q8_0's scales included): the
+ * weight traffic of decode at batch 1 (the embedding is one row; a tied head is counted once). */
+double sasp_model_weight_bytes(const sasp_model *m);
 
 #endif
