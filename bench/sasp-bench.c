@@ -14,10 +14,16 @@
  * flops); prefill tokens/s <= peak / flops per token.
  *
  * Every figure is the median of --reps runs (default 5). --isa all (or a list) repeats the model
- * measurements with each kernel table; SASP_SIMD picks the default one. --vs-preln measures a Pre-LN
- * model of the same width, depth, MLP width and vocabulary beside each SAS-P one, with the ratio.
- * The runs of all these configurations are interleaved (run r of each before run r + 1 of any), so on a
- * shared, noisy machine the side-by-side ratios are fairer than the absolute figures.
+ * measurements with each kernel table; SASP_SIMD picks the default one. --weights f32,bf16,q8_0 (or
+ * all) loads the model once per weight type and measures each. --vs-preln measures a Pre-LN model of
+ * the same width, depth, MLP width and vocabulary beside each SAS-P one, with the ratio. The runs of all
+ * these configurations are interleaved (run r of each before run r + 1 of any), so on a shared, noisy
+ * machine the side-by-side ratios are fairer than the absolute figures (ratios against the first are
+ * printed).
+ * The decode roofline counts the bytes of the weights in their type (q8_0: 1.0625 a weight, bf16 2,
+ * f32 4) and the KV-cache; "b1/roof" is decode at batch 1 over min(bandwidth / bytes, peak / flops),
+ * the peak being the f32 FMA loop's (bf16 and int8 dot products do more per instruction, but decode at
+ * batch 1 is bound by the bytes).
  * A table goes to stdout, and with --json FILE everything to FILE. */
 #include <errno.h>
 #include <getopt.h>
@@ -43,7 +49,8 @@
 #include "model/threadpool.h"
 #include "base/util.h"
 
-#define MAX_ISAS 4
+#define MAX_ISAS SASP_KERNELS_MAX
+#define MAX_WEIGHTS 3
 
 typedef struct {
     const char *model_dir;
@@ -53,7 +60,8 @@ typedef struct {
     const char *isa_list; /* NULL: the active table; "all"; or "scalar,avx2" */
     const char *json_path;
     long bw_mb;           /* size of the triad arrays in total; 0: 4 x L3 (at least 256 MB) */
-    int weights;          /* --weights: a sasp_wtype the matrices are converted to at load, or as stored */
+    int weights[MAX_WEIGHTS]; /* --weights: the types the matrices are converted to at load, or as stored */
+    int n_weights;
 } options;
 
 static double now(void) { return (double)sasp_now_ns() * 1e-9; }
@@ -332,6 +340,8 @@ typedef struct {
 
 typedef struct {
     const char *isa;
+    const char *weights;                 /* the matrices' type */
+    char label[40];                      /* "isa weights" */
     double prefill512, prefill256;       /* tokens/s */
     double prefill512_gflops, prefill256_gflops;
     double decode[3];                    /* batch 1, 4, 8: tokens/s */
@@ -449,11 +459,8 @@ static double time_decode(bench_model *bm, int B, int steps, double *cpu)
     return t;
 }
 
-static double matrix_weight_bytes(const sasp_model *m)
-{
-    /* what one decoded token reads: every matrix once (their multiply-adds = their elements), f32 */
-    return sasp_model_flops_per_token(m, 0) * sizeof(float);
-}
+/* what one decoded token reads: every matrix once, in its type */
+static double matrix_weight_bytes(const sasp_model *m) { return sasp_model_weight_bytes(m); }
 
 /* One run of every measurement of one (model, kernels) configuration, into sample: wall seconds of
  * prefill512, prefill256, decode b1 / b4 / b8; the footprint read bandwidth in GB/s; then the CPU
@@ -550,6 +557,7 @@ static json_t *result_json(const result *r)
 {
     json_t *j = json_object();
     json_object_set_new(j, "isa", json_string(r->isa));
+    json_object_set_new(j, "weights", json_string(r->weights));
 #define NUM(key, v) json_object_set_new(j, key, json_real(v))
     NUM("prefill512_tok_s", r->prefill512);
     NUM("prefill512_gflops", r->prefill512_gflops);
@@ -582,31 +590,37 @@ static void print_results(const char *title, const sasp_model *m, const result *
                           const char *base_name)
 {
     const sasp_config *c = &m->cfg;
-    printf("\n%s: %s, vocab %d, d_model %d, %d layers, %d heads, d_ff %d; %.1f M weights read per token "
-           "(%.1f MB f32), %d threads\n",
+    printf("\n%s: %s, vocab %d, d_model %d, %d layers, %d heads, d_ff %d; %.1f M weights read per token, "
+           "%d threads\n",
            title, c->arch == SASP_ARCH_SASP ? "SAS-P" : "Pre-LN", c->vocab_size, c->d_model, c->n_layers, c->n_heads,
-           c->d_ff, r[0].weight_bytes / 4e6, r[0].weight_bytes / 1e6, sasp_pool_size(m->pool));
-    printf("  %-8s %12s %12s %12s %12s %12s %10s %10s %10s\n", "kernels", "prefill512", "prefill256", "decode b1",
+           c->d_ff, sasp_model_flops_per_token(m, 0) / 1e6, sasp_pool_size(m->pool));
+    printf("  %-12s %12s %12s %12s %12s %12s %10s %10s %10s\n", "kernels", "prefill512", "prefill256", "decode b1",
            "decode b4", "decode b8", "b8/b1", "b1/roof", "pf/peak");
-    printf("  %-8s %12s %12s %12s %12s %12s %10s %10s %10s\n", "", "tok/s", "tok/s", "tok/s", "tok/s", "tok/s", "",
-           "", "");
+    printf("  %-12s %12s %12s %12s %12s %12s %10s %10s %10s\n", "weights", "tok/s", "tok/s", "tok/s", "tok/s", "tok/s",
+           "", "", "");
     for (int i = 0; i < n; i++) {
-        printf("  %-8s %12.0f %12.0f %12.0f %12.0f %12.0f %9.2fx %9.0f%% %9.0f%%\n", r[i].isa, r[i].prefill512,
+        printf("  %-12s %12.0f %12.0f %12.0f %12.0f %12.0f %9.2fx %9.0f%% %9.0f%%\n", r[i].label, r[i].prefill512,
                r[i].prefill256, r[i].decode[0], r[i].decode[1], r[i].decode[2], r[i].b8_over_b1,
                100 * r[i].of_roofline, 100 * r[i].prefill512 / r[i].prefill_bound);
-        printf("  %-8s %9.1f GF %9.1f GF %9.1f GF %9.1f GF %9.1f GF\n", "", r[i].prefill512_gflops,
+        printf("  %-12s %9.1f GF %9.1f GF %9.1f GF %9.1f GF %9.1f GF\n", "", r[i].prefill512_gflops,
                r[i].prefill256_gflops, r[i].decode_gflops[0], r[i].decode_gflops[1], r[i].decode_gflops[2]);
-        printf("  %-8s %12.0f %12.0f %12.0f %12.0f %12.0f %9.2fx   tokens per CPU-second\n", "cpu",
+        printf("  %-12s %12.0f %12.0f %12.0f %12.0f %12.0f %9.2fx   tokens per CPU-second\n", "cpu",
                r[i].cpu_prefill512, r[i].cpu_prefill256, r[i].cpu_decode[0], r[i].cpu_decode[1], r[i].cpu_decode[2],
                r[i].cpu_decode[2] / r[i].cpu_decode[0]);
         if (base)
-            printf("  %-8s %11.2fx %11.2fx %11.2fx %11.2fx %11.2fx   (%s / %s)\n", "ratio", r[i].prefill512 / base[i].prefill512,
+            printf("  %-12s %11.2fx %11.2fx %11.2fx %11.2fx %11.2fx   (%s / %s)\n", "ratio", r[i].prefill512 / base[i].prefill512,
                    r[i].prefill256 / base[i].prefill256, r[i].decode[0] / base[i].decode[0],
                    r[i].decode[1] / base[i].decode[1], r[i].decode[2] / base[i].decode[2], "this", base_name);
+        else if (i > 0)
+            printf("  %-12s %11.2fx %11.2fx %11.2fx %11.2fx %11.2fx   (against %s, side by side)\n", "ratio",
+                   r[i].prefill512 / r[0].prefill512, r[i].prefill256 / r[0].prefill256, r[i].decode[0] / r[0].decode[0],
+                   r[i].decode[1] / r[0].decode[1], r[i].decode[2] / r[0].decode[2], r[0].label);
     }
-    printf("  roofline: decode b1 <= %.0f tok/s (weights at the footprint read bandwidth %.1f GB/s; "
-           "%.0f tok/s at the DRAM triad bandwidth), prefill <= %.0f tok/s (peak FMA)\n",
-           r[0].decode_bound, r[0].footprint_gbs, r[0].decode_bound_dram, r[0].prefill_bound);
+    for (int i = 0; i < n; i++)
+        printf("  roofline %s: decode b1 <= %.0f tok/s (%.1f MB of weights at the footprint read bandwidth %.1f GB/s; "
+               "%.0f tok/s at the DRAM triad bandwidth), prefill <= %.0f tok/s (peak f32 FMA)\n",
+               r[i].label, r[i].decode_bound, r[i].weight_bytes / 1e6, r[i].footprint_gbs, r[i].decode_bound_dram,
+               r[i].prefill_bound);
 }
 
 static void usage(FILE *f)
@@ -624,8 +638,25 @@ static void usage(FILE *f)
             "  --reps N         runs per figure, the median is reported (default 5)\n"
             "  --decode-tokens N  tokens per decode run after a 32-token prompt (default 128)\n"
             "  --bw-mb MB       total size of the triad arrays (default: 4 x L3, at least 256)\n"
-            "  --weights TYPE   convert the weight matrices to f32, bf16 or q8_0 at load (default: as stored)\n"
+            "  --weights LIST   the matrices' types to measure, side by side: all, or e.g. f32,q8_0 (each\n"
+            "                   converted at load), stored, auto (default: stored)\n"
             "  --version        print the version and exit\n");
+}
+
+/* --weights: "all" or a comma-separated list of sasp_weights_parse's names into o. 0, or -1. */
+static int parse_weights(const char *list, options *o)
+{
+    if (!strcmp(list, "all")) list = "f32,bf16,q8_0";
+    char *copy = strdup(list), *save = NULL;
+    o->n_weights = 0;
+    int bad = !copy;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+        int w = sasp_weights_parse(tok);
+        if (w == SASP_WEIGHTS_UNKNOWN || o->n_weights == MAX_WEIGHTS) bad = 1;
+        else o->weights[o->n_weights++] = w;
+    }
+    free(copy);
+    return bad || o->n_weights == 0 ? -1 : 0;
 }
 
 /* The options into *o. Returns 0; 1 after printing the usage for --help (or the version for --version);
@@ -639,7 +670,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"bw-mb", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},     {"weights", required_argument, 0, 'w'},
         {0, 0, 0, 0}};
-    *o = (options){NULL, 0, 5, 128, 32, 0, NULL, NULL, NULL, 0, SASP_WEIGHTS_AS_STORED};
+    *o = (options){NULL, 0, 5, 128, 32, 0, NULL, NULL, NULL, 0, {SASP_WEIGHTS_AS_STORED}, 1};
     int c;
     while ((c = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -653,7 +684,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 'd': o->decode_tokens = atoi(optarg); break;
         case 'b': o->bw_mb = atol(optarg); break;
         case 'w':
-            if ((o->weights = sasp_wtype_parse(optarg)) < 0) {
+            if (parse_weights(optarg, o)) {
                 usage(stderr);
                 return 2;
             }
@@ -722,8 +753,8 @@ static int measure_machine(const options *o, machine *mc)
 }
 
 /* The SAS-P model to measure (o->model_dir, or a random one of shape sh) and, for a = 1, its Pre-LN
- * twin of shape sh; NULL after a message on failure. */
-static sasp_model *load_bench_model(const options *o, const shape *sh, int a, const char *title)
+ * twin of shape sh, its matrices as `weights` says; NULL after a message on failure. */
+static sasp_model *load_bench_model(const options *o, const shape *sh, int a, int weights, const char *title)
 {
     static const char *const archs[2] = {"sasp", "preln"};
     char err[512], *tmp = NULL;
@@ -736,7 +767,7 @@ static sasp_model *load_bench_model(const options *o, const shape *sh, int a, co
         }
         dir = tmp;
     }
-    sasp_model *m = sasp_model_load_as(dir, o->threads, o->weights, err, sizeof err);
+    sasp_model *m = sasp_model_load_as(dir, o->threads, weights, err, sizeof err);
     if (tmp) tw_rmtree(tmp), free(tmp);
     if (!m) fprintf(stderr, "sasp-bench: %s\n", err);
     return m;
@@ -747,11 +778,11 @@ static void print_sasp_vs_preln(const result *sasp, const result *preln, int n_i
     printf("  SAS-P / Pre-LN (wall-clock tokens/s, then tokens per CPU-second):\n");
     for (int i = 0; i < n_isas; i++) {
         const result *a = &sasp[i], *b = &preln[i];
-        printf("  %-8s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   "
+        printf("  %-12s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   "
                "(Pre-LN / SAS-P weights read per token %.2fx)\n",
-               a->isa, a->prefill512 / b->prefill512, a->prefill256 / b->prefill256, a->decode[0] / b->decode[0],
+               a->label, a->prefill512 / b->prefill512, a->prefill256 / b->prefill256, a->decode[0] / b->decode[0],
                a->decode[1] / b->decode[1], a->decode[2] / b->decode[2], b->weight_bytes / a->weight_bytes);
-        printf("  %-8s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   (CPU time)\n", "",
+        printf("  %-12s prefill512 %.2fx  prefill256 %.2fx  decode b1 %.2fx  b4 %.2fx  b8 %.2fx   (CPU time)\n", "",
                a->cpu_prefill512 / b->cpu_prefill512, a->cpu_prefill256 / b->cpu_prefill256,
                a->cpu_decode[0] / b->cpu_decode[0], a->cpu_decode[1] / b->cpu_decode[1],
                a->cpu_decode[2] / b->cpu_decode[2]);
@@ -771,48 +802,53 @@ static json_t *model_json(const char *title, const sasp_model *m, const options 
     return jm;
 }
 
-/* Every measurement of one shape (or of -m's model), with every kernel table and, with --vs-preln,
- * its Pre-LN twin: printed, and appended to jmodels. */
+/* Every measurement of one shape (or of -m's model), with every weight type and kernel table and, with
+ * --vs-preln, its Pre-LN twin: printed, and appended to jmodels. A configuration is (architecture,
+ * weight type, kernels); the models are loaded once per architecture and weight type. */
 static int bench_shape(const options *o, shape sh, const char *title, const sasp_kernels **isas, int n_isas,
                        const machine *mc, json_t *jmodels)
 {
-    int n_arch = o->vs_preln ? 2 : 1;
-    result res[2][MAX_ISAS];
-    sasp_model *models[2] = {NULL, NULL};
-    bench_model bms[2];
-    for (int a = 0; a < n_arch; a++) {
-        if (!(models[a] = load_bench_model(o, &sh, a, title))) return -1;
-        if (bench_model_init(&bms[a], models[a], o) != 0) {
-            fprintf(stderr, "sasp-bench: out of memory\n");
-            return -1;
+    int n_arch = o->vs_preln ? 2 : 1, n_w = o->n_weights, per_arch = n_w * n_isas;
+    result res[2][MAX_WEIGHTS * MAX_ISAS];
+    sasp_model *models[2][MAX_WEIGHTS] = {{NULL}};
+    bench_model bms[2][MAX_WEIGHTS];
+    for (int a = 0; a < n_arch; a++)
+        for (int w = 0; w < n_w; w++) {
+            if (!(models[a][w] = load_bench_model(o, &sh, a, o->weights[w], title))) return -1;
+            if (bench_model_init(&bms[a][w], models[a][w], o) != 0) {
+                fprintf(stderr, "sasp-bench: out of memory\n");
+                return -1;
+            }
         }
-    }
-    /* Runs interleaved: rep r of every (architecture, kernels) configuration before rep r + 1 of any,
-     * so that a burst of load on a shared machine hits all of them alike and ratios stay fair. */
-    int n_cfg = n_arch * n_isas;
+    /* Runs interleaved: rep r of every configuration before rep r + 1 of any, so that a burst of load
+     * on a shared machine hits all of them alike and ratios stay fair. */
+    int n_cfg = n_arch * per_arch;
     double (*samples)[N_SAMPLE] = calloc((size_t)n_cfg * (o->reps + 1), sizeof *samples);
     if (!samples) return -1;
     for (int r = 0; r <= o->reps; r++) { /* r = 0: warm-up */
         fprintf(stderr, "sasp-bench: %s, run %d of %d\n", title, r, o->reps);
-        for (int a = 0; a < n_arch; a++)
-            for (int i = 0; i < n_isas; i++)
-                sample_once(&bms[a], isas[i], samples[(size_t)(a * n_isas + i) * (o->reps + 1) + r], r == 0);
-    }
-    for (int a = 0; a < n_arch; a++)
-        for (int i = 0; i < n_isas; i++) {
-            res[a][i].isa = isas[i]->name;
-            summarize(&bms[a], mc, samples + (size_t)(a * n_isas + i) * (o->reps + 1) + 1, o->reps, &res[a][i]);
+        for (int c = 0; c < n_cfg; c++) {
+            int a = c / per_arch, w = c % per_arch / n_isas, i = c % n_isas;
+            sample_once(&bms[a][w], isas[i], samples[(size_t)c * (o->reps + 1) + r], r == 0);
         }
+    }
+    for (int c = 0; c < n_cfg; c++) {
+        int a = c / per_arch, w = c % per_arch / n_isas, i = c % n_isas;
+        result *r = &res[a][c % per_arch];
+        r->isa = isas[i]->name;
+        r->weights = sasp_model_describe(models[a][w]).weights;
+        snprintf(r->label, sizeof r->label, "%s %s", isas[i]->id, r->weights);
+        summarize(&bms[a][w], mc, samples + (size_t)c * (o->reps + 1) + 1, o->reps, r);
+    }
     free(samples);
-    print_results(title, models[0], res[0], n_isas, NULL, NULL);
+    print_results(title, models[0][0], res[0], per_arch, NULL, NULL);
     if (o->vs_preln) {
-        print_results(title, models[1], res[1], n_isas, NULL, NULL);
-        print_sasp_vs_preln(res[0], res[1], n_isas);
+        print_results(title, models[1][0], res[1], per_arch, NULL, NULL);
+        print_sasp_vs_preln(res[0], res[1], per_arch);
     }
     for (int a = 0; a < n_arch; a++) {
-        json_array_append_new(jmodels, model_json(title, models[a], o, res[a], n_isas));
-        bench_model_free(&bms[a]);
-        sasp_model_free(models[a]);
+        json_array_append_new(jmodels, model_json(title, models[a][0], o, res[a], per_arch));
+        for (int w = 0; w < n_w; w++) bench_model_free(&bms[a][w]), sasp_model_free(models[a][w]);
     }
     return 0;
 }

@@ -19,6 +19,8 @@
 
 #include "kernels.h"
 
+#define PREFILL_ROWS 24 /* from this many rows of X on, a product is compute bound: one matrix is reused */
+
 /* This thread's CPU time: on a shared machine wall-clock time measures the other processes as much as
  * this one; the bandwidth probe is timed the same way, so their ratio stays fair. */
 static double now(void)
@@ -93,12 +95,14 @@ typedef struct {
     int copies;
     void *data;
     uint16_t *scales;
+    uint8_t *panels; /* q8_0 for a table that reads panels: each copy's, packed as the model packs them */
+    uint16_t *panel_scales;
 } matrices;
 
-static matrices make(sasp_wtype type, int m, int k, int copies)
+static matrices make(sasp_wtype type, int m, int k, int copies, int panels)
 {
-    matrices r = {calloc((size_t)copies, sizeof(sasp_weights)), copies, NULL, NULL};
-    sasp_weights w0 = {type, m, k, NULL, NULL};
+    matrices r = {calloc((size_t)copies, sizeof(sasp_weights)), copies, NULL, NULL, NULL, NULL};
+    sasp_weights w0 = {.type = type, .m = m, .k = k};
     size_t per = (size_t)m * k, nb = (size_t)m * sasp_q8_0_blocks(k);
     size_t elem = type == SASP_WT_F32 ? 4 : type == SASP_WT_BF16 ? 2 : 1;
     r.data = aligned_alloc(64, (per * elem * copies + 63) / 64 * 64);
@@ -118,10 +122,20 @@ static matrices make(sasp_wtype type, int m, int k, int copies)
         }
     }
     free(f);
+    if (type == SASP_WT_Q8_0 && panels) {
+        size_t pb = sasp_q8_0_panels_bytes(m, k), ps = sasp_q8_0_panel_scale_count(m, k);
+        r.panels = aligned_alloc(64, (pb * copies + 63) / 64 * 64);
+        r.panel_scales = malloc(ps * copies * sizeof *r.panel_scales);
+        if (!r.panels || !r.panel_scales) exit(1);
+        for (int c = 0; c < copies; c++) {
+            sasp_q8_0_pack_panels(&r.w[c], r.panels + c * pb, r.panel_scales + c * ps);
+            r.w[c].panels = r.panels + c * pb, r.w[c].panel_scales = r.panel_scales + c * ps;
+        }
+    }
     return r;
 }
 
-static void drop(matrices *r) { free(r->w), free(r->data), free(r->scales); }
+static void drop(matrices *r) { free(r->w), free(r->data), free(r->scales), free(r->panels), free(r->panel_scales); }
 
 /* Seconds per pass over the copies: the best of three runs of about `secs`. */
 static double time_passes(const sasp_kernels *K, const matrices *mm, float *y, const float *x, int n, double secs)
@@ -189,23 +203,23 @@ int main(int argc, char **argv)
         if (strcmp(only_shape, "all") && strcmp(only_shape, sh->model)) continue;
         for (sasp_wtype t = SASP_WT_F32; t <= SASP_WT_Q8_0; t++) {
             if (!(types >> t & 1)) continue;
-            sasp_weights one = {t, sh->m, sh->k, NULL, NULL};
+            sasp_weights one = {.type = t, .m = sh->m, .k = sh->k};
             double bytes1 = (double)sasp_weights_bytes(&one);
             int copies = (int)(sh->footprint / ((double)sh->m * sh->k) + 0.999);
-            matrices mm = make(t, sh->m, sh->k, copies);
+            matrices mm = make(t, sh->m, sh->k, copies, K->q8_panels);
             double bw = read_gbs((size_t)(bytes1 * copies));
             for (int a = 0; a < n_ns; a++) {
                 int n = ns[a];
                 float *x = malloc(sizeof(float) * n * sh->k), *y = malloc(sizeof(float) * n * sh->m);
                 for (int i = 0; i < n * sh->k; i++) x[i] = rnd();
                 matrices use = mm;
-                if (n >= SASP_PREFILL_ROWS) use.copies = 1;
+                if (n >= PREFILL_ROWS) use.copies = 1;
                 double sec = time_passes(K, &use, y, x, n, secs);
                 double gbs = bytes1 * use.copies / sec / 1e9;
                 double gflops = 2.0 * n * sh->m * sh->k * use.copies / sec / 1e9;
                 printf("%-5s %-3s %4dx%-5d %4d %9.1f %8.1f %9.1f", type_name(t), sh->model, sh->m, sh->k, n,
                        bytes1 * use.copies / 1e6, gbs, gflops);
-                if (n < SASP_PREFILL_ROWS)
+                if (n < PREFILL_ROWS)
                     printf(" %9.1f %5.0f%%\n", bw, 100 * gbs / bw);
                 else
                     printf(" %9s %6s\n", "", "");

@@ -36,7 +36,7 @@
 
 /* ---- typed weights ---- */
 
-typedef enum sasp_wtype { SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0 } sasp_wtype;
+typedef enum sasp_wtype { SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0 } sasp_wtype; /* widest first */
 
 #define SASP_Q8_0_BLOCK 32 /* q8_0: columns per scale */
 
@@ -46,9 +46,27 @@ typedef struct sasp_weights {
     int m, k;
     const void *data;       /* float, uint16_t (bf16) or int8_t [m][k] */
     const uint16_t *scales; /* q8_0: [m][sasp_q8_0_blocks(k)] binary16; NULL for the other types */
+    /* q8_0, optional: the same matrix as panels (below, sasp_q8_0_pack_panels), which the tables with
+     * sasp_kernels.q8_panels read instead of packing W on every call; NULL: not packed. */
+    const uint8_t *panels;
+    const uint16_t *panel_scales;
 } sasp_weights;
 
 static inline int sasp_q8_0_blocks(int k) { return (k + SASP_Q8_0_BLOCK - 1) / SASP_Q8_0_BLOCK; }
+
+/* q8_0 panels: W's rows in groups of SASP_Q8_0_PANEL (the last one zero-padded), each group stored
+ * block by block, four columns of each row side by side: panel P's block b is 512 bytes at
+ * panels + (P nb + b) 512 (nb = sasp_q8_0_blocks(k)), its 4-column group g (g < 8) at + 64 g, in which
+ * bytes 4l .. 4l+3 are W[16P + l][32b + 4g .. 32b + 4g + 3] + 128 as unsigned bytes (128 past k or m);
+ * its 16 scales, W's binary16 ones (0 past m), at panel_scales + (P nb + b) 16. The layout vpdpbusd
+ * wants with a lane per row of W and one broadcast of four bytes of X (kernels_body.h, "q8_0 by
+ * panels"). A row slice starting at a multiple of 16 keeps its panels (sasp_weights_rows); another
+ * drops them, and the kernels pack it themselves, to the same bits. */
+#define SASP_Q8_0_PANEL 16
+static inline size_t sasp_q8_0_panel_count(int m) { return (size_t)(m + SASP_Q8_0_PANEL - 1) / SASP_Q8_0_PANEL; }
+/* bytes of panels, and binary16 scales of panel_scales, for a q8_0 matrix of m x k */
+static inline size_t sasp_q8_0_panels_bytes(int m, int k) { return sasp_q8_0_panel_count(m) * sasp_q8_0_blocks(k) * 512; }
+static inline size_t sasp_q8_0_panel_scale_count(int m, int k) { return sasp_q8_0_panel_count(m) * sasp_q8_0_blocks(k) * 16; }
 
 /* Rows [lo, hi) of W as a matrix of its own (the columns [lo, hi) of Y = X W^T). */
 static inline sasp_weights sasp_weights_rows(const sasp_weights *w, int lo, int hi)
@@ -58,6 +76,12 @@ static inline sasp_weights sasp_weights_rows(const sasp_weights *w, int lo, int 
     r.m = hi - lo;
     r.data = (const char *)w->data + (size_t)lo * w->k * elem;
     if (w->type == SASP_WT_Q8_0) r.scales = w->scales + (size_t)lo * sasp_q8_0_blocks(w->k);
+    if (w->panels && lo % SASP_Q8_0_PANEL == 0) {
+        size_t at = (size_t)(lo / SASP_Q8_0_PANEL) * sasp_q8_0_blocks(w->k);
+        r.panels = w->panels + at * 512, r.panel_scales = w->panel_scales + at * 16;
+    } else {
+        r.panels = NULL, r.panel_scales = NULL;
+    }
     return r;
 }
 
@@ -73,11 +97,9 @@ static inline size_t sasp_weights_bytes(const sasp_weights *w)
     return 0;
 }
 
-/* matmul_w: Y = X W^T (+ bias), what it computes. With n rows of X:
- *  - n >= SASP_PREFILL_ROWS (prefill), every type: y[i][j] = sum_p x[i][p] * W[j][p] + bias[j] in float32
- *    arithmetic, W[j][p] as above (the f32 value of the bf16, the q8_0 product);
- *  - n < SASP_PREFILL_ROWS (decode, batched decode):
- *    f32, and bf16 in a table without SASP_SEM_BF16_ACT: the same;
+/* matmul_w: Y = X W^T (+ bias), what it computes, the same whatever the number n of rows of X:
+ *    f32, and bf16 in a table without SASP_SEM_BF16_ACT: y[i][j] = sum_p x[i][p] * W[j][p] + bias[j] in
+ *      float32 arithmetic, W[j][p] as above (the f32 value of the bf16);
  *    bf16 in a table with SASP_SEM_BF16_ACT (AVX512_BF16's vdpbf16ps, ARM's bf16 BFMLAL): each x[i][p]
  *      is first rounded to bfloat16 (to nearest even; denormals may be flushed to 0), a relative error of
  *      at most 2^-8; the products of two bf16 are exact, the sums float32. The result moves by up to
@@ -89,26 +111,43 @@ static inline size_t sasp_weights_bytes(const sasp_weights *w)
  *      sums exact in int32, the rest float32. |x - qx dx| <= dx / 2, so the result is within
  *      sum_b (dx_b / 2) sum_{p in b} |W[j][p]| of the f32 product (typically a few 1e-3 relative).
  * Every table equals kernels_scalar.c's sasp_matmul_w_reference within float32 rounding (the order of
- * the sums differs); the activations are quantized / rounded identically (bit for bit) in all tables. */
-#define SASP_PREFILL_ROWS 24
-#define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 decode rounds X to bf16 */
+ * the sums differs); the activations are quantized / rounded identically (bit for bit) in all tables.
+ *
+ * Batch invariance, the promise of every table and both products (matmul, matmul_w): Y[i][j] is a
+ * function of row i of X, row j of W and bias[j] alone, bit for bit. It does not depend on n, on the
+ * other rows of X, on m or the column slice (sasp_weights_rows) a call was given, on ldx or ldy: each
+ * output is summed in one order, fixed by k and the table, whatever the blocking. So a sequence's logits
+ * are the same decoded alone, next to others, in a prefill of any length, after a prompt-cache hit and
+ * under any number of threads (the model splits its products by columns only, never along k). The order
+ * differs between tables (vector widths, instructions): a table is reproducible against itself.
+ * attn_scores(q, keys, ..., scale) is, bit for bit, matmul's row of q against the keys times scale. */
+#define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 products round X to bf16 */
 
 typedef struct sasp_kernels {
     const char *name; /* the instruction set: "scalar", "avx2", "avx512", "neon" */
     const char *id;   /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
                        * "neon-dotprod", "neon-bf16" (dotprod + bf16) */
     unsigned semantics; /* SASP_SEM_* flags: where matmul_w's results differ by design (above) */
+    /* The weight type this table serves a model fastest in, decode and prefill taken together, which
+     * sasp-server and sasp-cli load by default (model.h: SASP_WEIGHTS_FAST). The rule: q8_0 in every
+     * vector table (int8 dot products, 1.06 bytes a weight: decode reads half of bf16's bytes and a
+     * quarter of f32's, and prefill runs on the integer units: VNNI, dotprod, vpmaddubsw); f32 in the
+     * scalar reference, which is there to be right, not fast. docs/performance.md has the figures. */
+    sasp_wtype fast_weights;
+    /* Whether its q8_0 product reads panels (sasp_weights.panels) when a matrix has them: give them to
+     * it (sasp_q8_0_pack_panels, once at load) and decode does not pack W on every call. */
+    int q8_panels;
 
     /* Y[i][j] = sum_k X[i][k] * W[j][k] (+ bias[j] when bias != NULL), for i < n, j < m.
      * X has row stride ldx, Y row stride ldy (so a thread can fill a column slice of Y).
-     * n = 1 is matrix x vector (decode); n > 1 is the batched / prefill case. */
+     * n = 1 is matrix x vector (decode); n > 1 is the batched / prefill case: the same sums (above). */
     void (*matmul)(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                    int n, int m, int k);
     /* The same for a typed weight matrix (above): Y[i][j] for i < n, j < w->m, X n x w->k. A column
      * slice of Y is a call on sasp_weights_rows(w, lo, hi) with y + lo and bias + lo. A bf16 or q8_0
-     * call with n < SASP_PREFILL_ROWS first copies X (split into even and odd columns, rounded to
-     * bf16, or quantized: n * k values, 1024 or 2048 columns at a time, at most 94 KB of stack), so
-     * its cost is lowest with wide slices. */
+     * call first copies X (split into even and odd columns, rounded to bf16, or quantized: n * k
+     * values, 24 rows and 1024 or 2048 columns at a time, at most 96 KB of stack), so its cost is
+     * lowest with wide slices. */
     void (*matmul_w)(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                      int n);
 
@@ -181,6 +220,10 @@ uint16_t sasp_f32_to_bf16(float f);
 
 /* Row j of W as float32 (out: W->k floats): the embedding of a token whose table is typed. */
 void sasp_weights_row_f32(const sasp_weights *w, int j, float *out);
+
+/* q8_0 W as panels (the layout above): panels has sasp_q8_0_panels_bytes(w->m, w->k) bytes,
+ * panel_scales sasp_q8_0_panel_scale_count(w->m, w->k) entries. */
+void sasp_q8_0_pack_panels(const sasp_weights *w, uint8_t *panels, uint16_t *panel_scales);
 
 /* W [m][k] float32 to q8_0: per row and block of 32, d = amax / 127 rounded to binary16 and
  * q = rint(w / d) clamped to [-127, 127] (0 where d = 0). */

@@ -18,10 +18,6 @@
 #define KERNELS_ID "avx2"
 
 #define VL 8              /* floats per vector */
-#define PANEL 16          /* rows of W per packed panel: two vectors of Y columns */
-#define MRX 6             /* rows of X per microkernel: 12 accumulators */
-#define KC 256            /* columns of k per packed panel: 16 KB of stack */
-#define GEBP_MIN_ROWS 24  /* from this many rows of X on, packing W pays for itself */
 #define ACCUM_VECS 4      /* attn_accum: 4 vectors of out (dh = 32) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(4, 3) B(2, 4) B(1, 8)
@@ -62,16 +58,17 @@ ALWAYS_INLINE vec v_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); 
 ALWAYS_INLINE vec v_fnma(vec a, vec b, vec c) { return _mm256_fnmadd_ps(a, b, c); }
 ALWAYS_INLINE vec v_abs(vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 
-/* Horizontal sums: one vector, or four vectors into the four lanes of an SSE register. */
+/* Horizontal sums, one vector or four into the four lanes of an SSE register, by one tree:
+ * ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)), two hadds and the halves added. The two must agree
+ * bit for bit: which of them sums an accumulator depends on the block it fell in (kernels_body.h). */
 ALWAYS_INLINE __m128 half_sum(vec v)
 {
     return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 }
 ALWAYS_INLINE float v_hsum(vec v)
 {
-    __m128 h = half_sum(v);
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    __m256 h = _mm256_hadd_ps(v, v);
+    return _mm_cvtss_f32(half_sum(_mm256_hadd_ps(h, h)));
 }
 ALWAYS_INLINE void v_hsum4(float *out, vec a, vec b, vec c, vec d)
 {
@@ -158,6 +155,6 @@ ALWAYS_INLINE vec q_dot(qvec x, qvec w)
     __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
-ALWAYS_INLINE vec q_scale_at(const float *d) { return _mm256_broadcast_ss(d); }
+ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return _mm256_broadcast_ss(group + b); }
 
 #include "kernels_body.h"

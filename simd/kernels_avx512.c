@@ -4,9 +4,11 @@
  *
  * One file, five tables (Makefile.am builds it once for each):
  *   sasp_kernels_avx512          "avx512"          AVX-512F/VL/BW/DQ: q8_0 by vpmaddubsw + vpmaddwd
- *   sasp_kernels_avx512_vnni     "avx512-vnni"     + AVX512_VNNI (KERNELS_VNNI): q8_0 by vpdpbusd
+ *   sasp_kernels_avx512_vnni     "avx512-vnni"     + AVX512_VNNI (KERNELS_VNNI): q8_0 by panels, vpdpbusd
+ *                                                  of broadcast X against W 16 rows a panel (the body's
+ *                                                  KERNELS_Q8_PANELS)
  *   sasp_kernels_avx512_bf16     "avx512-bf16"     + AVX512_BF16 (KERNELS_BF16, with KERNELS_VNNI):
- *                                                  bf16 decode by vdpbf16ps on X rounded to bf16
+ *                                                  bf16 products by vdpbf16ps on X rounded to bf16
  *   sasp_kernels_vl16_emul       "vl16-emul"       KERNELS_EMUL: the stand-ins of the first and the
  *   sasp_kernels_vl16_emul_bf16  "vl16-emul-bf16"  third, for the tests, on any CPU (below)
  *
@@ -56,10 +58,6 @@
 #endif
 
 #define VL 16             /* floats per vector */
-#define PANEL 32          /* rows of W per packed panel: two vectors of Y columns */
-#define MRX 12            /* rows of X per microkernel: 24 accumulators */
-#define KC 256            /* columns of k per packed panel: 32 KB of stack */
-#define GEBP_MIN_ROWS 24  /* from this many rows of X on, packing W pays for itself */
 #define ACCUM_VECS 4      /* attn_accum: 4 vectors of out (dh = 64) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(8, 3) B(4, 6) B(3, 8) B(2, 8) B(1, 8)
@@ -179,27 +177,34 @@ EMUL_FN vec v_abs(vec a)
 
 /* ---- horizontal sums ---- */
 
+/* One tree for a vector's sum, whether alone (v_hsum) or four at once (v_hsum4), which must agree bit
+ * for bit (kernels_body.h): h_l = v_l + v_{l+8}, then ((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7)),
+ * the halves added, then two of AVX's hadds and their 128-bit halves added. */
 #ifndef KERNELS_EMUL
-/* Four vectors at once: halves added, then AVX's hadd, into an SSE register. */
-ALWAYS_INLINE float v_hsum(vec v) { return _mm512_reduce_add_ps(v); }
 ALWAYS_INLINE float v_hmax(vec v) { return _mm512_reduce_max_ps(v); }
 ALWAYS_INLINE __m256 half_sum(vec v)
 {
     return _mm256_add_ps(_mm512_castps512_ps256(v),
                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
+ALWAYS_INLINE __m128 quarter_sum(__m256 h) { return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)); }
+ALWAYS_INLINE float v_hsum(vec v)
+{
+    __m256 h = _mm256_hadd_ps(half_sum(v), half_sum(v));
+    return _mm_cvtss_f32(quarter_sum(_mm256_hadd_ps(h, h)));
+}
 ALWAYS_INLINE void v_hsum4(float *out, vec a, vec b, vec c, vec d)
 {
     __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half_sum(a), half_sum(b)),
                               _mm256_hadd_ps(half_sum(c), half_sum(d)));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    _mm_storeu_ps(out, quarter_sum(h));
 }
 #else
-EMUL_FN float v_hsum(vec v) /* pairwise, as the reduction does */
+EMUL_FN float v_hsum(vec v)
 {
-    for (int w = VL / 2; w > 0; w /= 2)
-        for (int l = 0; l < w; l++) v[l] += v[l + w];
-    return v[0];
+    float h[VL / 2];
+    for (int l = 0; l < VL / 2; l++) h[l] = v[l] + v[l + VL / 2];
+    return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
 }
 EMUL_FN float v_hmax(vec v)
 {
@@ -305,8 +310,9 @@ ALWAYS_INLINE bmask i8_sign_bits(qvec a) { return _mm512_movepi8_mask(a); }
 ALWAYS_INLINE qvec i8_negate_where(qvec a, bmask m) { return _mm512_mask_sub_epi8(a, m, _mm512_setzero_si512(), a); }
 ALWAYS_INLINE i16vec u8_s8_madd(qvec u, qvec s) { return _mm512_maddubs_epi16(u, s); }
 ALWAYS_INLINE i32vec i16_pairs(i16vec a) { return _mm512_madd_epi16(a, _mm512_set1_epi16(1)); }
+ALWAYS_INLINE i32vec i32_set1(int32_t a) { return _mm512_set1_epi32(a); }
 #ifdef KERNELS_VNNI
-ALWAYS_INLINE i32vec u8_s8_dot4(qvec u, qvec s) { return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s); }
+ALWAYS_INLINE i32vec u8_s8_dot4(i32vec acc, qvec u, qvec s) { return _mm512_dpbusd_epi32(acc, u, s); }
 #endif
 ALWAYS_INLINE vec i32_to_float(i32vec a) { return _mm512_cvtepi32_ps(a); }
 #else
@@ -361,17 +367,17 @@ EMUL_FN i32vec i16_pairs(i16vec a)
     for (int l = 0; l < VL; l++) r[l] = (int32_t)a[2 * l] + a[2 * l + 1];
     return r;
 }
+ALWAYS_INLINE i32vec i32_set1(int32_t a) { return (i32vec){0} + a; }
 #ifdef KERNELS_VNNI
-/* vpdpbusd from 0: int32 lane l = the sum of u8(u[4l+t]) s8(s[4l+t]), t < 4 (no saturation) */
-EMUL_FN i32vec u8_s8_dot4(qvec u, qvec s)
+/* vpdpbusd: int32 lane l = acc[l] + the sum of u8(u[4l+t]) s8(s[4l+t]), t < 4 (no saturation) */
+EMUL_FN i32vec u8_s8_dot4(i32vec acc, qvec u, qvec s)
 {
-    i32vec r;
     for (int l = 0; l < VL; l++) {
-        int32_t t = 0;
+        int32_t t = acc[l];
         for (int b = 0; b < 4; b++) t += (int32_t)(uint8_t)u[4 * l + b] * s[4 * l + b];
-        r[l] = t;
+        acc[l] = t;
     }
-    return r;
+    return acc;
 }
 #endif
 EMUL_FN vec i32_to_float(i32vec a)
@@ -383,32 +389,97 @@ EMUL_FN vec i32_to_float(i32vec a)
 #endif
 
 /* The sign trick: |w| as unsigned bytes times x with the sign of w (x in [-127, 127]: no overflow;
- * a pair of products is at most 2 * 128 * 127 = 32512, so vpmaddubsw does not saturate). */
+ * a pair of products is at most 2 * 128 * 127 = 32512, so vpmaddubsw does not saturate). With VNNI the
+ * tables take q8_0 by panels (kernels_body.h), and this is unused. */
 ALWAYS_INLINE vec q_dot(qvec x, qvec w)
 {
     qvec uw = i8_abs(w), sx = i8_negate_where(x, i8_sign_bits(w));
 #ifdef KERNELS_VNNI
-    return i32_to_float(u8_s8_dot4(uw, sx));
+    return i32_to_float(u8_s8_dot4(i32_set1(0), uw, sx));
 #else
     return i32_to_float(i16_pairs(u8_s8_madd(uw, sx)));
 #endif
 }
 
-/* Lanes 0-7 are the first block of the step, 8-15 the second. */
+/* Lanes 0-7 are the step's first block (b of the group), 8-15 its second: vpermps from the group's
+ * vector of scales. */
 #ifndef KERNELS_EMUL
-ALWAYS_INLINE vec two_blocks(float a, float b)
+ALWAYS_INLINE vec q_scale_at(const float *group, int b)
 {
-    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b)); /* lanes 8-15 from b */
+    __m512i idx = _mm512_add_epi32(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_set1_epi32(b));
+    return _mm512_permutexvar_ps(idx, _mm512_loadu_ps(group));
 }
 #else
-EMUL_FN vec two_blocks(float a, float b)
+EMUL_FN vec q_scale_at(const float *group, int b)
 {
     vec v;
-    for (int l = 0; l < VL; l++) v[l] = l < VL / 2 ? a : b;
+    for (int l = 0; l < VL; l++) v[l] = group[b + (l >= VL / 2)];
     return v;
 }
 #endif
-ALWAYS_INLINE vec q_scale_at(const float *d) { return two_blocks(d[0], d[1]); }
+
+/* ---- q8_0 by panels (VNNI): kernels_body.h's KERNELS_Q8_PANELS ---- */
+
+#ifdef KERNELS_VNNI
+#define KERNELS_Q8_PANELS /* q8_0 by panels of W against broadcast X */
+#ifndef KERNELS_EMUL
+/* the four bytes at p in every 32-bit lane (vpbroadcastd) */
+ALWAYS_INLINE qvec qp_bcast(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm512_set1_epi32(v);
+}
+ALWAYS_INLINE void q_store(int8_t *p, qvec v) { _mm512_storeu_si512(p, v); }
+ALWAYS_INLINE qvec q_flip_sign(qvec v) { return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)); }
+/* r[0..16) as a 16 x 16 matrix of 32-bit elements, transposed: afterwards r[g] lane l holds what
+ * r[l] lane g held. Pairs of rows interleaved by 32 then 64 bits (vpunpck*), which leaves in each
+ * 128-bit lane four rows of one column, then the 128-bit lanes transposed (vshufi32x4 twice). */
+ALWAYS_INLINE void qp_transpose(qvec r[16])
+{
+    __m512i t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { /* u[4i + c], 128-bit lane L: rows 4i..4i+3 of column 4L + c */
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+        __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
+}
+#else
+EMUL_FN qvec qp_bcast(const uint8_t *p)
+{
+    qvec v;
+    for (int l = 0; l < QSTEP; l++) v[l] = (int8_t)p[l % 4];
+    return v;
+}
+ALWAYS_INLINE void q_store(int8_t *p, qvec v) { memcpy(p, &v, sizeof v); }
+ALWAYS_INLINE qvec q_flip_sign(qvec v) { return v ^ (int8_t)0x80; }
+EMUL_FN void qp_transpose(qvec r[16])
+{
+    int32_t a[16][16], b[16][16];
+    for (int l = 0; l < 16; l++) memcpy(a[l], &r[l], sizeof a[l]);
+    for (int l = 0; l < 16; l++)
+        for (int g = 0; g < 16; g++) b[g][l] = a[l][g];
+    for (int g = 0; g < 16; g++) memcpy(&r[g], b[g], sizeof b[g]);
+}
+#endif
+ALWAYS_INLINE i32vec qp_dot(i32vec acc, qvec u, qvec s) { return u8_s8_dot4(acc, u, s); }
+#endif
 
 /* ---- bf16 dot products (AVX512_BF16) ---- */
 

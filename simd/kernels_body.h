@@ -34,13 +34,21 @@
  *   q_dot(x, w)                  a vec of partial sums of the products x[t] w[t] (x, w in [-127, 127]),
  *                                exact: the lanes that belong to block c of the step
  *                                (lanes c*VL/QB .. of QB = QSTEP / 32 blocks) add up to that block's dot
- *   q_scale_at(d)                a vec whose lanes of block c of the step hold d[c] (float32)
+ *   q_scale_at(group, b)         a vec whose lanes of block c of the step hold group[b + c] (float32;
+ *                                group: the VL scales of a group of blocks, b: the step's first block)
  * and, where the ISA has a fused bf16 dot product (KERNELS_BF16_DOT):
  *   bvec, b_load(p), b_load_tail(p, left)      2 VL bfloat16, any alignment; the first `left` only
  *   v_dot_bf16(acc, a, b)        acc[l] + a[2l] b[2l] + a[2l+1] b[2l+1] (exact products, float sums)
  *   v_store_bf16(p, v)           VL bfloat16 at p: v rounded to nearest even
+ * and where the ISA has an int8 dot product of a broadcast (KERNELS_Q8_PANELS: AVX-512 VNNI), for q8_0
+ * by panels (below):
+ *   qp_bcast(p)                  a qvec with the four bytes at p in every 32-bit lane
+ *   qp_dot(acc, u, s)            acc (VL int32) + in lane l the four products of u's and s's bytes
+ *                                4l..4l+3, u unsigned, s signed; exact
+ *   qp_transpose(r[VL])          VL qvecs as a VL x VL matrix of 32-bit elements, transposed
+ *   q_flip_sign(v)               v's bytes + 128 as unsigned (xor 0x80)
+ *   q_store, i32_set1, i32_to_float
  * and its block sizes:
- *   PANEL, MRX, KC, GEBP_MIN_ROWS   matmul's packed path (below)
  *   DOT_BLOCKS(B)                B(NR, MR) for each register block of matmul's dot-product path
  *                                (NR rows of X, MR of W), largest NR first, ending with NR = 1
  *   Q8_DOT_BLOCKS(B), BF16_DOT_BLOCKS(B)   the same for q8_0 and for bf16 weights (their loops hold
@@ -51,13 +59,19 @@
  * Tails use v_load_tail / v_store_tail (and the typed tails), so no kernel reads or writes past the
  * end of its arrays, and no pointer needs to be aligned.
  *
- * matmul, Y = X W^T with W [m][k] row-major, has two paths:
- *  - few rows of X (decode, batched decode): blocks of dot products. A block of NR rows of X and MR
- *    rows of W keeps NR*MR vector accumulators running along k, so each row of W is read once per NR
- *    rows of X; the accumulators are summed horizontally at the end (four at a time).
- *  - many rows of X (prefill): W is repacked, PANEL rows and KC columns at a time, into a k-major
- *    buffer of floats on the stack; a microkernel then computes MRX rows x PANEL columns of Y with
- *    broadcasts of X and no horizontal sums, reading the packed panel from L1 once per MRX rows of X.
+ * matmul, Y = X W^T with W [m][k] row-major, is blocks of dot products, whatever the number of rows of
+ * X: a block of NR rows of X and MR rows of W keeps NR*MR vector accumulators running along k, so each
+ * row of W is read once per NR rows of X and each row of X once per MR rows of W; the accumulators are
+ * summed horizontally at the end, four at a time (v_hsum4, the same tree as v_hsum).
+ *
+ * One reduction order per output (kernels.h's promise: Y[i][j] is a function of row i of X and row j of
+ * W alone). Lane l of acc[i][j] sums the products of the columns p = l (mod VL) of its loop's step, in
+ * the order of p, whatever NR and MR are; the lanes are then summed by one fixed tree; k is cut into
+ * chunks of X's per-call copy (QCHUNK, PCHUNK) at the same places for every n, each chunk's sum added to
+ * Y in order. Nothing in the arithmetic depends on n, m, the block a row falls in, or the column slice
+ * a thread was given: the blocking changes which registers hold the accumulators, not what they add.
+ * (The packed prefill path that broadcast X against k-major panels of W, one sum per output in the
+ * order of k, is gone for that reason: a row gave other bits alone than inside a prefill.)
  *
  * Weight types (matmul_w; kernels.h says what each computes). The dot-product drivers take the weight
  * type WT and the activation type XT, constants after inlining, and read W and X only through
@@ -69,13 +83,14 @@
  *  - bf16 X, bf16 W (KERNELS_BF16_DOT): X is rounded to bf16 once per call, v_dot_bf16 (vdpbf16ps,
  *    BFMLAL) does 2 VL multiply-adds per instruction;
  *  - q8_0 X, q8_0 W: X is quantized per block of 32 once per call (quantize_x); per step q_dot gives
- *    the exact int8 dot products (AVX2 vpmaddubsw + vpmaddwd with the sign trick, AVX-512 VNNI
- *    vpdpbusd, NEON sdot, or vmull + vpadal) as floats, scaled by dx * dw of their block and added;
- *    dx * dw is made once per pair of rows and group of QG blocks, vector by vector.
- *    The per-call copies of X (bf16 or q8_0) live on the stack, QCHUNK columns at a time.
- * The packed path converts W to floats while packing (pack_panel) and reuses the f32 microkernel.
- * Adding a type: its loads here and in each ISA file, a case in w_row / pack_panel, a loop in
- * dot_along_k if it has its own arithmetic, and its case in matmul_w.
+ *    the exact int8 dot products (AVX2 vpmaddubsw + vpmaddwd with the sign trick, AVX-512 the same,
+ *    NEON sdot, or vmull + vpadal) as floats, scaled by dx * dw of their block and added;
+ *    dx * dw is made once per pair of rows and group of QG blocks, vector by vector. The tables with
+ *    an int8 dot product of a broadcast (AVX-512 VNNI) take q8_0 by panels instead (below).
+ *    The per-call copies of X (bf16, pairs or q8_0) live on the stack, XROWS rows and QCHUNK (PCHUNK)
+ *    columns at a time.
+ * Adding a type: its loads here and in each ISA file, a case in w_row, a loop in dot_along_k if it has
+ * its own arithmetic, and its case in matmul_w.
  *
  * Adding an ISA: a kernels_<isa>.c that defines the primitives and block sizes above and includes this
  * file (kernels_neon.c shows an ISA without masked loads), its table declared in kernels.h and offered
@@ -85,9 +100,10 @@
 #define QB 32             /* q8_0: columns per scale */
 #define QBS (QSTEP / QB)  /* q8_0 blocks per step */
 #define QG VL             /* q8_0 blocks per group: one vector of their scales */
-#define QCHUNK 2048       /* columns of X per bf16 / q8_0 copy: (SASP_PREFILL_ROWS - 1) * QCHUNK on the stack */
-#define PCHUNK 1024       /* the same for the f32 copy split by pairs (94 KB at most) */
-_Static_assert(QCHUNK % QSTEP == 0 && QCHUNK % (2 * VL) == 0 && PCHUNK % (2 * VL) == 0 && KC % QB == 0 &&
+#define XROWS 24          /* rows of X per bf16 / pairs / q8_0 copy */
+#define QCHUNK 2048       /* columns of X per bf16 / q8_0 copy: XROWS * QCHUNK on the stack */
+#define PCHUNK 1024       /* the same for the f32 copy split by pairs (96 KB) */
+_Static_assert(QCHUNK % QSTEP == 0 && QCHUNK % (2 * VL) == 0 && PCHUNK % (2 * VL) == 0 &&
                    QB % VL == 0 && (QG * QB) % QSTEP == 0 && QCHUNK % (QG * QB) == 0,
                "the blocks of q8_0, its groups, the chunks of X and the panels of k must line up");
 
@@ -241,7 +257,7 @@ ALWAYS_INLINE void dot_loop_bf16(vec acc[8][8], xref x, wref w, int k, const int
 /* q8_0 X (the per-call copy: rows zero-padded to whole steps, scales to whole groups) against q8_0 W.
  * Per group of QG = VL blocks the scales of W are converted (one vector) and multiplied by those of X,
  * d[i][j][b] = dx_ib dw_jb, once per pair of rows; then per step of QSTEP columns
- * acc += q_dot(x, w) * d of the step's blocks (a broadcast load). */
+ * acc += q_dot(x, w) * d of the step's blocks (a broadcast load, or a permute of the group's vector). */
 ALWAYS_INLINE void dot_loop_q8(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
 {
     float d[8][8][QG] __attribute__((aligned(64)));
@@ -269,7 +285,7 @@ ALWAYS_INLINE void dot_loop_q8(vec acc[8][8], xref x, wref w, int k, const int N
                 qvec xq = q_load((const int8_t *)x_row(x, i, X_Q8) + p);
 #pragma GCC unroll 8
                 for (int j = 0; j < MR; j++)
-                    acc[i][j] = v_fma(q_dot(xq, wq[j]), q_scale_at(&d[i][j][(p - g) / QB]), acc[i][j]);
+                    acc[i][j] = v_fma(q_dot(xq, wq[j]), q_scale_at(d[i][j], (p - g) / QB), acc[i][j]);
             }
         }
         if (p < end) { /* the last step of the row, k - p < QSTEP columns */
@@ -281,7 +297,7 @@ ALWAYS_INLINE void dot_loop_q8(vec acc[8][8], xref x, wref w, int k, const int N
                 qvec xq = q_load((const int8_t *)x_row(x, i, X_Q8) + p);
 #pragma GCC unroll 8
                 for (int j = 0; j < MR; j++)
-                    acc[i][j] = v_fma(q_dot(xq, wq[j]), q_scale_at(&d[i][j][(p - g) / QB]), acc[i][j]);
+                    acc[i][j] = v_fma(q_dot(xq, wq[j]), q_scale_at(d[i][j], (p - g) / QB), acc[i][j]);
             }
         }
     }
@@ -325,7 +341,8 @@ ALWAYS_INLINE void dot_block(float *y, int ldy, xref x, wref w, const float *bia
 #pragma GCC unroll 8
         for (int j = 0; j < MR; j++) {
             float *yij = y + (size_t)i * ldy + j;
-            *yij = accumulate ? *yij + alpha * sums[i * MR + j] : alpha * sums[i * MR + j] + (bias ? bias[j] : 0.0f);
+            float v = alpha * sums[i * MR + j];
+            *yij = accumulate ? *yij + v : bias ? v + bias[j] : v;
         }
 }
 
@@ -435,112 +452,190 @@ static void round_x_bf16(uint16_t *xb, size_t ldb, const float *x, int ldx, int 
 }
 #endif
 
-/* ---- matmul, packed panels ---- */
+#ifdef KERNELS_Q8_PANELS
+/* ---- q8_0 by panels: int8 dot products of broadcast X, for every number of rows ----
+ *
+ * The order of this path's sums (kernels.h's q8_0, summed its own way): for each output, acc = 0, then
+ * for each block b of 32 columns in order acc = fma((float)I_b, dx_b * dw_b, acc), I_b the block's
+ * exact int32 dot product of the quantized X and W; y = acc (+ bias). A lane of a vector is a column of
+ * Y: W comes as kernels.h's panels (VL rows k-major, four bytes of each row a 32-bit lane, + 128 so that
+ * vpdpbusd takes them as unsigned), packed once at load (sasp_weights.panels) or here per call
+ * (pack_q8_panels, VL rows at a time by qp_transpose), the same bytes either way. X's copy keeps its
+ * signed bytes and adds per row and block -128 times their sum (the correction of W's 128s), which
+ * starts the block's int32 accumulators. q8_panels_micro multiplies NR rows of X, four bytes broadcast
+ * at a time, by NP panels: per block and pair of a row and a panel, 8 vpdpbusd (512 multiply-adds) and
+ * three float instructions, where the dot-product blocks spend four instructions per 64. Decode and
+ * prefill run this same code, only the number of rows differs, so a row's result does not depend on
+ * its company; k is cut into chunks of QP_KC at the same places for every n, the float accumulators
+ * going through Y between them unchanged. */
+#define QP_NP 2            /* panels per microkernel: 2 VL columns of Y */
+#define QP_NR 6            /* rows of X per microkernel: 12 int32 and 12 float accumulators */
+#define QP_KC 1024         /* columns per chunk of X's copy (and of W's, packed here): 48 + 32 KB of stack */
+#define QP_XR 48           /* rows of X per chunk */
+#define QP_GROUPS (QB / 4) /* four-byte groups per block */
+#define QP_BLOCK 512       /* bytes of a panel's block: QP_GROUPS x VL lanes x 4 */
+_Static_assert(VL == SASP_Q8_0_PANEL && QSTEP == 64 && QP_KC % QSTEP == 0 && QP_XR % QP_NR == 0,
+               "a panel is 16 lanes, transposed 64 columns at a time");
 
-/* wp[p][r] = W[r][pc + p] as floats, for p < kc, r < PANEL, W from its panel's first row; rows
- * r >= mw are zero. q8_0 converts its scale once per row and block (pc is a multiple of QB). */
-ALWAYS_INLINE void pack_panel(float *wp, wref w, int mw, int pc, int kc, const enum weight_type WT)
+/* Panels of rows [j0, j0 + rows) of W (rows <= QP_NP VL; the lanes past them as zero rows), columns
+ * [pc, pc + kc) (kc <= QP_KC), in kernels.h's layout with nbc = the blocks of kc: panel p's block b
+ * at pw + (p nbc + b) QP_BLOCK, its scales at ps + (p nbc + b) VL. */
+static void pack_q8_panels(uint8_t *pw, uint16_t *ps, const sasp_weights *w, int j0, int rows, int pc, int kc)
 {
-    if (WT == W_Q8) {
-        for (int r = 0; r < mw; r++) {
-            const int8_t *q = (const int8_t *)w_row(w, r, W_Q8) + pc;
-            const uint16_t *s = w_scales(w, r) + pc / QB;
-            for (int b = 0; b * QB < kc; b++) {
-                float d = f16_to_float(s[b]);
-                int end = kc < (b + 1) * QB ? kc : (b + 1) * QB;
-                for (int p = b * QB; p < end; p++) wp[(size_t)p * PANEL + r] = (float)q[p] * d;
+    int nb = sasp_q8_0_blocks(w->k), nbc = (kc + QB - 1) / QB;
+    const int8_t *data = (const int8_t *)w->data;
+    for (int p = 0; p < QP_NP && p * VL < rows; p++) {
+        for (int t = 0; t < kc; t += QSTEP) {
+            qvec r[VL];
+            for (int l = 0; l < VL; l++) {
+                int row = p * VL + l;
+                const int8_t *at = data + (size_t)(j0 + row) * w->k + pc + t;
+                r[l] = row < rows ? q_load_tail(at, kc - t) : q_load_tail(data, 0);
+                v_prefetch(at + (size_t)QP_NP * VL * w->k); /* the same place in the next panels: W streams */
+            }
+            qp_transpose(r); /* r[g]: group t / 4 + g of every lane */
+            for (int g = 0; g < VL && (t / 4 + g) / QP_GROUPS < nbc; g++) {
+                int G = t / 4 + g;
+                q_store((int8_t *)pw + ((size_t)(p * nbc + G / QP_GROUPS) * QP_GROUPS + G % QP_GROUPS) * 64, q_flip_sign(r[g]));
             }
         }
-        for (int p = 0; p < kc; p++)
-            for (int r = mw; r < PANEL; r++) wp[(size_t)p * PANEL + r] = 0.0f;
-        return;
-    }
-    for (int p = 0; p < kc; p++) {
-        float *dst = wp + (size_t)p * PANEL;
-        for (int r = 0; r < mw; r++) {
-            const void *row = w_row(w, r, WT);
-            if (WT == W_F32) {
-                dst[r] = ((const float *)row)[pc + p];
-            } else {
-                uint32_t u = (uint32_t)((const uint16_t *)row)[pc + p] << 16;
-                memcpy(dst + r, &u, sizeof u);
-            }
+        for (int l = 0; l < VL; l++) {
+            int row = p * VL + l;
+            const uint16_t *s = w->scales + (size_t)(j0 + row) * nb + pc / QB;
+            for (int b = 0; b < nbc; b++) ps[(size_t)(p * nbc + b) * VL + l] = row < rows ? s[b] : 0;
         }
-        for (int r = mw; r < PANEL; r++) dst[r] = 0.0f;
     }
 }
 
-/* Y[i][0..mw) (+)= sum_p X[i][p] wp[p][..] for i < NR; first: start from bias (or 0), else from Y. */
-ALWAYS_INLINE void micro(float *y, int ldy, const float *x, int ldx, const float *wp, int kc,
-                         const float *bias, int first, int mw, const int NR)
+/* Columns [0, kc) of n rows of X for the panels: the q8_0 bytes (signed, rows of ldq, zero-padded), and
+ * per row and block (rows of lds) dx and -128 times the sum of the block's bytes. */
+static void quantize_x_panels(int8_t *xq, size_t ldq, float *xs, int32_t *xc, size_t lds, const float *x, int ldx,
+                              int n, int kc)
 {
-    enum { NV = PANEL / VL }; /* vectors of Y columns */
-    vtail t[NV];
-    vec acc[MRX][NV], b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        t[v] = v_lanes(mw - v * VL);
-        b[v] = first && bias ? v_load_tail(bias + v * VL, t[v]) : v_zero();
-    }
-#pragma GCC unroll 12
+    quantize_x(xq, ldq, xs, lds, x, ldx, n, kc);
+    int nbc = (kc + QB - 1) / QB;
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < nbc; b++) {
+            const int8_t *q = xq + (size_t)i * ldq + b * QB;
+            int32_t sum = 0;
+            for (int c = 0; c < QB; c++) sum += q[c];
+            xc[(size_t)i * lds + b] = -128 * sum;
+        }
+}
+
+/* Y[i][0..cols) for i < NR, the product over blocks [0, nbc) of the chunk: W's panel p, block b at
+ * pw + (p pstride + b) QP_BLOCK (scales: ps + (p pstride + b) VL). Y holds the accumulators of the
+ * chunks before (unless first); last: add the bias and leave the result. */
+ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t ldq, const float *xs, const int32_t *xc,
+                                   size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc,
+                                   int first, int last, const float *bias, int cols, const int NR, const int NP)
+{
+    vtail t[QP_NP];
+    vec acc[QP_NR][QP_NP];
+#pragma GCC unroll 2
+    for (int p = 0; p < NP; p++) t[p] = v_lanes(cols - p * VL);
+#pragma GCC unroll 6
     for (int i = 0; i < NR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[i][v] = first ? b[v] : v_load_tail(y + (size_t)i * ldy + v * VL, t[v]);
-    for (int p = 0; p < kc; p++) {
-        vec wv[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) wv[v] = v_load(wp + (size_t)p * PANEL + v * VL);
-#pragma GCC unroll 12
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) acc[i][p] = first ? v_zero() : v_load_tail(y + (size_t)i * ldy + p * VL, t[p]);
+    for (int b = 0; b < nbc; b++) {
+        i32vec ia[QP_NR][QP_NP];
+#pragma GCC unroll 6
         for (int i = 0; i < NR; i++) {
-            vec a = v_broadcast(x + (size_t)i * ldx + p);
+            i32vec c = i32_set1(xc[(size_t)i * lds + b]);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) ia[i][p] = c;
+        }
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) acc[i][v] = v_fma(a, wv[v], acc[i][v]);
+        for (int g = 0; g < QP_GROUPS; g++) {
+            qvec wv[QP_NP];
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) wv[p] = q_load((const int8_t *)pw + ((p * pstride + b) * QP_GROUPS + g) * 64);
+#pragma GCC unroll 6
+            for (int i = 0; i < NR; i++) {
+                qvec xb = qp_bcast((const uint8_t *)xq + (size_t)i * ldq + b * QB + 4 * g);
+#pragma GCC unroll 2
+                for (int p = 0; p < NP; p++) ia[i][p] = qp_dot(ia[i][p], wv[p], xb);
+            }
+        }
+        vec dw[QP_NP];
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) dw[p] = v_load_f16(ps + (p * pstride + b) * VL);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            vec dx = v_set1(xs[(size_t)i * lds + b]);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) acc[i][p] = v_fma(i32_to_float(ia[i][p]), v_mul(dw[p], dx), acc[i][p]);
         }
     }
-#pragma GCC unroll 12
+#pragma GCC unroll 6
     for (int i = 0; i < NR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) v_store_tail(y + (size_t)i * ldy + v * VL, t[v], acc[i][v]);
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) {
+            vec o = acc[i][p];
+            if (last && bias) o = v_add(o, v_load_tail(bias + p * VL, t[p]));
+            v_store_tail(y + (size_t)i * ldy + p * VL, t[p], o);
+        }
 }
 
-/* The last rows (fewer than MRX) as one microkernel of exactly that many rows. The cases of MRX rows
- * or more cannot occur and compile to nothing. */
-_Static_assert(MRX <= 16, "micro_tail has cases for up to 15 rows");
-ALWAYS_INLINE void micro_tail(float *y, int ldy, const float *x, int ldx, const float *wp, int kc,
-                              const float *bias, int first, int mw, int rows)
+/* rows (<= QP_NR) rows of X against one panel or two (cols > VL): the microkernel of that shape. */
+ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ldq, const float *xs, const int32_t *xc,
+                                  size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc, int first,
+                                  int last, const float *bias, int cols, int rows)
 {
-#define MICRO_ROWS(R)                                                                                    \
-    case R:                                                                                              \
-        if (R < MRX) micro(y, ldy, x, ldx, wp, kc, bias, first, mw, R < MRX ? R : 1);                    \
+#define QP_CASE(R)                                                                                         \
+    case R:                                                                                                \
+        if (cols > VL)                                                                                     \
+            q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 2); \
+        else                                                                                               \
+            q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 1); \
         break;
     switch (rows) {
-        MICRO_ROWS(15) MICRO_ROWS(14) MICRO_ROWS(13) MICRO_ROWS(12) MICRO_ROWS(11) MICRO_ROWS(10)
-        MICRO_ROWS(9) MICRO_ROWS(8) MICRO_ROWS(7) MICRO_ROWS(6) MICRO_ROWS(5) MICRO_ROWS(4)
-        MICRO_ROWS(3) MICRO_ROWS(2) MICRO_ROWS(1)
+        QP_CASE(6) QP_CASE(5) QP_CASE(4) QP_CASE(3) QP_CASE(2) QP_CASE(1)
     default: break;
     }
-#undef MICRO_ROWS
+#undef QP_CASE
 }
 
-ALWAYS_INLINE void matmul_packed(float *y, int ldy, const float *x, int ldx, wref w, const float *bias, int n,
-                                 int m, int k, const enum weight_type WT)
+/* q8_0 W: QP_XR rows of X at a time, quantized QP_KC columns at a time; for each chunk, W's panels (its
+ * own, or packed here: the same bytes) by two, multiplied by the rows QP_NR at a time. */
+static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
+                        int n)
 {
-    float wp[KC * PANEL] __attribute__((aligned(64)));
-    for (int j = 0; j < m; j += PANEL) {
-        int mw = m - j < PANEL ? m - j : PANEL;
-        for (int pc = 0; pc < k; pc += KC) {
-            int kc = k - pc < KC ? k - pc : KC;
-            pack_panel(wp, w_from(w, j, WT), mw, pc, kc, WT);
-            const float *bj = bias ? bias + j : NULL;
-            int first = pc == 0, i = 0;
-            for (; i + MRX <= n; i += MRX)
-                micro(y + (size_t)i * ldy + j, ldy, x + (size_t)i * ldx + pc, ldx, wp, kc, bj, first, mw, MRX);
-            float *yi = y + (size_t)i * ldy + j;
-            const float *xi = x + (size_t)i * ldx + pc;
-            micro_tail(yi, ldy, xi, ldx, wp, kc, bj, first, mw, n - i);
+    int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
+    uint8_t pw[QP_NP * (QP_KC / QB) * QP_BLOCK] __attribute__((aligned(64)));
+    uint16_t ps[QP_NP * (QP_KC / QB) * VL];
+    int8_t xq[QP_XR * QP_KC] __attribute__((aligned(64)));
+    float xs[QP_XR * (QP_KC / QB)];
+    int32_t xc[QP_XR * (QP_KC / QB)];
+    const size_t ldq = QP_KC, lds = QP_KC / QB;
+    for (int r0 = 0; r0 < n; r0 += QP_XR) {
+        int nr = n - r0 < QP_XR ? n - r0 : QP_XR;
+        for (int pc = 0; pc < k; pc += QP_KC) {
+            int kc = k - pc < QP_KC ? k - pc : QP_KC, nbc = (kc + QB - 1) / QB, last = pc + kc == k;
+            quantize_x_panels(xq, ldq, xs, xc, lds, x + (size_t)r0 * ldx + pc, ldx, nr, kc);
+            for (int j0 = 0; j0 < m; j0 += QP_NP * VL) {
+                int cols = m - j0 < QP_NP * VL ? m - j0 : QP_NP * VL;
+                const uint8_t *wp = pw;
+                const uint16_t *sp = ps;
+                size_t pstride = (size_t)nbc;
+                if (w->panels) {
+                    size_t at = (size_t)(j0 / VL) * nb + pc / QB;
+                    wp = w->panels + at * QP_BLOCK, sp = w->panel_scales + at * VL, pstride = (size_t)nb;
+                } else {
+                    pack_q8_panels(pw, ps, w, j0, cols, pc, kc);
+                }
+                const float *bj = bias ? bias + j0 : NULL;
+                float *yj = y + (size_t)r0 * ldy + j0;
+                for (int i = 0; i < nr; i += QP_NR)
+                    q8_panels_rows(yj + (size_t)i * ldy, ldy, xq + (size_t)i * ldq, ldq, xs + (size_t)i * lds,
+                                   xc + (size_t)i * lds, lds, wp, sp, pstride, nbc, pc == 0, last, bj, cols,
+                                   nr - i < QP_NR ? nr - i : QP_NR);
+            }
         }
     }
 }
+#endif
 
 /* ---- matmul entry points, one per weight type ---- */
 
@@ -556,65 +651,66 @@ static void matmul_dot_f32(float *y, int ldy, const float *x, int ldx, const flo
 static void matmul_f32(float *y, int ldy, const float *x, int ldx, const float *w, const float *bias,
                        int n, int m, int k)
 {
-    wref wr = {w, NULL, (size_t)k, 0};
-    if (n >= GEBP_MIN_ROWS)
-        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_F32);
-    else
-        matmul_dot_f32(y, ldy, x, ldx, w, k, bias, 1.0f, n, m, k);
+    matmul_dot_f32(y, ldy, x, ldx, w, k, bias, 1.0f, n, m, k);
 }
 
+/* bf16 W: XROWS rows of X at a time, copied (rounded to bf16, or split by pairs) QCHUNK (PCHUNK)
+ * columns at a time; each chunk's dot products are added to Y (the first one sets it, with the bias). */
 static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                         int n)
 {
     int m = w->m, k = w->k;
-    wref wr = {w->data, NULL, (size_t)k, 0};
-    if (n >= SASP_PREFILL_ROWS) {
-        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_BF16);
-        return;
-    }
 #ifdef KERNELS_BF16_DOT
-    uint16_t xb[(SASP_PREFILL_ROWS - 1) * QCHUNK] __attribute__((aligned(64)));
-    for (int pc = 0; pc < k; pc += QCHUNK) {
-        int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
-        size_t ldb = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
-        round_x_bf16(xb, ldb, x + pc, ldx, n, kc);
-        xref xr = {xb, NULL, ldb, 0};
-        wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
-        matmul_dot(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0, W_BF16, X_BF16);
+    uint16_t xb[XROWS * QCHUNK] __attribute__((aligned(64)));
+    for (int i = 0; i < n; i += XROWS) {
+        int nr = n - i < XROWS ? n - i : XROWS;
+        for (int pc = 0; pc < k; pc += QCHUNK) {
+            int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
+            size_t ldb = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
+            round_x_bf16(xb, ldb, x + (size_t)i * ldx + pc, ldx, nr, kc);
+            xref xr = {xb, NULL, ldb, 0};
+            wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
+            matmul_dot(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0, W_BF16, X_BF16);
+        }
     }
 #else
-    float xp[(SASP_PREFILL_ROWS - 1) * PCHUNK] __attribute__((aligned(64)));
-    for (int pc = 0; pc < k; pc += PCHUNK) {
-        int kc = k - pc < PCHUNK ? k - pc : PCHUNK;
-        size_t ld = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
-        pair_x(xp, ld, x + pc, ldx, n, kc);
-        xref xr = {xp, NULL, ld, 0};
-        wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
-        matmul_dot_bf16_pairs(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0);
+    float xp[XROWS * PCHUNK] __attribute__((aligned(64)));
+    for (int i = 0; i < n; i += XROWS) {
+        int nr = n - i < XROWS ? n - i : XROWS;
+        for (int pc = 0; pc < k; pc += PCHUNK) {
+            int kc = k - pc < PCHUNK ? k - pc : PCHUNK;
+            size_t ld = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
+            pair_x(xp, ld, x + (size_t)i * ldx + pc, ldx, nr, kc);
+            xref xr = {xp, NULL, ld, 0};
+            wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
+            matmul_dot_bf16_pairs(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0);
+        }
     }
 #endif
 }
 
+#ifndef KERNELS_Q8_PANELS
+/* q8_0 W: XROWS rows of X at a time, quantized QCHUNK columns at a time (the same blocks of 32 for one
+ * row as for many); each chunk's dot products are added to Y (the first one sets it, with the bias). */
 static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                         int n)
 {
     int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
-    if (n >= SASP_PREFILL_ROWS) {
-        wref wr = {w->data, w->scales, (size_t)k, (size_t)nb};
-        matmul_packed(y, ldy, x, ldx, wr, bias, n, m, k, W_Q8);
-        return;
-    }
-    int8_t xq[(SASP_PREFILL_ROWS - 1) * QCHUNK] __attribute__((aligned(64)));
-    float xs[(SASP_PREFILL_ROWS - 1) * (QCHUNK / QB)];
-    for (int pc = 0; pc < k; pc += QCHUNK) {
-        int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
-        size_t ldq = (size_t)(kc + QSTEP - 1) / QSTEP * QSTEP, lds = (size_t)(kc + QG * QB - 1) / (QG * QB) * QG;
-        quantize_x(xq, ldq, xs, lds, x + pc, ldx, n, kc);
-        xref xr = {xq, xs, ldq, lds};
-        wref wc = {(const int8_t *)w->data + pc, w->scales + pc / QB, (size_t)k, (size_t)nb};
-        matmul_dot_q8(y, ldy, xr, wc, pc ? NULL : bias, 1.0f, n, m, kc, pc > 0);
+    int8_t xq[XROWS * QCHUNK] __attribute__((aligned(64)));
+    float xs[XROWS * (QCHUNK / QB)];
+    for (int i = 0; i < n; i += XROWS) {
+        int nr = n - i < XROWS ? n - i : XROWS;
+        for (int pc = 0; pc < k; pc += QCHUNK) {
+            int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
+            size_t ldq = (size_t)(kc + QSTEP - 1) / QSTEP * QSTEP, lds = (size_t)(kc + QG * QB - 1) / (QG * QB) * QG;
+            quantize_x(xq, ldq, xs, lds, x + (size_t)i * ldx + pc, ldx, nr, kc);
+            xref xr = {xq, xs, ldq, lds};
+            wref wc = {(const int8_t *)w->data + pc, w->scales + pc / QB, (size_t)k, (size_t)nb};
+            matmul_dot_q8(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0);
+        }
     }
 }
+#endif
 
 static void matmul_w(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias, int n)
 {
@@ -829,6 +925,10 @@ const sasp_kernels KERNELS_TABLE = {
     .name = KERNELS_NAME,
     .id = KERNELS_ID,
     .semantics = KERNELS_SEMANTICS,
+    .fast_weights = SASP_WT_Q8_0,
+#ifdef KERNELS_Q8_PANELS
+    .q8_panels = 1,
+#endif
     .matmul = matmul_f32,
     .matmul_w = matmul_w,
     .attn_scores = attn_scores,

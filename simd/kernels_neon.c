@@ -32,10 +32,6 @@
 #define KERNELS_NAME "neon"
 
 #define VL 4              /* floats per vector */
-#define PANEL 16          /* rows of W per packed panel: four vectors of Y columns */
-#define MRX 6             /* rows of X per microkernel: 24 accumulators */
-#define KC 256            /* columns of k per packed panel: 16 KB of stack */
-#define GEBP_MIN_ROWS 24  /* from this many rows of X on, packing W pays for itself */
 #define ACCUM_VECS 8      /* attn_accum: 8 vectors of out (dh = 32) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(8, 3) B(4, 6) B(3, 8) B(2, 8) B(1, 8)
@@ -90,8 +86,13 @@ ALWAYS_INLINE vec v_fma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
 ALWAYS_INLINE vec v_fnma(vec a, vec b, vec c) { return vfmsq_f32(c, a, b); }
 ALWAYS_INLINE vec v_abs(vec a) { return vabsq_f32(a); }
 
-/* Horizontal sums: one vector, or four vectors into the four lanes of one (pairwise adds). */
-ALWAYS_INLINE float v_hsum(vec v) { return vaddvq_f32(v); }
+/* Horizontal sums, one vector or four into the four lanes of one, by one tree: (v0 + v1) + (v2 + v3),
+ * pairwise adds (FADDP). The two must agree bit for bit (kernels_body.h). */
+ALWAYS_INLINE float v_hsum(vec v)
+{
+    float32x4_t h = vpaddq_f32(v, v);
+    return vgetq_lane_f32(vpaddq_f32(h, h), 0);
+}
 ALWAYS_INLINE float v_hmax(vec v) { return vmaxvq_f32(v); }
 ALWAYS_INLINE void v_hsum4(float *out, vec a, vec b, vec c, vec d)
 {
@@ -175,7 +176,7 @@ ALWAYS_INLINE vec q_dot(qvec x, qvec w)
     return vcvtq_f32_s32(s);
 }
 #endif
-ALWAYS_INLINE vec q_scale_at(const float *d) { return vld1q_dup_f32(d); }
+ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return vld1q_dup_f32(group + b); }
 
 #ifdef KERNELS_BF16
 /* ---- bf16 dot products (FEAT_BF16) ---- */

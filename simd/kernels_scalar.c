@@ -93,6 +93,27 @@ void sasp_quantize_q8_0(int8_t *q, uint16_t *scales, const float *w, int m, int 
         }
 }
 
+void sasp_q8_0_pack_panels(const sasp_weights *w, uint8_t *panels, uint16_t *panel_scales)
+{
+    int nb = sasp_q8_0_blocks(w->k);
+    size_t np = sasp_q8_0_panel_count(w->m);
+    const int8_t *q = w->data;
+    for (size_t P = 0; P < np; P++)
+        for (int b = 0; b < nb; b++) {
+            uint8_t *dst = panels + (P * nb + b) * 512;
+            uint16_t *sc = panel_scales + (P * nb + b) * 16;
+            for (int l = 0; l < SASP_Q8_0_PANEL; l++) {
+                size_t row = P * SASP_Q8_0_PANEL + l;
+                sc[l] = row < (size_t)w->m ? w->scales[row * nb + b] : 0;
+                for (int c = 0; c < SASP_Q8_0_BLOCK; c++) { /* column 32b + c: group c / 4, byte c % 4 */
+                    int p = b * SASP_Q8_0_BLOCK + c;
+                    int8_t v = row < (size_t)w->m && p < w->k ? q[row * w->k + p] : 0;
+                    dst[64 * (c / 4) + 4 * l + c % 4] = (uint8_t)(v + 128);
+                }
+            }
+        }
+}
+
 /* ---- typed weights ---- */
 
 /* W[j][p] as a float (kernels.h: the bf16's value, or the q8_0 product rounded to float). */
@@ -145,9 +166,8 @@ static float dot_q8_0(const float *x, const sasp_weights *w, int j)
 void sasp_matmul_w_reference(float *y, int ldy, const float *x, int ldx, const sasp_weights *w,
                              const float *bias, int n, unsigned semantics)
 {
-    int decode = n < SASP_PREFILL_ROWS;
-    int q8 = decode && w->type == SASP_WT_Q8_0;
-    int bf16_act = decode && w->type == SASP_WT_BF16 && (semantics & SASP_SEM_BF16_ACT);
+    int q8 = w->type == SASP_WT_Q8_0;
+    int bf16_act = w->type == SASP_WT_BF16 && (semantics & SASP_SEM_BF16_ACT);
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * ldx;
         float *yi = y + (size_t)i * ldy;
@@ -270,6 +290,7 @@ static void scale_scalar(float *y, float a, int n)
 const sasp_kernels sasp_kernels_scalar = {
     .name = "scalar",
     .id = "scalar",
+    .fast_weights = SASP_WT_F32,
     .matmul = matmul_scalar,
     .matmul_w = matmul_w_scalar,
     .attn_scores = attn_scores_scalar,

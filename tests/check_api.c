@@ -734,6 +734,85 @@ START_TEST(test_write_ollama_chat)
 }
 END_TEST
 
+/* Every logprob an answer carries reads back as the float it was, bit for bit, in each dialect that
+ * returns them (OpenAI's completions and chat, llama.cpp's completion_probabilities): 9 significant
+ * digits. The values include neighbours a float apart, which 7 digits print alike. */
+static const float LOGPROBS[] = {-1.60083795f, -1.60083783f, -1.58485699f, -1e-8f, -17.25f, -0.1f, -3.4028235e38f};
+#define N_LP (int)(sizeof LOGPROBS / sizeof *LOGPROBS)
+
+static sasp_event ev_with_logprobs(int index, const char *text, int k, int done)
+{
+    sasp_event ev = done ? ev_done(index, text, "length", 2, 1) : ev_text(index, text, 5 + k);
+    ev.info = calloc(1, sizeof *ev.info);
+    ev.info->id = ev.ids[0];
+    ev.info->logprob = LOGPROBS[k % N_LP];
+    ev.info->n_top = 2;
+    for (int t = 0; t < 2; t++) ev.info->top[t] = (sasp_logprob){.id = 5 + t, .logprob = LOGPROBS[(k + 1 + t) % N_LP]};
+    return ev;
+}
+
+/* The float a JSON number reads back as, against the one written. */
+static void expect_float(json_t *v, float want, const char *where)
+{
+    ck_assert_msg(json_is_number(v), "%s: not a number", where);
+    float got = (float)json_number_value(v);
+    ck_assert_msg(memcmp(&got, &want, sizeof got) == 0, "%s: %.9g read back as %.9g", where, want, got);
+}
+
+START_TEST(test_write_logprobs_round_trip)
+{
+    static const struct {
+        api_kind kind;
+        const char *body;
+    } cases[] = {
+        {API_COMPLETIONS, "{\"prompt\": \"ab\", \"logprobs\": 2}"},
+        {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"logprobs\": true, \"top_logprobs\": 2}"},
+        {API_LLAMA_COMPLETION, "{\"prompt\": \"ab\", \"n_probs\": 2}"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        api_request r;
+        api_error e;
+        ck_assert_int_eq(parse(cases[c].kind, cases[c].body, &r, &e), 0);
+        api_out *o = api_out_new(&r, "tiny", tok, 1);
+        sasp_event evs[N_LP];
+        for (int k = 0; k < N_LP; k++) evs[k] = ev_with_logprobs(0, "x", k, k == N_LP - 1);
+        char *all = feed(o, evs, N_LP);
+        json_t *j = json_loads(all, 0, NULL);
+        ck_assert_msg(j != NULL, "%s", all);
+        json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
+        for (int k = 0; k < N_LP; k++) {
+            json_t *chosen, *tops;
+            if (cases[c].kind == API_COMPLETIONS) {
+                json_t *lp = json_object_get(choice, "logprobs");
+                chosen = json_array_get(json_object_get(lp, "token_logprobs"), (size_t)k);
+                json_t *top = json_array_get(json_object_get(lp, "top_logprobs"), (size_t)k), *v;
+                const char *key;
+                int t = 0;
+                json_object_foreach(top, key, v) t++, expect_float(v, LOGPROBS[(k + t) % N_LP], "completions top");
+                ck_assert_int_eq(t, 2);
+                tops = NULL;
+            } else if (cases[c].kind == API_CHAT) {
+                json_t *ent = json_array_get(json_object_get(json_object_get(choice, "logprobs"), "content"), (size_t)k);
+                chosen = json_object_get(ent, "logprob");
+                tops = json_object_get(ent, "top_logprobs");
+            } else {
+                json_t *ent = json_array_get(json_object_get(j, "completion_probabilities"), (size_t)k);
+                chosen = json_object_get(ent, "logprob");
+                tops = json_object_get(ent, "top_logprobs");
+            }
+            expect_float(chosen, LOGPROBS[k], cases[c].body);
+            for (int t = 0; tops && t < 2; t++)
+                expect_float(json_object_get(json_array_get(tops, (size_t)t), "logprob"), LOGPROBS[(k + 1 + t) % N_LP],
+                             cases[c].body);
+        }
+        json_decref(j);
+        free(all);
+        api_out_free(o);
+        api_request_free(&r);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("api");
@@ -749,6 +828,7 @@ int main(void)
     tcase_add_test(tc, test_write_nonstream_and_chat);
     tcase_add_test(tc, test_write_generate);
     tcase_add_test(tc, test_write_ollama_chat);
+    tcase_add_test(tc, test_write_logprobs_round_trip);
     tcase_add_test(tc, test_parse_output_shape);
     tcase_add_test(tc, test_error_shapes);
     tcase_add_test(tc, test_embed_requests);

@@ -447,9 +447,9 @@ static double rms_rel(const float *a, const float *ref, size_t n) {
 }
 
 /* A model quantized with sasp_checkpoint_save (sasp-quantize) and loaded as stored gives the logits of
- * the same conversion done at load (--weights), bit for bit, and logits close to f32's, at decode
- * (n = 20 < SASP_PREFILL_ROWS: the typed dot products, q8_0 on quantized activations) and prefill
- * (n = 30: the packed path, dequantized weights). The bounds are about 3x the rms errors measured
+ * the same conversion done at load (--weights), bit for bit, and logits close to f32's, for steps of
+ * 20 and 30 rows (one row group of the typed products' copies of X, and more than one; q8_0 on quantized
+ * activations in both). The bounds are about 3x the rms errors measured
  * (printed): bf16 rounds each weight by up to 2^-9 relative (rms about 2^-10), q8_0 by up to half of
  * amax / 127 per block of 32 (rms about 0.2% of amax), plus its activations rounded the same way. */
 START_TEST(typed_weights_give_logits_close_to_f32) {
@@ -489,6 +489,60 @@ START_TEST(typed_weights_give_logits_close_to_f32) {
     sasp_model_free(f32);
     tw_free(&big);
     json_decref(c);
+}
+END_TEST
+
+/* The type each matrix is loaded in: SASP_WEIGHTS_AT_MOST(t) converts to t unless the file stores a
+ * narrower type; sasp_weights_parse reads --weights; SASP_WEIGHTS_FAST is the active table's type. */
+static sasp_wtype matrices_type(int weights) {
+    sasp_checkpoint *ck = sasp_checkpoint_load_as(tmp, weights, err, sizeof err);
+    ck_assert_msg(ck != NULL, "%s", err);
+    int type = -1;
+    for (int i = 0; i < ck->n_tensors; i++)
+        if (ck->tensors[i].ndim == 2) {
+            ck_assert(type < 0 || type == (int)ck->tensors[i].w.type); /* every matrix alike */
+            type = (int)ck->tensors[i].w.type;
+        }
+    sasp_checkpoint_free(ck);
+    ck_assert_int_ge(type, 0);
+    return (sasp_wtype)type;
+}
+
+START_TEST(weights_at_most_a_type) {
+    static const char *const dtypes[] = {"F32", "F16", "BF16"};
+    static const sasp_wtype as_stored[] = {SASP_WT_F32, SASP_WT_F32, SASP_WT_BF16};
+    for (int d = 0; d < 3; d++) {
+        ck_assert_int_eq(tw_write_model(tmp, cfg, &model, dtypes[d]), 0);
+        ck_assert_int_eq(matrices_type(SASP_WEIGHTS_AS_STORED), as_stored[d]);
+        for (sasp_wtype t = SASP_WT_F32; t <= SASP_WT_Q8_0; t++) {
+            ck_assert_int_eq(matrices_type((int)t), t);
+            sasp_wtype want = as_stored[d] > t ? as_stored[d] : t; /* the narrower */
+            ck_assert_int_eq(matrices_type(SASP_WEIGHTS_AT_MOST(t)), want);
+        }
+    }
+    /* a q8_0 file stays q8_0 under any cap; asked for by name it widens */
+    ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
+    sasp_checkpoint *q = sasp_checkpoint_load_as(tmp, SASP_WT_Q8_0, err, sizeof err);
+    ck_assert_msg(q && sasp_checkpoint_save(q, st_path(), err, sizeof err) == 0, "%s", err);
+    sasp_checkpoint_free(q);
+    for (sasp_wtype t = SASP_WT_F32; t <= SASP_WT_Q8_0; t++) ck_assert_int_eq(matrices_type(SASP_WEIGHTS_AT_MOST(t)), SASP_WT_Q8_0);
+    ck_assert_int_eq(matrices_type(SASP_WT_BF16), SASP_WT_BF16);
+    /* --weights */
+    ck_assert_int_eq(sasp_weights_parse("auto"), SASP_WEIGHTS_FAST);
+    ck_assert_int_eq(sasp_weights_parse("stored"), SASP_WEIGHTS_AS_STORED);
+    ck_assert_int_eq(sasp_weights_parse("bf16"), SASP_WT_BF16);
+    ck_assert_int_eq(sasp_weights_parse("q8_0"), SASP_WT_Q8_0);
+    ck_assert_int_eq(sasp_weights_parse("q4_0"), SASP_WEIGHTS_UNKNOWN);
+    ck_assert_int_eq(sasp_weights_parse(NULL), SASP_WEIGHTS_UNKNOWN);
+    sasp_model *m = sasp_model_load_as(tmp, 1, SASP_WEIGHTS_FAST, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_str_eq(sasp_model_describe(m).weights, "q8_0"); /* the file's q8_0, whatever the table's type */
+    sasp_model_free(m);
+    ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
+    m = sasp_model_load_as(tmp, 1, SASP_WEIGHTS_FAST, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_str_eq(sasp_model_describe(m).weights, sasp_wtype_name(sasp_kernels_active()->fast_weights));
+    sasp_model_free(m);
 }
 END_TEST
 
@@ -841,6 +895,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, q8_0_round_trip);
     tcase_add_test(tc, q8_0_corrupt_is_refused);
     tcase_add_test(tc, typed_weights_give_logits_close_to_f32);
+    tcase_add_test(tc, weights_at_most_a_type);
     tcase_add_test(tc, missing_safetensors);
     tcase_add_test(tc, file_too_short);
     tcase_add_test(tc, header_longer_than_file);

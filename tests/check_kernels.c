@@ -6,7 +6,8 @@
  * special instructions emulated), every kernel is run on fresh random inputs (the seed is printed;
  * SASP_TEST_SEED=N repeats a run) at many sizes, odd and tiny ones included, chosen to hit every tail
  * of every blocking scheme:
- * vector tails of k, row blocks of X (n = 1..9, 16, 33, and 24..36, 61 for the packed prefill path),
+ * vector tails of k, row blocks of X (n = 1..9, 16, 33, and 24..36, 61 across the row groups of the typed
+ * products' copies of X),
  * panel tails of W (m), k-chunk boundaries (k = 256, 257, 300, 513).
  *
  * Every input and output array ends exactly at a PROT_NONE guard page, at two offsets (so pointers are
@@ -195,8 +196,7 @@ START_TEST(test_matmul_small_n)
 }
 END_TEST
 
-/* Shapes of the packed (prefill) path: every remainder of the row blocks and the panel width, and
- * k across the KC = 256 chunk boundary. */
+/* Shapes of prefills: every remainder of the row blocks, and k across 256. */
 START_TEST(test_matmul_large_n)
 {
     static const int NS[] = {24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 61};
@@ -587,7 +587,8 @@ static const char *const WK_NAME[WK_COUNT] = {"f32", "bf16", "q8_0", "q8_0(raw)"
 
 typedef struct {
     sasp_weights w;
-    gbuf data, scales;
+    sasp_weights wp; /* q8_0: w with its panels (sasp_q8_0_pack_panels), as the model gives them; else w */
+    gbuf data, scales, panels, panel_scales;
     double *deq; /* W[j][p] as a double: the value the reference multiplies by */
 } typed_w;
 
@@ -599,8 +600,9 @@ static typed_w make_weights(int kind, int m, int k, int off)
     t.data = galloc_of((size_t)m * k, size, off);
     t.scales = galloc_of(kind >= WK_Q8 ? (size_t)m * nb : 1, 2, off);
     t.deq = malloc(sizeof(double) * (size_t)m * k);
-    t.w = (sasp_weights){kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16 : SASP_WT_Q8_0, m, k,
-                         t.data.p, kind >= WK_Q8 ? (uint16_t *)(void *)t.scales.p : NULL};
+    t.w = (sasp_weights){.type = kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16 : SASP_WT_Q8_0,
+                         .m = m, .k = k, .data = t.data.p,
+                         .scales = kind >= WK_Q8 ? (uint16_t *)(void *)t.scales.p : NULL};
     float *f = malloc(sizeof(float) * ((size_t)m * k + 1));
     for (size_t i = 0; i < (size_t)m * k; i++) f[i] = rnd();
     uint16_t *s16 = (uint16_t *)(void *)t.scales.p;
@@ -625,24 +627,35 @@ static typed_w make_weights(int kind, int m, int k, int off)
                                                             (float)f16_value(s16[(size_t)j * nb + p / 32]));
         }
     free(f);
+    t.wp = t.w;
+    int q8 = kind >= WK_Q8;
+    t.panels = galloc_of(q8 ? sasp_q8_0_panels_bytes(m, k) : 1, 1, off);
+    t.panel_scales = galloc_of(q8 ? sasp_q8_0_panel_scale_count(m, k) : 1, 2, off);
+    if (q8) {
+        sasp_q8_0_pack_panels(&t.w, (uint8_t *)(void *)t.panels.p, (uint16_t *)(void *)t.panel_scales.p);
+        t.wp.panels = (const uint8_t *)(void *)t.panels.p, t.wp.panel_scales = (const uint16_t *)(void *)t.panel_scales.p;
+    }
     return t;
 }
-static void free_weights(typed_w *t) { gfree(&t->data), gfree(&t->scales), free(t->deq); }
+static void free_weights(typed_w *t)
+{
+    gfree(&t->data), gfree(&t->scales), gfree(&t->panels), gfree(&t->panel_scales), free(t->deq);
+}
 
 /* What bounds the error of row i, column j: sum |x w|, and the activation rounding's bound. */
 typedef struct {
     double exact, mag, act; /* float64 of the dequantized W; sum |x w|; the bound of X's rounding */
 } bound;
 
-static bound bound_of(const float *x, const typed_w *t, int j, unsigned sem, int n)
+static bound bound_of(const float *x, const typed_w *t, int j, unsigned sem)
 {
-    int k = t->w.k, decode = n < SASP_PREFILL_ROWS;
+    int k = t->w.k;
     const double *w = t->deq + (size_t)j * k;
     bound b = {0, 0, 0};
     for (int p = 0; p < k; p++) b.exact += (double)x[p] * w[p], b.mag += fabs((double)x[p] * w[p]);
-    if (decode && t->w.type == SASP_WT_BF16 && (sem & SASP_SEM_BF16_ACT))
+    if (t->w.type == SASP_WT_BF16 && (sem & SASP_SEM_BF16_ACT))
         b.act = ldexp(1, -8) * b.mag; /* |bf16(x) - x| <= 2^-8 |x| */
-    if (decode && t->w.type == SASP_WT_Q8_0)
+    if (t->w.type == SASP_WT_Q8_0)
         for (int b0 = 0; b0 < k; b0 += 32) { /* |qx dx - x| <= dx / 2 (+ the roundings of x * id and dx) */
             double amax = 0, sw = 0;
             for (int p = b0; p < k && p < b0 + 32; p++) amax = fmax(amax, fabs(x[p])), sw += fabs(w[p]);
@@ -653,7 +666,7 @@ static bound bound_of(const float *x, const typed_w *t, int j, unsigned sem, int
 }
 /* The activation rounding's cost, reference against float64 (rms of the error over rms of y), per kind
  * of W and path, printed at the end: what kernels.h promises as "typically". */
-enum { ST_BF16, ST_BF16_ACT, ST_Q8_DECODE, ST_Q8_PREFILL, ST_COUNT };
+enum { ST_BF16, ST_BF16_ACT, ST_Q8, ST_COUNT };
 static double stat_err2[ST_COUNT], stat_y2[ST_COUNT];
 
 /* The reference of one semantics against float64; y0 gets the reference. stats: add to the rms errors. */
@@ -662,12 +675,10 @@ static void check_reference(float *y0, int ldy, const gbuf *x, int ldx, const ty
 {
     int m = t->w.m, k = t->w.k;
     sasp_matmul_w_reference(y0, ldy, x->p, ldx, &t->w, bias, n, sem);
-    int st = t->w.type == SASP_WT_Q8_0 ? (n < SASP_PREFILL_ROWS ? ST_Q8_DECODE : ST_Q8_PREFILL)
-             : t->w.type == SASP_WT_BF16 ? (n < SASP_PREFILL_ROWS && sem ? ST_BF16_ACT : ST_BF16)
-                                         : -1;
+    int st = t->w.type == SASP_WT_Q8_0 ? ST_Q8 : t->w.type == SASP_WT_BF16 ? (sem ? ST_BF16_ACT : ST_BF16) : -1;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < m; j++) {
-            bound b = bound_of(x->p + (size_t)i * ldx, t, j, sem, n);
+            bound b = bound_of(x->p + (size_t)i * ldx, t, j, sem);
             double bj = bias ? bias[j] : 0.0, want = b.exact + bj, got = y0[(size_t)i * ldy + j];
             double tol = b.act + (8 + 4 * sqrt((double)k)) * ldexp(1, -24) * (b.mag + b.act) + fabs(bj) * ldexp(1, -23);
             ck_assert_msg(close_enough(got, want, 0, tol),
@@ -682,7 +693,8 @@ static void check_reference(float *y0, int ldy, const gbuf *x, int ldx, const ty
 /* matmul_w of table K against y0 (the reference of K's semantics), on W whole or in three column
  * slices (sasp_weights_rows: y + lo, bias + lo), the gaps of a strided Y untouched. */
 static void check_table_w(const sasp_kernels *K, const float *y0, gbuf *y, int ldy, const gbuf *x, int ldx,
-                          const typed_w *t, const float *bias, int n, int sliced, const char *kind, int off)
+                          const typed_w *t, const sasp_weights *tw, const float *bias, int n, int sliced,
+                          const char *kind, int off)
 {
     int m = t->w.m, k = t->w.k;
     const float SENT = -12345.5f;
@@ -690,11 +702,11 @@ static void check_table_w(const sasp_kernels *K, const float *y0, gbuf *y, int l
     if (sliced && m >= 3) {
         int cut[4] = {0, m / 3, m - m / 4, m};
         for (int c = 0; c < 3; c++) {
-            sasp_weights part = sasp_weights_rows(&t->w, cut[c], cut[c + 1]);
+            sasp_weights part = sasp_weights_rows(tw, cut[c], cut[c + 1]);
             K->matmul_w(y->p + cut[c], ldy, x->p, ldx, &part, bias ? bias + cut[c] : NULL, n);
         }
     } else {
-        K->matmul_w(y->p, ldy, x->p, ldx, &t->w, bias, n);
+        K->matmul_w(y->p, ldy, x->p, ldx, tw, bias, n);
     }
     for (int i = 0; i < n; i++)
         for (int j = 0; j < ldy && (size_t)i * ldy + j < y->n; j++) {
@@ -705,7 +717,7 @@ static void check_table_w(const sasp_kernels *K, const float *y0, gbuf *y, int l
                 continue;
             }
             /* the bias is in every partial sum of the packed path (its accumulators start from it) */
-            bound b = bound_of(x->p + (size_t)i * ldx, t, j, K->semantics, n);
+            bound b = bound_of(x->p + (size_t)i * ldx, t, j, K->semantics);
             double tol = 2 * (8 + 4 * sqrt((double)k)) * ldexp(1, -24) * (b.mag + b.act + (bias ? fabs(bias[j]) : 0));
             ck_assert_msg(close_enough(y->p[at], y0[at], 0, tol),
                           "seed %llu: %s matmul_w %s n=%d m=%d k=%d ldx=%d ldy=%d off=%d sliced=%d: "
@@ -737,7 +749,9 @@ static void check_matmul_w_case(int kind, int n, int m, int k, int strided, int 
         const sasp_kernels *K = tables[ti];
         if (K->semantics != done) check_reference(y0.p, ldy, &x, ldx, &t, bias, n, K->semantics, !stress);
         done = K->semantics;
-        check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, bias, n, (n + m + k) % 4 == 1, WK_NAME[kind], off);
+        check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, &t.w, bias, n, (n + m + k) % 4 == 1, WK_NAME[kind], off);
+        if (t.wp.panels) /* and with its panels, whole or in three slices (which may drop them) */
+            check_table_w(K, y0.p, &y, ldy, &x, ldx, &t, &t.wp, bias, n, (n + m + k) % 2 == 1, "q8_0 panels", off);
     }
     free_weights(&t);
     gfree(&x), gfree(&b), gfree(&y0), gfree(&y);
@@ -788,11 +802,171 @@ START_TEST(test_matmul_w_report)
     for (int kind = WK_BF16; kind <= WK_Q8; kind++)
         for (int n = 1; n <= 25; n += 24) check_matmul_w_case(kind, n, 256, 1024, 0, 0, 0, 0);
     static const char *const NAME[ST_COUNT] = {"bf16 (f32 activations)", "bf16 (bf16 activations)",
-                                               "q8_0 decode (q8_0 activations)", "q8_0 prefill (f32 activations)"};
+                                               "q8_0 (q8_0 activations)"};
     for (int s = 0; s < ST_COUNT; s++)
         if (stat_y2[s] > 0)
             printf("check_kernels: reference against float64 of the dequantized W, %s: rms error / rms y = %.3g\n",
                    NAME[s], sqrt(stat_err2[s] / stat_y2[s]));
+}
+END_TEST
+
+/* ---- batch invariance: a row's outputs do not depend on the rest of the call (kernels.h) ---- */
+
+/* Rows [i0, i1) of Y against the same rows of y_all (row stride ldy, m columns): bit for bit. */
+static void expect_same_rows(const char *what, const sasp_kernels *K, const float *y_all, const float *y, int ldy,
+                             int i0, int i1, int n, int m, int k)
+{
+    for (int i = i0; i < i1; i++)
+        for (int j = 0; j < m; j++) {
+            float a = y_all[(size_t)i * ldy + j], b = y[(size_t)i * ldy + j];
+            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
+                          "seed %llu: %s %s n=%d m=%d k=%d: y[%d][%d] = %.9g inside a call of %d rows, %.9g "
+                          "in another grouping of rows and columns",
+                          (unsigned long long)seed, K->id, what, n, m, k, i, j, a, n, b);
+        }
+}
+
+/* Y = X W^T of kind `kind` (WK_*; -1: the f32 matmul entry) for n rows at once, then again one row at
+ * a time (the decode path), and again cut into random groups of rows and random slices of columns
+ * (a batch of other sizes, the threads' column blocks): every output bit for bit the same, in every
+ * table and stand-in. X has rows of three magnitudes and outliers (q8_0's per-block scales). */
+static void check_invariance_shape(int kind, int n, int m, int k, int off)
+{
+    int wk = kind < 0 ? WK_F32 : kind, ldx = k + n % 3, ldy = m + 2 * (n % 2);
+    typed_w t = make_weights(wk, m, k, off);
+    gbuf x = galloc((size_t)(n - 1) * ldx + k, off), b = galloc((size_t)m, off);
+    gbuf y_all = galloc((size_t)n * ldy, off), y = galloc((size_t)n * ldy, off);
+    fill_real(&x, -1, 1), fill_real(&b, -1, 1);
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < k; p++) {
+            float *v = x.p + (size_t)i * ldx + p;
+            *v *= i % 3 == 0 ? 1.0f : i % 3 == 1 ? 0.01f : 30.0f;
+            if (p % 37 == 5) *v *= 9.0f;
+        }
+    const float *bias = (n + m) % 3 ? b.p : NULL;
+    const char *what = kind < 0 ? "matmul" : WK_NAME[kind];
+    for (int ti = 0; ti < n_tables; ti++) {
+        const sasp_kernels *K = tables[ti];
+#define PRODUCT(Y, X, W, BIAS, ROWS)                                                                           \
+    (kind < 0 ? K->matmul((Y), ldy, (X), ldx, (const float *)(W)->data, (BIAS), (ROWS), (W)->m, k)           \
+              : K->matmul_w((Y), ldy, (X), ldx, (W), (BIAS), (ROWS)))
+        PRODUCT(y_all.p, x.p, &t.w, bias, n);
+        /* q8_0 also with its panels: the same bits as W packed by the kernel, whole or sliced (slices
+         * at a multiple of 16 keep the panels, others drop them) */
+        for (int v = 0; v < (t.wp.panels ? 2 : 1); v++) {
+            const sasp_weights *W = v ? &t.wp : &t.w;
+            if (v) {
+                PRODUCT(y.p, x.p, W, bias, n);
+                expect_same_rows("q8_0 panels", K, y_all.p, y.p, ldy, 0, n, n, m, k);
+            }
+            for (int i = 0; i < n; i++) /* decode: one row at a time */
+                PRODUCT(y.p + (size_t)i * ldy, x.p + (size_t)i * ldx, W, bias, 1);
+            expect_same_rows(what, K, y_all.p, y.p, ldy, 0, n, n, m, k);
+            for (int i = 0; i < n;) { /* random groups of rows, each in random column slices */
+                int rows = 1 + (int)(rng_next() % (uint64_t)(n - i));
+                for (int lo = 0; lo < m;) {
+                    int hi = lo + 1 + (int)(rng_next() % (uint64_t)(m - lo));
+                    if (v && rng_next() % 2) hi = lo + 16 < m ? lo + 16 : m; /* panel-aligned slices too */
+                    sasp_weights cols = sasp_weights_rows(W, lo, hi);
+                    PRODUCT(y.p + (size_t)i * ldy + lo, x.p + (size_t)i * ldx, &cols, bias ? bias + lo : NULL, rows);
+                    lo = hi;
+                }
+                expect_same_rows(what, K, y_all.p, y.p, ldy, i, i + rows, n, m, k);
+                i += rows;
+            }
+        }
+#undef PRODUCT
+    }
+    free_weights(&t);
+    gfree(&x), gfree(&b), gfree(&y_all), gfree(&y);
+}
+
+START_TEST(test_batch_invariance)
+{
+    int kind = _i - 1; /* -1: the f32 matmul entry, then each WK_ kind of matmul_w */
+    static const int NS[] = {2, 3, 5, 9, 17, 24, 25, 30, 49, 61, 130};
+    static const int MS[] = {1, 3, 7, 17, 33, 70};
+    static const int KS[] = {1, 5, 16, 31, 32, 33, 64, 65, 100, 257, 300};
+    int c = 0;
+    for (unsigned a = 0; a < sizeof NS / sizeof *NS; a++)
+        for (unsigned bb = 0; bb < sizeof MS / sizeof *MS; bb++, c++)
+            check_invariance_shape(kind, NS[a], MS[bb], KS[c % (sizeof KS / sizeof *KS)], c % 2);
+    /* k beyond one chunk of X's per-call copies (1024 and 2048 columns) */
+    check_invariance_shape(kind, 30, 9, 2100, 1);
+    check_invariance_shape(kind, 3, 5, 4133, 0);
+    /* m a multiple of the q8_0 panels' 16 rows: two panels, three (a pair and one) */
+    check_invariance_shape(kind, 7, 32, 96, 0);
+    check_invariance_shape(kind, 13, 48, 1100, 1);
+}
+END_TEST
+
+/* The q8_0 panels are what a table with q8_panels reads: given W1's bytes and W2's panels it computes
+ * W2's product, bit for bit (a table without ignores them: W1's); a row slice from a multiple of 16
+ * keeps the panels, any other drops them (sasp_weights_rows). Without this, a table that never read its
+ * panels would pass every other test. */
+START_TEST(test_q8_panels_are_read)
+{
+    static const int SHAPES[][3] = {{1, 16, 32}, {5, 37, 70}, {9, 70, 1100}, {30, 48, 33}};
+    int readers = 0;
+    for (unsigned s = 0; s < sizeof SHAPES / sizeof *SHAPES; s++) {
+        int n = SHAPES[s][0], m = SHAPES[s][1], k = SHAPES[s][2];
+        typed_w t1 = make_weights(WK_Q8, m, k, 0), t2 = make_weights(WK_Q8, m, k, 1);
+        gbuf x = galloc((size_t)n * k, 0), y = galloc((size_t)n * m, 0), want = galloc((size_t)n * m, 0);
+        fill_real(&x, -1, 1);
+        sasp_weights mixed = t1.w;
+        mixed.panels = t2.wp.panels, mixed.panel_scales = t2.wp.panel_scales;
+        for (int ti = 0; ti < n_tables; ti++) {
+            const sasp_kernels *K = tables[ti];
+            readers += K->q8_panels;
+            /* slices from 0, 5, 16, 21, 32, 37, ...: every other one at a multiple of 16 */
+            for (int lo = 0; lo < m; lo += lo % SASP_Q8_0_PANEL ? SASP_Q8_0_PANEL - lo % SASP_Q8_0_PANEL : 5) {
+                int hi = lo + 40 < m ? lo + 40 : m, aligned = lo % SASP_Q8_0_PANEL == 0;
+                sasp_weights part = sasp_weights_rows(&mixed, lo, hi);
+                ck_assert(aligned ? part.panels != NULL : part.panels == NULL);
+                sasp_weights ref = sasp_weights_rows(K->q8_panels && aligned ? &t2.w : &t1.w, lo, hi);
+                K->matmul_w(want.p, m, x.p, k, &ref, NULL, n);
+                K->matmul_w(y.p, m, x.p, k, &part, NULL, n);
+                for (int i = 0; i < n; i++)
+                    ck_assert_msg(memcmp(y.p + (size_t)i * m, want.p + (size_t)i * m, sizeof(float) * (hi - lo)) == 0,
+                                  "seed %llu: %s q8_panels=%d n=%d m=%d k=%d rows [%d, %d): row %d is not the product of %s",
+                                  (unsigned long long)seed, K->id, K->q8_panels, n, m, k, lo, hi, i,
+                                  K->q8_panels && aligned ? "the panels" : "the bytes");
+            }
+        }
+        free_weights(&t1), free_weights(&t2);
+        gfree(&x), gfree(&y), gfree(&want);
+    }
+    ck_assert_msg(readers > 0, "no table reads q8_0 panels (vl16-emul-bf16 should, on any CPU)");
+}
+END_TEST
+
+/* attn_scores(q, keys, scale) is matmul's row of q against the keys, times scale, bit for bit: the model
+ * scores a tile of rows as one matmul and a single row with attn_scores (kernels.h). */
+START_TEST(test_attn_scores_is_matmul)
+{
+    static const int DHS[] = {1, 3, 8, 16, 17, 32, 64, 65, 128};
+    static const int NS[] = {1, 2, 7, 33, 130};
+    for (unsigned a = 0; a < sizeof DHS / sizeof *DHS; a++)
+        for (unsigned b = 0; b < sizeof NS / sizeof *NS; b++) {
+            int dh = DHS[a], nk = NS[b], rows = 1 + (int)(a + b) % 9, stride = dh * 3 + 1;
+            float scale = 1.0f / sqrtf((float)dh);
+            gbuf q = galloc((size_t)rows * dh, 0), keys = galloc((size_t)(nk - 1) * stride + dh, 0);
+            gbuf kc = galloc((size_t)nk * dh, 0), s1 = galloc(nk, 0), s = galloc((size_t)rows * nk, 0);
+            fill_real(&q, -2, 2), fill_real(&keys, -2, 2);
+            for (int j = 0; j < nk; j++) memcpy(kc.p + (size_t)j * dh, keys.p + (size_t)j * stride, sizeof(float) * dh);
+            for (int t = 0; t < n_tables; t++) {
+                const sasp_kernels *K = tables[t];
+                K->matmul(s.p, nk, q.p, dh, kc.p, NULL, rows, nk, dh);
+                for (int r = 0; r < rows; r++) {
+                    K->scale(s.p + (size_t)r * nk, scale, nk);
+                    K->attn_scores(s1.p, q.p + (size_t)r * dh, keys.p, stride, nk, dh, scale);
+                    ck_assert_msg(memcmp(s1.p, s.p + (size_t)r * nk, sizeof(float) * nk) == 0,
+                                  "seed %llu: %s attn_scores dh=%d n=%d row %d of %d differs from matmul * scale",
+                                  (unsigned long long)seed, K->id, dh, nk, r, rows);
+                }
+            }
+            gfree(&q), gfree(&keys), gfree(&kc), gfree(&s1), gfree(&s);
+        }
 }
 END_TEST
 
@@ -855,6 +1029,9 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_matmul_w_decode, 0, WK_COUNT);
     tcase_add_loop_test(tc, test_matmul_w_prefill, 0, WK_COUNT);
     tcase_add_test(tc, test_matmul_w_report);
+    tcase_add_loop_test(tc, test_batch_invariance, 0, WK_COUNT + 1);
+    tcase_add_test(tc, test_q8_panels_are_read);
+    tcase_add_test(tc, test_attn_scores_is_matmul);
     suite_add_tcase(s, tc);
     return s;
 }

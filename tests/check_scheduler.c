@@ -3,7 +3,7 @@
  * chunked prefill interleaved with decoding (both progress in the same steps, and give what each gives
  * alone), cancellation while queued, during prefill and while generating, the queue limit (-1, which
  * the server answers 429) and jobs that can never fit (-3), shutdown (-2), batching invariance (a
- * request gives the same tokens alone or with 7 others), stop strings (across token boundaries, never
+ * request gives the same tokens and logprobs, bit for bit, alone or with 7 others), stop strings (across token boundaries, never
  * sent), max_tokens, a full context and the end-of-text token with their finish reasons, and prompt
  * scoring across prompt chunks. Sampling uses fixed seeds, so every run is the same; step delays
  * slow the engine where a test must see a stage. The tiny model's weights are random: greedy decoding
@@ -11,7 +11,7 @@
  * per-sequence constraints (token healing, against the joint tokenisation, also with the shipped model;
  * a JSON schema; logit biases), scoring a prompt without generating, embeddings (pooled hidden states against one forward pass), and two models on one engine.
  * Last the prompt cache: a reused or copied prefix against one prefill (logits, and greedy runs with
- * their logprobs, within 1e-5 relative), slot choice, two requests sharing a prefix at once, the host
+ * their logprobs, bit for bit), slot choice, two requests sharing a prefix at once, the host
  * cache of evicted prefixes, the cache off; n_indent, t_max_predict_ms and the end causes. */
 #include <check.h>
 #include <jansson.h>
@@ -177,12 +177,27 @@ static void run_alone(int slots, int n_ctx, int chunk, const int *prompt, int n,
     sasp_sched_free(s);
 }
 
+/* The same tokens, text and finish, and the same logprobs (chosen, alternatives, the scored prompt's)
+ * bit for bit: the forward pass is batch-invariant (simd/kernels.h), so what else ran in a step, how
+ * the prompt was cut into chunks or whether it came from the cache changes nothing. */
 static void same_result(const result *a, const result *b, const char *what)
 {
     ck_assert_msg(a->n_ids == b->n_ids, "%s: %d tokens against %d", what, a->n_ids, b->n_ids);
     ck_assert_msg(!memcmp(a->ids, b->ids, (size_t)a->n_ids * sizeof *a->ids), "%s: other tokens", what);
     ck_assert_msg(a->len == b->len && !memcmp(a->text, b->text, a->len), "%s: other text", what);
     ck_assert_str_eq(a->finish, b->finish);
+    int n = a->n_ids < 64 ? a->n_ids : 64;
+    for (int t = 0; t < n; t++)
+        ck_assert_msg(!memcmp(&a->logprob[t], &b->logprob[t], sizeof(float)), "%s: token %d logprob %.9g against %.9g",
+                      what, t, a->logprob[t], b->logprob[t]);
+    ck_assert_int_eq(a->n_top, b->n_top);
+    for (int t = 0; t < n; t++)
+        ck_assert_msg(!memcmp(a->top[t], b->top[t], (size_t)a->n_top * sizeof a->top[t][0]),
+                      "%s: token %d, other alternatives or logprobs", what, t);
+    ck_assert_int_eq(a->n_prompt_info, b->n_prompt_info);
+    int np = a->n_prompt_info < 256 ? a->n_prompt_info : 256;
+    ck_assert_msg(!memcmp(a->prompt_logprob, b->prompt_logprob, (size_t)np * sizeof(float)),
+                  "%s: the scored prompt's logprobs differ", what);
 }
 
 static sasp_sched_stats stats(sasp_sched *s)
@@ -516,6 +531,8 @@ START_TEST(test_batching_invariance)
     int p[12];
     make_prompt(p, 12, 8);
     sasp_gen_params g = sampled(24, 1234);
+    g.logprobs = 1; /* compared bit for bit too */
+    g.top_logprobs = 5;
     g.sampling.temperature = 0.8f; /* the server's defaults, and a seed */
     g.sampling.top_k = 40;
     g.sampling.top_p = 0.95f;
@@ -667,15 +684,8 @@ START_TEST(test_prompt_logprobs_across_chunks)
     ck_assert_int_eq(one.n_prompt_events, 1);
     ck_assert_int_eq(one.n_prompt_info, 20); /* every prompt token but the first */
     ck_assert_int_eq(chunked.n_prompt_info, 20);
-    double worst = 0;
-    for (int k = 0; k < 20; k++) {
-        ck_assert(one.prompt_logprob[k] <= 0);
-        double d = fabs((double)one.prompt_logprob[k] - chunked.prompt_logprob[k]);
-        if (d > worst) worst = d;
-    }
-    /* not bit for bit: the forward pass sums in another order for another number of rows */
-    ck_assert_msg(worst < 1e-5, "prompt logprobs differ by %g between chunk sizes", worst);
-    same_result(&one, &chunked, "scored in 6 chunks against one");
+    for (int k = 0; k < 20; k++) ck_assert(one.prompt_logprob[k] <= 0);
+    same_result(&one, &chunked, "scored in 6 chunks against one"); /* the prompt's logprobs too */
 }
 END_TEST
 
@@ -975,27 +985,6 @@ END_TEST
 
 /* --- the prompt cache --- */
 
-/* |a - b| within tol relative to the larger of 1, |a|, |b|. */
-static int close_rel(double a, double b, double tol)
-{
-    double m = fmax(1.0, fmax(fabs(a), fabs(b)));
-    return fabs(a - b) <= tol * m;
-}
-
-/* Two greedy runs with logprobs: the same tokens and text, and the logprobs of the chosen and the top
- * tokens (the logits less their log-sum-exp) within 1e-5 relative. */
-static void same_logprobs(const result *a, const result *b, const char *what)
-{
-    same_result(a, b, what);
-    int n = a->n_ids < 64 ? a->n_ids : 64;
-    for (int t = 0; t < n; t++) {
-        ck_assert_msg(close_rel(a->logprob[t], b->logprob[t], 1e-5), "%s: token %d logprob %.9g against %.9g",
-                      what, t, a->logprob[t], b->logprob[t]);
-        for (int k = 0; k < a->n_top; k++)
-            ck_assert_msg(close_rel(a->top[t][k].logprob, b->top[t][k].logprob, 1e-5),
-                          "%s: token %d, alternative %d", what, t, k);
-    }
-}
 
 static sasp_gen_params greedy_lp(int max_tokens)
 {
@@ -1014,9 +1003,7 @@ static void run_on(sasp_sched *s, const int *prompt, int n, const sasp_gen_param
 }
 
 /* The model's own contract, as the cache uses it: a prefix kept by sasp_kv_truncate, or copied by
- * sasp_kv_copy, then the rest fed, gives the logits of one prefill of the whole (within 1e-5 relative:
- * the rows of a step of another size may differ in the last digits until the kernels are
- * batch-invariant; then they are equal). */
+ * sasp_kv_copy, then the rest fed, gives the logits of one prefill of the whole, bit for bit. */
 START_TEST(test_kv_reuse_equals_prefill)
 {
     enum { P = 30, Q = 10, R = 15 };
@@ -1039,13 +1026,12 @@ START_TEST(test_kv_reuse_equals_prefill)
     ck_assert_int_eq(sasp_kv_copy(model, c, b, P), 0);
     st = (sasp_step){.kv = c, .tokens = pq + P, .n_tokens = Q, .n_logits = Q, .logits = copied};
     ck_assert_msg(sasp_forward(model, &st, 1, err, sizeof err) == 0, "%s", err);
-    double worst = 0;
     for (size_t i = 0; i < (size_t)Q * (size_t)vocab; i++) {
-        ck_assert_msg(close_rel(cold[i], hot[i], 1e-5), "truncated: logit %zu %.9g against %.9g", i, hot[i], cold[i]);
-        ck_assert_msg(close_rel(cold[i], copied[i], 1e-5), "copied: logit %zu", i);
-        worst = fmax(worst, fabs(cold[i] - hot[i]) / fmax(1.0, fabs(cold[i])));
+        ck_assert_msg(!memcmp(&cold[i], &hot[i], sizeof(float)), "truncated: logit %zu %.9g against %.9g", i, hot[i],
+                      cold[i]);
+        ck_assert_msg(!memcmp(&cold[i], &copied[i], sizeof(float)), "copied: logit %zu %.9g against %.9g", i,
+                      copied[i], cold[i]);
     }
-    fprintf(stderr, "prompt cache: reused prefix against one prefill, largest relative logit difference %.2g\n", worst);
     sasp_kv_free(a), sasp_kv_free(b), sasp_kv_free(c);
     free(cold), free(hot), free(copied), free(junk);
 }
@@ -1068,11 +1054,11 @@ START_TEST(test_prompt_cache_hot_equals_cold)
     run_on(s, prompt, 40, &g, &hot);
     ck_assert_int_eq(hot.cached_tokens, 39);
     ck_assert_int_eq(hot.slot, cold.slot);
-    same_logprobs(&cold, &hot, "the same prompt again");
+    same_result(&cold, &hot, "the same prompt again");
     run_on(s, other, 40, &g, &hot2);
     ck_assert_int_eq(hot2.cached_tokens, 30);
     run_alone(1, 0, 64, other, 40, &gc, &cold2);
-    same_logprobs(&cold2, &hot2, "a prompt sharing 30 tokens");
+    same_result(&cold2, &hot2, "a prompt sharing 30 tokens");
     sasp_sched_stats st = stats(s);
     ck_assert_uint_eq(st.cached_tokens, 39 + 30);
     ck_assert_uint_eq(st.prompt_tokens, 40 + 1 + 10);
@@ -1111,8 +1097,8 @@ START_TEST(test_prompt_cache_shared_prefix_at_once)
     ck_assert_uint_ge(stats(s).copied_tokens, 30);
     run_alone(1, 0, 64, a, 40, &gc, &cold[0]);
     run_alone(1, 0, 64, b, 40, &gc, &cold[1]);
-    same_logprobs(&cold[0], &hot[0], "a, batched with b, from the cache");
-    same_logprobs(&cold[1], &hot[1], "b, batched with a, its prefix copied from a's slot");
+    same_result(&cold[0], &hot[0], "a, batched with b, from the cache");
+    same_result(&cold[1], &hot[1], "b, batched with a, its prefix copied from a's slot");
     sasp_sched_free(s);
 }
 END_TEST
@@ -1139,7 +1125,7 @@ START_TEST(test_prompt_cache_host)
     ck_assert_int_ge(st.host_entries, 1);
     ck_assert_uint_gt(st.host_bytes, 0);
     run_alone(1, 0, 64, pa, 40, &gc, &cold);
-    same_logprobs(&cold, &again, "restored from the host cache");
+    same_result(&cold, &again, "restored from the host cache");
     sasp_sched_free(s);
 }
 END_TEST

@@ -14,8 +14,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 tokens=$(python3 -c 'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["tokens"])))' "$model/reference.json")
 
-# --logits: valid JSON, one row per position, within 1e-4 of the reference
-"$cli" -m "$model" -t 2 --tokens "$tokens" --logits > "$tmp/logits.json"
+# --logits: valid JSON, one row per position, within 1e-4 of the reference (f32: the reference's
+# arithmetic; the default, --weights auto, is the kernels' fast type)
+"$cli" -m "$model" -t 2 --weights f32 --tokens "$tokens" --logits > "$tmp/logits.json"
 python3 - "$tmp/logits.json" "$model/reference.json" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -30,18 +31,22 @@ EOF
 
 # --generate 1 (with --ignore-eos): the arg-max of the reference's last row
 first=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["logits"][-1]; print(max(range(len(r)), key=r.__getitem__))' "$model/reference.json")
-got=$("$cli" -m "$model" --tokens "$tokens" --generate 1 --ignore-eos 2>/dev/null | head -n 1)
+got=$("$cli" -m "$model" --weights f32 --tokens "$tokens" --generate 1 --ignore-eos 2>/dev/null | head -n 1)
 [ "$got" = "$first" ] || fail "--generate 1 gave '$got', the reference's arg-max is $first"
 # --generate 5 after the first 20 tokens: starts with the arg-max of row 19, gives 5 ids (the whole
 # sequence may fill the fixture's context)
 short=$(echo "$tokens" | cut -d, -f1-20)
 first=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["logits"][19]; print(max(range(len(r)), key=r.__getitem__))' "$model/reference.json")
-got5=$("$cli" -m "$model" --tokens "$short" --generate 5 --ignore-eos 2>/dev/null | head -n 1)
+got5=$("$cli" -m "$model" --weights f32 --tokens "$short" --generate 5 --ignore-eos 2>/dev/null | head -n 1)
 [ "${got5%%,*}" = "$first" ] || fail "--generate 5 gave '$got5', the reference's arg-max is $first"
 [ "$(echo "$got5" | tr ',' '\n' | wc -l)" -eq 5 ] || fail "--generate 5 gave '$got5'"
 
 "$cli" -m "$model" --info > "$tmp/info"
 grep -q "simd kernels:" "$tmp/info" || fail "--info prints no kernel name"
+# the weights' type: by default (auto) the kernels' fast one, q8_0 on any SIMD path, f32 on scalar
+if grep -q "^simd kernels: *scalar" "$tmp/info"; then want=f32; else want=q8_0; fi
+grep -q "^weights: *$want\$" "$tmp/info" || fail "--info does not print weights $want: $(grep weights "$tmp/info")"
+"$cli" -m "$model" --weights bf16 --info | grep -q "^weights: *bf16\$" || fail "--weights bf16 is not served as bf16"
 # the config and what the checkpoint holds, as config.json and the model's own description say
 arch=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["architecture"])' "$model/config.json")
 grep -q "^architecture: *$arch\$" "$tmp/info" || fail "--info does not print architecture $arch"
@@ -50,13 +55,13 @@ grep -q "^optional: *W_V in [0-9]* layers, W_O in [0-9]* layers, skip gain in [0
 
 # --help names every option the parser knows
 help=$("$cli" --help)
-for o in --model --tokens --prompt --logits --generate --ignore-eos --tokenize --perplexity --info --threads --help \
+for o in --model --tokens --prompt --logits --generate --ignore-eos --tokenize --perplexity --info --threads --weights --help \
          --prefix --suffix --no-token-healing; do
   echo "$help" | grep -q -- "$o" || fail "--help does not list $o"
 done
 
 # bad arguments: status 2 and a message
-for args in "--tokens 1,x" "--bogus" "-t 0 --info" "--generate -1 --tokens 1" "--logits" "--tokens 1 -p x" "stray" \
+for args in "--tokens 1,x" "--bogus" "-t 0 --info" "--generate -1 --tokens 1" "--weights q4 --info" "--logits" "--tokens 1 -p x" "stray" \
             "--prefix x" "--prefix x --suffix y -p z"; do
   set +e
   # shellcheck disable=SC2086

@@ -41,6 +41,12 @@ int api_kind_is_llama(api_kind kind);
  * one answer object: Anthropic's messages and OpenAI's responses. */
 int api_kind_has_named_events(api_kind kind);
 
+/* How every JSON answer is written: compact, and each number with 9 significant digits, enough to read
+ * back the float it came from (a logprob, an embedding) bit for bit (%.9g); with fewer, two logprobs that
+ * differ could print alike, and the server's promise (docs/api.md: the same request gives the same
+ * tokens and logprobs whatever the load) could not be checked from the outside. */
+#define API_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
 /* An error with its status: written in OpenAI's shape {"error": {"message", "type", "param", "code"}}
  * (api_error_body) or Ollama's {"error": "message"} (api_error_body_ollama). */
 typedef struct api_error {
@@ -207,6 +213,7 @@ typedef struct api_model_info {
     const char *digest;      /* sha256 of model.safetensors, hex */
     long created;            /* when the server found it, unix seconds */
     long long expires_at;    /* /api/ps: when it unloads, unix seconds (0: never) */
+    const char *weights;     /* the matrices' type in memory: "f32", "bf16", "q8_0" (NULL: not loaded yet) */
 } api_model_info;
 
 /* Anthropic's model object ({"type": "model", "id", "display_name", "created_at"}), answered by

@@ -44,7 +44,7 @@ char *api_error_body(const api_error *e)
     json_object_set_new(err, "param", e->param[0] ? api_json_text(e->param, strlen(e->param)) : json_null());
     json_object_set_new(err, "code", e->code ? json_string(e->code) : json_null());
     json_t *root = json_pack("{s:o}", "error", err);
-    char *s = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    char *s = json_dumps(root, API_JSON_FLAGS);
     json_decref(root);
     return s;
 }
@@ -212,7 +212,7 @@ json_t *api_parse_body(const char *body, size_t len, api_error *e)
 
 char *api_dump(json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    char *s = json_dumps(j, API_JSON_FLAGS);
     json_decref(j);
     return s;
 }

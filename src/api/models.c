@@ -2,6 +2,7 @@
  * /v1/models/{id}), Ollama's /api/tags and /api/ps entries (name, digest, size, details) and its
  * /api/show answer (details, parameters, the template, model_info with the architecture and the
  * context length). All from an api_model_info the server fills once per loaded model. */
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,13 +63,21 @@ static json_t *rfc3339(long long unix_seconds)
     return json_string(buf);
 }
 
+/* Ollama's quantization_level of a weight type as served: "F32", "BF16", "Q8_0" (its own spelling). */
+static json_t *quantization_level(const char *weights)
+{
+    char up[16] = "F32";
+    for (size_t i = 0; weights && weights[i] && i + 1 < sizeof up; i++) up[i] = (char)toupper((unsigned char)weights[i]), up[i + 1] = 0;
+    return json_string(up);
+}
+
 static json_t *details(const api_model_info *m)
 {
     char size[32];
     human_count(m->n_params, size, sizeof size);
     const char *arch = sasp_arch_names[m->cfg->arch];
-    return json_pack("{s:s,s:s,s:s,s:[s],s:s,s:s}", "parent_model", "", "format", "safetensors", "family", arch,
-                     "families", arch, "parameter_size", size, "quantization_level", "F32");
+    return json_pack("{s:s,s:s,s:s,s:[s],s:s,s:o}", "parent_model", "", "format", "safetensors", "family", arch,
+                     "families", arch, "parameter_size", size, "quantization_level", quantization_level(m->weights));
 }
 
 int api_ollama_name_matches(const api_model_info *m, const char *name)

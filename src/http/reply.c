@@ -74,7 +74,7 @@ enum MHD_Result reply_json(struct MHD_Connection *c, conn *k, int status, char *
 
 enum MHD_Result reply_jval(struct MHD_Connection *c, conn *k, int status, json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    char *s = json_dumps(j, API_JSON_FLAGS);
     json_decref(j);
     return reply_json(c, k, status, s);
 }

@@ -705,7 +705,7 @@ static void values_f32(float *out, const entry *e, const entry *sc, const unsign
     if (e->dt == DT_F32) {
         memcpy(out, src, e->numel * 4);
     } else if (e->dt == DT_I8) {
-        sasp_weights w = {SASP_WT_Q8_0, (int)e->shape[0], (int)e->shape[1], src, NULL};
+        sasp_weights w = {.type = SASP_WT_Q8_0, .m = (int)e->shape[0], .k = (int)e->shape[1], .data = src};
         uint16_t *s = malloc(sc->numel * sizeof *s);
         if (!s) abort(); /* a few KB per matrix */
         for (size_t i = 0; i < sc->numel; i++) s[i] = read_le16(data + sc->begin + 2 * i);
@@ -726,7 +726,8 @@ static int typed_matrix(sasp_tensor *t, const entry *e, const entry *sc, const u
                         int *viewed) {
     int m = (int)e->shape[0], k = (int)e->shape[1], nb = sasp_q8_0_blocks(k);
     const unsigned char *src = data + e->begin;
-    t->w = (sasp_weights){want, m, k, src, want == SASP_WT_Q8_0 && sc ? (const uint16_t *)(data + sc->begin) : NULL};
+    t->w = (sasp_weights){.type = want, .m = m, .k = k, .data = src,
+                          .scales = want == SASP_WT_Q8_0 && sc ? (const uint16_t *)(data + sc->begin) : NULL};
     int stored = (want == SASP_WT_BF16 && e->dt == DT_BF16) || (want == SASP_WT_Q8_0 && e->dt == DT_I8);
     uintptr_t half = (uintptr_t)(want == SASP_WT_BF16 ? (const void *)src : (const void *)t->w.scales);
     if (stored && half % 2 == 0 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
@@ -757,10 +758,16 @@ static int typed_matrix(sasp_tensor *t, const entry *e, const entry *sc, const u
     return 0;
 }
 
-/* The type matrix entry e is used in: WEIGHTS, or the file's own (F32 and F16 as f32). */
+/* The type matrix entry e is used in: WEIGHTS, the file's own (F32 and F16 as f32), or the narrower of
+ * the two (SASP_WEIGHTS_AT_MOST; the types' order, f32 > bf16 > q8_0, is sasp_wtype's). */
 static sasp_wtype type_for(const entry *e, int weights) {
-    if (weights != SASP_WEIGHTS_AS_STORED) return (sasp_wtype)weights;
-    return e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0 : SASP_WT_F32;
+    sasp_wtype stored = e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0 : SASP_WT_F32;
+    if (weights == SASP_WEIGHTS_AS_STORED) return stored;
+    if (weights <= SASP_WEIGHTS_AT_MOST(SASP_WT_F32) && weights >= SASP_WEIGHTS_AT_MOST(SASP_WT_Q8_0)) {
+        sasp_wtype cap = (sasp_wtype)(-2 - weights);
+        return stored > cap ? stored : cap;
+    }
+    return (sasp_wtype)weights;
 }
 
 /* Tensor t from entry e (sc: its q8_0 scales): float32 in t->data, or a matrix in the type it is used
@@ -777,7 +784,7 @@ static int make_tensor(sasp_tensor *t, const entry *e, const entry *sc, const un
     if (want != SASP_WT_F32) return typed_matrix(t, e, sc, data, want, viewed);
     if (!(t->data = alloc64(e->numel * sizeof(float)))) return -1;
     values_f32(t->data, e, sc, data);
-    if (matrix) t->w = (sasp_weights){SASP_WT_F32, (int)e->shape[0], (int)e->shape[1], t->data, NULL};
+    if (matrix) t->w = (sasp_weights){.type = SASP_WT_F32, .m = (int)e->shape[0], .k = (int)e->shape[1], .data = t->data};
     return 0;
 }
 

@@ -69,6 +69,10 @@ typedef struct sasp_checkpoint {
 const char *sasp_wtype_name(sasp_wtype t);
 int sasp_wtype_parse(const char *name);
 #define SASP_WEIGHTS_AS_STORED (-1) /* sasp_checkpoint_load_as: each matrix in its file's type */
+/* sasp_checkpoint_load_as: each matrix in type t, unless its file stores it in a narrower one (q8_0 is
+ * narrower than bf16, bf16 than f32, F16 counts as f32): widening would cost memory and bring nothing
+ * back of what the narrower type lost. */
+#define SASP_WEIGHTS_AT_MOST(t) (-2 - (int)(t))
 
 /* The tensor schema: every tensor a model can have, in the order of the table "Tensors" of
  * docs/checkpoint-format.md. The loader checks a file against it and the model takes its weights by it,
@@ -115,7 +119,8 @@ sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen)
 
 /* The same with every matrix converted to WEIGHTS (a sasp_wtype: f32 dequantizes or widens, bf16
  * rounds to nearest even, q8_0 quantizes with sasp_quantize_q8_0), or each left in its file's type
- * (SASP_WEIGHTS_AS_STORED, what sasp_checkpoint_load does: F32 and F16 as f32, BF16, q8_0). */
+ * (SASP_WEIGHTS_AS_STORED, what sasp_checkpoint_load does: F32 and F16 as f32, BF16, q8_0), or
+ * SASP_WEIGHTS_AT_MOST(t). */
 sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen);
 
 /* Write ck's tensors to PATH as a safetensors file in the format the loader reads: vectors F32,

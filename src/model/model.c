@@ -198,11 +198,61 @@ static int rope_tables(sasp_model *m) {
     return 0;
 }
 
+/* Every matrix the forward pass multiplies by, once (a tied head is the embedding's copy): up to
+ * 4 + 3 per layer and the head. */
+static int product_matrices(const sasp_model *m, const sasp_weights **out) {
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const sasp_layer *L = &m->layers[l];
+        const sasp_weights *mine[] = {&L->in[0], &L->in[1], &L->in[2], &L->in[3], &L->wo, &L->w1, &L->w2};
+        for (size_t i = 0; i < sizeof mine / sizeof *mine; i++)
+            if (mine[i]->data) out[n++] = mine[i];
+    }
+    out[n++] = &m->lm_head;
+    return n;
+}
+
+/* The q8_0 matrices as panels (simd/kernels.h), in one allocation the model owns: what a table with
+ * q8_panels reads instead of packing W on every call (the same bits: only speed depends on it, so a
+ * failure to allocate is no error). */
+static void pack_panels(sasp_model *m) {
+    if (m->panels) return;
+    const sasp_weights **all = malloc(sizeof *all * (7 * (size_t)m->cfg.n_layers + 1));
+    if (!all) return;
+    int n = product_matrices(m, all);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (all[i]->type == SASP_WT_Q8_0)
+            bytes += sasp_q8_0_panels_bytes(all[i]->m, all[i]->k) + 2 * sasp_q8_0_panel_scale_count(all[i]->m, all[i]->k);
+    if (bytes > 0 && (m->panels = aligned_alloc(64, (bytes + 63) & ~(size_t)63))) {
+        unsigned char *at = m->panels;
+        for (int i = 0; i < n; i++) {
+            sasp_weights *w = (sasp_weights *)all[i]; /* the model's own */
+            if (w->type != SASP_WT_Q8_0) continue;
+            uint8_t *p = at;
+            uint16_t *s = (uint16_t *)(void *)(at + sasp_q8_0_panels_bytes(w->m, w->k));
+            sasp_q8_0_pack_panels(w, p, s);
+            w->panels = p, w->panel_scales = s;
+            at += sasp_q8_0_panels_bytes(w->m, w->k) + 2 * sasp_q8_0_panel_scale_count(w->m, w->k);
+        }
+    }
+    free(all);
+}
+
 sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t errlen) {
     return sasp_model_load_as(dir, n_threads, SASP_WEIGHTS_AS_STORED, err, errlen);
 }
 
+int sasp_weights_parse(const char *name) {
+    if (!name) return SASP_WEIGHTS_UNKNOWN;
+    if (!strcmp(name, "auto")) return SASP_WEIGHTS_FAST;
+    if (!strcmp(name, "stored")) return SASP_WEIGHTS_AS_STORED;
+    int t = sasp_wtype_parse(name);
+    return t < 0 ? SASP_WEIGHTS_UNKNOWN : t;
+}
+
 sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen) {
+    if (weights == SASP_WEIGHTS_FAST) weights = SASP_WEIGHTS_AT_MOST(sasp_kernels_active()->fast_weights);
     sasp_checkpoint *ck = sasp_checkpoint_load_as(dir, weights, err, errlen);
     if (!ck) return NULL;
     sasp_model *m = calloc(1, sizeof *m);
@@ -224,6 +274,7 @@ sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char
 
     if (c->position == SASP_POS_ROPE && rope_tables(m)) goto oom;
     m->kernels = sasp_kernels_active();
+    if (m->kernels->q8_panels) pack_panels(m);
     if (!(m->pool = sasp_pool_new(n_threads))) goto oom;
     if (!(m->scratch = calloc(1, sizeof *m->scratch))) goto oom;
     return m;
@@ -256,7 +307,7 @@ void sasp_model_free(sasp_model *m) {
     free(m->layers);
     sasp_checkpoint_free(m->ck);
     free(m->pos_emb), free(m->norm_f_w), free(m->norm_f_b);
-    free(m->rope_cos), free(m->rope_sin);
+    free(m->rope_cos), free(m->rope_sin), free(m->panels);
     sasp_pool_free(m->pool);
     if (m->scratch) {
         free_row_buffers(m->scratch), free_logit_buffers(m->scratch);
@@ -266,7 +317,10 @@ void sasp_model_free(sasp_model *m) {
     free(m);
 }
 
-void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels) { m->kernels = kernels; }
+void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels) {
+    m->kernels = kernels;
+    if (kernels->q8_panels) pack_panels(m);
+}
 
 sasp_model_info sasp_model_describe(const sasp_model *m) {
     sasp_model_info info = {.dir = m->dir, .n_params = m->n_params, .kernels = m->kernels->name,
@@ -923,6 +977,15 @@ int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t
 
     for (int i = 0; i < n_steps; i++) steps[i].kv->len += steps[i].n_tokens;
     return 0;
+}
+
+double sasp_model_weight_bytes(const sasp_model *m) {
+    const sasp_weights **all = malloc(sizeof *all * (7 * (size_t)m->cfg.n_layers + 1));
+    double bytes = 0;
+    if (!all) return 0;
+    for (int i = 0, n = product_matrices(m, all); i < n; i++) bytes += (double)sasp_weights_bytes(all[i]);
+    free(all);
+    return bytes;
 }
 
 double sasp_model_flops_per_token(const sasp_model *m, int n_ctx) {

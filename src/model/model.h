@@ -36,6 +36,7 @@ typedef struct sasp_model {
     sasp_weights lm_head; /* [vocab][d]; == tok_emb when tied */
     float *rope_cos, *rope_sin; /* [max_seq_len][d_head/2] */
     struct sasp_scratch *scratch; /* activations, grown to the largest step seen */
+    void *panels;     /* the q8_0 matrices as panels, for kernels that read them (sasp_kernels.q8_panels) */
 } sasp_model;
 
 /* The cache of one sequence: keys after RoPE and values per layer and position, and for sasp the
@@ -51,12 +52,24 @@ typedef struct sasp_kv {
 
 /* Load DIR with n_threads workers (<= 0: one per core) and the active kernels. NULL + err on failure. */
 sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t errlen);
-/* The same with the matrices converted to WEIGHTS at load (a sasp_wtype; SASP_WEIGHTS_AS_STORED: each
- * in its file's type, as sasp_model_load does): sasp-cli --weights. */
+/* The same with the matrices converted to WEIGHTS at load: a sasp_wtype; SASP_WEIGHTS_AS_STORED, each
+ * in its file's type, as sasp_model_load does; or SASP_WEIGHTS_FAST, the type the active kernel table
+ * serves fastest (sasp_kernels.fast_weights), a matrix its file stores narrower staying as it is: what
+ * sasp-server and sasp-cli load unless --weights says otherwise. The results are the same for a request
+ * alone or among others in every type (simd/kernels.h), so the fast type costs no reproducibility; what
+ * it costs in accuracy is models/README.md's "Quality per weight type". */
+#define SASP_WEIGHTS_FAST (-100)
 sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen);
+
+/* --weights: "auto" (SASP_WEIGHTS_FAST), "stored" (SASP_WEIGHTS_AS_STORED), "f32", "bf16", "q8_0";
+ * SASP_WEIGHTS_UNKNOWN for anything else. */
+#define SASP_WEIGHTS_UNKNOWN (-1000)
+int sasp_weights_parse(const char *name);
+#define SASP_WEIGHTS_HELP "f32, bf16, q8_0, auto or stored"
 void sasp_model_free(sasp_model *m);
 
-/* Use this kernel table from now on (tests and benchmarks compare ISAs on one loaded model). */
+/* Use this kernel table from now on (tests and benchmarks compare ISAs on one loaded model); a table
+ * that reads q8_0 panels gets them packed now if they were not. */
 void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels);
 
 /* What a loaded model is beyond its config (sasp-cli --info prints it). */
@@ -106,5 +119,8 @@ int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t
 /* Multiply-adds per token: the matrices, plus attention over n_ctx positions of context (scores and
  * weighted sum, 2 n_ctx d per layer); n_ctx = 0 gives the matrices alone. For GFLOP/s. */
 double sasp_model_flops_per_token(const sasp_model *m, int n_ctx);
+/* The bytes of the matrices one decoded token reads, in their type (q8_0's scales included): the
+ * weight traffic of decode at batch 1 (the embedding is one row; a tied head is counted once). */
+double sasp_model_weight_bytes(const sasp_model *m);
 
 #endif

@@ -69,8 +69,11 @@ static void usage(FILE *f) {
             "  -m, --model DIR      model directory: config.json, model.safetensors and optionally\n"
             "                       tokenizer.json (default: %s)\n"
             "  -t, --threads N      worker threads, N >= 1 (default: one per core)\n"
-            "      --weights TYPE   convert the weight matrices to f32, bf16 or q8_0 at load (default:\n"
-            "                       each as the checkpoint stores it; sasp-quantize writes them)\n"
+            "      --weights TYPE   the weight matrices' type in memory: f32, bf16 or q8_0 (converted at\n"
+            "                       load), stored (each as the checkpoint stores it; sasp-quantize writes\n"
+            "                       them), or auto: the type this CPU's kernels run fastest, q8_0 with\n"
+            "                       SIMD, f32 on the scalar reference; a file stored narrower stays as it\n"
+            "                       is (default: auto; --info says which)\n"
             "  -h, --help           this help\n"
             "      --version        print the version and exit\n"
             "\n"
@@ -211,7 +214,8 @@ static void print_info(const sasp_model *m) {
            info.layers_with_wo, info.layers_with_skip, info.qk_bias ? "yes" : "no");
     printf("parameters:     %zu (%.2f M)\n", info.n_params, info.n_params / 1e6);
     printf("multiply-adds:  %.0f per token (matrices only)\n", sasp_model_flops_per_token(m, 0));
-    printf("simd kernels:   %s\n", info.kernels);
+    printf("simd kernels:   %s (table %s)\n", info.kernels, m->kernels->id);
+    printf("weights:        %s\n", info.weights);
     printf("threads:        %d\n", info.threads);
 }
 
@@ -409,7 +413,7 @@ static cli_options parse_args(int argc, char **argv) {
         {"weights", required_argument, NULL, OPT_WEIGHTS},
         {NULL, 0, NULL, 0},
     };
-    cli_options o = {.n_gen = -1, .weights = SASP_WEIGHTS_AS_STORED};
+    cli_options o = {.n_gen = -1, .weights = SASP_WEIGHTS_FAST};
     long v;
     int c;
     opterr = 0;
@@ -430,7 +434,8 @@ static cli_options parse_args(int argc, char **argv) {
         case OPT_PERPLEXITY: o.ppl_file = optarg; break;
         case OPT_INFO: o.want_info = 1; break;
         case OPT_WEIGHTS:
-            if ((o.weights = sasp_wtype_parse(optarg)) < 0) die_usage("--weights takes f32, bf16 or q8_0, not '%s'", optarg);
+            if ((o.weights = sasp_weights_parse(optarg)) == SASP_WEIGHTS_UNKNOWN)
+                die_usage("--weights takes " SASP_WEIGHTS_HELP ", not '%s'", optarg);
             break;
         case 't':
             if (parse_int(optarg, 1, 1024, &v)) die_usage("--threads takes a number from 1 to 1024, not '%s'", optarg);

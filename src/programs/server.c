@@ -49,7 +49,7 @@ static struct {
 /* the HTTP layer: its epoll threads and the guard's limits (http/guard.h); max_inflight_client < 0:
  * --parallel plus half of --max-queue, set once the options are read */
 static int g_http_threads = 4;
-static int g_weights = SASP_WEIGHTS_AS_STORED; /* --weights */
+static int g_weights = SASP_WEIGHTS_FAST; /* --weights */
 static const char *g_api_keys[GUARD_MAX_LIST]; /* every --api-key (opt.api_key is the first) */
 static int g_n_api_keys;
 static guard_options g_guard = {.max_conn_per_ip = 128, .max_connections = 8192, .header_timeout = 10,
@@ -89,8 +89,11 @@ static void usage(FILE *f)
             "      --ssl-cert-file FILE  and this certificate (PEM, the chain after it); both or neither\n"
             "                       [default: plain HTTP]\n"
             "  -t, --threads N      threads of the forward pass [default: one per core]\n"
-            "      --weights TYPE   convert the weight matrices to f32, bf16 or q8_0 at load\n"
-            "                       [default: each as the checkpoint stores it]\n"
+            "      --weights TYPE   the weight matrices' type in memory: f32, bf16 or q8_0 (converted at\n"
+            "                       load), stored (as the checkpoint stores them), or auto: the type this\n"
+            "                       CPU's kernels run fastest, q8_0 with SIMD, f32 on the scalar reference\n"
+            "                       (a file stored narrower stays as it is). Every type gives a request the\n"
+            "                       same tokens alone or under load [default: auto]\n"
             "      --parallel N     sequences decoded at once (slots, each with its own KV-cache) [default: 4]\n"
             "      --ctx N          context of each slot in tokens [default: the model's max_seq_len]\n"
             "      --api-key KEY    require 'Authorization: Bearer KEY' or 'x-api-key: KEY' (all but /health\n"
@@ -232,8 +235,8 @@ static int parse_options(int argc, char **argv)
         case O_INFL_KEY: bad = parse_int("--max-inflight-per-key", optarg, 0, 1 << 20, &g_guard.max_inflight_key); break;
         case O_HTTP_THREADS: bad = parse_int("--http-threads", optarg, 1, 64, &g_http_threads); break;
         case O_WEIGHTS:
-            if ((bad = (g_weights = sasp_wtype_parse(optarg)) < 0))
-                fprintf(stderr, "sasp-server: --weights takes f32, bf16 or q8_0, not '%s'\n", optarg);
+            if ((bad = (g_weights = sasp_weights_parse(optarg)) == SASP_WEIGHTS_UNKNOWN))
+                fprintf(stderr, "sasp-server: --weights takes " SASP_WEIGHTS_HELP ", not '%s'\n", optarg);
             break;
         case O_SLOT_SAVE_PATH: opt.slot_save_path = optarg; break;
         case O_SSL_KEY: opt.ssl_key_file = optarg; break;
@@ -325,9 +328,11 @@ static struct MHD_Daemon *start_listening(void)
     for (int i = 0; i < served_models_count(); i++) {
         served_model *m = served_model_at(i);
         if (served_model_take_loaded(m)) {
-            printf("sasp-server: %s (%zu parameters, context %d, %d slots, %s kernels, %d threads)\n", m->id,
-                   m->model->n_params, m->lim.n_ctx, opt.parallel, sasp_kernels_active()->name,
-                   sasp_pool_size(m->model->pool));
+            sasp_model_info info = sasp_model_describe(m->model);
+            printf("sasp-server: %s (%zu parameters, %s weights%s, context %d, %d slots, %s kernels (%s), %d threads)\n",
+                   m->id, m->model->n_params, info.weights,
+                   g_weights == SASP_WEIGHTS_FAST ? " (auto: the kernels' fastest)" : "", m->lim.n_ctx, opt.parallel,
+                   info.kernels, m->model->kernels->id, info.threads);
             served_model_give_back(m);
         } else
             printf("sasp-server: %s (%s, loaded when a request names it)\n", m->id, m->dir);

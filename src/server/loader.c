@@ -81,6 +81,7 @@ static void attach(served_model *m, const instance *in)
     m->lim = (api_limits){.tok = in->tok, .n_ctx = m->info.n_ctx, .vocab = cfg->vocab_size,
                           .bos = cfg->bos_token_id, .model_id = m->id};
     m->info.n_params = in->model->n_params;
+    m->info.weights = sasp_model_describe(in->model).weights;
     m->state = MODEL_LOADED;
     m->failed = 0;
     m->error[0] = 0;

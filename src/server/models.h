@@ -50,7 +50,7 @@ typedef struct served_model {
 typedef struct serve_options {
     int threads, parallel, ctx, max_queue, chunk, step_delay;
     size_t cache_ram; /* bytes of evicted prompt prefixes kept per model (--cache-ram) */
-    int weights;      /* --weights: a sasp_wtype to convert the matrices to, or SASP_WEIGHTS_AS_STORED */
+    int weights;      /* --weights: a sasp_wtype to convert the matrices to, SASP_WEIGHTS_FAST or _AS_STORED */
     int models_max;   /* --models-max: models loaded at once (0: no limit) */
     int64_t keep_alive; /* --keep-alive: the default keep_alive (ns; < 0: for ever) */
 } serve_options;

@@ -74,9 +74,9 @@ enum MHD_Result handle_llama_props(struct MHD_Connection *c, conn *k)
     json_t *config = json_incref(json_object_get(model_object, "meta"));
     json_decref(model_object);
     int infill = api_has_fim_tokens(&m->lim);
-    json_t *j = json_pack("{s:s,s:s,s:I,s:i,s:s,s:i,s:I,s:i,s:o,s:s,s:s,s:o,s:b,s:{s:b},s:s}", "model", m->id,
-                          "model_path", m->dir, "n_params", (json_int_t)m->model->n_params, "n_ctx", m->lim.n_ctx, "simd",
-                          sasp_kernels_active()->name, "threads", sasp_pool_size(m->model->pool), "total_slots",
+    json_t *j = json_pack("{s:s,s:s,s:I,s:i,s:s,s:s,s:i,s:I,s:i,s:o,s:s,s:s,s:o,s:b,s:{s:b},s:s}", "model", m->id,
+                          "model_path", m->dir, "n_params", (json_int_t)m->model->n_params, "n_ctx", m->lim.n_ctx,
+                          "weights", m->info.weights, "simd", sasp_kernels_active()->name, "threads", sasp_pool_size(m->model->pool), "total_slots",
                           (json_int_t)json_array_size(slots), "max_queue", served_options()->max_queue, "config", config,
                           "chat_template", "System: {system}\\nUser: {user}\\nAssistant: {assistant}\\n...Assistant:",
                           "version", SASP_VERSION, "models", ids, "infill", infill, "modalities", "vision", 0,
