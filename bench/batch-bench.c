@@ -76,8 +76,7 @@ int main(int argc, char **argv)
             for (int b = 0; b < B; b++) {
                 sasp_kv_reset(kv[b]);
                 for (int i = 0; i < prompt; i++) ids[b * prompt + i] = (i * 31 + b * 7 + 1) % V;
-                st[b] = (sasp_step){.kv = kv[b], .tokens = ids + b * prompt, .n_tokens = prompt,
-                        .n_logits = 1, .logits = logits + (size_t)b * V};
+                st[b] = (sasp_step){.kv = kv[b], .tokens = ids + b * prompt, .n_tokens = prompt, .n_logits = 1, .logits = logits + (size_t)b * V};
             }
             if (sasp_forward(m, st, B, err, sizeof err)) {
                 fprintf(stderr, "%s\n", err);
@@ -91,8 +90,7 @@ int main(int argc, char **argv)
                     for (int j = 1; j < V; j++)
                         if (l[j] > l[top]) top = j;
                     next[b] = top;
-                    st[b] = (sasp_step){.kv = kv[b], .tokens = next + b, .n_tokens = 1,
-                            .n_logits = 1, .logits = logits + (size_t)b * V};
+                    st[b] = (sasp_step){.kv = kv[b], .tokens = next + b, .n_tokens = 1, .n_logits = 1, .logits = logits + (size_t)b * V};
                 }
                 if (sasp_forward(m, st, B, err, sizeof err)) {
                     fprintf(stderr, "%s\n", err);

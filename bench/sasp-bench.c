@@ -59,7 +59,7 @@ typedef struct {
     const char *shape;    /* "A", "B" or NULL for both */
     const char *isa_list; /* NULL: the active table; "all"; or "scalar,avx2" */
     const char *json_path;
-    long bw_mb;           /* size of the triad arrays in total; 0: 4 x L3 (at least 256 MB) */
+    long bw_mb;               /* size of the triad arrays in total; 0: 4 x L3 (at least 256 MB) */
     int weights[MAX_WEIGHTS]; /* --weights: the types the matrices are converted to at load, or as stored */
     int n_weights;
 } options;
@@ -100,7 +100,8 @@ __attribute__((target("avx512f"))) static double fma_loop_avx512(long iters)
     for (long r = 0; r < iters; r++) {
 #pragma GCC unroll 24
         for (int c = 0; c < FMA_CHAINS; c++) a[c] = _mm512_fmadd_ps(a[c], m, d);
-        __asm__ volatile("" : "+v"(m));
+        __asm__ volatile(""
+                         : "+v"(m));
     }
     __m512 s = a[0];
     for (int c = 1; c < FMA_CHAINS; c++) s = _mm512_add_ps(s, a[c]);
@@ -116,7 +117,8 @@ __attribute__((target("avx2,fma"))) static double fma_loop_avx2(long iters)
     for (long r = 0; r < iters; r++) {
 #pragma GCC unroll 12
         for (int c = 0; c < 12; c++) a[c] = _mm256_fmadd_ps(a[c], m, d);
-        __asm__ volatile("" : "+x"(m));
+        __asm__ volatile(""
+                         : "+x"(m));
     }
     __m256 s = a[0];
     for (int c = 1; c < 12; c++) s = _mm256_add_ps(s, a[c]);
@@ -133,7 +135,8 @@ static double fma_loop_neon(long iters)
     for (long r = 0; r < iters; r++) {
 #pragma GCC unroll 24
         for (int c = 0; c < FMA_CHAINS; c++) a[c] = vfmaq_f32(d, a[c], m);
-        __asm__ volatile("" : "+w"(m));
+        __asm__ volatile(""
+                         : "+w"(m));
     }
     float32x4_t s = a[0];
     for (int c = 1; c < FMA_CHAINS; c++) s = vaddq_f32(s, a[c]);
@@ -330,8 +333,8 @@ static long l3_bytes(void)
 
 typedef struct {
     const char *isa;
-    double peak_gflops;  /* all threads */
-    double triad_gbs;    /* arrays >> L3 */
+    double peak_gflops; /* all threads */
+    double triad_gbs;   /* arrays >> L3 */
     size_t triad_bytes;
     long l3;
 } machine;
@@ -340,17 +343,17 @@ typedef struct {
 
 typedef struct {
     const char *isa;
-    const char *weights;                 /* the matrices' type */
-    char label[40];                      /* "isa weights" */
-    double prefill512, prefill256;       /* tokens/s */
+    const char *weights;           /* the matrices' type */
+    char label[40];                /* "isa weights" */
+    double prefill512, prefill256; /* tokens/s */
     double prefill512_gflops, prefill256_gflops;
-    double decode[3];                    /* batch 1, 4, 8: tokens/s */
+    double decode[3]; /* batch 1, 4, 8: tokens/s */
     double decode_gflops[3];
-    double weight_bytes;                 /* read per decoded token (matrices + head) */
-    double footprint_gbs;                /* read bandwidth over weight_bytes */
-    double decode_bound, prefill_bound;  /* roofline tokens/s */
+    double weight_bytes;                /* read per decoded token (matrices + head) */
+    double footprint_gbs;               /* read bandwidth over weight_bytes */
+    double decode_bound, prefill_bound; /* roofline tokens/s */
     double decode_bound_dram;
-    double of_roofline, b8_over_b1;      /* medians of the per-run ratios */
+    double of_roofline, b8_over_b1; /* medians of the per-run ratios */
     /* the same from CPU time: tokens per CPU-second (all threads) */
     double cpu_prefill512, cpu_prefill256, cpu_decode[3];
 } result;
@@ -435,8 +438,7 @@ static double time_decode(bench_model *bm, int B, int steps, double *cpu)
     int tok[8];
     for (int b = 0; b < B; b++) {
         sasp_kv_reset(bm->kv[b]);
-        st[b] = (sasp_step){.kv = bm->kv[b], .tokens = bm->prompt + b, .n_tokens = bm->prompt_decode,
-                .n_logits = 1, .logits = bm->logits + (size_t)b * V};
+        st[b] = (sasp_step){.kv = bm->kv[b], .tokens = bm->prompt + b, .n_tokens = bm->prompt_decode, .n_logits = 1, .logits = bm->logits + (size_t)b * V};
     }
     if (sasp_forward(bm->m, st, B, err, sizeof err) != 0) {
         fprintf(stderr, "sasp-bench: decode prompt failed: %s\n", err);
@@ -446,8 +448,7 @@ static double time_decode(bench_model *bm, int B, int steps, double *cpu)
     for (int s = 0; s < steps; s++) {
         for (int b = 0; b < B; b++) {
             tok[b] = argmax(bm->logits + (size_t)b * V, V);
-            st[b] = (sasp_step){.kv = bm->kv[b], .tokens = &tok[b], .n_tokens = 1,
-                    .n_logits = 1, .logits = bm->logits + (size_t)b * V};
+            st[b] = (sasp_step){.kv = bm->kv[b], .tokens = &tok[b], .n_tokens = 1, .n_logits = 1, .logits = bm->logits + (size_t)b * V};
         }
         if (sasp_forward(bm->m, st, B, err, sizeof err) != 0) {
             fprintf(stderr, "sasp-bench: decode failed: %s\n", err);
@@ -664,12 +665,7 @@ static int parse_weights(const char *list, options *o)
 static int parse_options(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
-        {"json", required_argument, 0, 'j'},  {"vs-preln", no_argument, 0, 'p'},
-        {"shape", required_argument, 0, 's'}, {"isa", required_argument, 0, 'i'},
-        {"reps", required_argument, 0, 'r'},  {"decode-tokens", required_argument, 0, 'd'},
-        {"bw-mb", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},     {"weights", required_argument, 0, 'w'},
-        {0, 0, 0, 0}};
+        {"json", required_argument, 0, 'j'}, {"vs-preln", no_argument, 0, 'p'}, {"shape", required_argument, 0, 's'}, {"isa", required_argument, 0, 'i'}, {"reps", required_argument, 0, 'r'}, {"decode-tokens", required_argument, 0, 'd'}, {"bw-mb", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {"weights", required_argument, 0, 'w'}, {0, 0, 0, 0}};
     *o = (options){NULL, 0, 5, 128, 32, 0, NULL, NULL, NULL, 0, {SASP_WEIGHTS_AS_STORED}, 1};
     int c;
     while ((c = getopt_long(argc, argv, "m:t:h", longopts, NULL)) != -1) {
@@ -823,7 +819,7 @@ static int bench_shape(const options *o, shape sh, const char *title, const sasp
     /* Runs interleaved: rep r of every configuration before rep r + 1 of any, so that a burst of load
      * on a shared machine hits all of them alike and ratios stay fair. */
     int n_cfg = n_arch * per_arch;
-    double (*samples)[N_SAMPLE] = calloc((size_t)n_cfg * (o->reps + 1), sizeof *samples);
+    double(*samples)[N_SAMPLE] = calloc((size_t)n_cfg * (o->reps + 1), sizeof *samples);
     if (!samples) return -1;
     for (int r = 0; r <= o->reps; r++) { /* r = 0: warm-up */
         fprintf(stderr, "sasp-bench: %s, run %d of %d\n", title, r, o->reps);
@@ -871,7 +867,8 @@ int main(int argc, char **argv)
                                   mc.l3 / 1048576.0));
     json_t *jmodels = json_array();
     /* the models: -m, or shapes A and B (each with its Pre-LN twin under --vs-preln) */
-    int n_runs = o.model_dir ? 1 : o.shape ? 1 : 2;
+    int n_runs = o.model_dir ? 1 : o.shape ? 1
+                                           : 2;
     for (int s = 0; s < n_runs; s++) {
         shape sh = o.shape ? SHAPES[o.shape[0] - 'A'] : SHAPES[s];
         char title[300];

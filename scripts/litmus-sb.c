@@ -24,7 +24,8 @@ static atomic_long progress[2];
 static long rounds;
 static int use_rmw;
 
-static void *side(void *arg) {
+static void *side(void *arg)
+{
     int me = arg != NULL;
     atomic_int *mine = me ? x : y, *theirs = me ? y : x;
     int *r = me ? r0 : r1;
@@ -39,7 +40,8 @@ static void *side(void *arg) {
     return NULL;
 }
 
-static long run(int rmw) {
+static long run(int rmw)
+{
     use_rmw = rmw;
     x = calloc((size_t)rounds, sizeof *x);
     y = calloc((size_t)rounds, sizeof *y);
@@ -59,10 +61,12 @@ static long run(int rmw) {
     return forbidden;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     rounds = argc > 1 ? atol(argv[1]) : 1000000;
     long plain = run(0), rmw = run(1);
     printf("store-buffering: r0 == r1 == 0 (forbidden by C11) in %ld of %ld rounds with seq_cst store + load, "
-           "%ld with exchange + load\n", plain, rounds, rmw);
+           "%ld with exchange + load\n",
+           plain, rounds, rmw);
     return rmw != 0;
 }

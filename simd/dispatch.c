@@ -26,7 +26,9 @@
 static unsigned long long read_xcr0(void)
 {
     unsigned int lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    __asm__ volatile("xgetbv"
+                     : "=a"(lo), "=d"(hi)
+                     : "c"(0));
     return ((unsigned long long)hi << 32) | lo;
 }
 
@@ -45,8 +47,8 @@ static x86_caps x86_features(void)
     int osxsave = (cx >> 27) & 1, avx = (cx >> 28) & 1, fma = (cx >> 12) & 1, f16c = (cx >> 29) & 1;
     if (!osxsave || !avx) return c;
     unsigned long long xcr0 = read_xcr0();
-    int os_ymm = (xcr0 & 0x6) == 0x6;            /* XMM and YMM state */
-    int os_zmm = (xcr0 & 0xe6) == 0xe6;          /* plus opmask, ZMM_Hi256, Hi16_ZMM */
+    int os_ymm = (xcr0 & 0x6) == 0x6;   /* XMM and YMM state */
+    int os_zmm = (xcr0 & 0xe6) == 0xe6; /* plus opmask, ZMM_Hi256, Hi16_ZMM */
     if (__get_cpuid_max(0, NULL) < 7) return c;
     __cpuid_count(7, 0, a, b, cx, d);
     unsigned int max_sub = a;

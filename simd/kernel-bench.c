@@ -104,7 +104,8 @@ static matrices make(sasp_wtype type, int m, int k, int copies, int panels)
     matrices r = {calloc((size_t)copies, sizeof(sasp_weights)), copies, NULL, NULL, NULL, NULL};
     sasp_weights w0 = {.type = type, .m = m, .k = k};
     size_t per = (size_t)m * k, nb = (size_t)m * sasp_q8_0_blocks(k);
-    size_t elem = type == SASP_WT_F32 ? 4 : type == SASP_WT_BF16 ? 2 : 1;
+    size_t elem = type == SASP_WT_F32 ? 4 : type == SASP_WT_BF16 ? 2
+                                                                 : 1;
     r.data = aligned_alloc(64, (per * elem * copies + 63) / 64 * 64);
     r.scales = type == SASP_WT_Q8_0 ? malloc(nb * 2 * copies) : NULL;
     float *f = malloc(per * sizeof(float));
@@ -163,11 +164,15 @@ typedef struct {
 } shape;
 
 static const shape SHAPES[] = {
-    {"A", 1024, 256, 6.03e6}, {"A", 256, 1024, 6.03e6}, {"A", 8192, 256, 6.03e6},
-    {"B", 2048, 512, 25.2e6}, {"B", 512, 2048, 25.2e6},
+    {"A", 1024, 256, 6.03e6},
+    {"A", 256, 1024, 6.03e6},
+    {"A", 8192, 256, 6.03e6},
+    {"B", 2048, 512, 25.2e6},
+    {"B", 512, 2048, 25.2e6},
 };
 
-static const char *type_name(sasp_wtype t) { return t == SASP_WT_F32 ? "f32" : t == SASP_WT_BF16 ? "bf16" : "q8_0"; }
+static const char *type_name(sasp_wtype t) { return t == SASP_WT_F32 ? "f32" : t == SASP_WT_BF16 ? "bf16"
+                                                                                                 : "q8_0"; }
 
 int main(int argc, char **argv)
 {

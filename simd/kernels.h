@@ -36,7 +36,9 @@
 
 /* ---- typed weights ---- */
 
-typedef enum sasp_wtype { SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0 } sasp_wtype; /* widest first */
+typedef enum sasp_wtype { SASP_WT_F32,
+                          SASP_WT_BF16,
+                          SASP_WT_Q8_0 } sasp_wtype; /* widest first */
 
 #define SASP_Q8_0_BLOCK 32 /* q8_0: columns per scale */
 
@@ -63,7 +65,10 @@ static inline int sasp_q8_0_blocks(int k) { return (k + SASP_Q8_0_BLOCK - 1) / S
  * panels"). A row slice starting at a multiple of 16 keeps its panels (sasp_weights_rows); another
  * drops them, and the kernels pack it themselves, to the same bits. */
 #define SASP_Q8_0_PANEL 16
-static inline size_t sasp_q8_0_panel_count(int m) { return (size_t)(m + SASP_Q8_0_PANEL - 1) / SASP_Q8_0_PANEL; }
+static inline size_t sasp_q8_0_panel_count(int m)
+{
+    return (size_t)(m + SASP_Q8_0_PANEL - 1) / SASP_Q8_0_PANEL;
+}
 /* bytes of panels, and binary16 scales of panel_scales, for a q8_0 matrix of m x k */
 static inline size_t sasp_q8_0_panels_bytes(int m, int k) { return sasp_q8_0_panel_count(m) * sasp_q8_0_blocks(k) * 512; }
 static inline size_t sasp_q8_0_panel_scale_count(int m, int k) { return sasp_q8_0_panel_count(m) * sasp_q8_0_blocks(k) * 16; }
@@ -72,7 +77,8 @@ static inline size_t sasp_q8_0_panel_scale_count(int m, int k) { return sasp_q8_
 static inline sasp_weights sasp_weights_rows(const sasp_weights *w, int lo, int hi)
 {
     sasp_weights r = *w;
-    size_t elem = w->type == SASP_WT_F32 ? 4 : w->type == SASP_WT_BF16 ? 2 : 1;
+    size_t elem = w->type == SASP_WT_F32 ? 4 : w->type == SASP_WT_BF16 ? 2
+                                                                       : 1;
     r.m = hi - lo;
     r.data = (const char *)w->data + (size_t)lo * w->k * elem;
     if (w->type == SASP_WT_Q8_0) r.scales = w->scales + (size_t)lo * sasp_q8_0_blocks(w->k);
@@ -124,8 +130,8 @@ static inline size_t sasp_weights_bytes(const sasp_weights *w)
 #define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 products round X to bf16 */
 
 typedef struct sasp_kernels {
-    const char *name; /* the instruction set: "scalar", "avx2", "avx512", "neon" */
-    const char *id;   /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
+    const char *name;   /* the instruction set: "scalar", "avx2", "avx512", "neon" */
+    const char *id;     /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
                        * "neon-dotprod", "neon-bf16" (dotprod + bf16) */
     unsigned semantics; /* SASP_SEM_* flags: where matmul_w's results differ by design (above) */
     /* The weight type this table serves a model fastest in, decode and prefill taken together, which

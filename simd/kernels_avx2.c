@@ -17,8 +17,8 @@
 #define KERNELS_NAME "avx2"
 #define KERNELS_ID "avx2"
 
-#define VL 8              /* floats per vector */
-#define ACCUM_VECS 4      /* attn_accum: 4 vectors of out (dh = 32) per pass */
+#define VL 8         /* floats per vector */
+#define ACCUM_VECS 4 /* attn_accum: 4 vectors of out (dh = 32) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(4, 3) B(2, 4) B(1, 8)
 /* q8_0 holds a W vector and its scales per row of the block: fewer rows of W */
@@ -35,7 +35,8 @@ typedef __m256i vtail;
 static const int32_t mask_table[2 * VL] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 ALWAYS_INLINE vtail v_lanes(int left)
 {
-    int r = left >= VL ? VL : left > 0 ? left : 0;
+    int r = left >= VL ? VL : left > 0 ? left
+                                       : 0;
     return _mm256_loadu_si256((const __m256i *)(mask_table + VL - r));
 }
 
@@ -87,7 +88,8 @@ ALWAYS_INLINE vec v_tanh(vec v) { return Sleef_tanhf8_u10avx2(v); }
 ALWAYS_INLINE void v_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
 ALWAYS_INLINE vec v_in_register(vec v)
 {
-    __asm__("" : "+x"(v));
+    __asm__(""
+            : "+x"(v));
     return v;
 }
 

@@ -57,8 +57,8 @@
 #define KERNELS_BF16_DOT /* the body's bf16 x bf16 loop */
 #endif
 
-#define VL 16             /* floats per vector */
-#define ACCUM_VECS 4      /* attn_accum: 4 vectors of out (dh = 64) per pass */
+#define VL 16        /* floats per vector */
+#define ACCUM_VECS 4 /* attn_accum: 4 vectors of out (dh = 64) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(8, 3) B(4, 6) B(3, 8) B(2, 8) B(1, 8)
 /* q8_0 also holds per row of W its vector, |w|, the mask of its signs and its scales */
@@ -97,13 +97,17 @@ typedef uint64_t bmask;
 
 ALWAYS_INLINE vtail v_lanes(int left)
 {
-    return left >= VL ? 0xffff : left > 0 ? (vtail)((1u << left) - 1u) : 0;
+    return left >= VL ? 0xffff : left > 0 ? (vtail)((1u << left) - 1u)
+                                          : 0;
 }
 
 /* ---- loads and stores ---- */
 
 #ifndef KERNELS_EMUL
-ALWAYS_INLINE vec v_load(const float *p) { return _mm512_loadu_ps(p); }
+ALWAYS_INLINE vec v_load(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
 ALWAYS_INLINE void v_store(float *p, vec v) { _mm512_storeu_ps(p, v); }
 ALWAYS_INLINE vec v_load_tail(const float *p, vtail t) { return _mm512_maskz_loadu_ps(t, p); }
 ALWAYS_INLINE void v_store_tail(float *p, vtail t, vec v) { _mm512_mask_storeu_ps(p, t, v); }
@@ -139,7 +143,10 @@ EMUL_FN vec v_keep(vtail t, vec v)
 /* ---- arithmetic ---- */
 
 #ifndef KERNELS_EMUL
-ALWAYS_INLINE vec v_zero(void) { return _mm512_setzero_ps(); }
+ALWAYS_INLINE vec v_zero(void)
+{
+    return _mm512_setzero_ps();
+}
 ALWAYS_INLINE vec v_set1(float a) { return _mm512_set1_ps(a); }
 ALWAYS_INLINE vec v_broadcast(const float *p) { return _mm512_set1_ps(*p); }
 ALWAYS_INLINE vec v_add(vec a, vec b) { return _mm512_add_ps(a, b); }
@@ -151,7 +158,10 @@ ALWAYS_INLINE vec v_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); 
 ALWAYS_INLINE vec v_fnma(vec a, vec b, vec c) { return _mm512_fnmadd_ps(a, b, c); }
 ALWAYS_INLINE vec v_abs(vec a) { return _mm512_abs_ps(a); }
 #else
-ALWAYS_INLINE vec v_zero(void) { return (vec){0}; }
+ALWAYS_INLINE vec v_zero(void)
+{
+    return (vec){0};
+}
 ALWAYS_INLINE vec v_set1(float a) { return (vec){0} + a; }
 ALWAYS_INLINE vec v_broadcast(const float *p) { return v_set1(*p); }
 ALWAYS_INLINE vec v_add(vec a, vec b) { return a + b; }
@@ -181,7 +191,10 @@ EMUL_FN vec v_abs(vec a)
  * for bit (kernels_body.h): h_l = v_l + v_{l+8}, then ((h0 + h1) + (h2 + h3)) + ((h4 + h5) + (h6 + h7)),
  * the halves added, then two of AVX's hadds and their 128-bit halves added. */
 #ifndef KERNELS_EMUL
-ALWAYS_INLINE float v_hmax(vec v) { return _mm512_reduce_max_ps(v); }
+ALWAYS_INLINE float v_hmax(vec v)
+{
+    return _mm512_reduce_max_ps(v);
+}
 ALWAYS_INLINE __m256 half_sum(vec v)
 {
     return _mm256_add_ps(_mm512_castps512_ps256(v),
@@ -221,12 +234,16 @@ EMUL_FN void v_hsum4(float *out, vec a, vec b, vec c, vec d)
 /* ---- exp, tanh, prefetch ---- */
 
 #ifndef KERNELS_EMUL
-ALWAYS_INLINE vec v_exp(vec v) { return Sleef_expf16_u10avx512f(v); }
+ALWAYS_INLINE vec v_exp(vec v)
+{
+    return Sleef_expf16_u10avx512f(v);
+}
 ALWAYS_INLINE vec v_tanh(vec v) { return Sleef_tanhf16_u10avx512f(v); }
 ALWAYS_INLINE void v_prefetch(const void *p) { _mm_prefetch((const char *)p, _MM_HINT_T0); }
 ALWAYS_INLINE vec v_in_register(vec v)
 {
-    __asm__("" : "+v"(v));
+    __asm__(""
+            : "+v"(v));
     return v;
 }
 #else
@@ -312,15 +329,22 @@ ALWAYS_INLINE i16vec u8_s8_madd(qvec u, qvec s) { return _mm512_maddubs_epi16(u,
 ALWAYS_INLINE i32vec i16_pairs(i16vec a) { return _mm512_madd_epi16(a, _mm512_set1_epi16(1)); }
 ALWAYS_INLINE i32vec i32_set1(int32_t a) { return _mm512_set1_epi32(a); }
 #ifdef KERNELS_VNNI
-ALWAYS_INLINE i32vec u8_s8_dot4(i32vec acc, qvec u, qvec s) { return _mm512_dpbusd_epi32(acc, u, s); }
+ALWAYS_INLINE i32vec u8_s8_dot4(i32vec acc, qvec u, qvec s)
+{
+    return _mm512_dpbusd_epi32(acc, u, s);
+}
 #endif
-ALWAYS_INLINE vec i32_to_float(i32vec a) { return _mm512_cvtepi32_ps(a); }
+ALWAYS_INLINE vec i32_to_float(i32vec a)
+{
+    return _mm512_cvtepi32_ps(a);
+}
 #else
 EMUL_FN void v_store_i8(int8_t *p, vec v)
 {
     for (int l = 0; l < VL; l++) {
         float r = rintf(v[l]);
-        p[l] = (int8_t)(r > 127.0f ? 127.0f : r < -128.0f ? -128.0f : r);
+        p[l] = (int8_t)(r > 127.0f ? 127.0f : r < -128.0f ? -128.0f
+                                                          : r);
     }
 }
 EMUL_FN qvec q_load_tail(const int8_t *p, int left)
@@ -356,7 +380,8 @@ EMUL_FN i16vec u8_s8_madd(qvec u, qvec s)
     i16vec r;
     for (int l = 0; l < QSTEP / 2; l++) {
         int t = (uint8_t)u[2 * l] * s[2 * l] + (uint8_t)u[2 * l + 1] * s[2 * l + 1];
-        r[l] = (int16_t)(t > 32767 ? 32767 : t < -32768 ? -32768 : t);
+        r[l] = (int16_t)(t > 32767 ? 32767 : t < -32768 ? -32768
+                                                        : t);
     }
     return r;
 }
@@ -478,14 +503,20 @@ EMUL_FN void qp_transpose(qvec r[16])
     for (int g = 0; g < 16; g++) memcpy(&r[g], b[g], sizeof b[g]);
 }
 #endif
-ALWAYS_INLINE i32vec qp_dot(i32vec acc, qvec u, qvec s) { return u8_s8_dot4(acc, u, s); }
+ALWAYS_INLINE i32vec qp_dot(i32vec acc, qvec u, qvec s)
+{
+    return u8_s8_dot4(acc, u, s);
+}
 #endif
 
 /* ---- bf16 dot products (AVX512_BF16) ---- */
 
 #ifdef KERNELS_BF16
 #ifndef KERNELS_EMUL
-ALWAYS_INLINE bvec b_load(const uint16_t *p) { return _mm512_loadu_si512(p); }
+ALWAYS_INLINE bvec b_load(const uint16_t *p)
+{
+    return _mm512_loadu_si512(p);
+}
 ALWAYS_INLINE bvec b_load_tail(const uint16_t *p, int left)
 {
     return _mm512_maskz_loadu_epi16(left >= 2 * VL ? ~(__mmask32)0 : ((__mmask32)1 << left) - 1, p);

@@ -109,8 +109,13 @@ _Static_assert(QCHUNK % QSTEP == 0 && QCHUNK % (2 * VL) == 0 && PCHUNK % (2 * VL
 
 /* ---- weight and activation access: the only code that reads W and X ---- */
 
-enum weight_type { W_F32, W_BF16, W_Q8 };
-enum act_type { X_F32, X_F32_PAIRS, X_BF16, X_Q8 };
+enum weight_type { W_F32,
+                   W_BF16,
+                   W_Q8 };
+enum act_type { X_F32,
+                X_F32_PAIRS,
+                X_BF16,
+                X_Q8 };
 
 /* W or X as the loops read them: rows ld elements apart; q8_0 scales rows lds apart. */
 typedef struct {
@@ -124,8 +129,10 @@ typedef struct {
     size_t ld, lds;
 } xref;
 
-ALWAYS_INLINE size_t w_size(const enum weight_type WT) { return WT == W_F32 ? 4 : WT == W_BF16 ? 2 : 1; }
-ALWAYS_INLINE size_t x_size(const enum act_type XT) { return XT <= X_F32_PAIRS ? 4 : XT == X_BF16 ? 2 : 1; }
+ALWAYS_INLINE size_t w_size(const enum weight_type WT) { return WT == W_F32 ? 4 : WT == W_BF16 ? 2
+                                                                                               : 1; }
+ALWAYS_INLINE size_t x_size(const enum act_type XT) { return XT <= X_F32_PAIRS ? 4 : XT == X_BF16 ? 2
+                                                                                                  : 1; }
 
 /* W from row j on; row j itself, its scales. */
 ALWAYS_INLINE wref w_from(wref w, int j, const enum weight_type WT)
@@ -200,7 +207,8 @@ ALWAYS_INLINE void dot_loop_f32(vec acc[8][8], xref x, wref w, int k, const int 
  * blocks of rows ahead: as many bytes ahead as f32's one block. */
 ALWAYS_INLINE void dot_loop_bf16_pairs(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
 {
-    enum { STEP = 2 * VL, PER_LINE = BYTES_PER_LINE / 2 };
+    enum { STEP = 2 * VL,
+           PER_LINE = BYTES_PER_LINE / 2 };
     for (int p = 0; p < k; p += STEP) {
         vec we[8], wo[8];
 #pragma GCC unroll 8
@@ -224,7 +232,8 @@ ALWAYS_INLINE void dot_loop_bf16_pairs(vec acc[8][8], xref x, wref w, int k, con
 /* bf16 X (the per-call copy, zero-padded to whole vectors) against bf16 W: 2 VL columns a step. */
 ALWAYS_INLINE void dot_loop_bf16(vec acc[8][8], xref x, wref w, int k, const int NR, const int MR)
 {
-    enum { STEP = 2 * VL, PER_LINE = BYTES_PER_LINE / 2 };
+    enum { STEP = 2 * VL,
+           PER_LINE = BYTES_PER_LINE / 2 };
     int p = 0;
     for (; p + STEP <= k; p += STEP) {
         bvec wv[8];
@@ -342,7 +351,8 @@ ALWAYS_INLINE void dot_block(float *y, int ldy, xref x, wref w, const float *bia
         for (int j = 0; j < MR; j++) {
             float *yij = y + (size_t)i * ldy + j;
             float v = alpha * sums[i * MR + j];
-            *yij = accumulate ? *yij + v : bias ? v + bias[j] : v;
+            *yij = accumulate ? *yij + v : bias ? v + bias[j]
+                                                : v;
         }
 }
 
@@ -360,8 +370,8 @@ ALWAYS_INLINE void dot_rows(float *y, int ldy, xref x, wref w, const float *bias
 
 /* Y = alpha X W^T (+ bias), or Y += alpha X W^T: rows of X in the blocks of DOT_BLOCKS (Q8_DOT_BLOCKS
  * for q8_0), largest first (a block of NR rows reads W once for all NR). */
-#define DOT_ROWS_OF(NR, MR)                                                                               \
-    for (; i + (NR) <= n; i += (NR))                                                                     \
+#define DOT_ROWS_OF(NR, MR)          \
+    for (; i + (NR) <= n; i += (NR)) \
         dot_rows(y + (size_t)i * ldy, ldy, x_from(x, i, XT), w, bias, alpha, m, k, accumulate, NR, MR, WT, XT);
 ALWAYS_INLINE void matmul_dot(float *y, int ldy, xref x, wref w, const float *bias, float alpha, int n, int m,
                               int k, int accumulate, const enum weight_type WT, const enum act_type XT)
@@ -583,16 +593,16 @@ ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ld
                                   size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc, int first,
                                   int last, const float *bias, int cols, int rows)
 {
-#define QP_CASE(R)                                                                                         \
-    case R:                                                                                                \
-        if (cols > VL)                                                                                     \
+#define QP_CASE(R)                                                                                              \
+    case R:                                                                                                     \
+        if (cols > VL)                                                                                          \
             q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 2); \
-        else                                                                                               \
+        else                                                                                                    \
             q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 1); \
         break;
     switch (rows) {
-        QP_CASE(6) QP_CASE(5) QP_CASE(4) QP_CASE(3) QP_CASE(2) QP_CASE(1)
-    default: break;
+        QP_CASE(6)
+        QP_CASE(5) QP_CASE(4) QP_CASE(3) QP_CASE(2) QP_CASE(1) default : break;
     }
 #undef QP_CASE
 }

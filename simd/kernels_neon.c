@@ -31,8 +31,8 @@
 #endif
 #define KERNELS_NAME "neon"
 
-#define VL 4              /* floats per vector */
-#define ACCUM_VECS 8      /* attn_accum: 8 vectors of out (dh = 32) per pass */
+#define VL 4         /* floats per vector */
+#define ACCUM_VECS 8 /* attn_accum: 8 vectors of out (dh = 32) per pass */
 /* dot-product blocks B(NR rows of X, MR rows of W), largest first: NR*MR accumulators in registers */
 #define DOT_BLOCKS(B) B(8, 3) B(4, 6) B(3, 8) B(2, 8) B(1, 8)
 /* q8_0 holds two registers of W and a vector of scales per row of the block */
@@ -176,7 +176,10 @@ ALWAYS_INLINE vec q_dot(qvec x, qvec w)
     return vcvtq_f32_s32(s);
 }
 #endif
-ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return vld1q_dup_f32(group + b); }
+ALWAYS_INLINE vec q_scale_at(const float *group, int b)
+{
+    return vld1q_dup_f32(group + b);
+}
 
 #ifdef KERNELS_BF16
 /* ---- bf16 dot products (FEAT_BF16) ---- */

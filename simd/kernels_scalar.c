@@ -57,8 +57,8 @@ uint16_t sasp_f32_to_f16(float f)
     uint32_t u = bits_of(f), sign = (u >> 16) & 0x8000;
     u &= 0x7fffffff;
     if (u > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | ((u >> 13) & 0x3ff)); /* NaN, quiet */
-    if (u >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);                     /* >= 65520: inf */
-    if (u < 0x38800000u) /* below 2^-14: a multiple of 2^-24, rounded (1024 is the smallest normal) */
+    if (u >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);                      /* >= 65520: inf */
+    if (u < 0x38800000u)                                                         /* below 2^-14: a multiple of 2^-24, rounded (1024 is the smallest normal) */
         return (uint16_t)(sign | (uint32_t)rintf(float_of(u) * 0x1p24f));
     u -= 112u << 23; /* rebias the exponent, then round the 13 dropped bits to nearest even */
     return (uint16_t)(sign | (u + 0xfff + ((u >> 13) & 1)) >> 13);
@@ -88,7 +88,8 @@ void sasp_quantize_q8_0(int8_t *q, uint16_t *scales, const float *w, int m, int 
             scales[(size_t)j * nb + b] = h;
             for (int p = 0; p < len; p++) {
                 float v = d > 0.0f ? rintf(wb[p] / d) : 0.0f;
-                qb[p] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+                qb[p] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f
+                                                                   : v);
             }
         }
 }

@@ -101,14 +101,25 @@ END_TEST
 
 START_TEST(test_utf8)
 {
-    static const struct { const char *s; int ok; } cases[] = {
-        {"", 1}, {"plain", 1}, {"caf\xc3\xa9", 1}, {"\xe6\x97\xa5\xe6\x9c\xac", 1}, {"\xf0\x9f\x98\x80", 1},
-        {"\xf4\x8f\xbf\xbf", 1},                      /* U+10FFFF */
-        {"\xc3", 0}, {"\xe6\x97", 0},                /* truncated */
-        {"\xc0\xaf", 0}, {"\xe0\x80\xaf", 0},         /* overlong */
-        {"\xed\xa0\x80", 0},                         /* a surrogate */
-        {"\xf4\x90\x80\x80", 0},                     /* past U+10FFFF */
-        {"\x80", 0}, {"\xff", 0}, {"a\xc3(", 0},
+    static const struct {
+        const char *s;
+        int ok;
+    } cases[] = {
+        {"", 1},
+        {"plain", 1},
+        {"caf\xc3\xa9", 1},
+        {"\xe6\x97\xa5\xe6\x9c\xac", 1},
+        {"\xf0\x9f\x98\x80", 1},
+        {"\xf4\x8f\xbf\xbf", 1}, /* U+10FFFF */
+        {"\xc3", 0},
+        {"\xe6\x97", 0}, /* truncated */
+        {"\xc0\xaf", 0},
+        {"\xe0\x80\xaf", 0},     /* overlong */
+        {"\xed\xa0\x80", 0},     /* a surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* past U+10FFFF */
+        {"\x80", 0},
+        {"\xff", 0},
+        {"a\xc3(", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         ck_assert_msg(api_utf8_valid(cases[i].s, strlen(cases[i].s)) == cases[i].ok, "case %zu", i);
@@ -144,7 +155,8 @@ START_TEST(test_parse_defaults_and_forms)
 
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": [\"a\", \"bc\"], \"n\": 3, \"seed\": 9, \"max_tokens\": 64, "
                                             "\"stop\": \"x\", \"stream\": true, \"stream_options\": {\"include_usage\": true}}",
-                           &r, &e), 0);
+                           &r, &e),
+                     0);
     ck_assert_int_eq(r.n_seqs, 6);
     ck_assert_int_eq(r.n_choices, 3);
     ck_assert_uint_eq(r.seed_base, 9);
@@ -174,7 +186,8 @@ START_TEST(test_parse_defaults_and_forms)
 
     /* chat: the template and its stop strings; the default length is the context */
     ck_assert_int_eq(parse(API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"stop\": [\"END\"]}",
-                           &r, &e), 0);
+                           &r, &e),
+                     0);
     ck_assert_str_eq(r.prompt_text[0], "User: hi\nAssistant:");
     ck_assert_int_eq(r.gen.n_stop, 3);
     ck_assert_str_eq(r.gen.stop[0], "END");
@@ -184,7 +197,9 @@ START_TEST(test_parse_defaults_and_forms)
 
     /* Ollama: streams by default, options override, -1 means the whole context, context prepended */
     ck_assert_int_eq(parse(API_GENERATE, "{\"prompt\": \"hi\", \"context\": [5, 6], \"options\": {\"num_predict\": -1, "
-                                         "\"temperature\": 0, \"seed\": 3, \"stop\": [\"q\"]}}", &r, &e), 0);
+                                         "\"temperature\": 0, \"seed\": 3, \"stop\": [\"q\"]}}",
+                           &r, &e),
+                     0);
     ck_assert_int_eq(r.stream, 1);
     ck_assert_int_eq(r.gen.max_tokens, 64);
     ck_assert_float_eq(r.gen.sampling.temperature, 0);
@@ -204,10 +219,11 @@ END_TEST
  * whether the request asks for nothing (only loads or unloads). */
 START_TEST(test_keep_alive)
 {
-    static const struct { const char *text; int64_t ns; } ok[] = {
-        {"5m", 300000000000LL}, {"1h30m", 5400000000000LL}, {"2.5s", 2500000000LL}, {"300ms", 300000000LL},
-        {"0", 0}, {"0s", 0}, {"300", 300000000000LL}, {"-1", -1}, {"-1m", -1}, {"1h0m0s", 3600000000000LL},
-        {"10us", 10000}, {"7ns", 7}};
+    static const struct {
+        const char *text;
+        int64_t ns;
+    } ok[] = {
+        {"5m", 300000000000LL}, {"1h30m", 5400000000000LL}, {"2.5s", 2500000000LL}, {"300ms", 300000000LL}, {"0", 0}, {"0s", 0}, {"300", 300000000000LL}, {"-1", -1}, {"-1m", -1}, {"1h0m0s", 3600000000000LL}, {"10us", 10000}, {"7ns", 7}};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         int64_t ns = 12345;
         ck_assert_msg(api_parse_keep_alive(ok[i].text, &ns) == 0, "%s", ok[i].text);
@@ -218,7 +234,11 @@ START_TEST(test_keep_alive)
         int64_t ns;
         ck_assert_msg(api_parse_keep_alive(bad[i], &ns) == -1, "'%s' parsed", bad[i]);
     }
-    static const struct { const char *body; int chat, rc, empty; int64_t ns; } bodies[] = {
+    static const struct {
+        const char *body;
+        int chat, rc, empty;
+        int64_t ns;
+    } bodies[] = {
         {"{\"model\": \"m\", \"keep_alive\": 0}", 0, 1, 1, 0},
         {"{\"model\": \"m\", \"prompt\": \"\", \"keep_alive\": \"5m\"}", 0, 1, 1, 300000000000LL},
         {"{\"model\": \"m\", \"prompt\": \"x\", \"keep_alive\": -1}", 0, 1, 0, -1},
@@ -244,7 +264,12 @@ END_TEST
 
 START_TEST(test_parse_rejects)
 {
-    static const struct { api_kind kind; const char *body; int status; const char *param; } bad[] = {
+    static const struct {
+        api_kind kind;
+        const char *body;
+        int status;
+        const char *param;
+    } bad[] = {
         {API_COMPLETIONS, "{not json", 400, ""},
         {API_COMPLETIONS, "[1]", 400, ""},
         {API_COMPLETIONS, "{\"prompt\": \"caf\xe9\"}", 400, ""},
@@ -275,7 +300,8 @@ START_TEST(test_parse_rejects)
         {API_COMPLETIONS, "{\"prompt\": \"x\", \"stop\": [1]}", 400, "stop"},
         {API_COMPLETIONS, "{\"prompt\": \"x\", \"stop\": {}}", 400, "stop"},
         {API_COMPLETIONS, "{\"prompt\": \"x\", \"stop\": [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\","
-                          "\"11\",\"12\",\"13\",\"14\",\"15\"]}", 400, "stop"},
+                          "\"11\",\"12\",\"13\",\"14\",\"15\"]}",
+         400, "stop"},
         {API_COMPLETIONS, "{\"prompt\": \"x\", \"logprobs\": 21}", 400, "logprobs"},
         {API_COMPLETIONS, "{\"prompt\": \"x\", \"echo\": \"yes\"}", 400, "echo"},
         {API_COMPLETIONS, "{\"prompt\": \"x\", \"stream\": 1}", 400, "stream"},
@@ -329,14 +355,17 @@ START_TEST(test_parse_rejects)
         {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": \"xml\"}}",
          400, "response_format"},
         {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": "
-                   "\"json_schema\"}}", 400, "response_format"},
+                   "\"json_schema\"}}",
+         400, "response_format"},
         {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": {\"type\": "
                    "\"json_schema\", \"json_schema\": {\"schema\": {\"type\": \"object\", \"patternProperties\": {}}}}}",
          400, "response_format"},
         {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"max_tokens\": 1, \"response_format\": "
-                   "{\"type\": \"json_object\"}}", 400, "max_tokens"},
+                   "{\"type\": \"json_object\"}}",
+         400, "max_tokens"},
         {API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"stop\": \"}\", \"response_format\": "
-                   "{\"type\": \"json_object\"}}", 400, "stop"},
+                   "{\"type\": \"json_object\"}}",
+         400, "stop"},
         {API_GENERATE, "{\"prompt\": \"x\", \"format\": \"yaml\"}", 400, "format"},
         {API_GENERATE, "{\"prompt\": \"x\", \"format\": \"json\", \"options\": {\"num_predict\": 1}}", 400, "num_predict"},
         /* logit_bias */
@@ -390,19 +419,24 @@ START_TEST(test_parse_output_shape)
     ck_assert_int_eq(parse(API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": "
                                      "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"p\", \"strict\": true, \"schema\": "
                                      "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}, "
-                                     "\"required\": [\"a\"]}}}}", &r, &e), 0);
+                                     "\"required\": [\"a\"]}}}}",
+                           &r, &e),
+                     0);
     ck_assert_ptr_nonnull(r.schema);
     ck_assert_ptr_eq(r.gen.json, r.schema);
     ck_assert_int_eq(r.gen.token_healing, 0);
     api_request_free(&r);
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": \"x\", \"response_format\": {\"type\": \"text\"}, "
-                                            "\"logit_bias\": {\"5\": -100, \"7\": 2.5}}", &r, &e), 0);
+                                            "\"logit_bias\": {\"5\": -100, \"7\": 2.5}}",
+                           &r, &e),
+                     0);
     ck_assert_ptr_null(r.gen.json);
     ck_assert_int_eq(r.gen.n_logit_bias, 2);
     ck_assert_int_eq(r.gen.token_healing, 1); /* a text prompt: healed by default */
     api_request_free(&r);
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": [1, 2], \"max_tokens\": 0, \"echo\": true, \"logprobs\": 1}",
-                           &r, &e), 0);
+                           &r, &e),
+                     0);
     ck_assert_int_eq(r.gen.max_tokens, 0);
     ck_assert_int_eq(r.gen.token_healing, 0); /* token ids, and echo: never healed */
     api_request_free(&r);
@@ -412,7 +446,8 @@ START_TEST(test_parse_output_shape)
     ck_assert_int_eq(parse(API_GENERATE, "{\"prompt\": \"x y\", \"format\": \"json\", \"keep_alive\": \"5m\", \"options\": "
                                          "{\"num_ctx\": 32, \"num_thread\": 2, \"num_gpu\": 0, \"typical_p\": 0.5, \"num_keep\": 4, "
                                          "\"dry_multiplier\": 0.8, \"dry_sequence_breakers\": [\"\\n\"]}}",
-                           &r, &e), 0);
+                           &r, &e),
+                     0);
     ck_assert(r.gen.sampling.typical_p == 0.5f && r.gen.sampling.dry_multiplier == 0.8f); /* Ollama's and DRY's */
     ck_assert_int_eq(r.gen.sampling.n_dry_breakers, 1);
     ck_assert_ptr_nonnull(r.gen.json);
@@ -423,7 +458,9 @@ START_TEST(test_parse_output_shape)
     api_request_free(&r);
     /* Ollama's chat: streams by default; no messages only loads, keep_alive 0 unloads */
     ck_assert_int_eq(parse(API_OLLAMA_CHAT, "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": "
-                                            "\"user\", \"content\": \"hi\"}], \"tools\": []}", &r, &e), 0);
+                                            "\"user\", \"content\": \"hi\"}], \"tools\": []}",
+                           &r, &e),
+                     0);
     ck_assert_int_eq(r.stream, 1);
     ck_assert_str_eq(r.prompt_text[0], "System: s\nUser: hi\nAssistant:");
     ck_assert_int_eq(r.gen.n_stop, 2);
@@ -579,7 +616,9 @@ START_TEST(test_write_completion_stream)
     api_request r;
     api_error e;
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": [\"ab\", \"c\"], \"stream\": true, \"echo\": true, "
-                                            "\"stream_options\": {\"include_usage\": true}}", &r, &e), 0);
+                                            "\"stream_options\": {\"include_usage\": true}}",
+                           &r, &e),
+                     0);
     api_out *o = api_out_new(&r, "tiny", tok, 1700000000);
     sasp_event evs[] = {ev_text(0, "x", 5), ev_text(1, "\xc3\xa9", 6), ev_done(0, "y", "stop", 2, 2),
                         ev_done(1, "", "length", 1, 3)};
@@ -608,7 +647,8 @@ START_TEST(test_write_completion_stream)
     ck_assert_str_eq(acc[0], "abxy");
     ck_assert_str_eq(acc[1], "c\xc3\xa9");
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(obj[4], "choices"), 0),
-                                                       "finish_reason")), "stop");
+                                                       "finish_reason")),
+                     "stop");
     for (int i = 0; i < n; i++) json_decref(obj[i]);
     free(all);
     api_out_free(o);
@@ -646,7 +686,8 @@ START_TEST(test_write_nonstream_and_chat)
 
     /* chat stream: role first, content deltas, an empty delta with the reason, [DONE] */
     ck_assert_int_eq(parse(API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"stream\": true}", &r,
-                           &e), 0);
+                           &e),
+                     0);
     o = api_out_new(&r, "tiny", tok, 1);
     sasp_event cevs[] = {ev_text(0, "He", 5), ev_done(0, "y", "length", 3, 2)};
     all = feed(o, cevs, 2);
@@ -788,7 +829,7 @@ START_TEST(test_write_logprobs_round_trip)
                 json_t *top = json_array_get(json_object_get(lp, "top_logprobs"), (size_t)k), *v;
                 const char *key;
                 int t = 0;
-                json_object_foreach(top, key, v) t++, expect_float(v, LOGPROBS[(k + t) % N_LP], "completions top");
+                json_object_foreach (top, key, v) t++, expect_float(v, LOGPROBS[(k + t) % N_LP], "completions top");
                 ck_assert_int_eq(t, 2);
                 tops = NULL;
             } else if (cases[c].kind == API_CHAT) {

@@ -78,7 +78,9 @@ START_TEST(test_messages_parse)
     ck_assert_int_eq(parse(API_MESSAGES, "{\"model\": \"tiny\", \"max_tokens\": 9, \"system\": \"Be brief.\", "
                                          "\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], "
                                          "\"stop_sequences\": [\"END\", \"\"], \"temperature\": 0.5, \"top_k\": 7, "
-                                         "\"top_p\": 0.9, \"metadata\": {\"user_id\": \"u1\"}}", &r, &e), 0);
+                                         "\"top_p\": 0.9, \"metadata\": {\"user_id\": \"u1\"}}",
+                           &r, &e),
+                     0);
     ck_assert_str_eq(r.prompt_text[0], "System: Be brief.\nUser: Hi\nAssistant:");
     ck_assert_int_eq(r.gen.max_tokens, 9);
     ck_assert_int_eq(r.stream, 0);
@@ -97,7 +99,9 @@ START_TEST(test_messages_parse)
                                          "\"text\", \"text\": \"A\"}, {\"type\": \"text\", \"text\": \"B\", \"cache_control\": "
                                          "{\"type\": \"ephemeral\"}}], \"messages\": [{\"role\": \"user\", \"content\": "
                                          "[{\"type\": \"text\", \"text\": \"Q\"}]}, {\"role\": \"assistant\", \"content\": "
-                                         "\"The answer is (\"}]}", &r, &e), 0);
+                                         "\"The answer is (\"}]}",
+                           &r, &e),
+                     0);
     ck_assert_str_eq(r.prompt_text[0], "System: AB\nUser: Q\nAssistant: The answer is (");
     ck_assert_int_eq(r.gen.max_tokens, 0);
     ck_assert_int_eq(r.stream, 1);
@@ -106,20 +110,26 @@ START_TEST(test_messages_parse)
     /* output_config.format (and the beta output_format) go through the JSON constraint */
     ck_assert_int_eq(parse(API_MESSAGES, "{\"model\": \"m\", \"max_tokens\": 40, \"messages\": [{\"role\": \"user\", "
                                          "\"content\": \"x\"}], \"output_config\": {\"effort\": \"low\", \"format\": "
-                                         "{\"type\": \"json_schema\", \"schema\": {\"type\": \"object\"}}}}", &r, &e), 0);
+                                         "{\"type\": \"json_schema\", \"schema\": {\"type\": \"object\"}}}}",
+                           &r, &e),
+                     0);
     ck_assert_ptr_nonnull(r.gen.json);
     ck_assert_str_eq(r.ignored, "output_config.effort");
     api_request_free(&r);
     ck_assert_int_eq(parse(API_MESSAGES, "{\"model\": \"m\", \"max_tokens\": 40, \"messages\": [{\"role\": \"user\", "
                                          "\"content\": \"x\"}], \"output_format\": {\"type\": \"json_schema\", \"schema\": "
-                                         "{\"type\": \"object\"}}}", &r, &e), 0);
+                                         "{\"type\": \"object\"}}}",
+                           &r, &e),
+                     0);
     ck_assert_ptr_nonnull(r.gen.json);
     api_request_free(&r);
 
     /* what asks for nothing passes */
     ck_assert_int_eq(parse(API_MESSAGES, "{\"model\": \"m\", \"max_tokens\": 4, \"messages\": [{\"role\": \"user\", "
                                          "\"content\": \"x\"}], \"tools\": [], \"tool_choice\": {\"type\": \"none\"}, "
-                                         "\"thinking\": {\"type\": \"disabled\"}, \"service_tier\": \"auto\"}", &r, &e), 0);
+                                         "\"thinking\": {\"type\": \"disabled\"}, \"service_tier\": \"auto\"}",
+                           &r, &e),
+                     0);
     api_request_free(&r);
 
     /* the prompt is the one /v1/chat/completions makes of the same conversation */
@@ -150,11 +160,14 @@ START_TEST(test_messages_rejects)
         {"{\"model\": \"m\", \"max_tokens\": 4, \"messages\": [{\"role\": \"user\", \"content\": 5}]}",
          "messages[0].content", NULL},
         {"{\"model\": \"m\", \"max_tokens\": 4, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"image\", "
-         "\"source\": {}}]}]}", "messages[0].content", "'image'"},
+         "\"source\": {}}]}]}",
+         "messages[0].content", "'image'"},
         {"{\"model\": \"m\", \"max_tokens\": 4, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", "
-         "\"text\": \"a\"}, {\"type\": \"document\", \"source\": {}}]}]}", "messages[0].content", "content[1]"},
+         "\"text\": \"a\"}, {\"type\": \"document\", \"source\": {}}]}]}",
+         "messages[0].content", "content[1]"},
         {"{\"model\": \"m\", \"max_tokens\": 4, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": "
-         "\"tool_result\", \"tool_use_id\": \"t\"}]}]}", "messages[0].content", "'tool_result'"},
+         "\"tool_result\", \"tool_use_id\": \"t\"}]}]}",
+         "messages[0].content", "'tool_result'"},
         {"{\"model\": \"m\", \"max_tokens\": 4, \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}",
          "messages[0].content", ".text' must be a string"},
         {"{\"model\": \"m\", \"max_tokens\": 4, \"system\": [{\"type\": \"image\"}], " MSGS "}", "system", "'image'"},
@@ -170,7 +183,8 @@ START_TEST(test_messages_rejects)
         {"{\"model\": \"m\", \"max_tokens\": 4, \"output_config\": {\"format\": {\"type\": \"json_object\"}}, " MSGS "}",
          "output_config.format", NULL},
         {"{\"model\": \"m\", \"max_tokens\": 40, \"stop_sequences\": [\"}\"], \"output_config\": {\"format\": {\"type\": "
-         "\"json_schema\", \"schema\": {\"type\": \"object\"}}}, " MSGS "}", "stop_sequences", "JSON"},
+         "\"json_schema\", \"schema\": {\"type\": \"object\"}}}, " MSGS "}",
+         "stop_sequences", "JSON"},
         {"{\"model\": \"m\", \"max_tokens\": 1, \"output_config\": {\"format\": {\"type\": \"json_schema\", \"schema\": "
          "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}}, \"required\": [\"name\"]}}}, " MSGS "}",
          "max_tokens", "shortest JSON document"},
@@ -206,10 +220,11 @@ START_TEST(test_messages_count_tokens_and_errors)
     }
 
     /* Anthropic's error shape, its type following the status */
-    static const struct { int status; const char *type; } shapes[] = {
-        {400, "invalid_request_error"}, {405, "invalid_request_error"}, {401, "authentication_error"},
-        {403, "permission_error"}, {404, "not_found_error"}, {413, "request_too_large"}, {429, "rate_limit_error"},
-        {500, "api_error"}, {503, "overloaded_error"}};
+    static const struct {
+        int status;
+        const char *type;
+    } shapes[] = {
+        {400, "invalid_request_error"}, {405, "invalid_request_error"}, {401, "authentication_error"}, {403, "permission_error"}, {404, "not_found_error"}, {413, "request_too_large"}, {429, "rate_limit_error"}, {500, "api_error"}, {503, "overloaded_error"}};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         api_error_set(&e, shapes[i].status, "whatever", "code", "param", "went \"wrong\" %d", 1);
         char *s = api_error_body_anthropic(&e);
@@ -230,7 +245,9 @@ START_TEST(test_responses_parse)
     api_error e;
     ck_assert_int_eq(parse(API_RESPONSES, "{\"model\": \"x\", \"input\": \"Hi\", \"max_output_tokens\": 12, "
                                           "\"instructions\": \"Be brief.\", \"metadata\": {\"k\": \"v\"}, \"store\": false, "
-                                          "\"temperature\": 0.3, \"top_p\": 0.5, \"user\": \"u\"}", &r, &e), 0);
+                                          "\"temperature\": 0.3, \"top_p\": 0.5, \"user\": \"u\"}",
+                           &r, &e),
+                     0);
     ck_assert_str_eq(r.prompt_text[0], "System: Be brief.\nUser: Hi\nAssistant:");
     ck_assert_int_eq(r.gen.max_tokens, 12);
     ck_assert_int_eq(r.stream, 0);
@@ -251,7 +268,9 @@ START_TEST(test_responses_parse)
     ck_assert_int_eq(parse(API_RESPONSES, "{\"input\": [{\"role\": \"user\", \"content\": [{\"type\": \"input_text\", "
                                           "\"text\": \"A person\"}]}], \"stream\": true, \"text\": {\"format\": {\"type\": "
                                           "\"json_schema\", \"name\": \"p\", \"strict\": true, \"schema\": {\"type\": "
-                                          "\"object\", \"properties\": {\"n\": {\"type\": \"string\"}}}}}}", &r, &e), 0);
+                                          "\"object\", \"properties\": {\"n\": {\"type\": \"string\"}}}}}}",
+                           &r, &e),
+                     0);
     ck_assert_int_eq(r.gen.max_tokens, 64);
     ck_assert_int_eq(r.stream, 1);
     ck_assert_ptr_nonnull(r.gen.json);
@@ -267,7 +286,8 @@ START_TEST(test_responses_parse)
     ck_assert_int_eq(parse(API_RESPONSES, "{\"input\": \"x\", \"tools\": [], \"tool_choice\": \"auto\", \"reasoning\": "
                                           "{\"effort\": null}, \"include\": [], \"truncation\": \"disabled\", "
                                           "\"background\": false, \"top_logprobs\": 0, \"parallel_tool_calls\": true}",
-                           &r, &e), 0);
+                           &r, &e),
+                     0);
     api_request_free(&r);
 
     /* the prompt is the one /v1/chat/completions makes of the same conversation */
@@ -403,7 +423,12 @@ static const char *const MSG_BODY = "{\"model\": \"tiny\", \"max_tokens\": 9, \"
 /* The message object for each way a sequence ends. */
 START_TEST(test_messages_answer)
 {
-    static const struct { const char *reason; int end; const char *word; const char *stop_reason, *sequence; } ends[] = {
+    static const struct {
+        const char *reason;
+        int end;
+        const char *word;
+        const char *stop_reason, *sequence;
+    } ends[] = {
         {"stop", SASP_END_WORD, "##", "stop_sequence", "##"},
         {"stop", SASP_END_WORD, "\nUser:", "end_turn", NULL}, /* the template's stop: the model ended its turn */
         {"stop", SASP_END_EOS, NULL, "end_turn", NULL},
@@ -582,7 +607,8 @@ START_TEST(test_responses_stream)
     n = named_events(all, names, d, 16);
     ck_assert_str_eq(names[n - 1], "response.incomplete");
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(d[n - 1], "response"),
-                                                                       "incomplete_details"), "reason")),
+                                                                       "incomplete_details"),
+                                                       "reason")),
                      "max_output_tokens");
     for (int i = 0; i < n; i++) json_decref(d[i]);
     free(all);

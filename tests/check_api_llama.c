@@ -109,7 +109,9 @@ START_TEST(test_infill_heals_the_cursor_token)
     int m[64], nm = 0;
     encode_into("    ret", m, &nm);
     ck_assert_int_eq(parse(API_INFILL, "{\"input_prefix\": \"def f(x):\\n\", \"input_suffix\": \"\", \"prompt\": "
-                                       "\"    ret\"}", &fim, &r, &e), 0);
+                                       "\"    ret\"}",
+                           &fim, &r, &e),
+                     0);
     size_t len;
     const char *last = sasp_token_bytes(fim_tok, m[nm - 1], &len);
     ck_assert(r.heal_text && r.heal_text[0] && r.heal_len[0] == len && !memcmp(r.heal_text[0], last, len));
@@ -128,7 +130,10 @@ END_TEST
 
 START_TEST(test_infill_rejects)
 {
-    static const struct { const char *body; const char *param; } bad[] = {
+    static const struct {
+        const char *body;
+        const char *param;
+    } bad[] = {
         {"{\"input_suffix\": \"\"}", "input_prefix"},
         {"{\"input_prefix\": \"\"}", "input_suffix"},
         {"{\"input_prefix\": 5, \"input_suffix\": \"\"}", "input_prefix"},
@@ -151,7 +156,11 @@ START_TEST(test_infill_rejects)
         api_request_free(&r);
     }
     /* a model without the FIM tokens: a 400 that says so, on /infill and for a suffix */
-    static const struct { api_kind kind; const char *body; const char *param; } no_fim[] = {
+    static const struct {
+        api_kind kind;
+        const char *body;
+        const char *param;
+    } no_fim[] = {
         {API_INFILL, "{\"input_prefix\": \"a\", \"input_suffix\": \"b\"}", "input_prefix"},
         {API_COMPLETIONS, "{\"prompt\": \"a\", \"suffix\": \"b\"}", "suffix"},
         {API_GENERATE, "{\"prompt\": \"a\", \"suffix\": \"b\"}", "suffix"},
@@ -175,7 +184,8 @@ START_TEST(test_suffix_maps_to_infill)
     api_error e;
     ck_assert_int_eq(parse(API_INFILL, "{\"input_prefix\": \"def f(\", \"input_suffix\": \"return 1\"}", &fim, &a, &e), 0);
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": [\"def f(\", \"def f(\"], \"suffix\": \"return 1\", \"n\": 2}",
-                           &fim, &b, &e), 0);
+                           &fim, &b, &e),
+                     0);
     ck_assert_int_eq(parse(API_GENERATE, "{\"prompt\": \"def f(\", \"suffix\": \"return 1\"}", &fim, &c, &e), 0);
     ck_assert_int_eq(b.n_seqs, 4);
     for (int i = 0; i < 4; i++) {
@@ -185,7 +195,11 @@ START_TEST(test_suffix_maps_to_infill)
     same_ids(c.prompt[0], c.n_prompt[0], a.prompt[0], a.n_prompt[0], "/api/generate with suffix");
     ck_assert(!b.gen.token_healing && b.infill);
     api_request_free(&a), api_request_free(&b), api_request_free(&c);
-    static const struct { api_kind kind; const char *body; const char *param; } bad[] = {
+    static const struct {
+        api_kind kind;
+        const char *body;
+        const char *param;
+    } bad[] = {
         {API_COMPLETIONS, "{\"prompt\": [1, 2], \"suffix\": \"x\"}", "suffix"},
         {API_COMPLETIONS, "{\"prompt\": \"a\", \"suffix\": \"x\", \"echo\": true}", "echo"},
         {API_GENERATE, "{\"prompt\": \"a\", \"context\": [1], \"suffix\": \"x\"}", "suffix"},
@@ -296,10 +310,14 @@ START_TEST(test_plain_cut)
     for (int i = 5; i < n; i++) ck_assert_int_eq(r.prompt[0][i], 100 - (n - i) + 1); /* the end, in order */
     ck_assert_int_eq(r.n_dropped, 100 - n);
     api_request_free(&r);
-    static const struct { api_kind kind; const char *fields; int ok; } cases[] = {
+    static const struct {
+        api_kind kind;
+        const char *fields;
+        int ok;
+    } cases[] = {
         {API_LLAMA_COMPLETION, "\"truncate\": false", 0},
         {API_LLAMA_COMPLETION, "\"n_keep\": -1", 0}, /* keep it all: it cannot be cut */
-        {API_COMPLETIONS, "\"n\": 1", 0},           /* OpenAI's 400 by default */
+        {API_COMPLETIONS, "\"n\": 1", 0},            /* OpenAI's 400 by default */
         {API_COMPLETIONS, "\"truncate\": true", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -333,7 +351,9 @@ START_TEST(test_llama_completion_fields)
                                                  "\"t_max_prompt_ms\": 500, \"return_tokens\": true, \"response_fields\": "
                                                  "[\"content\", \"timings/prompt_n\"], \"logit_bias\": [[5, false], "
                                                  "[\"ab\", 1.5]], \"typical_p\": 1, \"dry_multiplier\": 0, "
-                                                 "\"top_n_sigma\": -1}", &fim, &r, &e), 0);
+                                                 "\"top_n_sigma\": -1}",
+                           &fim, &r, &e),
+                     0);
     int want[16] = {1}, n = 1;
     encode_into("ab", want, &n);
     want[n++] = 2;
@@ -354,12 +374,16 @@ START_TEST(test_llama_completion_fields)
     api_request_free(&r);
     /* letters, n_predict -1 (the default: until the context is full) and beyond the context */
     ck_assert_int_eq(parse(API_LLAMA_COMPLETION, "{\"prompt\": \"x\", \"samplers\": \"kt\", \"n_predict\": 100000}",
-                           &fim, &r, &e), 0);
+                           &fim, &r, &e),
+                     0);
     ck_assert(r.gen.sampling.n_chain == 2 && r.gen.sampling.chain[0] == SASP_SMP_TOP_K &&
               r.gen.sampling.chain[1] == SASP_SMP_TEMPERATURE && r.gen.max_tokens == 256);
     ck_assert(r.gen.token_healing && !r.gen.no_cache);
     api_request_free(&r);
-    static const struct { const char *body; const char *param; } bad[] = {
+    static const struct {
+        const char *body;
+        const char *param;
+    } bad[] = {
         {"{}", "prompt"},
         {"{\"prompt\": [\"a\", \"b\"]}", "prompt"},
         {"{\"prompt\": [[1], [2]]}", "prompt"},
@@ -420,7 +444,9 @@ START_TEST(test_llama_sampler_fields)
                                                  "\"top_n_sigma\": 1.5, \"xtc_probability\": 0.5, \"xtc_threshold\": 0.2, "
                                                  "\"dynatemp_range\": 0.3, \"dynatemp_exponent\": 2, \"min_keep\": 2, "
                                                  "\"samplers\": [\"dry\", \"xtc\", \"temp\"], \"n_probs\": 2, "
-                                                 "\"post_sampling_probs\": true}", &fim, &r, &e), 0);
+                                                 "\"post_sampling_probs\": true}",
+                           &fim, &r, &e),
+                     0);
     const sasp_sampling *p = &r.gen.sampling;
     ck_assert(p->dry_multiplier == 0.8f && p->dry_base == 1.75f && p->dry_allowed_length == 3 &&
               p->dry_penalty_last_n == -1);
@@ -436,7 +462,9 @@ START_TEST(test_llama_sampler_fields)
     api_request_free(&r);
     /* OpenAI's endpoints take them as extra fields, llama.cpp's way */
     ck_assert_int_eq(parse(API_COMPLETIONS, "{\"prompt\": \"x\", \"dry_multiplier\": 0.5, \"samplers\": \"edkt\", "
-                                            "\"typical_p\": 0.7}", &fim, &r, &e), 0);
+                                            "\"typical_p\": 0.7}",
+                           &fim, &r, &e),
+                     0);
     ck_assert(r.gen.sampling.dry_multiplier == 0.5f && r.gen.sampling.n_chain == 4 && r.gen.sampling.typical_p == 0.7f);
     api_request_free(&r);
     char body[2048] = "{\"prompt\": \"x\", \"dry_sequence_breakers\": [";
@@ -505,7 +533,9 @@ START_TEST(test_write_llama_final)
     api_request r;
     api_error e;
     ck_assert_int_eq(parse(API_INFILL, "{\"input_prefix\": \"a\", \"input_suffix\": \"b\", \"n_predict\": 3, "
-                                       "\"return_tokens\": true, \"stop\": [\"\\n\\n\"]}", &fim, &r, &e), 0);
+                                       "\"return_tokens\": true, \"stop\": [\"\\n\\n\"]}",
+                           &fim, &r, &e),
+                     0);
     api_out *o = api_out_new(&r, "tiny-fim", fim_tok, 1700000000);
     sasp_event evs[] = {ev_tokens(0, "x", 7), ev_tokens(0, "\n", 8), ev_last(0)};
     char *text = feed(o, evs, 3);
@@ -546,7 +576,8 @@ START_TEST(test_write_llama_stream_and_fields)
     api_error e;
     ck_assert_int_eq(parse(API_LLAMA_COMPLETION, "{\"prompt\": \"a\", \"stream\": true, \"response_fields\": "
                                                  "[\"content\", \"timings/prompt_n\", \"tokens_cached\", \"nope/x\"]}",
-                           &fim, &r, &e), 0);
+                           &fim, &r, &e),
+                     0);
     api_out *o = api_out_new(&r, "tiny-fim", fim_tok, 1700000000);
     sasp_event evs[] = {ev_tokens(0, "x", 7), ev_last(0)};
     char *text = feed(o, evs, 2);
@@ -576,12 +607,13 @@ START_TEST(test_write_llama_sampling)
     api_request r;
     api_error e;
     ck_assert_int_eq(parse(API_LLAMA_COMPLETION, "{\"prompt\": \"a\", \"n_probs\": 2, \"post_sampling_probs\": true, "
-                                                 "\"dry_multiplier\": 0.8, \"samplers\": \"dkt\"}", &fim, &r, &e), 0);
+                                                 "\"dry_multiplier\": 0.8, \"samplers\": \"dkt\"}",
+                           &fim, &r, &e),
+                     0);
     api_out *o = api_out_new(&r, "tiny-fim", fim_tok, 1700000000);
     sasp_event evs[] = {ev_tokens(0, "x", 7), ev_last(0)};
     evs[0].info = calloc(1, sizeof *evs[0].info);
-    evs[0].info[0] = (sasp_token_info){.id = 7, .logprob = logf(0.75f), .n_top = 2,
-                                       .top = {{7, logf(0.75f)}, {8, logf(0.25f)}}};
+    evs[0].info[0] = (sasp_token_info){.id = 7, .logprob = logf(0.75f), .n_top = 2, .top = {{7, logf(0.75f)}, {8, logf(0.25f)}}};
     char *text = feed(o, evs, 2);
     json_t *j = json_loads(text, 0, NULL), *gs = json_object_get(j, "generation_settings");
     ck_assert_msg(j != NULL, "%s", text);
@@ -636,8 +668,7 @@ END_TEST
 /* /slots and /props objects. */
 START_TEST(test_slot_objects)
 {
-    sasp_slot_info s = {.id = 2, .state = "generating", .n_prompt = 30, .n_past = 35, .n_generated = 5,
-                        .n_ctx = 256, .n_cached = 35, .n_reused = 24, .max_tokens = 16, .task = 7};
+    sasp_slot_info s = {.id = 2, .state = "generating", .n_prompt = 30, .n_past = 35, .n_generated = 5, .n_ctx = 256, .n_cached = 35, .n_reused = 24, .max_tokens = 16, .task = 7};
     sasp_sampling_defaults(&s.sampling);
     json_t *j = api_slot_json(&s);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "id")), 2);

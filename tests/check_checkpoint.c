@@ -24,12 +24,13 @@
 #define FF 12
 #define S 16
 
-static char *tmp;     /* this test's directory */
-static json_t *cfg;   /* a valid config */
+static char *tmp;      /* this test's directory */
+static json_t *cfg;    /* a valid config */
 static tw_model model; /* a valid model for cfg */
 static char err[1024];
 
-static void setup(void) {
+static void setup(void)
+{
     tmp = tw_tempdir();
     ck_assert_ptr_nonnull(tmp);
     cfg = tw_config("sasp", "rmsnorm", "rope", "relu", V, D, L, H, FF, S, 1);
@@ -37,27 +38,31 @@ static void setup(void) {
     ck_assert_int_eq(tw_random_model(&model, cfg, NULL, 42), 0);
 }
 
-static void teardown(void) {
+static void teardown(void)
+{
     tw_free(&model);
     json_decref(cfg);
     tw_rmtree(tmp);
     free(tmp);
 }
 
-static void write_config(json_t *c) {
+static void write_config(json_t *c)
+{
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", tmp);
     ck_assert_int_eq(json_dump_file(c, path, JSON_INDENT(2)), 0);
 }
 
-static char *st_path(void) {
+static char *st_path(void)
+{
     static char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     return path;
 }
 
 /* Load tmp, expect failure, and check that the message holds every given substring. */
-static void expect_error(const char *a, const char *b, const char *c) {
+static void expect_error(const char *a, const char *b, const char *c)
+{
     err[0] = '\0';
     sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
     if (ck) sasp_checkpoint_free(ck);
@@ -69,12 +74,14 @@ static void expect_error(const char *a, const char *b, const char *c) {
 }
 
 /* Write the valid config and a safetensors file whose header the caller may have edited. */
-static void write_with_header(json_t *h, const unsigned char *data, size_t len) {
+static void write_with_header(json_t *h, const unsigned char *data, size_t len)
+{
     write_config(cfg);
     ck_assert_int_eq(tw_write_safetensors(st_path(), h, data, len, -1), 0);
 }
 
-START_TEST(valid_f32_loads_exactly) {
+START_TEST(valid_f32_loads_exactly)
+{
     ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
     sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
     ck_assert_msg(ck != NULL, "%s", err);
@@ -106,7 +113,8 @@ START_TEST(valid_f32_loads_exactly) {
 }
 END_TEST
 
-START_TEST(every_architecture_and_option_loads) {
+START_TEST(every_architecture_and_option_loads)
+{
     static const char *archs[] = {"sasp", "preln"}, *norms[] = {"rmsnorm", "layernorm", "none"},
                       *poss[] = {"rope", "learned"};
     for (int a = 0; a < 2; a++)
@@ -129,7 +137,8 @@ START_TEST(every_architecture_and_option_loads) {
 END_TEST
 
 /* The spec of the tensor named NAME in a model of config c, or 0 when the schema has no such name. */
-static int spec_named(const sasp_config *c, const char *name, sasp_tensor_spec *out) {
+static int spec_named(const sasp_config *c, const char *name, sasp_tensor_spec *out)
+{
     for (int kind = 0; kind < SASP_N_TENSOR_KINDS; kind++)
         for (int l = 0; l < (sasp_tensor_per_layer(kind) ? c->n_layers : 1); l++) {
             sasp_tensor_spec_of(c, kind, l, out);
@@ -141,7 +150,8 @@ static int spec_named(const sasp_config *c, const char *name, sasp_tensor_spec *
 /* The schema (checkpoint.c) against the writer, which spells the format out on its own: for every
  * architecture and option, a model without optional tensors holds exactly the required ones, and every
  * tensor of a model with all of them is one the schema allows, with its shape. */
-START_TEST(tensor_schema_agrees_with_the_writer) {
+START_TEST(tensor_schema_agrees_with_the_writer)
+{
     static const char *archs[] = {"sasp", "preln"}, *norms[] = {"rmsnorm", "layernorm", "none"},
                       *poss[] = {"rope", "learned"};
     for (int a = 0; a < 2; a++)
@@ -181,7 +191,8 @@ START_TEST(tensor_schema_agrees_with_the_writer) {
 }
 END_TEST
 
-START_TEST(trailing_bytes_after_data_are_fine) {
+START_TEST(trailing_bytes_after_data_are_fine)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -197,21 +208,26 @@ START_TEST(trailing_bytes_after_data_are_fine) {
 END_TEST
 
 /* Half-precision values decoded by formula, independently of the loader's bit manipulation. */
-static double f16_value(uint16_t h) {
+static double f16_value(uint16_t h)
+{
     int s = h >> 15, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    double v = e == 0x1f ? INFINITY : e == 0 ? ldexp(m, -24) : ldexp(1024 + m, e - 25);
+    double v = e == 0x1f ? INFINITY : e == 0 ? ldexp(m, -24)
+                                             : ldexp(1024 + m, e - 25);
     return s ? -v : v;
 }
 
-static double bf16_value(uint16_t b) {
+static double bf16_value(uint16_t b)
+{
     int s = b >> 15, e = (b >> 7) & 0xff, m = b & 0x7f;
-    double v = e == 0xff ? INFINITY : e == 0 ? ldexp(m, -133) : ldexp(128 + m, e - 134);
+    double v = e == 0xff ? INFINITY : e == 0 ? ldexp(m, -133)
+                                             : ldexp(128 + m, e - 134);
     return s ? -v : v;
 }
 
 /* Fill every tensor with random finite 16-bit patterns (plus the edge cases), write them with dtype
  * and check each loaded float equals the formula's value exactly. */
-static void check_half_exact(const char *dtype) {
+static void check_half_exact(const char *dtype)
+{
     int f16 = strcmp(dtype, "F16") == 0;
     uint64_t rs = 1234;
     static const uint16_t edge16[] = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x3c00};
@@ -224,7 +240,9 @@ static void check_half_exact(const char *dtype) {
     for (size_t i = 0; i < len / 2; i++) {
         uint16_t b;
         if (i < 10) b = f16 ? edge16[i] : edgeb[i];
-        else do b = (uint16_t)tw_rand_u64(&rs); while (f16 ? ((b & 0x7c00) == 0x7c00) : ((b & 0x7f80) == 0x7f80));
+        else do
+                b = (uint16_t)tw_rand_u64(&rs);
+            while (f16 ? ((b & 0x7c00) == 0x7c00) : ((b & 0x7f80) == 0x7f80));
         bits[i] = b;
         data[2 * i] = (unsigned char)b;
         data[2 * i + 1] = (unsigned char)(b >> 8);
@@ -236,7 +254,7 @@ static void check_half_exact(const char *dtype) {
     json_t *jv;
     const char *name;
     size_t checked = 0;
-    json_object_foreach(h, name, jv) {
+    json_object_foreach (h, name, jv) {
         if (strcmp(name, "__metadata__") == 0) continue;
         const sasp_tensor *t = sasp_checkpoint_find(ck, name);
         ck_assert_ptr_nonnull(t);
@@ -266,7 +284,8 @@ END_TEST
  * tensors may lie at odd addresses: then copied), then that checkpoint saved (tensors aligned) and
  * loaded again, its matrices views of the file's bits (which the checkpoint keeps mapped). */
 static void check_bf16_load(int saved);
-START_TEST(bf16_matrices_stay_bf16) {
+START_TEST(bf16_matrices_stay_bf16)
+{
     ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "BF16"), 0);
     check_bf16_load(0);
     sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
@@ -276,7 +295,8 @@ START_TEST(bf16_matrices_stay_bf16) {
 }
 END_TEST
 
-static void check_bf16_load(int saved) {
+static void check_bf16_load(int saved)
+{
     sasp_checkpoint *ck = sasp_checkpoint_load(tmp, err, sizeof err);
     ck_assert_msg(ck != NULL, "%s", err);
     if (saved) ck_assert_ptr_nonnull(ck->map);
@@ -307,7 +327,8 @@ static void check_bf16_load(int saved) {
 
 /* The checkpoint in tmp loaded as q8_0 and saved (sasp_checkpoint_save, what sasp-quantize writes);
  * its header and data section read back. */
-static json_t *q8_0_file(unsigned char **data, size_t *len) {
+static json_t *q8_0_file(unsigned char **data, size_t *len)
+{
     ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
     sasp_checkpoint *ck = sasp_checkpoint_load_as(tmp, SASP_WT_Q8_0, err, sizeof err);
     ck_assert_msg(ck != NULL, "%s", err);
@@ -338,7 +359,8 @@ static json_t *q8_0_file(unsigned char **data, size_t *len) {
 
 /* q8_0 round trip: saved, loaded as stored (views of the I8 and F16 tensors), each weight within half
  * a step (its block's scale) of the f32 one; as f32 again, the dequantized values. */
-START_TEST(q8_0_round_trip) {
+START_TEST(q8_0_round_trip)
+{
     unsigned char *data;
     size_t len;
     json_t *h = q8_0_file(&data, &len);
@@ -372,7 +394,8 @@ START_TEST(q8_0_round_trip) {
 END_TEST
 
 /* The q8_0 file with one change to its header (edit) or data, then the error expected. */
-static void q8_0_corrupt(void (*edit)(json_t *h, unsigned char *data), const char *a, const char *b) {
+static void q8_0_corrupt(void (*edit)(json_t *h, unsigned char *data), const char *a, const char *b)
+{
     unsigned char *data;
     size_t len;
     json_t *h = q8_0_file(&data, &len);
@@ -381,25 +404,30 @@ static void q8_0_corrupt(void (*edit)(json_t *h, unsigned char *data), const cha
     expect_error(a, b, NULL);
     json_decref(h), free(data);
 }
-static size_t begin_of(json_t *h, const char *name) {
+static size_t begin_of(json_t *h, const char *name)
+{
     return (size_t)json_integer_value(json_array_get(json_object_get(json_object_get(h, name), "data_offsets"), 0));
 }
 static void drop_scales(json_t *h, unsigned char *d) { (void)d, json_object_del(h, "layers.1.attn.wk.weight.scales"); }
-static void scales_f32(json_t *h, unsigned char *d) {
+static void scales_f32(json_t *h, unsigned char *d)
+{
     (void)d;
     json_t *e = json_object_get(h, "layers.0.attn.wq.weight.scales");
     json_object_set_new(e, "dtype", json_string("BF16"));
 }
-static void scales_shape(json_t *h, unsigned char *d) {
+static void scales_shape(json_t *h, unsigned char *d)
+{
     (void)d;
     json_t *e = json_object_get(h, "layers.0.mlp.w2.weight.scales"); /* [8, 1]: claim [4, 2] */
     json_object_set_new(e, "shape", json_pack("[ii]", 4, 2));
 }
-static void scales_of_vector(json_t *h, unsigned char *d) {
+static void scales_of_vector(json_t *h, unsigned char *d)
+{
     (void)d;
     json_object_set(h, "layers.0.norm.weight.scales", json_object_get(h, "layers.0.mlp.w2.weight.scales"));
 }
-static void vector_i8(json_t *h, unsigned char *d) {
+static void vector_i8(json_t *h, unsigned char *d)
+{
     (void)d; /* norm_f.weight [8] as I8: the first 8 of its bytes */
     json_t *e = json_object_get(h, "norm_f.weight");
     size_t b = begin_of(h, "norm_f.weight");
@@ -407,16 +435,19 @@ static void vector_i8(json_t *h, unsigned char *d) {
     json_object_set_new(e, "data_offsets", json_pack("[II]", (json_int_t)b, (json_int_t)b + D));
 }
 static void value_minus_128(json_t *h, unsigned char *d) { d[begin_of(h, "layers.1.mlp.w1.weight") + 13] = 0x80; }
-static void scale_inf(json_t *h, unsigned char *d) {
+static void scale_inf(json_t *h, unsigned char *d)
+{
     size_t b = begin_of(h, "layers.0.attn.wk.weight.scales") + 2 * 3;
     d[b] = 0x00, d[b + 1] = 0x7c; /* +inf */
 }
-static void unknown_scales(json_t *h, unsigned char *d) {
+static void unknown_scales(json_t *h, unsigned char *d)
+{
     (void)d;
     json_object_set(h, "layers.9.attn.wk.weight.scales", json_object_get(h, "layers.0.attn.wk.weight.scales"));
 }
 
-START_TEST(q8_0_corrupt_is_refused) {
+START_TEST(q8_0_corrupt_is_refused)
+{
     q8_0_corrupt(drop_scales, "layers.1.attn.wk.weight", "without its scales tensor");
     q8_0_corrupt(scales_f32, "layers.0.attn.wq.weight.scales", "are F16 [8, 1]");
     q8_0_corrupt(scales_shape, "layers.0.mlp.w2.weight.scales", "[4, 2], but the q8_0 scales of a 8 x 12 matrix");
@@ -429,7 +460,8 @@ START_TEST(q8_0_corrupt_is_refused) {
 END_TEST
 
 /* Logits of tokens [0, n) of a fixed sequence, one step from an empty cache. */
-static float *logits_of(sasp_model *m, int n) {
+static float *logits_of(sasp_model *m, int n)
+{
     int nv = m->cfg.vocab_size, *tok = malloc(sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) tok[i] = (i * 7 + 3) % nv;
     float *lg = malloc(sizeof(float) * (size_t)n * nv);
@@ -440,7 +472,8 @@ static float *logits_of(sasp_model *m, int n) {
     return lg;
 }
 
-static double rms_rel(const float *a, const float *ref, size_t n) {
+static double rms_rel(const float *a, const float *ref, size_t n)
+{
     double e = 0, r = 0;
     for (size_t i = 0; i < n; i++) e += (a[i] - (double)ref[i]) * (a[i] - (double)ref[i]), r += (double)ref[i] * ref[i];
     return sqrt(e / r);
@@ -452,7 +485,8 @@ static double rms_rel(const float *a, const float *ref, size_t n) {
  * activations in both). The bounds are about 3x the rms errors measured
  * (printed): bf16 rounds each weight by up to 2^-9 relative (rms about 2^-10), q8_0 by up to half of
  * amax / 127 per block of 32 (rms about 0.2% of amax), plus its activations rounded the same way. */
-START_TEST(typed_weights_give_logits_close_to_f32) {
+START_TEST(typed_weights_give_logits_close_to_f32)
+{
     json_t *c = tw_config("sasp", "rmsnorm", "rope", "relu", 64, 64, 2, 2, 128, 32, 1);
     tw_model big = {0};
     ck_assert_int_eq(tw_random_model(&big, c, NULL, 99), 0);
@@ -494,7 +528,8 @@ END_TEST
 
 /* The type each matrix is loaded in: SASP_WEIGHTS_AT_MOST(t) converts to t unless the file stores a
  * narrower type; sasp_weights_parse reads --weights; SASP_WEIGHTS_FAST is the active table's type. */
-static sasp_wtype matrices_type(int weights) {
+static sasp_wtype matrices_type(int weights)
+{
     sasp_checkpoint *ck = sasp_checkpoint_load_as(tmp, weights, err, sizeof err);
     ck_assert_msg(ck != NULL, "%s", err);
     int type = -1;
@@ -508,7 +543,8 @@ static sasp_wtype matrices_type(int weights) {
     return (sasp_wtype)type;
 }
 
-START_TEST(weights_at_most_a_type) {
+START_TEST(weights_at_most_a_type)
+{
     static const char *const dtypes[] = {"F32", "F16", "BF16"};
     static const sasp_wtype as_stored[] = {SASP_WT_F32, SASP_WT_F32, SASP_WT_BF16};
     for (int d = 0; d < 3; d++) {
@@ -546,13 +582,15 @@ START_TEST(weights_at_most_a_type) {
 }
 END_TEST
 
-START_TEST(missing_safetensors) {
+START_TEST(missing_safetensors)
+{
     write_config(cfg);
     expect_error("model.safetensors", "cannot open", NULL);
 }
 END_TEST
 
-START_TEST(file_too_short) {
+START_TEST(file_too_short)
+{
     write_config(cfg);
     FILE *f = fopen(st_path(), "wb");
     fwrite("abc", 1, 3, f);
@@ -561,7 +599,8 @@ START_TEST(file_too_short) {
 }
 END_TEST
 
-START_TEST(header_longer_than_file) {
+START_TEST(header_longer_than_file)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -573,7 +612,8 @@ START_TEST(header_longer_than_file) {
 }
 END_TEST
 
-START_TEST(header_over_100mb) {
+START_TEST(header_over_100mb)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -584,7 +624,8 @@ START_TEST(header_over_100mb) {
 }
 END_TEST
 
-START_TEST(header_not_json) {
+START_TEST(header_not_json)
+{
     write_config(cfg);
     const char *bad = "{\"tok_emb.weight\": {\"dtype\": \"F32\", ";
     ck_assert_int_eq(tw_write_raw(st_path(), strlen(bad), bad, strlen(bad), NULL, 0), 0);
@@ -592,7 +633,8 @@ START_TEST(header_not_json) {
 }
 END_TEST
 
-START_TEST(header_not_object) {
+START_TEST(header_not_object)
+{
     write_config(cfg);
     const char *bad = "[1, 2, 3]";
     ck_assert_int_eq(tw_write_raw(st_path(), strlen(bad), bad, strlen(bad), NULL, 0), 0);
@@ -600,7 +642,8 @@ START_TEST(header_not_object) {
 }
 END_TEST
 
-START_TEST(unknown_dtype) {
+START_TEST(unknown_dtype)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -611,7 +654,8 @@ START_TEST(unknown_dtype) {
 }
 END_TEST
 
-START_TEST(shape_disagrees_with_config) {
+START_TEST(shape_disagrees_with_config)
+{
     /* tok_emb with one column too many, data consistent with the wrong shape */
     tw_remove(&model, "tok_emb.weight");
     long shape[2] = {V, D + 1};
@@ -625,7 +669,8 @@ START_TEST(shape_disagrees_with_config) {
 }
 END_TEST
 
-START_TEST(shape_wrong_rank) {
+START_TEST(shape_wrong_rank)
+{
     tw_remove(&model, "layers.0.norm.weight");
     long shape[2] = {1, D};
     tw_add(&model, "layers.0.norm.weight", 2, shape, NULL);
@@ -638,7 +683,8 @@ START_TEST(shape_wrong_rank) {
 }
 END_TEST
 
-START_TEST(shape_not_integers) {
+START_TEST(shape_not_integers)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -652,7 +698,8 @@ START_TEST(shape_not_integers) {
 }
 END_TEST
 
-START_TEST(byte_size_disagrees_with_shape) {
+START_TEST(byte_size_disagrees_with_shape)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -665,7 +712,8 @@ START_TEST(byte_size_disagrees_with_shape) {
 }
 END_TEST
 
-START_TEST(offsets_outside_data) {
+START_TEST(offsets_outside_data)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -682,7 +730,8 @@ START_TEST(offsets_outside_data) {
 }
 END_TEST
 
-START_TEST(overlapping_extents) {
+START_TEST(overlapping_extents)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -702,7 +751,8 @@ START_TEST(overlapping_extents) {
 }
 END_TEST
 
-START_TEST(missing_required_tensor) {
+START_TEST(missing_required_tensor)
+{
     tw_remove(&model, "layers.1.mlp.w2.weight");
     unsigned char *data;
     size_t len;
@@ -713,7 +763,8 @@ START_TEST(missing_required_tensor) {
 }
 END_TEST
 
-START_TEST(unknown_tensor_name) {
+START_TEST(unknown_tensor_name)
+{
     static const char *names[] = {"layers.0.attn.foo", "layers.2.norm.weight", "pos_emb.weight", "lm_head.weight",
                                   "layers.0.norm.bias", "layers.01.norm.weight", "norm2.weight"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
@@ -731,7 +782,8 @@ START_TEST(unknown_tensor_name) {
 }
 END_TEST
 
-START_TEST(metadata_is_ignored) {
+START_TEST(metadata_is_ignored)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -746,7 +798,8 @@ END_TEST
 
 /* ---- config.json ---- */
 
-static void expect_config_error(json_t *c, const char *a, const char *b) {
+static void expect_config_error(json_t *c, const char *a, const char *b)
+{
     ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
     write_config(c);
     expect_error("config.json", a, b);
@@ -754,7 +807,8 @@ static void expect_config_error(json_t *c, const char *a, const char *b) {
     ck_assert_int_eq(sasp_config_load(tmp, &sc, err, sizeof err), -1);
 }
 
-START_TEST(config_missing_key) {
+START_TEST(config_missing_key)
+{
     static const char *keys[] = {"architecture", "vocab_size", "d_model", "n_layers", "n_heads", "d_ff",
                                  "max_seq_len", "norm", "activation", "position"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
@@ -768,7 +822,8 @@ START_TEST(config_missing_key) {
 }
 END_TEST
 
-START_TEST(config_value_outside_set) {
+START_TEST(config_value_outside_set)
+{
     static const char *keys[] = {"architecture", "norm", "activation", "position"};
     for (size_t i = 0; i < 4; i++) {
         json_t *c = json_deep_copy(cfg);
@@ -785,7 +840,8 @@ START_TEST(config_value_outside_set) {
 }
 END_TEST
 
-START_TEST(config_non_positive_sizes) {
+START_TEST(config_non_positive_sizes)
+{
     static const char *keys[] = {"vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"};
     for (size_t i = 0; i < 6; i++) {
         for (int v = -1; v <= 0; v++) {
@@ -814,7 +870,8 @@ START_TEST(config_non_positive_sizes) {
 }
 END_TEST
 
-START_TEST(config_heads_do_not_divide) {
+START_TEST(config_heads_do_not_divide)
+{
     json_t *c = json_deep_copy(cfg);
     json_object_set_new(c, "n_heads", json_integer(3));
     expect_config_error(c, "\"d_model\" (8) is not divisible by key \"n_heads\" (3)", NULL);
@@ -822,7 +879,8 @@ START_TEST(config_heads_do_not_divide) {
 }
 END_TEST
 
-START_TEST(config_odd_head_with_rope) {
+START_TEST(config_odd_head_with_rope)
+{
     json_t *c = json_deep_copy(cfg);
     json_object_set_new(c, "d_model", json_integer(6));
     expect_config_error(c, "head size d_model/n_heads = 3 is odd", NULL);
@@ -836,7 +894,8 @@ START_TEST(config_odd_head_with_rope) {
 }
 END_TEST
 
-START_TEST(config_not_json) {
+START_TEST(config_not_json)
+{
     ck_assert_int_eq(tw_write_model(tmp, cfg, &model, "F32"), 0);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", tmp);
@@ -855,7 +914,8 @@ END_TEST
 
 /* Random single-byte corruptions of the header: the loader must either load or reject, never crash,
  * and never accept a file whose header it could not have validated. */
-START_TEST(random_header_corruption_never_crashes) {
+START_TEST(random_header_corruption_never_crashes)
+{
     unsigned char *data;
     size_t len;
     json_t *h = tw_header(&model, "F32", &data, &len);
@@ -880,7 +940,8 @@ START_TEST(random_header_corruption_never_crashes) {
 }
 END_TEST
 
-static Suite *suite(void) {
+static Suite *suite(void)
+{
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("loader");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -923,7 +984,8 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
+int main(void)
+{
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

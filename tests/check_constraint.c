@@ -77,10 +77,11 @@ static int validate_object(json_t *v, json_t *schema, json_t *root)
     json_t *props = json_object_get(schema, "properties"), *req = json_object_get(schema, "required");
     size_t i;
     json_t *r;
-    json_array_foreach(req, i, r) if (!json_object_get(v, json_string_value(r))) return 0;
+    json_array_foreach (req, i, r)
+        if (!json_object_get(v, json_string_value(r))) return 0;
     const char *k;
     json_t *x;
-    json_object_foreach(v, k, x) {
+    json_object_foreach (v, k, x) {
         json_t *ps = json_object_get(props, k);
         if (props && !ps) return 0; /* we never write keys the schema does not list */
         if (ps && !validate(x, ps, root)) return 0;
@@ -96,13 +97,15 @@ static int validate(json_t *v, json_t *schema, json_t *root)
     if (en) {
         size_t i;
         json_t *e;
-        json_array_foreach(en, i, e) if (json_equal(e, v)) return 1;
+        json_array_foreach (en, i, e)
+            if (json_equal(e, v)) return 1;
         return 0;
     }
     if (any) {
         size_t i;
         json_t *a;
-        json_array_foreach(any, i, a) if (validate(v, a, root)) return 1;
+        json_array_foreach (any, i, a)
+            if (validate(v, a, root)) return 1;
         return 0;
     }
     if (json_is_null(v) && json_is_true(json_object_get(schema, "nullable"))) return 1;
@@ -112,7 +115,7 @@ static int validate(json_t *v, json_t *schema, json_t *root)
         int ok = 0;
         size_t i;
         json_t *t;
-        json_array_foreach(type, i, t) ok |= type_ok(v, json_string_value(t));
+        json_array_foreach (type, i, t) ok |= type_ok(v, json_string_value(t));
         if (!ok) return 0;
     }
     if (json_is_object(v)) return validate_object(v, schema, root);
@@ -123,7 +126,8 @@ static int validate(json_t *v, json_t *schema, json_t *root)
         if (mx && json_array_size(v) > (size_t)json_integer_value(mx)) return 0;
         size_t i;
         json_t *x;
-        json_array_foreach(v, i, x) if (items && !validate(x, items, root)) return 0;
+        json_array_foreach (v, i, x)
+            if (items && !validate(x, items, root)) return 0;
     }
     if (json_is_string(v)) {
         json_t *mn = json_object_get(schema, "minLength"), *mx = json_object_get(schema, "maxLength");
@@ -175,16 +179,16 @@ START_TEST(test_schema_documents)
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) ck_assert_msg(accepts(s, good[i]), "rejected %s", good[i]);
     const char *bad[] = {
-        "{\"tags\":[\"a\"],\"name\":\"Ann\",\"pos\":{\"x\":1,\"y\":2}}",              /* out of order */
-        "{\"name\":\"Ann\",\"pos\":{\"x\":1,\"y\":2}}",                                /* tags missing */
-        "{\"name\":\"\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",                  /* minLength */
-        "{\"name\":\"123456789\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",         /* maxLength */
-        "{\"name\":\"A\",\"tags\":[],\"pos\":{\"x\":1,\"y\":2}}",                      /* minItems */
+        "{\"tags\":[\"a\"],\"name\":\"Ann\",\"pos\":{\"x\":1,\"y\":2}}",                 /* out of order */
+        "{\"name\":\"Ann\",\"pos\":{\"x\":1,\"y\":2}}",                                  /* tags missing */
+        "{\"name\":\"\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",                    /* minLength */
+        "{\"name\":\"123456789\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",           /* maxLength */
+        "{\"name\":\"A\",\"tags\":[],\"pos\":{\"x\":1,\"y\":2}}",                        /* minItems */
         "{\"name\":\"A\",\"tags\":[\"a\",\"a\",\"a\",\"a\"],\"pos\":{\"x\":1,\"y\":2}}", /* maxItems */
-        "{\"name\":\"A\",\"tags\":[\"d\"],\"pos\":{\"x\":1,\"y\":2}}",                 /* enum */
-        "{\"name\":\"A\",\"age\":1.5,\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",     /* integer */
-        "{\"name\":\"A\",\"tags\":[\"a\"],\"pos\":{\"x\":1}}",                         /* y required */
-        "{\"name\":\"A\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2},\"extra\":1}",     /* not listed */
+        "{\"name\":\"A\",\"tags\":[\"d\"],\"pos\":{\"x\":1,\"y\":2}}",                   /* enum */
+        "{\"name\":\"A\",\"age\":1.5,\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",       /* integer */
+        "{\"name\":\"A\",\"tags\":[\"a\"],\"pos\":{\"x\":1}}",                           /* y required */
+        "{\"name\":\"A\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2},\"extra\":1}",       /* not listed */
         "{\"name\":\"A\",\"kind\":\"cow\",\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) ck_assert_msg(!accepts(s, bad[i]), "accepted %s", bad[i]);
@@ -206,7 +210,7 @@ START_TEST(test_number_bounds)
     ck_assert_msg(s != NULL, "%s", err);
     ck_assert(accepts(s, "{\"n\":5,\"x\":-1.5}"));
     ck_assert(accepts(s, "{\"n\":0,\"x\":999999999999999.5}"));
-    ck_assert(!accepts(s, "{\"n\":-1,\"x\":0}"));  /* below the minimum */
+    ck_assert(!accepts(s, "{\"n\":-1,\"x\":0}"));   /* below the minimum */
     ck_assert(!accepts(s, "{\"n\":1,\"x\":1e99}")); /* an exponent could pass the maximum */
     sasp_json_schema_free(s);
 }
@@ -315,7 +319,8 @@ START_TEST(test_random_walks_parse_and_validate)
     check_random_documents(NULL, 60);
     check_random_documents(SCHEMA_PERSON, 120);
     check_random_documents("{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":[\"number\",\"null\"]}},"
-                           "\"required\":[\"v\"]},\"minItems\":2}", 50);
+                           "\"required\":[\"v\"]},\"minItems\":2}",
+                           50);
     check_random_documents("{\"type\":\"string\",\"minLength\":3}", 12);
 }
 END_TEST

@@ -167,8 +167,7 @@ static void check_matmul_shape(int n, int m, int k, int integer, int strided, in
                 }
                 double mag = 0;
                 for (int p = 0; p < k; p++) mag += fabs((double)x.p[(size_t)i * ldx + p] * w.p[(size_t)j * k + p]);
-                double tol = integer ? 0 : 2 * (8 + 4 * sqrt((double)k)) * ldexp(1, -24) * mag +
-                                               (bias ? fabs(bias[j]) : 0) * ldexp(1, -22);
+                double tol = integer ? 0 : 2 * (8 + 4 * sqrt((double)k)) * ldexp(1, -24) * mag + (bias ? fabs(bias[j]) : 0) * ldexp(1, -22);
                 ck_assert_msg(close_enough(got, ref, 0, tol),
                               "seed %llu: %s matmul n=%d m=%d k=%d ldx=%d ldy=%d off=%d bias=%d %s: "
                               "y[%d][%d]=%.9g, scalar %.9g (tol %.3g)",
@@ -316,9 +315,19 @@ static void expect_close(const char *what, const char *isa, int n, int off, cons
                       (unsigned long long)seed, isa, what, n, off, i, got[i], ref[i], rtol, atol[i]);
 }
 
-enum { K_SOFTMAX, K_RMSNORM, K_LAYERNORM, K_LAYERNORM_NOBIAS, K_ROPE, K_RELU, K_GELU, K_SILU, K_AXPY, K_SCALE, K_COUNT };
+enum { K_SOFTMAX,
+       K_RMSNORM,
+       K_LAYERNORM,
+       K_LAYERNORM_NOBIAS,
+       K_ROPE,
+       K_RELU,
+       K_GELU,
+       K_SILU,
+       K_AXPY,
+       K_SCALE,
+       K_COUNT };
 static const char *const KNAME[K_COUNT] = {"softmax", "rmsnorm", "layernorm", "layernorm(no bias)", "rope",
-                                            "relu", "gelu", "silu", "axpy", "scale"};
+                                           "relu", "gelu", "silu", "axpy", "scale"};
 
 /* Runs kernel `which` of table K on a copy of the inputs; out gets the result (n floats, 2n for rope). */
 static void run_elem(const sasp_kernels *K, int which, gbuf *out, const gbuf *x, const gbuf *g, const gbuf *b,
@@ -502,7 +511,8 @@ END_TEST
 static double f16_value(uint16_t h)
 {
     int e = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    double v = e == 0 ? ldexp(mant, -24) : e == 31 ? (mant ? NAN : INFINITY) : ldexp(1024 + mant, e - 25);
+    double v = e == 0 ? ldexp(mant, -24) : e == 31 ? (mant ? NAN : INFINITY)
+                                                   : ldexp(1024 + mant, e - 25);
     return h & 0x8000 ? -v : v;
 }
 
@@ -582,7 +592,11 @@ END_TEST
 
 /* The kinds of W a shape is tried with: q8_0 from sasp_quantize_q8_0, and raw random bytes with random
  * scales (the whole range allowed, [-127, 127], its ends often). */
-enum { WK_F32, WK_BF16, WK_Q8, WK_Q8_RAW, WK_COUNT };
+enum { WK_F32,
+       WK_BF16,
+       WK_Q8,
+       WK_Q8_RAW,
+       WK_COUNT };
 static const char *const WK_NAME[WK_COUNT] = {"f32", "bf16", "q8_0", "q8_0(raw)"};
 
 typedef struct {
@@ -596,12 +610,16 @@ static typed_w make_weights(int kind, int m, int k, int off)
 {
     typed_w t;
     int nb = sasp_q8_0_blocks(k);
-    size_t size = kind == WK_F32 ? 4 : kind == WK_BF16 ? 2 : 1;
+    size_t size = kind == WK_F32 ? 4 : kind == WK_BF16 ? 2
+                                                       : 1;
     t.data = galloc_of((size_t)m * k, size, off);
     t.scales = galloc_of(kind >= WK_Q8 ? (size_t)m * nb : 1, 2, off);
     t.deq = malloc(sizeof(double) * (size_t)m * k);
-    t.w = (sasp_weights){.type = kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16 : SASP_WT_Q8_0,
-                         .m = m, .k = k, .data = t.data.p,
+    t.w = (sasp_weights){.type = kind == WK_F32 ? SASP_WT_F32 : kind == WK_BF16 ? SASP_WT_BF16
+                                                                                : SASP_WT_Q8_0,
+                         .m = m,
+                         .k = k,
+                         .data = t.data.p,
                          .scales = kind >= WK_Q8 ? (uint16_t *)(void *)t.scales.p : NULL};
     float *f = malloc(sizeof(float) * ((size_t)m * k + 1));
     for (size_t i = 0; i < (size_t)m * k; i++) f[i] = rnd();
@@ -613,7 +631,8 @@ static typed_w make_weights(int kind, int m, int k, int off)
     if (kind == WK_Q8_RAW) {
         for (size_t i = 0; i < (size_t)m * k; i++) {
             int v = (int)(rng_next() % 300) - 150; /* a tenth of them at -127 or 127 */
-            ((int8_t *)(void *)t.data.p)[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+            ((int8_t *)(void *)t.data.p)[i] = (int8_t)(v < -127 ? -127 : v > 127 ? 127
+                                                                                 : v);
         }
         for (size_t i = 0; i < (size_t)m * nb; i++)
             s16[i] = sasp_f32_to_f16(ldexpf(1.0f + rnd(), -(int)(rng_next() % 12)));
@@ -666,7 +685,10 @@ static bound bound_of(const float *x, const typed_w *t, int j, unsigned sem)
 }
 /* The activation rounding's cost, reference against float64 (rms of the error over rms of y), per kind
  * of W and path, printed at the end: what kernels.h promises as "typically". */
-enum { ST_BF16, ST_BF16_ACT, ST_Q8, ST_COUNT };
+enum { ST_BF16,
+       ST_BF16_ACT,
+       ST_Q8,
+       ST_COUNT };
 static double stat_err2[ST_COUNT], stat_y2[ST_COUNT];
 
 /* The reference of one semantics against float64; y0 gets the reference. stats: add to the rms errors. */
@@ -675,7 +697,8 @@ static void check_reference(float *y0, int ldy, const gbuf *x, int ldx, const ty
 {
     int m = t->w.m, k = t->w.k;
     sasp_matmul_w_reference(y0, ldy, x->p, ldx, &t->w, bias, n, sem);
-    int st = t->w.type == SASP_WT_Q8_0 ? ST_Q8 : t->w.type == SASP_WT_BF16 ? (sem ? ST_BF16_ACT : ST_BF16) : -1;
+    int st = t->w.type == SASP_WT_Q8_0 ? ST_Q8 : t->w.type == SASP_WT_BF16 ? (sem ? ST_BF16_ACT : ST_BF16)
+                                                                           : -1;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < m; j++) {
             bound b = bound_of(x->p + (size_t)i * ldx, t, j, sem);
@@ -684,7 +707,9 @@ static void check_reference(float *y0, int ldy, const gbuf *x, int ldx, const ty
             ck_assert_msg(close_enough(got, want, 0, tol),
                           "seed %llu: reference %s sem=%u n=%d m=%d k=%d y[%d][%d]=%.9g, float64 %.9g (tol %.3g)",
                           (unsigned long long)seed,
-                          t->w.type == SASP_WT_F32 ? "f32" : t->w.type == SASP_WT_BF16 ? "bf16" : "q8_0", sem, n, m, k,
+                          t->w.type == SASP_WT_F32 ? "f32" : t->w.type == SASP_WT_BF16 ? "bf16"
+                                                                                       : "q8_0",
+                          sem, n, m, k,
                           i, j, got, want, tol);
             if (st >= 0 && stats) stat_err2[st] += (got - want) * (got - want), stat_y2[st] += want * want;
         }
@@ -740,7 +765,8 @@ static void check_matmul_w_case(int kind, int n, int m, int k, int strided, int 
     for (int i = 0; i < n && stress; i++)
         for (int p = 0; p < k; p++) {
             float *v = x.p + (size_t)i * ldx + p;
-            *v *= i % 3 == 0 ? 1.0f : i % 3 == 1 ? 0.01f : 30.0f;
+            *v *= i % 3 == 0 ? 1.0f : i % 3 == 1 ? 0.01f
+                                                 : 30.0f;
             if (p % 64 == 17) *v *= 9.0f;
         }
     const float *bias = with_bias ? b.p : NULL;
@@ -840,15 +866,16 @@ static void check_invariance_shape(int kind, int n, int m, int k, int off)
     for (int i = 0; i < n; i++)
         for (int p = 0; p < k; p++) {
             float *v = x.p + (size_t)i * ldx + p;
-            *v *= i % 3 == 0 ? 1.0f : i % 3 == 1 ? 0.01f : 30.0f;
+            *v *= i % 3 == 0 ? 1.0f : i % 3 == 1 ? 0.01f
+                                                 : 30.0f;
             if (p % 37 == 5) *v *= 9.0f;
         }
     const float *bias = (n + m) % 3 ? b.p : NULL;
     const char *what = kind < 0 ? "matmul" : WK_NAME[kind];
     for (int ti = 0; ti < n_tables; ti++) {
         const sasp_kernels *K = tables[ti];
-#define PRODUCT(Y, X, W, BIAS, ROWS)                                                                           \
-    (kind < 0 ? K->matmul((Y), ldy, (X), ldx, (const float *)(W)->data, (BIAS), (ROWS), (W)->m, k)           \
+#define PRODUCT(Y, X, W, BIAS, ROWS)                                                               \
+    (kind < 0 ? K->matmul((Y), ldy, (X), ldx, (const float *)(W)->data, (BIAS), (ROWS), (W)->m, k) \
               : K->matmul_w((Y), ldy, (X), ldx, (W), (BIAS), (ROWS)))
         PRODUCT(y_all.p, x.p, &t.w, bias, n);
         /* q8_0 also with its panels: the same bits as W packed by the kernel, whole or sliced (slices

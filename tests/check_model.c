@@ -47,7 +47,8 @@
 static char err[1024];
 
 /* max |a - b| / max |b| over n values */
-static double rel_err(const float *a, const double *b, size_t n) {
+static double rel_err(const float *a, const double *b, size_t n)
+{
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double e = fabs((double)a[i] - b[i]);
@@ -57,7 +58,8 @@ static double rel_err(const float *a, const double *b, size_t n) {
     return den > 0 ? num / den : num;
 }
 
-static double rel_err_f(const float *a, const float *b, size_t n) {
+static double rel_err_f(const float *a, const float *b, size_t n)
+{
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double e = fabs((double)a[i] - (double)b[i]);
@@ -68,21 +70,22 @@ static double rel_err_f(const float *a, const float *b, size_t n) {
 }
 
 /* a and b bit for bit; the message names the first difference and the largest relative one. */
-#define expect_same(a, b, n, ...)                                                                              \
-    do {                                                                                                    \
-        const float *a_ = (a), *b_ = (b);                                                                   \
-        size_t n_ = (n), at_ = 0;                                                                           \
-        if (memcmp(a_, b_, n_ * sizeof(float)) != 0) {                                                      \
-            while (at_ < n_ && memcmp(a_ + at_, b_ + at_, sizeof(float)) == 0) at_++;                       \
-            char what_[512];                                                                                \
-            snprintf(what_, sizeof what_, __VA_ARGS__);                                                     \
-            ck_abort_msg("%s: not bit for bit: first at [%zu] %.9g vs %.9g, max relative difference %.3g",  \
-                         what_, at_, a_[at_], b_[at_], rel_err_f(a_, b_, n_));                              \
-        }                                                                                                   \
+#define expect_same(a, b, n, ...)                                                                          \
+    do {                                                                                                   \
+        const float *a_ = (a), *b_ = (b);                                                                  \
+        size_t n_ = (n), at_ = 0;                                                                          \
+        if (memcmp(a_, b_, n_ * sizeof(float)) != 0) {                                                     \
+            while (at_ < n_ && memcmp(a_ + at_, b_ + at_, sizeof(float)) == 0) at_++;                      \
+            char what_[512];                                                                               \
+            snprintf(what_, sizeof what_, __VA_ARGS__);                                                    \
+            ck_abort_msg("%s: not bit for bit: first at [%zu] %.9g vs %.9g, max relative difference %.3g", \
+                         what_, at_, a_[at_], b_[at_], rel_err_f(a_, b_, n_));                             \
+        }                                                                                                  \
     } while (0)
 
 /* One forward over tokens[0..n) from an empty cache; logits for every position. */
-static float *full_forward(sasp_model *m, const int *tokens, int n) {
+static float *full_forward(sasp_model *m, const int *tokens, int n)
+{
     float *logits = malloc((size_t)n * m->cfg.vocab_size * sizeof(float));
     sasp_kv *kv = sasp_kv_new(m, 0);
     ck_assert(logits && kv);
@@ -102,7 +105,8 @@ typedef struct {
     int vocab;
 } reference;
 
-static int load_reference(const char *dir, reference *r) {
+static int load_reference(const char *dir, reference *r)
+{
     char path[4096];
     snprintf(path, sizeof path, "%s/reference.json", dir);
     json_error_t je;
@@ -128,7 +132,8 @@ static int load_reference(const char *dir, reference *r) {
  * relative error. */
 static unsigned covered; /* bits: arch, norm and position values the parity models exercised */
 
-static double parity_one(const char *dir, const char *label) {
+static double parity_one(const char *dir, const char *label)
+{
     reference ref;
     ck_assert_msg(load_reference(dir, &ref) == 0, "%s: cannot read reference.json", dir);
     ck_assert_int_gt(ref.n, 64);
@@ -155,23 +160,27 @@ static double parity_one(const char *dir, const char *label) {
     return worst;
 }
 
-static int have_torch(void) {
+static int have_torch(void)
+{
     const char *env = getenv("HAVE_TORCH");
     if (env) return strcmp(env, "1") == 0;
     return SASP_HAVE_TORCH;
 }
 
-static const char *torch_python(void) {
+static const char *torch_python(void)
+{
     const char *env = getenv("TORCH_PYTHON");
     return env && *env ? env : SASP_TORCH_PYTHON;
 }
 
-static const char *srcdir(void) {
+static const char *srcdir(void)
+{
     const char *env = getenv("SASP_SRCDIR");
     return env && *env ? env : SASP_SRCDIR;
 }
 
-START_TEST(parity_with_pytorch) {
+START_TEST(parity_with_pytorch)
+{
     static const char *archs[] = {"sasp", "preln"}, *norms[] = {"rmsnorm", "layernorm", "none"},
                       *poss[] = {"rope", "learned"}, *acts[] = {"relu", "gelu", "silu"};
     double worst = 0;
@@ -223,7 +232,8 @@ START_TEST(parity_with_pytorch) {
         for (int i = 0; i < 2; i++, n++) {
             snprintf(labels[n], sizeof labels[n], "sasp-rmsnorm-rope d96 %s", i ? "BF16" : "F16");
             fprintf(f, "--arch sasp --norm rmsnorm --position rope --dtype %s --value-layers 0 --out-layers 1 "
-                       "--n-tokens 70 --seed %lu --out %s/m%d\n", i ? "BF16" : "F16", seed + (unsigned long)n, tmp, n);
+                       "--n-tokens 70 --seed %lu --out %s/m%d\n",
+                    i ? "BF16" : "F16", seed + (unsigned long)n, tmp, n);
         }
         fclose(f);
         snprintf(cmd, sizeof cmd,
@@ -287,7 +297,8 @@ static const model_spec specs[] = {
 
 static char *kv_dir[N_SPECS];
 
-static void kv_setup(void) {
+static void kv_setup(void)
+{
     for (int i = 0; i < N_SPECS; i++) {
         const model_spec *s = &specs[i];
         kv_dir[i] = tw_tempdir();
@@ -301,14 +312,16 @@ static void kv_setup(void) {
     }
 }
 
-static void kv_teardown(void) {
+static void kv_teardown(void)
+{
     for (int i = 0; i < N_SPECS; i++) {
         tw_rmtree(kv_dir[i]);
         free(kv_dir[i]);
     }
 }
 
-static int *random_tokens(int n, int vocab, uint64_t seed) {
+static int *random_tokens(int n, int vocab, uint64_t seed)
+{
     int *t = malloc((size_t)n * sizeof *t);
     for (int i = 0; i < n; i++) t[i] = (int)(tw_rand_u64(&seed) % (uint64_t)vocab);
     return t;
@@ -325,16 +338,17 @@ typedef struct {
     char label[96];
 } case_of;
 
-static case_of case_at(int i, int with_threads) {
-    case_of c = {.spec = i % N_SPECS, .wt = WTYPES[(i / N_SPECS) % N_WTYPES],
-                 .threads = with_threads ? 1 + i / (N_SPECS * N_WTYPES) : 2};
+static case_of case_at(int i, int with_threads)
+{
+    case_of c = {.spec = i % N_SPECS, .wt = WTYPES[(i / N_SPECS) % N_WTYPES], .threads = with_threads ? 1 + i / (N_SPECS * N_WTYPES) : 2};
     const model_spec *s = &specs[c.spec];
     snprintf(c.label, sizeof c.label, "%s-%s-%s d%d %s threads %d", s->arch, s->norm, s->pos, s->d,
              sasp_wtype_name(c.wt), c.threads);
     return c;
 }
 
-static sasp_model *load_case(const case_of *c, int threads) {
+static sasp_model *load_case(const case_of *c, int threads)
+{
     sasp_model *m = sasp_model_load_as(kv_dir[c->spec], threads, (int)c->wt, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     ck_assert_str_eq(sasp_model_describe(m).weights, sasp_wtype_name(c->wt));
@@ -344,7 +358,8 @@ static sasp_model *load_case(const case_of *c, int threads) {
 /* prefill(n) then decode the rest one at a time == one forward, bit for bit, for several n; also with
  * chunks of 3, 7 and 24 after the prefill, and again after sasp_kv_reset on the same cache. With 2 or 3
  * threads, the forward also equals the 1-thread one. Every kernel table, every weight type. */
-START_TEST(kv_cache_prefill_then_decode) {
+START_TEST(kv_cache_prefill_then_decode)
+{
     case_of c = case_at(_i, 1);
     sasp_model *m = load_case(&c, c.threads), *m1 = c.threads > 1 ? load_case(&c, 1) : NULL;
     int V = m->cfg.vocab_size, N = m->cfg.max_seq_len < 75 ? m->cfg.max_seq_len : 75;
@@ -369,7 +384,9 @@ START_TEST(kv_cache_prefill_then_decode) {
             sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = n, .n_logits = n, .logits = row};
             ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
             expect_same(row, full, (size_t)n * V, "%s %s: a prefill of %d", c.label, ks[ki]->id, n);
-            int chunk = si % 4 == 1 ? 3 : si % 4 == 2 ? 7 : si % 4 == 3 ? 24 : 1;
+            int chunk = si % 4 == 1 ? 3 : si % 4 == 2 ? 7
+                                      : si % 4 == 3   ? 24
+                                                      : 1;
             for (int at = n; at < N; at += chunk) {
                 int len = N - at < chunk ? N - at : chunk;
                 sasp_step d1 = {.kv = kv, .tokens = tokens + at, .n_tokens = len, .n_logits = len, .logits = row};
@@ -393,7 +410,8 @@ END_TEST
  * and feeding the rest again (a prompt-cache hit) gives the logits of a cold prefill of everything,
  * bit for bit; sasp_kv_copy gives another sequence the same state and the same logits. Every weight
  * type, the active table. */
-START_TEST(kv_truncate_restores_the_prefix) {
+START_TEST(kv_truncate_restores_the_prefix)
+{
     case_of c = case_at(_i, 0);
     sasp_model *m = load_case(&c, c.threads);
     const sasp_config *cfg = &m->cfg;
@@ -444,7 +462,8 @@ END_TEST
 
 /* The final hidden states: hidden W_head^T is the logits (the head is one product on them), and a
  * sequence's hidden states do not depend on the rows asked for or on what else is in the step. */
-START_TEST(hidden_states_feed_the_head) {
+START_TEST(hidden_states_feed_the_head)
+{
     int spec = _i % N_SPECS;
     sasp_model *m = sasp_model_load(kv_dir[spec], 1, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
@@ -452,8 +471,7 @@ START_TEST(hidden_states_feed_the_head) {
     int *tokens = random_tokens(N, V, 909 + (uint64_t)spec);
     float *logits = malloc((size_t)N * V * sizeof(float)), *hidden = malloc((size_t)N * d * sizeof(float));
     sasp_kv *kv = sasp_kv_new(m, 0);
-    sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = N, .n_logits = N, .logits = logits,
-            .n_hidden = N, .hidden = hidden};
+    sasp_step st = {.kv = kv, .tokens = tokens, .n_tokens = N, .n_logits = N, .logits = logits, .n_hidden = N, .hidden = hidden};
     ck_assert_msg(sasp_forward(m, &st, 1, err, sizeof err) == 0, "%s", err);
     const float *head = m->lm_head.data; /* f32: the fixtures are F32 */
     double worst = 0, scale = 0;
@@ -473,8 +491,7 @@ START_TEST(hidden_states_feed_the_head) {
                         {.kv = kv2, .tokens = tokens, .n_tokens = N, .n_hidden = 3, .hidden = last}};
     ck_assert_msg(sasp_forward(m, two, 2, err, sizeof err) == 0, "%s", err);
     expect_same(last, hidden + (size_t)(N - 3) * d, 3 * (size_t)d, "hidden states next to another sequence");
-    sasp_step bad = {.kv = kv2, .tokens = tokens, .n_tokens = 1, .n_logits = 0, .logits = NULL,
-            .n_hidden = 2, .hidden = last};
+    sasp_step bad = {.kv = kv2, .tokens = tokens, .n_tokens = 1, .n_logits = 0, .logits = NULL, .n_hidden = 2, .hidden = last};
     ck_assert_int_eq(sasp_forward(m, &bad, 1, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "hidden states"));
     free(tokens), free(logits), free(hidden), free(last);
@@ -486,7 +503,8 @@ END_TEST
 /* Several sequences in one step (different lengths, prefill chunks and single tokens mixed, logits
  * for all, some or none of the rows, sometimes sitting a step out) == each sequence run alone, bit for
  * bit. Every kernel table, every weight type, threads 1, 2, 3. */
-START_TEST(batched_step_equals_alone) {
+START_TEST(batched_step_equals_alone)
+{
     case_of c = case_at(_i, 1);
     sasp_model *m = load_case(&c, c.threads);
     int V = m->cfg.vocab_size;
@@ -512,13 +530,13 @@ START_TEST(batched_step_equals_alone) {
             int idx[NS], ns = 0;
             for (int s = 0; s < NS; s++) {
                 int left = len[s] - kv[s]->len;
-                if (left == 0 || tw_rand_u64(&rs) % 4 == 0) continue; /* sometimes sits a step out */
+                if (left == 0 || tw_rand_u64(&rs) % 4 == 0) continue;                  /* sometimes sits a step out */
                 int n = kv[s]->len == 0 ? 1 + (int)(tw_rand_u64(&rs) % (uint64_t)left) /* a prefill chunk */
                                         : (tw_rand_u64(&rs) % 3 ? 1 : 1 + (int)(tw_rand_u64(&rs) % (uint64_t)left));
                 int nl = (int)(tw_rand_u64(&rs) % 3);
-                nl = nl == 0 ? 0 : nl == 1 ? 1 : n;
-                st[ns] = (sasp_step){.kv = kv[s], .tokens = toks[s] + kv[s]->len, .n_tokens = n,
-                        .n_logits = nl, .logits = out[s] + (size_t)(kv[s]->len + n - nl) * V};
+                nl = nl == 0 ? 0 : nl == 1 ? 1
+                                           : n;
+                st[ns] = (sasp_step){.kv = kv[s], .tokens = toks[s] + kv[s]->len, .n_tokens = n, .n_logits = nl, .logits = out[s] + (size_t)(kv[s]->len + n - nl) * V};
                 idx[ns++] = s;
             }
             int done = 1;
@@ -545,7 +563,8 @@ START_TEST(batched_step_equals_alone) {
 END_TEST
 
 /* Bad steps are refused with a message and change nothing. */
-START_TEST(bad_steps_change_nothing) {
+START_TEST(bad_steps_change_nothing)
+{
     sasp_model *m = sasp_model_load(kv_dir[0], 2, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     int V = m->cfg.vocab_size;
@@ -554,8 +573,7 @@ START_TEST(bad_steps_change_nothing) {
     ck_assert_int_eq(b->cap, m->cfg.max_seq_len);
     int good[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, bad[2] = {3, V};
     float *logits = malloc(10 * (size_t)V * sizeof(float));
-    sasp_step st[2] = {{.kv = a, .tokens = good, .n_tokens = 3,
-            .n_logits = 1, .logits = logits}, {.kv = b, .tokens = bad, .n_tokens = 2, .n_logits = 1, .logits = logits + V}};
+    sasp_step st[2] = {{.kv = a, .tokens = good, .n_tokens = 3, .n_logits = 1, .logits = logits}, {.kv = b, .tokens = bad, .n_tokens = 2, .n_logits = 1, .logits = logits + V}};
     ck_assert_int_eq(sasp_forward(m, st, 2, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "outside the vocabulary"), "%s", err);
     ck_assert_int_eq(a->len, 0);
@@ -584,7 +602,8 @@ END_TEST
 /* sasp_model_describe reports what the checkpoint held: specs[0] is sasp with 2 layers, W_V in layer 0
  * (wv_mask 1), W_O in layer 1 (wo_mask 2), skip gains and q/k biases; specs[3] is preln (W_V and W_O in
  * every layer) with q/k biases. */
-START_TEST(describe_reports_the_checkpoint) {
+START_TEST(describe_reports_the_checkpoint)
+{
     sasp_model *m = sasp_model_load(kv_dir[0], 2, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     sasp_model_info info = sasp_model_describe(m);
@@ -611,7 +630,8 @@ START_TEST(describe_reports_the_checkpoint) {
 }
 END_TEST
 
-START_TEST(threadpool_covers_every_item) {
+START_TEST(threadpool_covers_every_item)
+{
     for (int nth = 1; nth <= 5; nth++) {
         sasp_pool *p = sasp_pool_new(nth);
         ck_assert_ptr_nonnull(p);
@@ -635,13 +655,15 @@ START_TEST(threadpool_covers_every_item) {
 END_TEST
 
 static int counts[8];
-static void count_fn(void *arg, int ith, int nth) {
+static void count_fn(void *arg, int ith, int nth)
+{
     (void)arg;
     ck_assert_int_lt(ith, nth);
     __atomic_add_fetch(&counts[ith], 1, __ATOMIC_RELAXED);
 }
 
-START_TEST(threadpool_runs_each_thread_once_per_run) {
+START_TEST(threadpool_runs_each_thread_once_per_run)
+{
     sasp_pool *p = sasp_pool_new(4);
     memset(counts, 0, sizeof counts);
     for (int r = 0; r < 1000; r++) sasp_pool_run(p, count_fn, NULL);
@@ -650,7 +672,8 @@ START_TEST(threadpool_runs_each_thread_once_per_run) {
 }
 END_TEST
 
-static Suite *suite(void) {
+static Suite *suite(void)
+{
     Suite *s = suite_create("model");
     TCase *tp = tcase_create("parity");
     tcase_set_timeout(tp, 900);
@@ -673,7 +696,8 @@ static Suite *suite(void) {
     return s;
 }
 
-int main(void) {
+int main(void)
+{
     SRunner *sr = srunner_create(suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

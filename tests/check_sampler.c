@@ -35,7 +35,10 @@ static sasp_tokenizer *load_fim_tokenizer(void)
 
 /* --- the reference: each sampler written the obvious way, over full sorts --- */
 
-typedef struct { int id; double v; } ref_c;
+typedef struct {
+    int id;
+    double v;
+} ref_c;
 
 static int ref_cmp(const void *a, const void *b)
 {
@@ -55,7 +58,10 @@ static void ref_softmax(const ref_c *c, int n, double *p)
 }
 
 /* A DRY breaker as tokens: its first token, then the ones that must follow. */
-typedef struct { int ids[24]; int n; } ref_breaker;
+typedef struct {
+    int ids[24];
+    int n;
+} ref_breaker;
 
 typedef struct {
     const int *hist;
@@ -134,7 +140,10 @@ static int ref_top_n_sigma(ref_c *c, int n, double k)
     return ref_keep_at_least(c, n, mx - k * sqrt(var));
 }
 
-typedef struct { double score; int pos; } ref_rank;
+typedef struct {
+    double score;
+    int pos;
+} ref_rank;
 
 static int rank_cmp(const void *a, const void *b)
 {
@@ -197,7 +206,8 @@ static int ref_min_p(ref_c *c, int n, double min_p, int min_keep)
     for (int i = 0; i < n; i++) pass += exp(c[i].v - mx) >= min_p;
     if (pass > 0 && pass >= min_keep) return ref_keep_at_least(c, n, mx + log(min_p));
     ref_sort(c, n);
-    return min_keep <= 1 ? 1 : min_keep < n ? min_keep : n;
+    return min_keep <= 1 ? 1 : min_keep < n ? min_keep
+                                            : n;
 }
 
 static int ref_xtc(ref_c *c, int n, const sasp_sampling *p) /* probability 0 or 1 only */
@@ -446,8 +456,7 @@ START_TEST(test_dry_matches_reference)
     int V = sasp_tokenizer_vocab_size(tok);
     static const char *const pieces[] = {"def f(x):\n", "    return x\n", "self.a = b", " + 1", "if x:", "\"\"\"",
                                          "(self, a)", " # note", "x = [1, 2]", "**kw", "\n\n"};
-    static const char *const breaker_sets[][4] = {{"\n", ":", "\"", "*"}, {"return", "f(x", NULL}, {"(self", "\n    ", "= b", NULL},
-                                                  {"self.a = b + 1 and more than forty bytes of it", NULL}, {NULL}};
+    static const char *const breaker_sets[][4] = {{"\n", ":", "\"", "*"}, {"return", "f(x", NULL}, {"(self", "\n    ", "= b", NULL}, {"self.a = b + 1 and more than forty bytes of it", NULL}, {NULL}};
     sasp_rng r;
     sasp_rng_seed(&r, 99);
     float *logits = malloc((size_t)V * sizeof *logits);
@@ -537,10 +546,10 @@ START_TEST(test_dry_worked_cases)
     double e = exp(-2.0 * 1.1), z = 4 + e; /* "0 1 2" repeated: 3 follows, length 3, 2 * 1.1^1 */
     double w2[5] = {1 / z, 1 / z, 1 / z, e / z, 1 / z};
     dry_case(u5, 5, h2, 7, 2.0f, 1.1f, 2, -1, w2);
-    dry_case(u5, 5, h3, 7, 1.0f, 1.1f, 4, 7, u5);  /* a repeat of 2 < 4 */
-    dry_case(u4, 4, h1, 5, 1.0f, 1.1f, 2, 2, u4);  /* the window (2) <= allowed length */
-    dry_case(u4, 4, h1, 5, 0.0f, 1.1f, 2, 5, u4);  /* multiplier 0: off */
-    dry_case(u4, 4, h1, 5, 1.0f, 0.9f, 2, 5, u4);  /* base < 1: off */
+    dry_case(u5, 5, h3, 7, 1.0f, 1.1f, 4, 7, u5); /* a repeat of 2 < 4 */
+    dry_case(u4, 4, h1, 5, 1.0f, 1.1f, 2, 2, u4); /* the window (2) <= allowed length */
+    dry_case(u4, 4, h1, 5, 0.0f, 1.1f, 2, 5, u4); /* multiplier 0: off */
+    dry_case(u4, 4, h1, 5, 1.0f, 0.9f, 2, 5, u4); /* base < 1: off */
 }
 END_TEST
 
@@ -622,8 +631,8 @@ START_TEST(test_penalty_semantics)
     sasp_sampler_accept(s, 0, 1); /* the last two: 3 and 0 */
     const float *w = sasp_sampler_penalize(s, logits);
     ck_assert_float_eq_tol(w[0], 2.0f / 2 - 2 * 0.5f - 0.25f, 1e-6); /* repeated, generated twice */
-    ck_assert_float_eq_tol(w[1], -2.0f - 0.5f - 0.25f, 1e-6);       /* generated once, not in the window */
-    ck_assert_float_eq_tol(w[2], 1.0f, 1e-6);                       /* untouched */
+    ck_assert_float_eq_tol(w[1], -2.0f - 0.5f - 0.25f, 1e-6);        /* generated once, not in the window */
+    ck_assert_float_eq_tol(w[2], 1.0f, 1e-6);                        /* untouched */
     ck_assert_float_eq_tol(w[3], 3.0f / 2 - 0.5f - 0.25f, 1e-6);
     ck_assert_float_eq_tol(w[4], 4.0f, 1e-6); /* prompt tokens do not count for frequency/presence */
     sasp_sampler_free(s);
@@ -649,7 +658,7 @@ START_TEST(test_logit_bias_first)
     ck_assert_float_eq_tol(w[1], -2.0f, 1e-6);
     ck_assert_float_eq_tol(w[2], 5.5f, 1e-6);
     ck_assert_float_eq_tol(w[3], 3.0f, 1e-6);
-    ck_assert(isinf(w[4]) && w[4] < 0); /* masked stays masked */
+    ck_assert(isinf(w[4]) && w[4] < 0);                  /* masked stays masked */
     ck_assert_int_eq(sasp_sampler_sample(s, logits), 2); /* greedy on the biased logits */
     double lse = log(exp(1.0) + exp(-2.0) + exp(5.5) + exp(3.0));
     ck_assert_float_eq_tol(sasp_sampler_logprobs(s, 2, NULL, 0), 5.5 - lse, 1e-5);
@@ -690,7 +699,8 @@ START_TEST(test_greedy_and_seed)
     for (int run = 0; run < 3; run++) {
         p.seed = run < 2 ? 99 : 100;
         s = sasp_sampler_new(V, &p);
-        int *out = run == 0 ? a : run == 1 ? b : c;
+        int *out = run == 0 ? a : run == 1 ? b
+                                           : c;
         for (int i = 0; i < 64; i++) out[i] = sasp_sampler_sample(s, logits);
         sasp_sampler_free(s);
     }
@@ -754,15 +764,11 @@ END_TEST
 
 START_TEST(test_sampler_names)
 {
-    static const struct { const char *name; int kind; } cases[] = {
-        {"penalties", SASP_SMP_PENALTIES}, {"dry", SASP_SMP_DRY}, {"top_n_sigma", SASP_SMP_TOP_N_SIGMA},
-        {"Top-K", SASP_SMP_TOP_K}, {"topk", SASP_SMP_TOP_K}, {"typ_p", SASP_SMP_TYPICAL_P}, {"typ", SASP_SMP_TYPICAL_P},
-        {"nucleus", SASP_SMP_TOP_P}, {"min-p", SASP_SMP_MIN_P}, {"xtc", SASP_SMP_XTC}, {"temp", SASP_SMP_TEMPERATURE},
-        {"temperature", SASP_SMP_TEMPERATURE}, {"infill", SASP_SMP_INFILL}, {"e", SASP_SMP_PENALTIES},
-        {"d", SASP_SMP_DRY}, {"s", SASP_SMP_TOP_N_SIGMA}, {"k", SASP_SMP_TOP_K}, {"y", SASP_SMP_TYPICAL_P},
-        {"p", SASP_SMP_TOP_P}, {"m", SASP_SMP_MIN_P}, {"x", SASP_SMP_XTC}, {"t", SASP_SMP_TEMPERATURE},
-        {"i", SASP_SMP_INFILL}, {"a", -2}, {"Adaptive-P", -2}, {"mirostat", -1}, {"", -1}, {"_", -1},
-        {"a_very_long_name_that_is_no_sampler_at_all", -1}};
+    static const struct {
+        const char *name;
+        int kind;
+    } cases[] = {
+        {"penalties", SASP_SMP_PENALTIES}, {"dry", SASP_SMP_DRY}, {"top_n_sigma", SASP_SMP_TOP_N_SIGMA}, {"Top-K", SASP_SMP_TOP_K}, {"topk", SASP_SMP_TOP_K}, {"typ_p", SASP_SMP_TYPICAL_P}, {"typ", SASP_SMP_TYPICAL_P}, {"nucleus", SASP_SMP_TOP_P}, {"min-p", SASP_SMP_MIN_P}, {"xtc", SASP_SMP_XTC}, {"temp", SASP_SMP_TEMPERATURE}, {"temperature", SASP_SMP_TEMPERATURE}, {"infill", SASP_SMP_INFILL}, {"e", SASP_SMP_PENALTIES}, {"d", SASP_SMP_DRY}, {"s", SASP_SMP_TOP_N_SIGMA}, {"k", SASP_SMP_TOP_K}, {"y", SASP_SMP_TYPICAL_P}, {"p", SASP_SMP_TOP_P}, {"m", SASP_SMP_MIN_P}, {"x", SASP_SMP_XTC}, {"t", SASP_SMP_TEMPERATURE}, {"i", SASP_SMP_INFILL}, {"a", -2}, {"Adaptive-P", -2}, {"mirostat", -1}, {"", -1}, {"_", -1}, {"a_very_long_name_that_is_no_sampler_at_all", -1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         ck_assert_msg(sasp_sampler_kind_of(cases[i].name, strlen(cases[i].name)) == cases[i].kind, "%s", cases[i].name);
     for (int k = 0; k < SASP_SMP_COUNT; k++)

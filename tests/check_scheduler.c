@@ -106,9 +106,9 @@ typedef struct result {
     int error, prompt_tokens, completion_tokens;
     int n_prompt_events, n_prompt_info;
     float prompt_logprob[256];
-    int end, cached_tokens, slot;           /* of the last event */
+    int end, cached_tokens, slot; /* of the last event */
     char stop_word[64];
-    float logprob[64];                      /* with logprobs: of the first 64 tokens, the chosen one's */
+    float logprob[64];                           /* with logprobs: of the first 64 tokens, the chosen one's */
     sasp_logprob top[64][SASP_MAX_TOP_LOGPROBS]; /* and the alternatives */
     int n_top;
 } result;
@@ -221,13 +221,13 @@ static void sleep_us(long us)
 }
 
 /* Poll cond (every 200 us, for at most 20 s). */
-#define WAIT_FOR(cond)                                                                   \
-    do {                                                                                 \
-        int64_t until_ = sasp_now_ns() + 20 * 1000000000LL;                              \
-        while (!(cond)) {                                                                \
-            ck_assert_msg(sasp_now_ns() < until_, "timed out waiting for %s", #cond);    \
-            sleep_us(200);                                                               \
-        }                                                                                \
+#define WAIT_FOR(cond)                                                                \
+    do {                                                                              \
+        int64_t until_ = sasp_now_ns() + 20 * 1000000000LL;                           \
+        while (!(cond)) {                                                             \
+            ck_assert_msg(sasp_now_ns() < until_, "timed out waiting for %s", #cond); \
+            sleep_us(200);                                                            \
+        }                                                                             \
     } while (0)
 
 static int all_idle(sasp_sched *s, int n_slots)
@@ -277,9 +277,9 @@ START_TEST(test_admission)
     ck_assert_uint_eq(st.generated_tokens, 90);
     ck_assert_uint_eq(st.prompt_tokens, 18);
     ck_assert_uint_eq(st.cancelled, 0);
-    ck_assert_uint_eq(st.ttft.n, 3);          /* one first token per sequence */
+    ck_assert_uint_eq(st.ttft.n, 3);           /* one first token per sequence */
     ck_assert_uint_eq(st.token_latency.n, 87); /* and the gaps between the others */
-    ck_assert_uint_ge(st.steps, 60); /* 30 steps each; the third starts once a slot frees */
+    ck_assert_uint_ge(st.steps, 60);           /* 30 steps each; the third starts once a slot frees */
     sasp_sched_free(s);
 }
 END_TEST
@@ -313,7 +313,8 @@ END_TEST
 
 START_TEST(test_chunked_prefill_interleaves_with_decode)
 {
-    enum { CHUNK = 8, LONG = 96 };
+    enum { CHUNK = 8,
+           LONG = 96 };
     int pa[4], pb[LONG];
     make_prompt(pa, 4, 1);
     make_prompt(pb, LONG, 2);
@@ -334,7 +335,7 @@ START_TEST(test_chunked_prefill_interleaves_with_decode)
         if (!strcmp(ib.state, "generating") || (!strcmp(ib.state, "idle") && seen)) break;
         if (!strcmp(ib.state, "prefill") && ib.n_past != last_past) {
             ck_assert_str_eq(ia.state, "generating"); /* a decodes meanwhile */
-            ck_assert_int_eq(ib.n_past % CHUNK, 0);  /* b feeds whole chunks */
+            ck_assert_int_eq(ib.n_past % CHUNK, 0);   /* b feeds whole chunks */
             ck_assert_int_lt(ib.n_past, LONG);
             if (last_past >= 0 && ia.n_generated > last_gen) both_moved++;
             last_past = ib.n_past;
@@ -1006,7 +1007,9 @@ static void run_on(sasp_sched *s, const int *prompt, int n, const sasp_gen_param
  * sasp_kv_copy, then the rest fed, gives the logits of one prefill of the whole, bit for bit. */
 START_TEST(test_kv_reuse_equals_prefill)
 {
-    enum { P = 30, Q = 10, R = 15 };
+    enum { P = 30,
+           Q = 10,
+           R = 15 };
     int vocab = model->cfg.vocab_size, pq[P + Q], pr[P + R];
     make_prompt(pq, P, 1);
     make_prompt(pq + P, Q, 2);
@@ -1208,8 +1211,8 @@ START_TEST(test_host_cache_and_slot_choice)
     free(junk);
     int a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 9, 9}, p[4] = {1, 2, 3, 7};
     sasp_slot_view v[3] = {{b, 4, 1, 5}, {a, 4, 1, 9}, {NULL, 0, 1, 1}};
-    ck_assert_int_eq(sasp_pick_slot(v, 3, p, 4, 1), 1);      /* the longest shared prefix */
-    ck_assert_int_eq(sasp_pick_slot(v, 3, p, 4, 0), 2);      /* no reuse: the least recently used */
+    ck_assert_int_eq(sasp_pick_slot(v, 3, p, 4, 1), 1); /* the longest shared prefix */
+    ck_assert_int_eq(sasp_pick_slot(v, 3, p, 4, 0), 2); /* no reuse: the least recently used */
     v[1].free = 0;
     ck_assert_int_eq(sasp_pick_slot(v, 3, p, 4, 1), 0);
     v[0].free = v[2].free = 0;
@@ -1231,12 +1234,12 @@ START_TEST(test_indent_scan)
     const char *held = "x = 1\n  ";                       /* undecided: held back from the newline */
     ck_assert_int_eq(sasp_indent_scan(held, strlen(held), 4, &cut), 0);
     ck_assert_uint_eq(cut, strlen("x = 1"));
-    const char *blank = "x\n\n    y";                      /* a blank line does not end the block */
+    const char *blank = "x\n\n    y"; /* a blank line does not end the block */
     ck_assert_int_eq(sasp_indent_scan(blank, strlen(blank), 4, &cut), 0);
     const char *tabs = "x\n\ty";
     ck_assert_int_eq(sasp_indent_scan(tabs, strlen(tabs), 1, &cut), 0);
     ck_assert_int_eq(sasp_indent_scan(tabs, strlen(tabs), 2, &cut), 1);
-    const char *first = "no newline at all";             /* the cursor's line is never checked */
+    const char *first = "no newline at all"; /* the cursor's line is never checked */
     ck_assert_int_eq(sasp_indent_scan(first, strlen(first), 8, &cut), 0);
     ck_assert_int_eq(sasp_indent_scan(out, strlen(out), 0, &cut), 0);
 }

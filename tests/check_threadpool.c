@@ -32,13 +32,15 @@ typedef struct {
     uint64_t stamp;                /* what this run's shares write */
 } run_plan;
 
-static void busy_for(int64_t ns) {
+static void busy_for(int64_t ns)
+{
     int64_t end = sasp_now_ns() + ns;
     while (sasp_now_ns() < end) {
     }
 }
 
-static void share_fn(void *arg, int ith, int nth) {
+static void share_fn(void *arg, int ith, int nth)
+{
     run_plan *p = arg;
     if (ith < 0 || ith >= nth || nth > MAX_THREADS) abort();
     busy_for(p->share_ns[ith]);
@@ -46,7 +48,8 @@ static void share_fn(void *arg, int ith, int nth) {
     atomic_fetch_add_explicit(&p->calls[ith], 1, memory_order_relaxed);
 }
 
-static uint64_t rng_next(uint64_t *s) {
+static uint64_t rng_next(uint64_t *s)
+{
     *s ^= *s << 13;
     *s ^= *s >> 7;
     *s ^= *s << 17;
@@ -54,7 +57,8 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 /* a time in [lo, hi) microseconds */
-static int64_t us_between(uint64_t *s, int lo, int hi) {
+static int64_t us_between(uint64_t *s, int lo, int hi)
+{
     return (int64_t)(lo + (int)(rng_next(s) % (uint64_t)(hi - lo))) * 1000;
 }
 
@@ -68,7 +72,8 @@ static struct {
     int64_t limit_ns;
 } dog;
 
-static void *watchdog_main(void *arg) {
+static void *watchdog_main(void *arg)
+{
     (void)arg;
     long last = -1;
     int64_t since = sasp_now_ns();
@@ -90,7 +95,8 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
-static pthread_t watchdog_start(const char *what, int threads) {
+static pthread_t watchdog_start(const char *what, int threads)
+{
     const char *mult = getenv("CK_TIMEOUT_MULTIPLIER");
     double m = mult ? atof(mult) : 1.0;
     dog.what = what;
@@ -103,19 +109,26 @@ static pthread_t watchdog_start(const char *what, int threads) {
     return t;
 }
 
-static void watchdog_stop(pthread_t t) {
+static void watchdog_stop(pthread_t t)
+{
     atomic_store(&dog.stop, 1);
     pthread_join(t, NULL);
 }
 
 /* --- the cases --- */
 
-typedef enum { CALLER_SLEEPS, LAST_WORKER_RACE, WORKERS_SLEEP, GAP_RACE, NOBODY_SLEEPS, MIXED } case_kind;
+typedef enum { CALLER_SLEEPS,
+               LAST_WORKER_RACE,
+               WORKERS_SLEEP,
+               GAP_RACE,
+               NOBODY_SLEEPS,
+               MIXED } case_kind;
 static const char *case_names[] = {"caller sleeps", "last worker at the spin limit", "workers sleep",
                                    "publish at the sleep", "nobody sleeps", "mixed"};
 
 /* The shares' times of run r and the gap after it, for a case. */
-static int64_t plan_run(case_kind kind, run_plan *p, int nth, uint64_t *s) {
+static int64_t plan_run(case_kind kind, run_plan *p, int nth, uint64_t *s)
+{
     if (kind == MIXED) kind = (case_kind)(rng_next(s) % MIXED);
     int64_t gap = 0;
     for (int i = 0; i < nth; i++) p->share_ns[i] = us_between(s, 0, 5);
@@ -138,7 +151,8 @@ static int64_t plan_run(case_kind kind, run_plan *p, int nth, uint64_t *s) {
     return gap;
 }
 
-static void drive(case_kind kind, int nth, int runs, uint64_t seed) {
+static void drive(case_kind kind, int nth, int runs, uint64_t seed)
+{
     sasp_pool *pool = sasp_pool_new(nth);
     ck_assert_ptr_nonnull(pool);
     ck_assert_int_eq(sasp_pool_size(pool), nth);
@@ -167,43 +181,51 @@ static void drive(case_kind kind, int nth, int runs, uint64_t seed) {
     sasp_pool_free(pool);
 }
 
-static int runs_for(int base) {
+static int runs_for(int base)
+{
     const char *e = getenv("SASP_POOL_RUNS"); /* more for a soak: SASP_POOL_RUNS=100000 */
     return e ? atoi(e) : base;
 }
 
-START_TEST(pool_caller_sleeps) {
+START_TEST(pool_caller_sleeps)
+{
     for (int nth = 2; nth <= MAX_THREADS; nth++) drive(CALLER_SLEEPS, nth, runs_for(2000), 11u + (unsigned)nth);
 }
 END_TEST
 
-START_TEST(pool_last_worker_race) {
+START_TEST(pool_last_worker_race)
+{
     for (int nth = 2; nth <= MAX_THREADS; nth++) drive(LAST_WORKER_RACE, nth, runs_for(4000), 23u + (unsigned)nth);
 }
 END_TEST
 
-START_TEST(pool_workers_sleep) {
+START_TEST(pool_workers_sleep)
+{
     for (int nth = 2; nth <= MAX_THREADS; nth++) drive(WORKERS_SLEEP, nth, runs_for(2000), 37u + (unsigned)nth);
 }
 END_TEST
 
-START_TEST(pool_gap_race) {
+START_TEST(pool_gap_race)
+{
     for (int nth = 2; nth <= MAX_THREADS; nth++) drive(GAP_RACE, nth, runs_for(4000), 41u + (unsigned)nth);
 }
 END_TEST
 
-START_TEST(pool_nobody_sleeps) {
+START_TEST(pool_nobody_sleeps)
+{
     for (int nth = 1; nth <= MAX_THREADS; nth++) drive(NOBODY_SLEEPS, nth, runs_for(20000), 53u + (unsigned)nth);
 }
 END_TEST
 
-START_TEST(pool_mixed) {
+START_TEST(pool_mixed)
+{
     for (int nth = 2; nth <= MAX_THREADS; nth++) drive(MIXED, nth, runs_for(6000), 67u + (unsigned)nth);
 }
 END_TEST
 
 /* A pool made and freed while its workers sleep, spin, or have never run. */
-START_TEST(pool_free_in_every_state) {
+START_TEST(pool_free_in_every_state)
+{
     for (int nth = 1; nth <= MAX_THREADS; nth++) {
         for (int k = 0; k < 200; k++) {
             sasp_pool *pool = sasp_pool_new(nth);
@@ -217,7 +239,8 @@ START_TEST(pool_free_in_every_state) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     Suite *s = suite_create("threadpool");
     TCase *tc = tcase_create("sleep and wake");
     tcase_set_timeout(tc, 300);

@@ -23,7 +23,8 @@ static const char *PYTHON = "/usr/bin/python3"; /* SASP_BPE_PYTHON overrides (e.
 
 static uint64_t seed;
 static uint64_t rng_state;
-static uint64_t rnd(void) { /* splitmix64 */
+static uint64_t rnd(void)
+{ /* splitmix64 */
     uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -31,7 +32,8 @@ static uint64_t rnd(void) { /* splitmix64 */
 }
 static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }
 
-static sasp_tokenizer *load_fixture(void) {
+static sasp_tokenizer *load_fixture(void)
+{
     char err[512];
     sasp_tokenizer *t = sasp_tokenizer_load(FIXTURE, err, sizeof err);
     ck_assert_msg(t != NULL, "loading the fixture: %s", err);
@@ -42,8 +44,12 @@ static sasp_tokenizer *load_fixture(void) {
  * Growable byte buffer and an independent UTF-8 encoder, validator and U+FFFD replacer (written
  * from the Unicode tables, not shared with tokenizer.c, so that they check it). */
 
-typedef struct { char *p; size_t n, cap; } buf;
-static void put(buf *b, const void *s, size_t n) {
+typedef struct {
+    char *p;
+    size_t n, cap;
+} buf;
+static void put(buf *b, const void *s, size_t n)
+{
     if (b->n + n + 1 > b->cap) {
         b->cap = (b->n + n + 1) * 2;
         b->p = realloc(b->p, b->cap);
@@ -54,30 +60,61 @@ static void put(buf *b, const void *s, size_t n) {
     b->p[b->n] = 0;
 }
 static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
-static void put_cp(buf *b, uint32_t c) {
+static void put_cp(buf *b, uint32_t c)
+{
     unsigned char o[4];
     int n;
-    if (c < 0x80) { o[0] = (unsigned char)c; n = 1; }
-    else if (c < 0x800) { o[0] = 0xC0 | c >> 6; o[1] = 0x80 | (c & 63); n = 2; }
-    else if (c < 0x10000) { o[0] = 0xE0 | c >> 12; o[1] = 0x80 | ((c >> 6) & 63); o[2] = 0x80 | (c & 63); n = 3; }
-    else { o[0] = 0xF0 | c >> 18; o[1] = 0x80 | ((c >> 12) & 63); o[2] = 0x80 | ((c >> 6) & 63); o[3] = 0x80 | (c & 63); n = 4; }
+    if (c < 0x80) {
+        o[0] = (unsigned char)c;
+        n = 1;
+    } else if (c < 0x800) {
+        o[0] = 0xC0 | c >> 6;
+        o[1] = 0x80 | (c & 63);
+        n = 2;
+    } else if (c < 0x10000) {
+        o[0] = 0xE0 | c >> 12;
+        o[1] = 0x80 | ((c >> 6) & 63);
+        o[2] = 0x80 | (c & 63);
+        n = 3;
+    } else {
+        o[0] = 0xF0 | c >> 18;
+        o[1] = 0x80 | ((c >> 12) & 63);
+        o[2] = 0x80 | ((c >> 6) & 63);
+        o[3] = 0x80 | (c & 63);
+        n = 4;
+    }
     put(b, o, (size_t)n);
 }
 
 /* Unicode Table 3-7: for a lead byte, the sequence length and the range of the second byte. */
-static int lead_info(unsigned char c, unsigned char *lo, unsigned char *hi) {
-    *lo = 0x80; *hi = 0xBF;
+static int lead_info(unsigned char c, unsigned char *lo, unsigned char *hi)
+{
+    *lo = 0x80;
+    *hi = 0xBF;
     if (c >= 0xC2 && c <= 0xDF) return 2;
-    if (c == 0xE0) { *lo = 0xA0; return 3; }
+    if (c == 0xE0) {
+        *lo = 0xA0;
+        return 3;
+    }
     if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return 3;
-    if (c == 0xED) { *hi = 0x9F; return 3; }
-    if (c == 0xF0) { *lo = 0x90; return 4; }
+    if (c == 0xED) {
+        *hi = 0x9F;
+        return 3;
+    }
+    if (c == 0xF0) {
+        *lo = 0x90;
+        return 4;
+    }
     if (c >= 0xF1 && c <= 0xF3) return 4;
-    if (c == 0xF4) { *hi = 0x8F; return 4; }
+    if (c == 0xF4) {
+        *hi = 0x8F;
+        return 4;
+    }
     return 0;
 }
 /* Length of the valid prefix of a sequence at p: its whole length when complete, else -(matched). */
-static int seq_at(const unsigned char *p, size_t avail) {
+static int seq_at(const unsigned char *p, size_t avail)
+{
     if (p[0] < 0x80) return 1;
     unsigned char lo, hi;
     int need = lead_info(p[0], &lo, &hi);
@@ -89,7 +126,8 @@ static int seq_at(const unsigned char *p, size_t avail) {
     }
     return k == need ? need : -k;
 }
-static int valid_utf8(const char *s, size_t n) {
+static int valid_utf8(const char *s, size_t n)
+{
     for (size_t i = 0; i < n;) {
         int k = seq_at((const unsigned char *)s + i, n - i);
         if (k <= 0) return 0;
@@ -98,36 +136,47 @@ static int valid_utf8(const char *s, size_t n) {
     return 1;
 }
 /* s with each maximal invalid subpart replaced by U+FFFD (as Python's errors="replace"). */
-static buf replace_invalid(const char *s, size_t n) {
+static buf replace_invalid(const char *s, size_t n)
+{
     buf b = {0};
     put(&b, "", 0);
     for (size_t i = 0; i < n;) {
         int k = seq_at((const unsigned char *)s + i, n - i);
-        if (k > 0) { put(&b, s + i, (size_t)k); i += (size_t)k; }
-        else { put(&b, "\xEF\xBF\xBD", 3); i += (size_t)(k < 0 ? -k : 1); }
+        if (k > 0) {
+            put(&b, s + i, (size_t)k);
+            i += (size_t)k;
+        } else {
+            put(&b, "\xEF\xBF\xBD", 3);
+            i += (size_t)(k < 0 ? -k : 1);
+        }
     }
     return b;
 }
 
 /* A random valid scalar value, drawn from a mixture that stresses the pre-tokeniser. */
-static uint32_t random_cp(void) {
+static uint32_t random_cp(void)
+{
     static const char ascii[] = "abcXYZ_019 \t\n\r'.,;:!?(){}[]<>|=+-*/#\"\\sdtmlrve ";
     static const uint32_t picks[] = {0x00A0, 0x0085, 0x180E, 0x1680, 0x2000, 0x200B, 0x2028, 0x202F, 0x3000,
                                      0x0301, 0x0308, 0x200D, 0xFE0F, 0x05D0, 0x0627, 0x0661, 0x202E, 0x00BD,
                                      0x00B2, 0x2167, 0x1F600, 0x1F1EB, 0x1F3FD, 0x4E2D, 0xAC00, 0x3042, 0xFFFD,
                                      0x11F05, 0x11F50, 0x31350, 0x1E4D0, 0x10FFFF, 0xE000, 0x0000};
     switch (below(6)) {
-    case 0: case 1: case 2: return (unsigned char)ascii[below(sizeof ascii - 1)];
+    case 0:
+    case 1:
+    case 2: return (unsigned char)ascii[below(sizeof ascii - 1)];
     case 3: return picks[below(sizeof picks / sizeof *picks)];
     case 4: return 0x80 + below(0x800 - 0x80);
     default: {
         uint32_t c;
-        do c = below(0x110000); while (c >= 0xD800 && c < 0xE000);
+        do c = below(0x110000);
+        while (c >= 0xD800 && c < 0xE000);
         return c;
     }
     }
 }
-static buf random_text(int max_cps, int invalid) {
+static buf random_text(int max_cps, int invalid)
+{
     buf b = {0};
     put(&b, "", 0);
     int n = (int)below((uint32_t)max_cps + 1);
@@ -148,11 +197,16 @@ static buf random_text(int max_cps, int invalid) {
 /* ---------------------------------------------------------------------------------------------
  * The fixed cases and their reference ids */
 
-typedef struct { const char *name; buf text; int allow; } tcase_t;
+typedef struct {
+    const char *name;
+    buf text;
+    int allow;
+} tcase_t;
 static tcase_t cases[64];
 static int n_cases;
 
-static void add_case(const char *name, const char *s, size_t n, int allow) {
+static void add_case(const char *name, const char *s, size_t n, int allow)
+{
     ck_assert_int_lt(n_cases, 64);
     tcase_t *c = &cases[n_cases++];
     c->name = name;
@@ -162,7 +216,8 @@ static void add_case(const char *name, const char *s, size_t n, int allow) {
 }
 #define ADD(name, lit, allow) add_case(name, lit, sizeof lit - 1, allow)
 
-static buf read_file(const char *path) {
+static buf read_file(const char *path)
+{
     buf b = {0};
     FILE *f = fopen(path, "rb");
     ck_assert_msg(f != NULL, "cannot open %s", path);
@@ -174,7 +229,8 @@ static buf read_file(const char *path) {
     return b;
 }
 
-static void build_cases(void) {
+static void build_cases(void)
+{
     if (n_cases) return;
     ADD("empty", "", 0);
     ADD("empty-special", "", 1);
@@ -183,15 +239,21 @@ static void build_cases(void) {
     ADD("unicode-whitespace", "\xC2\xA0\xE3\x80\x80 \xE2\x80\xA8\xE1\xA0\x8E\xC2\x85\xE2\x80\x8B \xE2\x80\x83x", 0);
     ADD("tabs-spaces-crlf", "def f(x):\r\n\tif x:\r\n\t    return 1  \t\r\n\r\n    \n  \t \n\treturn  x\r", 0);
     ADD("emoji", "\xF0\x9F\x98\x80\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD hi \xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9"
-                 "\xE2\x80\x8D\xF0\x9F\x91\xA7 \xF0\x9F\x87\xAB\xF0\x9F\x87\xB7\xE2\x9C\x93\xEF\xB8\x8F!", 0);
+                 "\xE2\x80\x8D\xF0\x9F\x91\xA7 \xF0\x9F\x87\xAB\xF0\x9F\x87\xB7\xE2\x9C\x93\xEF\xB8\x8F!",
+        0);
     ADD("cjk", "\xE6\xBC\xA2\xE5\xAD\x97\xE3\x81\x8B\xE3\x81\xAA \xE3\x82\xAB\xE3\x83\x8A \xED\x95\x9C\xEA\xB5\xAD"
-               "\xEC\x96\xB4\xEF\xBC\x8C\xE4\xB8\xAD\xE6\x96\x87\xE3\x80\x82 x=\xE5\x80\xBC", 0);
+               "\xEC\x96\xB4\xEF\xBC\x8C\xE4\xB8\xAD\xE6\x96\x87\xE3\x80\x82 x=\xE5\x80\xBC",
+        0);
     ADD("combining", "e\xCC\x81 n\xCC\x83 a\xCC\x88\xCC\xA3 Z\xCC\xA4\xCD\x94\xCD\xA7 \xCC\x81\xCC\x81 1\xCC\x81 ."
-                     "\xCC\x81 \xE0\xA4\xA8\xE0\xA4\xBF", 0);
-    ADD("rtl", "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xD9\x85\xD8\xB1\xD8\xAD\xD8\xA8\xD8\xA7 \xE2\x80\xAE" "abc"
-               "\xE2\x80\xAC 123 \xD9\xA1\xD9\xA2\xD9\xA3 \xD8\x9F", 0);
+                     "\xCC\x81 \xE0\xA4\xA8\xE0\xA4\xBF",
+        0);
+    ADD("rtl", "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D \xD9\x85\xD8\xB1\xD8\xAD\xD8\xA8\xD8\xA7 \xE2\x80\xAE"
+               "abc"
+               "\xE2\x80\xAC 123 \xD9\xA1\xD9\xA2\xD9\xA3 \xD8\x9F",
+        0);
     ADD("invalid-bytes", "\xFF\xFE abc \xC0\xAF \xED\xA0\x80 \xE2\x82 x \xF4\x90\x80\x80 \x80\x80 \xF0\x9F\x98"
-                         "y\xC3 \xC3\xA9\xE2\x82", 0);
+                         "y\xC3 \xC3\xA9\xE2\x82",
+        0);
     ADD("nul-bytes", "a\0b\0\0 c \0", 0);
     ADD("contractions", "don't I'll we've they're she's I'd I'm 'S 'T ''s 's's", 0);
     ADD("numbers", "3.14159 1,000,000 0x1F 1e-9 \xC2\xBD \xC2\xB2 \xD9\xA1\xD9\xA2 \xE2\x85\xA7 12345678901234", 0);
@@ -209,7 +271,10 @@ static void build_cases(void) {
 
     /* A 1 MB line with no spaces: one long word (the O(n log n) merge path), then mixed classes. */
     rng_state = 12345;
-    while (b.n < (1 << 20)) { char c = "etaoinshrdlucmfw"[below(16)]; put(&b, &c, 1); }
+    while (b.n < (1 << 20)) {
+        char c = "etaoinshrdlucmfw"[below(16)];
+        put(&b, &c, 1);
+    }
     add_case("1MB-identifier", b.p, b.n, 0);
     b.n = 0;
     while (b.n < (1 << 20)) {
@@ -239,7 +304,8 @@ static void build_cases(void) {
     free(h.p);
 }
 
-static int have_python(void) {
+static int have_python(void)
+{
     static int have = -1;
     if (have < 0) {
         char cmd[256];
@@ -251,7 +317,8 @@ static int have_python(void) {
 
 /* Run train/bpe.py on texts[]; returns a JSON array (one array of ids per text, or with pieces,
  * of the end offsets of its pre-tokens). */
-static json_t *python_encode(const char *tokenizer, tcase_t *cs, int n, int pieces) {
+static json_t *python_encode(const char *tokenizer, tcase_t *cs, int n, int pieces)
+{
     char in[] = "/tmp/sasp-tok-in-XXXXXX", out[] = "/tmp/sasp-tok-out-XXXXXX";
     int fd = mkstemp(in), fd2 = mkstemp(out);
     ck_assert(fd >= 0 && fd2 >= 0);
@@ -287,14 +354,16 @@ static json_t *python_encode(const char *tokenizer, tcase_t *cs, int n, int piec
     return all;
 }
 
-static uint64_t hash_ids(const int *ids, int n) {
+static uint64_t hash_ids(const int *ids, int n)
+{
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < n; i++)
         for (int k = 0; k < 4; k++) h = (h ^ ((uint32_t)ids[i] >> (8 * k) & 0xFF)) * 1099511628211ull;
     return h;
 }
 
-static uint64_t hash_ends(const size_t *e, int n) {
+static uint64_t hash_ends(const size_t *e, int n)
+{
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < n; i++)
         for (int k = 0; k < 8; k++) h = (h ^ ((uint64_t)e[i] >> (8 * k) & 0xFF)) * 1099511628211ull;
@@ -302,7 +371,8 @@ static uint64_t hash_ends(const size_t *e, int n) {
 }
 
 /* C's values (ids or pre-token ends) against Python's; what says which. */
-static void compare(const char *what, const char *name, const long long *v, int n, json_t *want) {
+static void compare(const char *what, const char *name, const long long *v, int n, json_t *want)
+{
     int wn = (int)json_array_size(want);
     int i = 0;
     while (i < n && i < wn && v[i] == (long long)json_integer_value(json_array_get(want, (size_t)i))) i++;
@@ -313,7 +383,8 @@ static void compare(const char *what, const char *name, const long long *v, int 
 
 /* Encode and pre-tokenise one case in C and compare both with Python's answers. */
 static void compare_case(const sasp_tokenizer *t, const tcase_t *c, json_t *want_ids, json_t *want_ends,
-                         int *n_ids, uint64_t *h_ids, int *n_ends, uint64_t *h_ends) {
+                         int *n_ids, uint64_t *h_ids, int *n_ends, uint64_t *h_ends)
+{
     int *ids;
     size_t *ends;
     int n = sasp_encode(t, c->text.p, c->text.n, c->allow, &ids);
@@ -338,7 +409,8 @@ static void compare_case(const sasp_tokenizer *t, const tcase_t *c, json_t *want
     free(ends);
 }
 
-START_TEST(test_fixed_cases_equal_python) {
+START_TEST(test_fixed_cases_equal_python)
+{
     build_cases();
     sasp_tokenizer *t = load_fixture();
     int live = have_python();
@@ -384,7 +456,8 @@ START_TEST(test_fixed_cases_equal_python) {
 END_TEST
 
 /* Fresh text: the repository's own sources and random strings, when Python can tell the answer. */
-START_TEST(test_random_and_repo_text_equal_python) {
+START_TEST(test_random_and_repo_text_equal_python)
+{
     if (!have_python()) return;
     sasp_tokenizer *t = load_fixture();
     static const char *files[] = {"src/text/tokenizer.c", "src/text/tokenizer.h", "train/bpe.py", "configure.ac", "Makefile.am"};
@@ -419,7 +492,8 @@ START_TEST(test_random_and_repo_text_equal_python) {
 }
 END_TEST
 
-START_TEST(test_round_trip) {
+START_TEST(test_round_trip)
+{
     sasp_tokenizer *t = load_fixture();
     rng_state = seed ^ 1;
     for (int it = 0; it < 3000; it++) {
@@ -446,7 +520,8 @@ START_TEST(test_round_trip) {
 END_TEST
 
 /* Feed ids one at a time; every chunk must be whole valid UTF-8, and the whole the U+FFFD form. */
-static void check_stream(const sasp_tokenizer *t, const int *ids, int n, const char *what) {
+static void check_stream(const sasp_tokenizer *t, const int *ids, int n, const char *what)
+{
     sasp_utf8_stream s;
     sasp_stream_init(&s);
     buf all = {0};
@@ -479,7 +554,8 @@ static void check_stream(const sasp_tokenizer *t, const int *ids, int n, const c
     free(all.p);
 }
 
-START_TEST(test_stream_decoder) {
+START_TEST(test_stream_decoder)
+{
     sasp_tokenizer *t = load_fixture();
     int byte_id[256];
     for (int b = 0; b < 256; b++) { /* the token of each single byte */
@@ -506,8 +582,13 @@ START_TEST(test_stream_decoder) {
     ck_assert_uint_eq(sasp_stream_finish(&s, fin, sizeof fin), 3);
     ck_assert(memcmp(fin, "\xEF\xBF\xBD", 3) == 0);
     ck_assert_uint_eq(sasp_stream_finish(&s, fin, sizeof fin), 0);
-    ck_assert_uint_eq(sasp_stream_push(&s, "\xE2\x82" "A\xFF\xED\xA0", 6, out, sizeof out), 13);
-    ck_assert(memcmp(out, "\xEF\xBF\xBD" "A\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 13) == 0);
+    ck_assert_uint_eq(sasp_stream_push(&s, "\xE2\x82"
+                                           "A\xFF\xED\xA0",
+                                       6, out, sizeof out),
+                      13);
+    ck_assert(memcmp(out, "\xEF\xBF\xBD"
+                          "A\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD",
+                     13) == 0);
 
     rng_state = seed ^ 2;
     for (int it = 0; it < 2000; it++) {
@@ -531,7 +612,8 @@ START_TEST(test_stream_decoder) {
 }
 END_TEST
 
-START_TEST(test_api_basics) {
+START_TEST(test_api_basics)
+{
     sasp_tokenizer *t = load_fixture();
     ck_assert_int_eq(sasp_tokenizer_lookup(t, "<|endoftext|>"), 0);
     ck_assert(sasp_tokenizer_is_special(t, 0));
@@ -565,7 +647,8 @@ END_TEST
 
 static char tmpdir[64];
 
-static char *write_tmp(const char *name, const char *text) {
+static char *write_tmp(const char *name, const char *text)
+{
     static char path[256];
     snprintf(path, sizeof path, "%s/%s", tmpdir, name);
     FILE *f = fopen(path, "w");
@@ -575,7 +658,8 @@ static char *write_tmp(const char *name, const char *text) {
     return path;
 }
 
-static void expect_error(const char *name, json_t *doc, const char *needle) {
+static void expect_error(const char *name, json_t *doc, const char *needle)
+{
     char *text = json_dumps(doc, JSON_COMPACT);
     char *path = write_tmp(name, text);
     free(text);
@@ -587,7 +671,8 @@ static void expect_error(const char *name, json_t *doc, const char *needle) {
     unlink(path);
 }
 
-START_TEST(test_malformed_files) {
+START_TEST(test_malformed_files)
+{
     ck_assert(mkdtemp(strcpy(tmpdir, "/tmp/sasp-tok-XXXXXX")) != NULL);
     json_error_t e;
     json_t *base = json_load_file(FIXTURE, 0, &e);
@@ -613,15 +698,16 @@ START_TEST(test_malformed_files) {
     int *a, *b;
     int na = sasp_encode(t0, h.p, h.n, 0, &a), nb = sasp_encode(t1, h.p, h.n, 0, &b);
     ck_assert(na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0);
-    free(a); free(b); free(h.p);
+    free(a);
+    free(b);
+    free(h.p);
     sasp_tokenizer_free(t0);
     sasp_tokenizer_free(t1);
     unlink(path);
     json_decref(d);
 
     /* not JSON, empty, missing file */
-    const char *raw[][2] = {{"empty.json", ""}, {"trunc.json", "{\"model\": {\"vocab\": {"}, {"array.json", "[1, 2]"},
-                            {"dupkey.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"a\": 1}, \"merges\": []}}"}};
+    const char *raw[][2] = {{"empty.json", ""}, {"trunc.json", "{\"model\": {\"vocab\": {"}, {"array.json", "[1, 2]"}, {"dupkey.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"a\": 1}, \"merges\": []}}"}};
     for (int i = 0; i < 4; i++) {
         path = write_tmp(raw[i][0], raw[i][1]);
         ck_assert_msg(sasp_tokenizer_load(path, err, sizeof err) == NULL, "%s loaded", raw[i][0]);
@@ -631,9 +717,18 @@ START_TEST(test_malformed_files) {
     ck_assert(sasp_tokenizer_load("/nonexistent/tokenizer.json", err, sizeof err) == NULL);
     ck_assert(strstr(err, "/nonexistent/tokenizer.json") != NULL);
 
-#define MUTATE(name, needle, stmt) do { d = json_deep_copy(base); json_t *model = json_object_get(d, "model"); \
-        json_t *vocab = json_object_get(model, "vocab"); json_t *mg = json_object_get(model, "merges"); \
-        (void)vocab; (void)mg; stmt; expect_error(name, d, needle); json_decref(d); } while (0)
+#define MUTATE(name, needle, stmt)                       \
+    do {                                                 \
+        d = json_deep_copy(base);                        \
+        json_t *model = json_object_get(d, "model");     \
+        json_t *vocab = json_object_get(model, "vocab"); \
+        json_t *mg = json_object_get(model, "merges");   \
+        (void)vocab;                                     \
+        (void)mg;                                        \
+        stmt;                                            \
+        expect_error(name, d, needle);                   \
+        json_decref(d);                                  \
+    } while (0)
     MUTATE("no-model", "model", json_object_del(d, "model"));
     MUTATE("model-string", "model", json_object_set_new(d, "model", json_string("BPE")));
     MUTATE("not-bpe", "BPE", json_object_set_new(model, "type", json_string("WordPiece")));
@@ -666,7 +761,8 @@ START_TEST(test_malformed_files) {
 }
 END_TEST
 
-int main(void) {
+int main(void)
+{
     const char *s = getenv("SASP_TEST_SEED"), *py = getenv("SASP_BPE_PYTHON");
     if (py && *py) PYTHON = py;
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);

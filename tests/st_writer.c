@@ -9,7 +9,8 @@
 #include <ftw.h>
 #include <unistd.h>
 
-uint64_t tw_rand_u64(uint64_t *s) {
+uint64_t tw_rand_u64(uint64_t *s)
+{
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -18,14 +19,16 @@ uint64_t tw_rand_u64(uint64_t *s) {
 
 double tw_rand_uniform(uint64_t *s) { return (double)(tw_rand_u64(s) >> 11) * 0x1.0p-53; }
 
-double tw_rand_normal(uint64_t *s) {
+double tw_rand_normal(uint64_t *s)
+{
     double u1 = tw_rand_uniform(s), u2 = tw_rand_uniform(s);
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 json_t *tw_config(const char *arch, const char *norm, const char *position, const char *activation,
-                  int vocab, int d_model, int n_layers, int n_heads, int d_ff, int max_seq_len, int tie) {
+                  int vocab, int d_model, int n_layers, int n_heads, int d_ff, int max_seq_len, int tie)
+{
     return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:s, s:s, s:f, s:b, s:i, s:i}",
                      "architecture", arch, "vocab_size", vocab, "d_model", d_model, "n_layers", n_layers,
                      "n_heads", n_heads, "d_ff", d_ff, "max_seq_len", max_seq_len, "norm", norm, "norm_eps",
@@ -33,7 +36,8 @@ json_t *tw_config(const char *arch, const char *norm, const char *position, cons
                      "tie_embeddings", tie, "bos_token_id", 0, "eos_token_id", 0);
 }
 
-int tw_add(tw_model *m, const char *name, int ndim, const long *shape, const float *data) {
+int tw_add(tw_model *m, const char *name, int ndim, const long *shape, const float *data)
+{
     if (m->n == m->cap) {
         int cap = m->cap ? 2 * m->cap : 32;
         tw_tensor *t = realloc(m->t, (size_t)cap * sizeof *t);
@@ -57,13 +61,15 @@ int tw_add(tw_model *m, const char *name, int ndim, const long *shape, const flo
     return 0;
 }
 
-tw_tensor *tw_find(tw_model *m, const char *name) {
+tw_tensor *tw_find(tw_model *m, const char *name)
+{
     for (int i = 0; i < m->n; i++)
         if (strcmp(m->t[i].name, name) == 0) return &m->t[i];
     return NULL;
 }
 
-void tw_remove(tw_model *m, const char *name) {
+void tw_remove(tw_model *m, const char *name)
+{
     for (int i = 0; i < m->n; i++)
         if (strcmp(m->t[i].name, name) == 0) {
             free(m->t[i].data);
@@ -73,7 +79,8 @@ void tw_remove(tw_model *m, const char *name) {
         }
 }
 
-void tw_free(tw_model *m) {
+void tw_free(tw_model *m)
+{
     for (int i = 0; i < m->n; i++) free(m->t[i].data);
     free(m->t);
     memset(m, 0, sizeof *m);
@@ -81,12 +88,13 @@ void tw_free(tw_model *m) {
 
 /* kind: 0 matrix N(0, 1/fan_in), 1 uniform [lo, hi], 2 N(0, 0.1^2) */
 static int add_random(tw_model *m, uint64_t *rs, const char *name, int ndim, long s0, long s1, int kind,
-                      double lo, double hi) {
+                      double lo, double hi)
+{
     long shape[2] = {s0, s1};
     if (tw_add(m, name, ndim, shape, NULL)) return -1;
     tw_tensor *t = &m->t[m->n - 1];
     for (size_t i = 0; i < t->numel; i++) {
-        double v = kind == 0 ? tw_rand_normal(rs) / sqrt((double)(ndim == 2 ? s1 : s0))
+        double v = kind == 0   ? tw_rand_normal(rs) / sqrt((double)(ndim == 2 ? s1 : s0))
                    : kind == 1 ? lo + (hi - lo) * tw_rand_uniform(rs)
                                : 0.1 * tw_rand_normal(rs);
         t->data[i] = (float)v;
@@ -94,7 +102,8 @@ static int add_random(tw_model *m, uint64_t *rs, const char *name, int ndim, lon
     return 0;
 }
 
-int tw_random_model(tw_model *m, json_t *c, const tw_options *opt, uint64_t seed) {
+int tw_random_model(tw_model *m, json_t *c, const tw_options *opt, uint64_t seed)
+{
     static const tw_options none_opt = {0};
     if (!opt) opt = &none_opt;
     uint64_t rs = seed;
@@ -146,7 +155,8 @@ int tw_random_model(tw_model *m, json_t *c, const tw_options *opt, uint64_t seed
     return r ? -1 : 0;
 }
 
-uint16_t tw_f32_to_f16(float f) {
+uint16_t tw_f32_to_f16(float f)
+{
     uint32_t x;
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000;
@@ -168,7 +178,8 @@ uint16_t tw_f32_to_f16(float f) {
     return (uint16_t)(sign | half);
 }
 
-uint16_t tw_f32_to_bf16(float f) {
+uint16_t tw_f32_to_bf16(float f)
+{
     uint32_t x;
     memcpy(&x, &f, 4);
     if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
@@ -176,7 +187,8 @@ uint16_t tw_f32_to_bf16(float f) {
     return (uint16_t)((x + rounding) >> 16);
 }
 
-json_t *tw_header(const tw_model *m, const char *dtype, unsigned char **data, size_t *data_len) {
+json_t *tw_header(const tw_model *m, const char *dtype, unsigned char **data, size_t *data_len)
+{
     size_t esize = strcmp(dtype, "F32") == 0 ? 4 : 2, total = 0;
     for (int i = 0; i < m->n; i++) total += m->t[i].numel * esize;
     unsigned char *buf = malloc(total ? total : 1);
@@ -211,7 +223,8 @@ json_t *tw_header(const tw_model *m, const char *dtype, unsigned char **data, si
 }
 
 int tw_write_raw(const char *path, uint64_t len_field, const char *header, size_t header_len,
-                 const unsigned char *data, size_t data_len) {
+                 const unsigned char *data, size_t data_len)
+{
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     unsigned char len8[8];
@@ -222,7 +235,8 @@ int tw_write_raw(const char *path, uint64_t len_field, const char *header, size_
 }
 
 int tw_write_safetensors(const char *path, json_t *header, const unsigned char *data, size_t data_len,
-                         long long len_field) {
+                         long long len_field)
+{
     char *text = json_dumps(header, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!text) return -1;
     size_t n = strlen(text);
@@ -231,7 +245,8 @@ int tw_write_safetensors(const char *path, json_t *header, const unsigned char *
     return rc;
 }
 
-int tw_write_model(const char *dir, json_t *config, const tw_model *m, const char *dtype) {
+int tw_write_model(const char *dir, json_t *config, const tw_model *m, const char *dtype)
+{
     char path[4096];
     mkdir(dir, 0755);
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -246,7 +261,8 @@ int tw_write_model(const char *dir, json_t *config, const tw_model *m, const cha
     return rc;
 }
 
-char *tw_tempdir(void) {
+char *tw_tempdir(void)
+{
     const char *tmp = getenv("TMPDIR");
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/sasp-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -254,11 +270,13 @@ char *tw_tempdir(void) {
     return strdup(buf);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
     (void)st, (void)flag, (void)ftw;
     return remove(path);
 }
 
-void tw_rmtree(const char *dir) {
+void tw_rmtree(const char *dir)
+{
     if (dir) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

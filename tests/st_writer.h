@@ -26,10 +26,10 @@ typedef struct tw_model {
 
 /* Options of a random model (the optional tensors of the checkpoint format). */
 typedef struct tw_options {
-    int qk_bias;      /* layers.N.attn.wq.bias / wk.bias */
-    int wv_mask;      /* sasp: bit N set = layer N has W_V */
-    int wo_mask;      /* sasp: bit N set = layer N has W_O */
-    int skip_gain;    /* sasp: layers.N.skip_gain */
+    int qk_bias;   /* layers.N.attn.wq.bias / wk.bias */
+    int wv_mask;   /* sasp: bit N set = layer N has W_V */
+    int wo_mask;   /* sasp: bit N set = layer N has W_O */
+    int skip_gain; /* sasp: layers.N.skip_gain */
 } tw_options;
 
 /* A config.json object: the given sizes and kinds, the other keys at their defaults. */

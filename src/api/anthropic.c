@@ -66,14 +66,15 @@ static int read_messages_prompt(json_t *root, api_request *r, const api_limits *
     size_t i;
     json_t *m;
     const char *role = NULL;
-    json_array_foreach(messages, i, m) {
+    json_array_foreach (messages, i, m) {
         if (rc) break;
         role = json_string_value(json_object_get(m, "role"));
         char param[64];
         snprintf(param, sizeof param, "messages[%zu].content", i);
         if (!role || (strcmp(role, "user") && strcmp(role, "assistant"))) {
             api_bad(e, "messages", "messages[%zu].role must be \"user\" or \"assistant\" (the system prompt is the "
-                                   "top-level 'system')", i);
+                                   "top-level 'system')",
+                    i);
             rc = -1;
         } else {
             rc = push_message(msgs, role, json_object_get(m, "content"), param, e);
@@ -126,7 +127,7 @@ static int read_stop_sequences(json_t *root, api_request *r, json_t *repeats, ap
         return -1;
     }
     size_t i;
-    json_array_foreach(v, i, s) {
+    json_array_foreach (v, i, s) {
         if (json_string_length(s) == 0) continue;
         if (r->gen.n_stop >= SASP_MAX_STOPS - 2) {
             api_bad(e, "stop_sequences", "at most %d stop sequences", SASP_MAX_STOPS - 2);

@@ -29,7 +29,13 @@
 /* The generation endpoints: OpenAI completions and chat completions, Ollama generate and chat,
  * llama.cpp's /completion and /infill, Anthropic's messages, OpenAI's responses. */
 typedef enum {
-    API_COMPLETIONS, API_CHAT, API_GENERATE, API_OLLAMA_CHAT, API_LLAMA_COMPLETION, API_INFILL, API_MESSAGES,
+    API_COMPLETIONS,
+    API_CHAT,
+    API_GENERATE,
+    API_OLLAMA_CHAT,
+    API_LLAMA_COMPLETION,
+    API_INFILL,
+    API_MESSAGES,
     API_RESPONSES
 } api_kind;
 
@@ -51,9 +57,9 @@ int api_kind_has_named_events(api_kind kind);
  * (api_error_body) or Ollama's {"error": "message"} (api_error_body_ollama). */
 typedef struct api_error {
     int status;
-    const char *type;  /* "invalid_request_error", "authentication_error", ... */
-    const char *code;  /* NULL -> null */
-    char param[64];    /* "" -> null */
+    const char *type; /* "invalid_request_error", "authentication_error", ... */
+    const char *code; /* NULL -> null */
+    char param[64];   /* "" -> null */
     char message[512];
 } api_error;
 
@@ -69,9 +75,9 @@ char *api_error_body_anthropic(const api_error *e);
 /* What parsing needs to know about the model. */
 typedef struct api_limits {
     const sasp_tokenizer *tok;
-    int n_ctx;   /* positions per sequence */
+    int n_ctx; /* positions per sequence */
     int vocab;
-    int bos;     /* fed alone when a prompt is empty */
+    int bos;              /* fed alone when a prompt is empty */
     const char *model_id; /* named in messages (tools not supported by ...); may be NULL */
 } api_limits;
 
@@ -82,34 +88,34 @@ typedef struct api_limits {
 typedef struct api_request {
     api_kind kind;
     int stream;
-    int include_usage;     /* stream_options.include_usage */
-    int echo;              /* completions: prepend the prompt to the text */
+    int include_usage; /* stream_options.include_usage */
+    int echo;          /* completions: prepend the prompt to the text */
     int n_seqs;
-    int n_choices;         /* n: sequences per prompt (prompt i is sequences i*n .. i*n+n-1) */
-    int **prompt;          /* [n_seqs] token ids */
-    int *n_prompt;         /* [n_seqs] */
-    char **prompt_text;    /* [n_seqs] the prompt as valid UTF-8 text (for echo) */
-    int text_prompt;       /* the prompts are text (not token ids): token healing may apply */
-    int *context;          /* generate: the prompt's ids, returned as "context" (one sequence) */
-    int empty;             /* Ollama: no prompt (or messages): answer done at once ("load" / "unload") */
-    int unload;            /* Ollama: keep_alive 0 with no prompt: done_reason "unload" */
-    sasp_gen_params gen;   /* stop strings, logit_bias and the schema owned (freed by api_request_free) */
+    int n_choices;            /* n: sequences per prompt (prompt i is sequences i*n .. i*n+n-1) */
+    int **prompt;             /* [n_seqs] token ids */
+    int *n_prompt;            /* [n_seqs] */
+    char **prompt_text;       /* [n_seqs] the prompt as valid UTF-8 text (for echo) */
+    int text_prompt;          /* the prompts are text (not token ids): token healing may apply */
+    int *context;             /* generate: the prompt's ids, returned as "context" (one sequence) */
+    int empty;                /* Ollama: no prompt (or messages): answer done at once ("load" / "unload") */
+    int unload;               /* Ollama: keep_alive 0 with no prompt: done_reason "unload" */
+    sasp_gen_params gen;      /* stop strings, logit_bias and the schema owned (freed by api_request_free) */
     sasp_json_schema *schema; /* response_format / format: the schema gen.json points to */
-    uint64_t seed_base;    /* sequence k uses seed_base + k */
-    char ignored[256];     /* Ollama options that only place the work (num_thread, ...) and llama.cpp
+    uint64_t seed_base;       /* sequence k uses seed_base + k */
+    char ignored[256];        /* Ollama options that only place the work (num_thread, ...) and llama.cpp
                             * fields without effect here (id_slot, t_max_prompt_ms, ...): accepted, no
                             * effect, listed here for the X-Sasp-Ignored-Options header */
-    int n_dropped;         /* prompt tokens cut to fit the context, every prompt together */
-    char **heal_text;      /* [n_seqs] fill in the middle: the bytes backed off before the cursor (the
+    int n_dropped;            /* prompt tokens cut to fit the context, every prompt together */
+    char **heal_text;         /* [n_seqs] fill in the middle: the bytes backed off before the cursor (the
                             * output starts with them; sasp_gen_params.heal_text), or NULL */
-    size_t *heal_len;      /* [n_seqs] */
-    int infill;            /* the prompts are fill-in-the-middle prompts (/infill, or a suffix) */
+    size_t *heal_len;         /* [n_seqs] */
+    int infill;               /* the prompts are fill-in-the-middle prompts (/infill, or a suffix) */
     /* llama.cpp's answers */
-    int return_tokens;     /* the generated ids in "tokens" */
-    int n_probs;           /* completion_probabilities with this many alternatives (0: none) */
+    int return_tokens;      /* the generated ids in "tokens" */
+    int n_probs;            /* completion_probabilities with this many alternatives (0: none) */
     char **response_fields; /* the fields of the final answer ("timings/prompt_n", ...), or NULL: all */
     int n_response_fields;
-    json_t *repeats;       /* Anthropic's and the Responses API's answers: what they repeat of the request
+    json_t *repeats; /* Anthropic's and the Responses API's answers: what they repeat of the request
                             * (stop_sequences; instructions, metadata, text, ...), or NULL */
 } api_request;
 
@@ -173,15 +179,17 @@ char *api_apply_template(const char *body, size_t len, api_error *e);
 /* --- embeddings (embed.c) --- */
 
 /* OpenAI's /v1/embeddings, Ollama's /api/embed and its older /api/embeddings. */
-typedef enum { API_EMBED_OPENAI, API_EMBED_OLLAMA, API_EMBED_OLLAMA_LEGACY } api_embed_kind;
+typedef enum { API_EMBED_OPENAI,
+               API_EMBED_OLLAMA,
+               API_EMBED_OLLAMA_LEGACY } api_embed_kind;
 
 typedef struct api_embed_request {
     api_embed_kind kind;
     int n_inputs;
-    int **ids;            /* [n_inputs] token ids */
+    int **ids; /* [n_inputs] token ids */
     int *n_ids;
-    int pooling;          /* SASP_POOL_MEAN or SASP_POOL_LAST */
-    int base64;           /* OpenAI encoding_format "base64" */
+    int pooling; /* SASP_POOL_MEAN or SASP_POOL_LAST */
+    int base64;  /* OpenAI encoding_format "base64" */
 } api_embed_request;
 
 int api_embed_parse(api_embed_kind kind, const char *body, size_t len, const api_limits *lim, int d_model,
@@ -203,17 +211,17 @@ int api_parse_keep_alive(const char *s, int64_t *ns);
 /* --- model descriptions (models.c) --- */
 
 typedef struct api_model_info {
-    const char *id;          /* the directory's name */
-    const char *path;        /* the directory */
+    const char *id;   /* the directory's name */
+    const char *path; /* the directory */
     const sasp_config *cfg;
     size_t n_params;
-    int n_ctx;               /* positions per sequence as served */
-    long long file_size;     /* bytes of model.safetensors */
-    long long modified;      /* its modification time, unix seconds */
-    const char *digest;      /* sha256 of model.safetensors, hex */
-    long created;            /* when the server found it, unix seconds */
-    long long expires_at;    /* /api/ps: when it unloads, unix seconds (0: never) */
-    const char *weights;     /* the matrices' type in memory: "f32", "bf16", "q8_0" (NULL: not loaded yet) */
+    int n_ctx;            /* positions per sequence as served */
+    long long file_size;  /* bytes of model.safetensors */
+    long long modified;   /* its modification time, unix seconds */
+    const char *digest;   /* sha256 of model.safetensors, hex */
+    long created;         /* when the server found it, unix seconds */
+    long long expires_at; /* /api/ps: when it unloads, unix seconds (0: never) */
+    const char *weights;  /* the matrices' type in memory: "f32", "bf16", "q8_0" (NULL: not loaded yet) */
 } api_model_info;
 
 /* Anthropic's model object ({"type": "model", "id", "display_name", "created_at"}), answered by

@@ -44,9 +44,8 @@ int api_check_json_budget(const api_request *r, const api_limits *lim, int n_sto
         int context_left = lim->n_ctx - r->n_prompt[i] + 1, allowed = r->gen.max_tokens;
         if (context_left < allowed) allowed = context_left;
         if (allowed < need) {
-            api_bad(e, api_kind_is_ollama(r->kind)    ? "num_predict"
-                       : r->kind == API_RESPONSES ? "max_output_tokens"
-                                                  : "max_tokens",
+            api_bad(e, api_kind_is_ollama(r->kind) ? "num_predict" : r->kind == API_RESPONSES ? "max_output_tokens"
+                                                                                              : "max_tokens",
                     "the shortest JSON document of this format takes %d tokens, but the request leaves room for "
                     "%d (the length limit %d, the context left after the prompt %d)",
                     need, allowed, r->gen.max_tokens, context_left);

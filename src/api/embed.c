@@ -56,7 +56,7 @@ static int push_token_ids(api_embed_request *r, json_t *arr, const api_limits *l
     }
     int *ids = malloc(n * sizeof *ids);
     if (!ids) return -1;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach (arr, i, v) {
         long long id = json_integer_value(v);
         if (!json_is_integer(v) || id < 0 || id >= lim->vocab) {
             free(ids);
@@ -82,11 +82,12 @@ static int read_inputs(json_t *in, const char *field, api_embed_request *r, cons
     if (openai && api_all_of(in, api_is_int)) return push_token_ids(r, in, lim, truncate, e);
     size_t i;
     json_t *v;
-    json_array_foreach(in, i, v) {
-        int rc = json_is_string(v) ? push_text(r, v, lim, truncate, e)
+    json_array_foreach (in, i, v) {
+        int rc = json_is_string(v)            ? push_text(r, v, lim, truncate, e)
                  : openai && json_is_array(v) ? push_token_ids(r, v, lim, truncate, e)
                                               : (api_bad(e, field, "'%s' mixes types: give strings%s", field,
-                                                         openai ? ", token ids or arrays of token ids" : ""), -1);
+                                                         openai ? ", token ids or arrays of token ids" : ""),
+                                                 -1);
         if (rc) return -1;
     }
     return 0;

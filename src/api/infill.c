@@ -49,7 +49,8 @@ int api_check_fim_tokens(const api_limits *lim, const char *param, api_error *e)
         }
     if (!missing[0]) return 0;
     api_bad(e, param, "filling in the middle ('%s') is not supported by %s: its tokenizer has no %s token "
-            "(it needs a model trained with them)", param, lim->model_id ? lim->model_id : "this model", missing);
+                      "(it needs a model trained with them)",
+            param, lim->model_id ? lim->model_id : "this model", missing);
     return -1;
 }
 
@@ -173,7 +174,8 @@ static int too_long(const api_limits *lim, int n, const char *param, api_error *
 {
     api_error_set(e, 400, "invalid_request_error", "context_length_exceeded", param,
                   "This model's maximum context length is %d tokens, but the fill-in-the-middle prompt has %d "
-                  "tokens (\"truncate\": true cuts it to fit)", lim->n_ctx, n);
+                  "tokens (\"truncate\": true cuts it to fit)",
+                  lim->n_ctx, n);
     return -1;
 }
 
@@ -227,8 +229,7 @@ int api_apply_suffix(json_t *root, api_request *r, const api_limits *lim, int tr
         api_bad(e, "echo", "'echo' cannot be combined with 'suffix': the answer is the middle alone");
         return -1;
     }
-    api_fim_input in = {.middle = "", .suffix = suffix, .suffix_len = json_string_length(json_object_get(root, "suffix")),
-                        .heal = r->gen.token_healing, .truncate = truncate};
+    api_fim_input in = {.middle = "", .suffix = suffix, .suffix_len = json_string_length(json_object_get(root, "suffix")), .heal = r->gen.token_healing, .truncate = truncate};
     int n = r->n_seqs, rc = 0;
     char **texts = r->prompt_text;
     for (int i = 0; i < n; i++) free(r->prompt[i]);

@@ -68,7 +68,9 @@ int api_read_n_keep(json_t *o, const char *name, int *out, api_error *e);
 /* The length limit in field name of o, 1 .. the context; API_UNTIL_FULL (Ollama's num_predict): a
  * value <= 0 means until the context is full; API_ZERO_SCORES: 0 is allowed (echo + logprobs scores
  * the prompt and generates nothing). 0 absent, 1 read, -1 bad. */
-enum { API_AT_LEAST_ONE, API_UNTIL_FULL, API_ZERO_SCORES };
+enum { API_AT_LEAST_ONE,
+       API_UNTIL_FULL,
+       API_ZERO_SCORES };
 int api_read_max_tokens(json_t *o, const char *name, int mode, const api_limits *lim, int *out, api_error *e);
 /* token_healing (default on) for text prompts, unless echo or a JSON format need otherwise. */
 int api_read_token_healing(json_t *root, api_request *r, api_error *e);
@@ -190,24 +192,24 @@ json_t *api_created_at(void);
 
 /* One sequence's part of the answer. */
 typedef struct api_choice {
-    sasp_buf text;       /* non-stream: the text so far */
+    sasp_buf text; /* non-stream: the text so far */
     const char *finish;
-    json_t *lp;          /* accumulated logprobs (non-stream): OpenAI's, or llama.cpp's probabilities */
-    size_t offset;       /* completions text_offset: bytes of token text so far */
+    json_t *lp;    /* accumulated logprobs (non-stream): OpenAI's, or llama.cpp's probabilities */
+    size_t offset; /* completions text_offset: bytes of token text so far */
     int prompt_tokens, completion_tokens;
     int cached_tokens, dropped_tokens; /* of the prompt: reused from a cache; cut to fit */
-    int end, slot;       /* SASP_END_*, the slot it ran in */
-    char *stop_word;     /* the stop string that ended it */
-    int has_new_line;    /* the text has a newline */
+    int end, slot;                     /* SASP_END_*, the slot it ran in */
+    char *stop_word;                   /* the stop string that ended it */
+    int has_new_line;                  /* the text has a newline */
     int64_t total_ns, prompt_ns, eval_ns;
-    int *ids;            /* generate, llama.cpp: the generated ids ("context", "tokens") */
+    int *ids; /* generate, llama.cpp: the generated ids ("context", "tokens") */
     int n_ids, cap_ids;
 } api_choice;
 
 struct api_out {
     api_kind kind;
-    json_t *repeats;     /* Anthropic, responses: the request's fields the answer repeats (api_request) */
-    int seq_no;          /* responses: the next event's sequence_number */
+    json_t *repeats; /* Anthropic, responses: the request's fields the answer repeats (api_request) */
+    int seq_no;      /* responses: the next event's sequence_number */
     int stream, include_usage, echo, logprobs, n_choices_per_prompt;
     char id[48];
     char *model;
@@ -219,12 +221,12 @@ struct api_out {
     int *context, n_context;
     int failed;
     char *error;
-    int n_dropped;       /* prompt tokens cut to fit the context, every prompt together */
+    int n_dropped; /* prompt tokens cut to fit the context, every prompt together */
     /* llama.cpp's answers */
-    json_t *settings;    /* generation_settings */
+    json_t *settings; /* generation_settings */
     int return_tokens, n_probs;
     int post_sampling_probs; /* n_probs as "prob" / "top_probs" from the final distribution */
-    char **fields;       /* response_fields, or NULL */
+    char **fields;           /* response_fields, or NULL */
     int n_fields;
 };
 

@@ -72,10 +72,19 @@ int api_utf8_valid(const char *str, size_t n)
         }
         int len;
         unsigned cp, min;
-        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; min = 0x80; }
-        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; min = 0x800; }
-        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; min = 0x10000; }
-        else return 0;
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else return 0;
         if (i + (size_t)len > n) return 0;
         for (int k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80) return 0;
@@ -174,7 +183,7 @@ int api_get_str(json_t *o, const char *k, const char **out, api_error *e)
 
 /* A number field within [lo, hi] (lo_open / hi_open: exclusive). */
 int api_get_range(json_t *o, const char *k, float *out, double lo, int lo_open, double hi, int hi_open,
-                     api_error *e)
+                  api_error *e)
 {
     double d;
     int r = api_get_num(o, k, &d, e);
@@ -256,7 +265,8 @@ int api_all_of(json_t *arr, int (*pred)(const json_t *))
 {
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) if (!pred(v)) return 0;
+    json_array_foreach (arr, i, v)
+        if (!pred(v)) return 0;
     return 1;
 }
 int api_is_int(const json_t *v) { return json_is_integer(v); }

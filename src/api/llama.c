@@ -28,12 +28,16 @@ void api_note_ignored(api_request *r, const char *field)
  * otherwise. */
 static int check_off_fields(json_t *root, api_error *e)
 {
-    static const struct { const char *name; const char *why; } off[] = {
+    static const struct {
+        const char *name;
+        const char *why;
+    } off[] = {
         {"mirostat", ""}, {"n_discard", ": the context is never shifted"}};
     for (size_t i = 0; i < sizeof off / sizeof *off; i++) {
         json_t *v = json_object_get(root, off[i].name);
         if (!v || json_is_null(v)) continue;
-        double d = json_is_number(v) ? json_number_value(v) : json_is_boolean(v) ? json_is_true(v) : NAN;
+        double d = json_is_number(v) ? json_number_value(v) : json_is_boolean(v) ? json_is_true(v)
+                                                                                 : NAN;
         if (d == 0) continue;
         api_bad(e, off[i].name, "'%s' is not supported (only 0, which is off, is accepted)%s", off[i].name, off[i].why);
         return -1;
@@ -83,7 +87,8 @@ static void note_placement_fields(json_t *root, api_request *r)
 static int read_bias_pair(json_t *pair, const api_limits *lim, sasp_logit_bias *bias, int *n, api_error *e)
 {
     json_t *t = json_array_get(pair, 0), *b = json_array_get(pair, 1);
-    float value = json_is_false(b) ? -INFINITY : json_is_number(b) ? (float)json_number_value(b) : NAN;
+    float value = json_is_false(b) ? -INFINITY : json_is_number(b) ? (float)json_number_value(b)
+                                                                   : NAN;
     if (json_array_size(pair) != 2 || isnan(value) || (!json_is_integer(t) && !json_is_string(t))) {
         api_bad(e, "logit_bias", "'logit_bias' pairs are [token id or text, bias or false]");
         return -1;
@@ -109,7 +114,7 @@ static int read_llama_logit_bias(json_t *root, api_request *r, const api_limits 
     int n = 0;
     size_t i;
     json_t *pair;
-    json_array_foreach(lb, i, pair) {
+    json_array_foreach (lb, i, pair) {
         if (read_bias_pair(pair, lim, bias, &n, e)) {
             free(bias);
             return -1;
@@ -133,7 +138,8 @@ static int read_n_predict(json_t *root, const api_limits *lim, int *out, api_err
     if (got < 0) return -1;
     if (k < -1) {
         api_bad(e, "n_predict", "'n_predict' must be -1 (until the context is full), 0 (read the prompt only) "
-                                "or a number of tokens, got %lld", k);
+                                "or a number of tokens, got %lld",
+                k);
         return -1;
     }
     *out = k < 0 || k > lim->n_ctx ? lim->n_ctx : (int)k;
@@ -186,7 +192,7 @@ static int read_response_fields(json_t *root, api_request *r, api_error *e)
     if (!r->response_fields) return -1;
     size_t i;
     json_t *f;
-    json_array_foreach(v, i, f) {
+    json_array_foreach (v, i, f) {
         if (!(r->response_fields[i] = strdup(json_string_value(f)))) return -1;
         r->n_response_fields++;
     }
@@ -246,7 +252,7 @@ static int add_mixed_prompt(json_t *arr, api_request *r, const api_limits *lim, 
     int *ids = NULL, n = 0, cap = 0;
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach (arr, i, v) {
         long long id = json_is_integer(v) ? json_integer_value(v) : 0;
         if ((!json_is_integer(v) && !json_is_string(v)) || id < 0 || id >= lim->vocab) {
             api_bad(e, "prompt", "a prompt holds token ids (integers in [0, %d)) and strings", lim->vocab);
@@ -291,8 +297,7 @@ static int read_llama_prompt(json_t *p, api_request *r, const api_limits *lim, a
     if (json_is_string(p)) return api_add_text_prompt(r, json_string_value(p), json_string_length(p), lim, e);
     int several = json_is_array(p) && (api_all_of(p, api_is_arr) || (json_array_size(p) > 1 && api_all_of(p, api_is_str)));
     if (!json_is_array(p) || several || json_array_size(p) == 0) {
-        api_bad(e, "prompt", several ? "one prompt per request on /completion (/v1/completions takes several)"
-                                     : "'prompt' must be a string, token ids, or token ids and strings mixed");
+        api_bad(e, "prompt", several ? "one prompt per request on /completion (/v1/completions takes several)" : "'prompt' must be a string, token ids, or token ids and strings mixed");
         return -1;
     }
     return add_mixed_prompt(p, r, lim, e);
@@ -323,11 +328,12 @@ static int read_extra(json_t *root, api_fim_chunk **out, int *n, api_error *e)
     if (!*out) return -1;
     size_t i;
     json_t *c;
-    json_array_foreach(v, i, c) {
+    json_array_foreach (v, i, c) {
         json_t *text = json_object_get(c, "text"), *name = json_object_get(c, "filename");
         if (!json_is_string(text) || (name && !json_is_null(name) && !json_is_string(name))) {
             api_bad(e, "input_extra", "input_extra[%zu] must have a string \"text\" (and may have a string "
-                                      "\"filename\")", i);
+                                      "\"filename\")",
+                    i);
             return -1;
         }
         (*out)[(*n)++] = (api_fim_chunk){json_string_value(text), json_string_length(text)};

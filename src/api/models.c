@@ -126,7 +126,8 @@ static json_t *parameters_text(void)
                       (double)d.frequency_penalty, (double)d.presence_penalty);
     if (d.dry_multiplier != 0)
         n += snprintf(buf + n, sizeof buf - (size_t)n, "dry_multiplier %g\ndry_base %g\ndry_allowed_length %d\n"
-                      "dry_penalty_last_n %d\n", (double)d.dry_multiplier, (double)d.dry_base, d.dry_allowed_length,
+                                                       "dry_penalty_last_n %d\n",
+                      (double)d.dry_multiplier, (double)d.dry_base, d.dry_allowed_length,
                       d.dry_penalty_last_n);
     snprintf(buf + n, sizeof buf - (size_t)n, "stop \"\\nUser:\"\nstop \"\\nSystem:\"");
     return json_string(buf);

@@ -39,7 +39,8 @@ static int check_neutral_option(json_t *opts, const char *k, double off, api_err
 {
     json_t *v = json_object_get(opts, k);
     if (!v || json_is_null(v)) return 0;
-    double d = json_is_number(v) ? json_number_value(v) : json_is_boolean(v) ? json_is_true(v) : -1e300;
+    double d = json_is_number(v) ? json_number_value(v) : json_is_boolean(v) ? json_is_true(v)
+                                                                             : -1e300;
     if (d == off) return 0;
     api_bad(e, k, "option '%s' is not supported (only %g, which is off, is accepted)", k, off);
     return -1;
@@ -48,11 +49,14 @@ static int check_neutral_option(json_t *opts, const char *k, double off, api_err
 /* Each option is known: honoured, neutral at its off value, or placement (listed in r->ignored). */
 static int check_option_names(json_t *opts, api_request *r, api_error *e)
 {
-    static const struct { const char *name; double off; } neutral[] = {
+    static const struct {
+        const char *name;
+        double off;
+    } neutral[] = {
         {"tfs_z", 1}, {"mirostat", 0}, {"penalize_newline", 1}};
     const char *k;
     json_t *v;
-    json_object_foreach(opts, k, v) {
+    json_object_foreach (opts, k, v) {
         if (listed(honoured_options, k) || !strcmp(k, "mirostat_tau") || !strcmp(k, "mirostat_eta")) continue;
         int is_neutral = 0;
         for (size_t i = 0; i < sizeof neutral / sizeof *neutral; i++)
@@ -112,7 +116,10 @@ static int read_ollama_options(json_t *opts, api_request *r, const api_limits *l
 static int parse_duration(const char *s, double *ns)
 {
     if (!*s) return -1;
-    static const struct { const char *unit; double ns; } units[] = {
+    static const struct {
+        const char *unit;
+        double ns;
+    } units[] = {
         {"ns", 1}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
     int sign = *s == '-' ? -1 : 1;
     if (*s == '-' || *s == '+') s++;
@@ -150,12 +157,13 @@ static int read_keep_alive_ns(json_t *root, int64_t *ns, api_error *e)
     if (!v || json_is_null(v)) return 0;
     if (json_is_number(v)) {
         double d = json_number_value(v) * 1e9;
-        *ns = d < 0 ? -1 : d > 9e18 ? INT64_MAX : (int64_t)d;
+        *ns = d < 0 ? -1 : d > 9e18 ? INT64_MAX
+                                    : (int64_t)d;
         return 1;
     }
     if (json_is_string(v) && api_parse_keep_alive(json_string_value(v), ns) == 0) return 1;
     api_bad(e, "keep_alive", "'keep_alive' must be a duration (\"5m\", \"1h30m\", \"0\") or a number of "
-            "seconds (-1: for ever)");
+                             "seconds (-1: for ever)");
     return -1;
 }
 
@@ -163,7 +171,8 @@ int api_parse_keep_alive(const char *s, int64_t *ns)
 {
     double d;
     if (parse_duration(s, &d) != 0) return -1;
-    *ns = d < 0 ? -1 : d > 9e18 ? INT64_MAX : (int64_t)d;
+    *ns = d < 0 ? -1 : d > 9e18 ? INT64_MAX
+                                : (int64_t)d;
     return 0;
 }
 
@@ -227,7 +236,7 @@ static int prepend_context(api_request *r, json_t *ctx, int empty_prompt, const 
     int *ids = malloc((nc + (size_t)r->n_prompt[0]) * sizeof *ids);
     if (!ids) return -1;
     json_t *v;
-    json_array_foreach(ctx, i, v) {
+    json_array_foreach (ctx, i, v) {
         long long id = json_integer_value(v);
         if (id < 0 || id >= lim->vocab) {
             free(ids);

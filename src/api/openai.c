@@ -23,7 +23,7 @@ static int add_token_prompt(api_request *r, json_t *arr, const api_limits *lim, 
     int *ids = malloc(n * sizeof *ids);
     if (!ids) return -1;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach (arr, i, v) {
         long long id = json_is_integer(v) ? json_integer_value(v) : -1;
         if (!json_is_integer(v) || id < 0 || id >= lim->vocab) {
             free(ids);
@@ -49,7 +49,7 @@ static int read_completion_prompt(json_t *p, api_request *r, const api_limits *l
     if (json_is_string(p)) return api_add_text_prompt(r, json_string_value(p), json_string_length(p), lim, e);
     if (!json_is_array(p) || json_array_size(p) == 0) {
         api_bad(e, "prompt", "'prompt' must be a string, an array of strings, an array of token ids or an "
-                         "array of arrays of token ids, and not empty");
+                             "array of arrays of token ids, and not empty");
         return -1;
     }
     if (json_array_size(p) > API_MAX_SEQS && !api_all_of(p, api_is_int)) {
@@ -60,11 +60,12 @@ static int read_completion_prompt(json_t *p, api_request *r, const api_limits *l
     size_t i;
     json_t *v;
     if (api_all_of(p, api_is_str)) {
-        json_array_foreach(p, i, v) if (api_add_text_prompt(r, json_string_value(v), json_string_length(v), lim, e)) return -1;
+        json_array_foreach (p, i, v)
+            if (api_add_text_prompt(r, json_string_value(v), json_string_length(v), lim, e)) return -1;
         return 0;
     }
     if (api_all_of(p, api_is_arr)) {
-        json_array_foreach(p, i, v) {
+        json_array_foreach (p, i, v) {
             if (!api_all_of(v, api_is_int)) {
                 api_bad(e, "prompt", "each array in 'prompt' must hold token ids (integers)");
                 return -1;

@@ -108,19 +108,19 @@ static int chat_content(json_t *content, api_kind kind, size_t i, sasp_buf *out,
     if (kind == API_CHAT && json_is_array(content)) {
         size_t k;
         json_t *part;
-        json_array_foreach(content, k, part) {
+        json_array_foreach (content, k, part) {
             json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
             if (!json_is_string(type) || strcmp(json_string_value(type), "text") || !json_is_string(text)) {
                 api_bad(e, "messages", "messages[%zu].content[%zu]: only {\"type\": \"text\", \"text\": ...} parts "
-                                       "are supported (sasp models read text only)", i, k);
+                                       "are supported (sasp models read text only)",
+                        i, k);
                 return -1;
             }
             sasp_buf_append(out, json_string_value(text), json_string_length(text));
         }
         return 0;
     }
-    api_bad(e, "messages", kind == API_CHAT ? "messages[%zu].content must be a string, an array of text parts or null"
-                                            : "messages[%zu].content must be a string", i);
+    api_bad(e, "messages", kind == API_CHAT ? "messages[%zu].content must be a string, an array of text parts or null" : "messages[%zu].content must be a string", i);
     return -1;
 }
 
@@ -137,7 +137,7 @@ char *api_render_chat(json_t *msgs, api_kind kind, int continue_last, api_error 
     sasp_buf out = {0};
     size_t i;
     json_t *m;
-    json_array_foreach(msgs, i, m) {
+    json_array_foreach (msgs, i, m) {
         const char *label = chat_label(m, i, e);
         if (!label || chat_refuse_extras(m, i, e)) goto fail;
         sasp_buf_puts(&out, label);
@@ -177,7 +177,7 @@ int api_content_text(json_t *content, const char *const *text_types, const char 
     }
     size_t k;
     json_t *part;
-    json_array_foreach(content, k, part) {
+    json_array_foreach (content, k, part) {
         const char *type = json_string_value(json_object_get(part, "type"));
         json_t *text = json_object_get(part, "text");
         int is_text = 0;
@@ -188,7 +188,8 @@ int api_content_text(json_t *content, const char *const *text_types, const char 
         }
         if (!is_text) {
             api_bad(e, param, "'%s[%zu]': content of type '%s' is not supported: sasp models read text only and call "
-                              "no tools ('%s' parts only)", param, k, type, text_types[0]);
+                              "no tools ('%s' parts only)",
+                    param, k, type, text_types[0]);
             return -1;
         }
         if (!json_is_string(text)) {

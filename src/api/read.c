@@ -34,7 +34,7 @@ int api_read_stop(json_t *o, sasp_gen_params *g, api_error *e)
     }
     size_t i;
     json_t *s;
-    json_array_foreach(v, i, s) {
+    json_array_foreach (v, i, s) {
         if (!json_is_string(s)) {
             api_bad(e, "stop", "'stop' must be a string or an array of strings");
             return -1;
@@ -209,7 +209,7 @@ int api_read_logit_bias(json_t *root, api_request *r, const api_limits *lim, api
     const char *k;
     json_t *v;
     int i = 0;
-    json_object_foreach(lb, k, v) {
+    json_object_foreach (lb, k, v) {
         if (read_bias_entry(k, v, lim, &bias[i++], e)) {
             free(bias);
             return -1;

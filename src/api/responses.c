@@ -75,7 +75,8 @@ static int push_item(json_t *msgs, json_t *item, size_t i, api_error *e)
     snprintf(param, sizeof param, "input[%zu].content", i);
     if (!json_is_object(item) || (type && strcmp(type, "message"))) {
         api_bad(e, "input", "input[%zu]: items of type '%s' are not supported: only messages (sasp models call no "
-                            "tools and do not reason)", i, type ? type : "?");
+                            "tools and do not reason)",
+                i, type ? type : "?");
         return -1;
     }
     if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") &&
@@ -106,7 +107,8 @@ static int read_input(json_t *root, json_t *msgs, api_error *e)
         return -1;
     }
     size_t i;
-    json_array_foreach(input, i, item) if (push_item(msgs, item, i, e)) return -1;
+    json_array_foreach (input, i, item)
+        if (push_item(msgs, item, i, e)) return -1;
     return 0;
 }
 
@@ -154,10 +156,11 @@ static int read_metadata(json_t *root, api_error *e)
     }
     const char *k;
     json_t *v;
-    json_object_foreach(md, k, v) if (!json_is_string(v)) {
-        api_bad(e, "metadata", "'metadata.%s' must be a string", k);
-        return -1;
-    }
+    json_object_foreach (md, k, v)
+        if (!json_is_string(v)) {
+            api_bad(e, "metadata", "'metadata.%s' must be a string", k);
+            return -1;
+        }
     return 0;
 }
 
@@ -167,11 +170,11 @@ static json_t *repeated_fields(json_t *root, const api_request *r, int max_asked
     json_t *md = json_object_get(root, "metadata"), *fmt = json_object_get(json_object_get(root, "text"), "format");
     json_t *instructions = json_object_get(root, "instructions"), *user = json_object_get(root, "user");
     json_t *rep = json_pack("{s:O,s:o,s:o,s:f,s:f,s:{s:o}}", "instructions",
-                             json_is_string(instructions) ? instructions : json_null(),
-                             "max_output_tokens", max_asked ? json_integer(r->gen.max_tokens) : json_null(), "metadata",
-                             json_is_object(md) ? json_deep_copy(md) : json_object(), "temperature",
-                             (double)r->gen.sampling.temperature, "top_p", (double)r->gen.sampling.top_p, "text",
-                             "format", json_is_object(fmt) ? json_incref(fmt) : json_pack("{s:s}", "type", "text"));
+                            json_is_string(instructions) ? instructions : json_null(),
+                            "max_output_tokens", max_asked ? json_integer(r->gen.max_tokens) : json_null(), "metadata",
+                            json_is_object(md) ? json_deep_copy(md) : json_object(), "temperature",
+                            (double)r->gen.sampling.temperature, "top_p", (double)r->gen.sampling.top_p, "text",
+                            "format", json_is_object(fmt) ? json_incref(fmt) : json_pack("{s:s}", "type", "text"));
     if (rep && json_is_string(user)) json_object_set(rep, "user", user);
     return rep;
 }

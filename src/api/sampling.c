@@ -69,7 +69,8 @@ static int read_dry_breakers(json_t *o, sasp_sampling *p, api_error *e)
     }
     if (rc == 0) rc = sasp_sampling_set_breakers(p, strs, lens, (int)n);
     if (rc) api_bad(e, "dry_sequence_breakers", "'dry_sequence_breakers' must fit in %d bytes (each string takes "
-                    "its length, at most %d, plus one)", SASP_DRY_BREAKERS_BYTES, SASP_DRY_BREAKER_MAX);
+                                                "its length, at most %d, plus one)",
+                    SASP_DRY_BREAKERS_BYTES, SASP_DRY_BREAKER_MAX);
     return rc;
 }
 
@@ -106,9 +107,9 @@ static int add_sampler(const char *name, size_t len, sasp_sampling *p, api_error
 {
     int kind = sasp_sampler_kind_of(name, len);
     if (kind < 0) {
-        api_bad(e, "samplers", kind == -2 ? "sampler '%.*s' (adaptive_p) is not supported" :
-                "unknown sampler '%.*s' (penalties, dry, top_n_sigma, top_k, typ_p, top_p, min_p, xtc, temperature, "
-                "infill, or their letters edskypmxti)", (int)len, name);
+        api_bad(e, "samplers", kind == -2 ? "sampler '%.*s' (adaptive_p) is not supported" : "unknown sampler '%.*s' (penalties, dry, top_n_sigma, top_k, typ_p, top_p, min_p, xtc, temperature, "
+                                                                                             "infill, or their letters edskypmxti)",
+                (int)len, name);
         return -1;
     }
     if (p->n_chain == SASP_MAX_CHAIN) {
@@ -136,6 +137,7 @@ int api_read_samplers(json_t *root, sasp_sampling *p, api_error *e)
     }
     size_t i;
     json_t *x;
-    json_array_foreach(v, i, x) if (add_sampler(json_string_value(x), json_string_length(x), p, e)) return -1;
+    json_array_foreach (v, i, x)
+        if (add_sampler(json_string_value(x), json_string_length(x), p, e)) return -1;
     return 0;
 }

@@ -58,7 +58,7 @@ char *api_detokenize(const char *body, size_t len, const api_limits *lim, api_er
     size_t n = json_array_size(t), i;
     int *ids = malloc((n + 1) * sizeof *ids);
     json_t *v;
-    json_array_foreach(t, i, v) {
+    json_array_foreach (t, i, v) {
         long long id = json_integer_value(v);
         if (id < 0 || id >= lim->vocab) {
             free(ids);

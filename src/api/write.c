@@ -44,7 +44,8 @@ api_out *api_out_new(const api_request *r, const char *model, const sasp_tokeniz
     o->tok = tok;
     unsigned long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
     const char *prefix = r->kind == API_CHAT ? "chatcmpl-" : r->kind == API_MESSAGES ? "msg_"
-                         : r->kind == API_RESPONSES ? "resp_" : "cmpl-";
+                                                         : r->kind == API_RESPONSES  ? "resp_"
+                                                                                     : "cmpl-";
     snprintf(o->id, sizeof o->id, "%s%lx%06lx", prefix, (unsigned long)created, c & 0xffffff);
     o->repeats = json_incref(r->repeats);
     o->ch = calloc((size_t)(r->n_seqs > 0 ? r->n_seqs : 1), sizeof *o->ch);
@@ -157,8 +158,8 @@ static json_t *logprobs_json(api_out *o, api_choice *c, const sasp_event *ev, js
                                                      "logprob", (double)ti->top[k].logprob, "bytes",
                                                      api_token_bytes(o->tok, ti->top[k].id, 0)));
             json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token", api_token_string(o->tok, ti->id, ti->skip),
-                                                      "logprob", (double)ti->logprob, "bytes",
-                                                      api_token_bytes(o->tok, ti->id, ti->skip), "top_logprobs", top));
+                                                     "logprob", (double)ti->logprob, "bytes",
+                                                     api_token_bytes(o->tok, ti->id, ti->skip), "top_logprobs", top));
         }
         return lp;
     }

@@ -14,7 +14,8 @@ static int asked_stop(const api_out *o, const char *word)
 {
     json_t *asked = json_object_get(o->repeats, "stop_sequences"), *s;
     size_t i;
-    json_array_foreach(asked, i, s) if (!strcmp(json_string_value(s), word)) return 1;
+    json_array_foreach (asked, i, s)
+        if (!strcmp(json_string_value(s), word)) return 1;
     return 0;
 }
 
@@ -49,19 +50,15 @@ static json_t *message_json(const api_out *o, json_t *content, const char *reaso
 void api_messages_start(api_out *o, sasp_buf *b)
 {
     json_t *usage = json_pack("{s:i,s:i}", "input_tokens", o->n ? o->ch[0].prompt_tokens : 0, "output_tokens", 0);
-    api_emit_named(b, "message_start", json_pack("{s:s,s:o}", "type", "message_start", "message",
-                                                 message_json(o, json_array(), NULL, NULL, usage)));
-    api_emit_named(b, "content_block_start", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start",
-                                                       "index", 0, "content_block", "type", "text", "text", ""));
+    api_emit_named(b, "message_start", json_pack("{s:s,s:o}", "type", "message_start", "message", message_json(o, json_array(), NULL, NULL, usage)));
+    api_emit_named(b, "content_block_start", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index", 0, "content_block", "type", "text", "text", ""));
     api_emit_named(b, "ping", json_pack("{s:s}", "type", "ping"));
 }
 
 void api_messages_event(api_out *o, api_choice *c, const sasp_event *ev, const char *text, size_t tl, sasp_buf *b)
 {
     if (tl)
-        api_emit_named(b, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:o}}", "type", "content_block_delta",
-                                                           "index", 0, "delta", "type", "text_delta", "text",
-                                                           api_json_text(text, tl)));
+        api_emit_named(b, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:o}}", "type", "content_block_delta", "index", 0, "delta", "type", "text_delta", "text", api_json_text(text, tl)));
     if (!ev->done) return;
     const char *sequence, *reason = stop_reason(o, c, &sequence);
     api_emit_named(b, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
@@ -75,8 +72,7 @@ void api_messages_event(api_out *o, api_choice *c, const sasp_event *ev, const c
 void api_messages_failure(api_out *o, const char *message, sasp_buf *b)
 {
     (void)o;
-    api_emit_named(b, "error", json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type", "api_error",
-                                         "message", api_json_text(message, strlen(message))));
+    api_emit_named(b, "error", json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type", "api_error", "message", api_json_text(message, strlen(message))));
 }
 
 json_t *api_messages_answer(api_out *o)

@@ -120,8 +120,7 @@ void api_responses_event(api_out *o, api_choice *c, const sasp_event *ev, const 
 void api_responses_failure(api_out *o, const char *message, sasp_buf *b)
 {
     json_t *r = response_json(o, "failed", json_array(), NULL);
-    json_object_set_new(r, "error", json_pack("{s:s,s:o}", "code", "server_error", "message",
-                                              api_json_text(message, strlen(message))));
+    json_object_set_new(r, "error", json_pack("{s:s,s:o}", "code", "server_error", "message", api_json_text(message, strlen(message))));
     emit(o, b, "response.failed", json_pack("{s:o}", "response", r));
 }
 

@@ -29,7 +29,7 @@ int sasp_pick_slot(const sasp_slot_view *v, int n_slots, const int *prompt, int 
 /* --- the host cache --- */
 
 typedef struct entry {
-    sasp_kv *kv;   /* cap = n positions */
+    sasp_kv *kv; /* cap = n positions */
     int *ids;
     int n;
     uint64_t used; /* the cache's clock when last saved or restored */

@@ -34,26 +34,26 @@ typedef struct seq {
     sasp_gen_params p;
     sasp_sampler *smp;
     sasp_utf8_stream utf8;
-    sasp_buf pend;         /* decoded text not yet released (could start a stop string) */
+    sasp_buf pend; /* decoded text not yet released (could start a stop string) */
     int n_gen;
-    int next_tok;          /* sampled, to be fed next step */
-    int *ev_ids;           /* tokens since the last event */
+    int next_tok; /* sampled, to be fed next step */
+    int *ev_ids;  /* tokens since the last event */
     sasp_token_info *ev_info;
     int ev_n, ev_cap;
-    float *plogits;        /* prompt_logprobs: the logits of every row of a prompt chunk */
+    float *plogits;         /* prompt_logprobs: the logits of every row of a prompt chunk */
     sasp_token_info *pinfo; /* prompt_logprobs: [n_prompt - 1], filled while the prompt is read */
     sasp_candidate *pscratch;
-    sasp_logit_bias *bias;  /* the sequence's own copy of p.logit_bias */
-    sasp_constraint *cons;  /* token healing or a JSON document, while it restricts anything */
-    size_t strip;           /* healing: bytes of the backed-off token the text must not repeat */
-    char *heal;             /* the sequence's own copy of p.heal_text */
-    int slot;               /* the slot it holds, -1 before */
-    int n_cached;           /* prompt tokens reused from a cache */
-    int end;                /* SASP_END_*, set before its last event */
-    const char *stop_word;  /* SASP_END_WORD: which of p.stop */
-    double *pool;           /* pooling: the running sum (mean) or the last hidden state, [n_pool] */
-    float *hid;             /* pooling: the final hidden states of a prompt chunk, [chunk][n_pool] */
-    int n_pool;             /* pooling: d_model */
+    sasp_logit_bias *bias; /* the sequence's own copy of p.logit_bias */
+    sasp_constraint *cons; /* token healing or a JSON document, while it restricts anything */
+    size_t strip;          /* healing: bytes of the backed-off token the text must not repeat */
+    char *heal;            /* the sequence's own copy of p.heal_text */
+    int slot;              /* the slot it holds, -1 before */
+    int n_cached;          /* prompt tokens reused from a cache */
+    int end;               /* SASP_END_*, set before its last event */
+    const char *stop_word; /* SASP_END_WORD: which of p.stop */
+    double *pool;          /* pooling: the running sum (mean) or the last hidden state, [n_pool] */
+    float *hid;            /* pooling: the final hidden states of a prompt chunk, [chunk][n_pool] */
+    int n_pool;            /* pooling: d_model */
     int64_t t_start, t_first, t_prev;
     struct seq *qnext;
 } seq;
@@ -72,7 +72,7 @@ struct sasp_job {
     uint64_t client;          /* who sent it: the queue shares slots out between clients */
     struct {                  /* a slot action's (sasp_job_new_slot_action); kind 0: a generation */
         int kind, slot;
-        sasp_kv *kv;          /* restore: the state to put in; save: the copy taken out */
+        sasp_kv *kv; /* restore: the state to put in; save: the copy taken out */
         int *ids;
         struct sasp_job *next; /* the scheduler's list of actions waiting */
     } action;
@@ -270,10 +270,10 @@ static int job_post(sasp_job *j, sasp_event *ev)
 
 typedef struct slot {
     sasp_kv *kv;
-    int *ids;            /* the tokens kv holds: ids[0 .. kv->len) */
-    uint64_t last_used;  /* s->clock when a sequence last took it */
-    uint64_t task;       /* the number of that sequence */
-    int n_reused;        /* of its prompt, the tokens taken from a cache */
+    int *ids;           /* the tokens kv holds: ids[0 .. kv->len) */
+    uint64_t last_used; /* s->clock when a sequence last took it */
+    uint64_t task;      /* the number of that sequence */
+    int n_reused;       /* of its prompt, the tokens taken from a cache */
     seq *q;
     sasp_slot_info info; /* snapshot for /props and /slots, updated under s->mu */
 } slot;
@@ -297,28 +297,28 @@ struct sasp_sched {
     int stopping;
     atomic_int step_delay_ms;
     sasp_sched_stats st;
-    sasp_job *actions;     /* slot actions waiting (sasp_job_new_slot_action), in order of arrival */
-    sasp_engine *engine;   /* the thread that steps it */
-    int own_engine;        /* made by sasp_sched_new, freed with it */
-    sasp_sched *next;      /* the engine's list */
+    sasp_job *actions;   /* slot actions waiting (sasp_job_new_slot_action), in order of arrival */
+    sasp_engine *engine; /* the thread that steps it */
+    int own_engine;      /* made by sasp_sched_new, freed with it */
+    sasp_sched *next;    /* the engine's list */
 };
 
 /* The engine thread and the schedulers it steps. e->mu guards the list, the wake counter and
  * `current`; it is taken before a scheduler's mu, never after. */
 struct sasp_engine {
     pthread_mutex_t mu;
-    pthread_cond_t cv;       /* wakes the engine (new work, quit) and sasp_sched_free (current done) */
+    pthread_cond_t cv; /* wakes the engine (new work, quit) and sasp_sched_free (current done) */
     sasp_sched *list;
-    sasp_sched *current;     /* the scheduler being stepped */
-    unsigned long wakes;     /* bumped by every submit and shutdown */
+    sasp_sched *current; /* the scheduler being stepped */
+    unsigned long wakes; /* bumped by every submit and shutdown */
     int quit;
     pthread_t thread;
 };
 
 static const double ttft_le[SASP_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                  0.5,   1,    2.5,   5,    10,  30};
+                                                  0.5, 1, 2.5, 5, 10, 30};
 static const double tok_le[SASP_HIST_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                 0.05,   0.1,   0.25,   0.5,   1,    2.5};
+                                                 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 static void hist_observe(sasp_hist *h, double v)
 {
@@ -821,7 +821,8 @@ static void snapshot_slots(sasp_sched *s)
         slot *sl = &s->slots[i];
         seq *q = sl->q;
         sl->info.id = i;
-        sl->info.state = !q ? "idle" : q->n_fed < q->n_prompt ? "prefill" : "generating";
+        sl->info.state = !q ? "idle" : q->n_fed < q->n_prompt ? "prefill"
+                                                              : "generating";
         sl->info.n_prompt = q ? q->n_prompt : 0;
         sl->info.n_past = q ? sl->kv->len : 0;
         sl->info.n_generated = q ? q->n_gen : 0;
@@ -1092,7 +1093,7 @@ static int plan_slot(sasp_sched *s, int i, int n, int *budget)
         st->tokens = q->prompt + q->n_fed;
         st->n_tokens = take;
         st->n_logits = q->n_fed + take == q->n_prompt ? 1 : 0; /* the last row predicts the first token */
-        if (q->p.prompt_logprobs) { /* every row's logits: they score the prompt */
+        if (q->p.prompt_logprobs) {                            /* every row's logits: they score the prompt */
             st->n_logits = take;
             st->logits = q->plogits;
         }
@@ -1501,4 +1502,3 @@ void sasp_sched_set_cache_ram(sasp_sched *s, size_t bytes)
 }
 
 void sasp_sched_set_step_delay(sasp_sched *s, int ms) { atomic_store(&s->step_delay_ms, ms < 0 ? 0 : ms); }
-

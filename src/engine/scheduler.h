@@ -37,56 +37,58 @@
 
 
 /* How an embedding pools the final hidden states of its tokens (then L2-normalised). */
-enum { SASP_POOL_NONE, SASP_POOL_MEAN, SASP_POOL_LAST };
+enum { SASP_POOL_NONE,
+       SASP_POOL_MEAN,
+       SASP_POOL_LAST };
 
 /* What a sequence generates, and how. */
 typedef struct sasp_gen_params {
     sasp_sampling sampling;
-    int max_tokens;          /* >= 1; generation also ends when the context is full. 0 only with
+    int max_tokens;             /* >= 1; generation also ends when the context is full. 0 only with
                               * prompt_logprobs: the prompt is scored and nothing generated */
     char *stop[SASP_MAX_STOPS]; /* stop strings (owned by whoever fills this; copied on submit) */
     int n_stop;
-    int logprobs;            /* nonzero: report the chosen token's logprob */
-    int top_logprobs;        /* and this many alternatives (0 .. SASP_MAX_TOP_LOGPROBS) */
-    int post_sampling_probs; /* nonzero: those from the final distribution (sasp_sampler_post_probs),
+    int logprobs;                      /* nonzero: report the chosen token's logprob */
+    int top_logprobs;                  /* and this many alternatives (0 .. SASP_MAX_TOP_LOGPROBS) */
+    int post_sampling_probs;           /* nonzero: those from the final distribution (sasp_sampler_post_probs),
                               * not the model's (sasp_sampler_logprobs) */
-    int ignore_eos;          /* nonzero: the end-of-sequence token does not stop generation */
-    int prompt_logprobs;     /* nonzero: also score the prompt (echo with logprobs), see sasp_event */
-    const sasp_json_schema *json; /* non-NULL: the output is a document of this schema, enforced at
+    int ignore_eos;                    /* nonzero: the end-of-sequence token does not stop generation */
+    int prompt_logprobs;               /* nonzero: also score the prompt (echo with logprobs), see sasp_event */
+    const sasp_json_schema *json;      /* non-NULL: the output is a document of this schema, enforced at
                               * every step (constrain.h); it ends when the document is complete. The
                               * schema must outlive the job (sasp_job_adopt_schema) */
-    int token_healing;       /* back off the prompt's last token and make the output start with its
+    int token_healing;                 /* back off the prompt's last token and make the output start with its
                               * bytes, which are then not repeated in the text (constrain.h) */
     const sasp_logit_bias *logit_bias; /* n_logit_bias entries (sampler.h), copied by sasp_job_set */
     int n_logit_bias;
-    int n_ctx;               /* 0, or fewer positions than the slot has (Ollama's num_ctx) */
-    int pooling;             /* SASP_POOL_MEAN / _LAST: an embedding of the prompt, nothing generated */
-    int no_cache;            /* nonzero (cache_prompt: false): reuse no cached prefix, feed the whole prompt */
-    int n_indent;            /* > 0: end before a generated line (after the first one) that starts with
+    int n_ctx;                /* 0, or fewer positions than the slot has (Ollama's num_ctx) */
+    int pooling;              /* SASP_POOL_MEAN / _LAST: an embedding of the prompt, nothing generated */
+    int no_cache;             /* nonzero (cache_prompt: false): reuse no cached prefix, feed the whole prompt */
+    int n_indent;             /* > 0: end before a generated line (after the first one) that starts with
                               * fewer spaces or tabs (llama.cpp's n_indent); blank lines do not count */
     int64_t t_max_predict_ms; /* > 0: end at a newline once generating has taken longer (llama.cpp's) */
-    const char *heal_text;   /* bytes the caller backed off the prompt itself (fill in the middle: the
+    const char *heal_text;    /* bytes the caller backed off the prompt itself (fill in the middle: the
                               * token before the cursor): the output starts with them and the text does
                               * not repeat them; copied by sasp_job_set */
     size_t heal_len;
-    int n_dropped;           /* prompt tokens the caller cut to fit the context: reported, counted */
-    int each_token;          /* an event for every sampled token, even one whose text is held back
+    int n_dropped;  /* prompt tokens the caller cut to fit the context: reported, counted */
+    int each_token; /* an event for every sampled token, even one whose text is held back
                               * (llama.cpp's streams: a chunk per token) */
 } sasp_gen_params;
 
 /* Why a sequence ended (sasp_event.end). */
 enum {
-    SASP_END_STOPPED,  /* cancelled, shut down, or failed */
-    SASP_END_EOS,      /* the end-of-text token */
-    SASP_END_WORD,     /* a stop string (sasp_event.stop_word) */
-    SASP_END_LIMIT,    /* max_tokens, n_indent, t_max_predict_ms, or a constraint that cannot go on */
-    SASP_END_CONTEXT,  /* the context is full */
-    SASP_END_DOCUMENT  /* the JSON document is complete */
+    SASP_END_STOPPED, /* cancelled, shut down, or failed */
+    SASP_END_EOS,     /* the end-of-text token */
+    SASP_END_WORD,    /* a stop string (sasp_event.stop_word) */
+    SASP_END_LIMIT,   /* max_tokens, n_indent, t_max_predict_ms, or a constraint that cannot go on */
+    SASP_END_CONTEXT, /* the context is full */
+    SASP_END_DOCUMENT /* the JSON document is complete */
 };
 
 typedef struct sasp_token_info {
     int id;
-    int skip;                /* token healing: leading bytes of the token that the prompt already holds (the
+    int skip; /* token healing: leading bytes of the token that the prompt already holds (the
                               * text of the event leaves them out; the token's logprob entry should too) */
     float logprob;
     int n_top;
@@ -100,25 +102,25 @@ typedef struct sasp_token_info {
  * prompt's n_ids tokens, and prompt_info[k] the log-probability (log-softmax of the model's logits,
  * no penalties) and alternatives of prompt token k + 1 given the tokens before it (n_ids - 1 entries). */
 typedef struct sasp_event {
-    int index;               /* the sequence, 0 .. n_seq-1 */
+    int index; /* the sequence, 0 .. n_seq-1 */
     char *text;
     size_t len;
     int *ids;
-    sasp_token_info *info;   /* [n_ids] when logprobs were asked, else NULL */
+    sasp_token_info *info;        /* [n_ids] when logprobs were asked, else NULL */
     sasp_token_info *prompt_info; /* the prompt event only: [n_ids - 1] */
     int n_ids;
     int done;
     const char *finish_reason; /* when done: "stop" or "length" (static string) */
-    int error;               /* when done: nonzero if the engine failed (message in text) */
+    int error;                 /* when done: nonzero if the engine failed (message in text) */
     int prompt_tokens, completion_tokens;
     int64_t total_ns, prompt_ns, eval_ns; /* submit to end; prefill; first token to end */
-    float *embedding;        /* pooling: the last event carries the L2-normalised embedding */
-    int n_embedding;         /* its dimension (d_model) */
-    int end;                 /* when done: SASP_END_* */
-    char *stop_word;         /* SASP_END_WORD: the stop string that matched */
-    int cached_tokens;       /* when done: prompt tokens reused from a cache (not computed) */
-    int dropped_tokens;      /* when done: the caller's n_dropped */
-    int slot;                /* when done: the slot it ran in (-1: none) */
+    float *embedding;                     /* pooling: the last event carries the L2-normalised embedding */
+    int n_embedding;                      /* its dimension (d_model) */
+    int end;                              /* when done: SASP_END_* */
+    char *stop_word;                      /* SASP_END_WORD: the stop string that matched */
+    int cached_tokens;                    /* when done: prompt tokens reused from a cache (not computed) */
+    int dropped_tokens;                   /* when done: the caller's n_dropped */
+    int slot;                             /* when done: the slot it ran in (-1: none) */
 } sasp_event;
 
 void sasp_event_clear(sasp_event *ev);
@@ -145,7 +147,7 @@ void sasp_job_release(sasp_job *job);
 /* Latency histograms (Prometheus buckets, seconds). */
 #define SASP_HIST_BUCKETS 12
 typedef struct sasp_hist {
-    double le[SASP_HIST_BUCKETS];     /* upper bounds */
+    double le[SASP_HIST_BUCKETS];      /* upper bounds */
     uint64_t count[SASP_HIST_BUCKETS]; /* per bucket (not cumulative) */
     uint64_t n;                        /* all observations (the +Inf bucket) */
     double sum;
@@ -154,13 +156,13 @@ typedef struct sasp_hist {
 typedef struct sasp_sched_stats {
     int n_slots, active, queued;
     uint64_t prompt_tokens, generated_tokens, cancelled, sequences_done, steps;
-    double forward_seconds; /* time spent inside sasp_forward */
-    double constraint_seconds; /* time spent masking logits for constraints (constrain.h) */
-    uint64_t constrained_tokens; /* tokens sampled under a constraint's mask */
-    uint64_t cached_tokens;  /* prompt tokens served from a cache instead of computed */
-    uint64_t copied_tokens;  /* of those, the ones copied from another slot or the host cache */
+    double forward_seconds;         /* time spent inside sasp_forward */
+    double constraint_seconds;      /* time spent masking logits for constraints (constrain.h) */
+    uint64_t constrained_tokens;    /* tokens sampled under a constraint's mask */
+    uint64_t cached_tokens;         /* prompt tokens served from a cache instead of computed */
+    uint64_t copied_tokens;         /* of those, the ones copied from another slot or the host cache */
     uint64_t host_hits, host_saves; /* prefixes restored from / kept in the host cache */
-    int host_entries;        /* what the host cache holds now */
+    int host_entries;               /* what the host cache holds now */
     size_t host_bytes;
     uint64_t dropped_tokens; /* prompt tokens the callers cut to fit the context */
     sasp_hist ttft, token_latency;
@@ -170,12 +172,12 @@ typedef struct sasp_slot_info {
     int id;
     const char *state; /* "idle", "prefill", "generating" */
     int n_prompt, n_past, n_generated;
-    int n_ctx;         /* positions of its cache */
-    int n_cached;      /* tokens its cache holds (what a next sequence may reuse) */
-    int n_reused;      /* of the current (or last) sequence's prompt, the tokens taken from a cache */
-    int max_tokens;    /* the current (or last) sequence's parameters */
+    int n_ctx;      /* positions of its cache */
+    int n_cached;   /* tokens its cache holds (what a next sequence may reuse) */
+    int n_reused;   /* of the current (or last) sequence's prompt, the tokens taken from a cache */
+    int max_tokens; /* the current (or last) sequence's parameters */
     sasp_sampling sampling;
-    uint64_t task;     /* the number of the sequence it holds or last held (1, 2, ...; 0: none yet) */
+    uint64_t task; /* the number of the sequence it holds or last held (1, 2, ...; 0: none yet) */
 } sasp_slot_info;
 
 typedef struct sasp_sched sasp_sched;
@@ -227,7 +229,9 @@ int sasp_sched_slots(sasp_sched *s, sasp_slot_info *out, int max);
  * action waits, as llama.cpp defers it), and before queued sequences are admitted. save copies the
  * slot's cache out (its tokens and their keys and values), restore puts a cache in (the slot's tokens
  * become those; the next prompt that starts with them reuses them), erase empties it. */
-enum { SASP_SLOT_SAVE = 1, SASP_SLOT_RESTORE, SASP_SLOT_ERASE };
+enum { SASP_SLOT_SAVE = 1,
+       SASP_SLOT_RESTORE,
+       SASP_SLOT_ERASE };
 /* A job of one action on slot `slot`; restore takes kv (its kv->len positions) and ids (as many
  * tokens), which the job owns from now on. Submitted with sasp_sched_submit (never refused for a full
  * queue). Its one event (done): error with the text when it failed (no such slot; a state longer

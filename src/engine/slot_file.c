@@ -64,8 +64,7 @@ static uint64_t payload_checksum(const sasp_model *m, const sasp_kv *kv, const i
 long long sasp_slot_file_write(const char *path, const sasp_model *m, const char *digest, const sasp_kv *kv,
                                const int *ids, int n, char *err, size_t errlen)
 {
-    header h = {SLOT_VERSION, (uint32_t)m->cfg.arch, (uint32_t)m->cfg.n_layers, (uint32_t)m->cfg.d_model,
-                (uint32_t)m->cfg.vocab_size, (uint32_t)n, {0}, 0};
+    header h = {SLOT_VERSION, (uint32_t)m->cfg.arch, (uint32_t)m->cfg.n_layers, (uint32_t)m->cfg.d_model, (uint32_t)m->cfg.vocab_size, (uint32_t)n, {0}, 0};
     memcpy(h.model, digest, strnlen(digest, 64));
     h.checksum = payload_checksum(m, kv, ids, n);
     unsigned char head[HEADER_BYTES];

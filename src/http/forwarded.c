@@ -63,7 +63,8 @@ int forwarded_init(const char *const *proxies, int n)
             fprintf(stderr, "sasp-server: --trusted-proxy %s: not an IPv4 or IPv6 address (ADDR or ADDR/BITS)\n", s);
             return -1;
         }
-        net->bits = !slash ? 128 : v4 ? 96 + bits : bits;
+        net->bits = !slash ? 128 : v4 ? 96 + bits
+                                      : bits;
         g_n_nets++;
     }
     return 0;

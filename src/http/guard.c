@@ -46,7 +46,7 @@ typedef struct peer {
 typedef struct gconn {
     int fd;
     uint64_t peer_key;
-    int64_t armed;      /* when its header deadline started; 0 while a request runs */
+    int64_t armed; /* when its header deadline started; 0 while a request runs */
     int reaped;
     struct gconn *prev, *next;
 } gconn;
@@ -390,7 +390,8 @@ int guard_origin(struct MHD_Connection *c, const char **acao)
         if (origin_matches(o, loopback_origins[i])) return 1;
     /* the server's own page: the origin is this very Host (checked by guard_host_ok) */
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    const char *rest = !strncasecmp(o, "http://", 7) ? o + 7 : !strncasecmp(o, "https://", 8) ? o + 8 : NULL;
+    const char *rest = !strncasecmp(o, "http://", 7) ? o + 7 : !strncasecmp(o, "https://", 8) ? o + 8
+                                                                                              : NULL;
     if (h && rest && !strcasecmp(rest, h)) return 1;
     return -1;
 }
@@ -451,26 +452,26 @@ void guard_metrics_text(sasp_buf *b)
 {
     pthread_mutex_lock(&g.mu);
     sasp_buf_printf(b,
-            "# HELP sasp_connections_open HTTP connections open now.\n# TYPE sasp_connections_open gauge\n"
-            "sasp_connections_open %d\n"
-            "# HELP sasp_connections_open_peak Most HTTP connections open at once since start.\n"
-            "# TYPE sasp_connections_open_peak gauge\nsasp_connections_open_peak %d\n"
-            "# HELP sasp_connections_refused_total Connections closed at accept, by the limit they hit.\n"
-            "# TYPE sasp_connections_refused_total counter\n"
-            "sasp_connections_refused_total{limit=\"per_ip\"} %llu\n"
-            "sasp_connections_refused_total{limit=\"total\"} %llu\n"
-            "# HELP sasp_connections_header_timeout_total Connections closed for not sending their request "
-            "headers within --header-timeout.\n"
-            "# TYPE sasp_connections_header_timeout_total counter\nsasp_connections_header_timeout_total %llu\n"
-            "# HELP sasp_requests_refused_total Requests refused before they ran, by reason.\n"
-            "# TYPE sasp_requests_refused_total counter\n"
-            "sasp_requests_refused_total{reason=\"host\"} %llu\n"
-            "sasp_requests_refused_total{reason=\"origin\"} %llu\n"
-            "sasp_requests_refused_total{reason=\"inflight_per_client\"} %llu\n"
-            "sasp_requests_refused_total{reason=\"inflight_per_key\"} %llu\n",
-            g.open, g.peak, (unsigned long long)g.refused_ip, (unsigned long long)g.refused_total,
-            (unsigned long long)g.header_timeouts, (unsigned long long)g.refused_host,
-            (unsigned long long)g.refused_origin, (unsigned long long)g.refused_inflight_client,
-            (unsigned long long)g.refused_inflight_key);
+                    "# HELP sasp_connections_open HTTP connections open now.\n# TYPE sasp_connections_open gauge\n"
+                    "sasp_connections_open %d\n"
+                    "# HELP sasp_connections_open_peak Most HTTP connections open at once since start.\n"
+                    "# TYPE sasp_connections_open_peak gauge\nsasp_connections_open_peak %d\n"
+                    "# HELP sasp_connections_refused_total Connections closed at accept, by the limit they hit.\n"
+                    "# TYPE sasp_connections_refused_total counter\n"
+                    "sasp_connections_refused_total{limit=\"per_ip\"} %llu\n"
+                    "sasp_connections_refused_total{limit=\"total\"} %llu\n"
+                    "# HELP sasp_connections_header_timeout_total Connections closed for not sending their request "
+                    "headers within --header-timeout.\n"
+                    "# TYPE sasp_connections_header_timeout_total counter\nsasp_connections_header_timeout_total %llu\n"
+                    "# HELP sasp_requests_refused_total Requests refused before they ran, by reason.\n"
+                    "# TYPE sasp_requests_refused_total counter\n"
+                    "sasp_requests_refused_total{reason=\"host\"} %llu\n"
+                    "sasp_requests_refused_total{reason=\"origin\"} %llu\n"
+                    "sasp_requests_refused_total{reason=\"inflight_per_client\"} %llu\n"
+                    "sasp_requests_refused_total{reason=\"inflight_per_key\"} %llu\n",
+                    g.open, g.peak, (unsigned long long)g.refused_ip, (unsigned long long)g.refused_total,
+                    (unsigned long long)g.header_timeouts, (unsigned long long)g.refused_host,
+                    (unsigned long long)g.refused_origin, (unsigned long long)g.refused_inflight_client,
+                    (unsigned long long)g.refused_inflight_key);
     pthread_mutex_unlock(&g.mu);
 }

@@ -18,14 +18,14 @@
 typedef struct guard_options {
     const char *origins[GUARD_MAX_LIST]; /* --allow-origin: exact origins, "scheme://host:*", or "*" */
     int n_origins;
-    const char *hosts[GUARD_MAX_LIST];   /* --allow-host: names (or "*") a Host header may carry */
+    const char *hosts[GUARD_MAX_LIST]; /* --allow-host: names (or "*") a Host header may carry */
     int n_hosts;
-    const char *listen_host;             /* --host: its name is allowed too */
-    int max_conn_per_ip;                 /* --max-conn-per-ip (0: no limit) */
-    int max_connections;                 /* --max-connections: all clients together */
-    int header_timeout;                  /* --header-timeout: seconds to finish a request's headers */
-    int max_inflight_client;             /* --max-inflight-per-client (0: no limit) */
-    int max_inflight_key;                /* --max-inflight-per-key (0: no limit) */
+    const char *listen_host;                     /* --host: its name is allowed too */
+    int max_conn_per_ip;                         /* --max-conn-per-ip (0: no limit) */
+    int max_connections;                         /* --max-connections: all clients together */
+    int header_timeout;                          /* --header-timeout: seconds to finish a request's headers */
+    int max_inflight_client;                     /* --max-inflight-per-client (0: no limit) */
+    int max_inflight_key;                        /* --max-inflight-per-key (0: no limit) */
     const char *trusted_proxies[GUARD_MAX_LIST]; /* --trusted-proxy: ADDR or ADDR/BITS (forwarded.h) */
     int n_trusted_proxies;
 } guard_options;

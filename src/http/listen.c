@@ -58,7 +58,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (k->res.status) return MHD_YES; /* already answered (413 at the first call) */
-    if (k->wait.after_ready) { /* resumed from wait_suspend_until: ready, or the client left */
+    if (k->wait.after_ready) {         /* resumed from wait_suspend_until: ready, or the client left */
         k->wait.after_ready = 0;
         wait_count_answer(-1);
         return k->wait.resume(c, k);
@@ -130,7 +130,8 @@ static char *read_pem(const char *option, const char *path)
     if (f) fclose(f);
     if (!f || err || !buf || !strstr((buf[n] = 0, buf), "-----BEGIN ")) {
         fprintf(stderr, "sasp-server: %s %s: %s\n", option, path,
-                !f ? strerror(err) : err || !buf ? "cannot read it whole" : "not a PEM file (no -----BEGIN line)");
+                !f ? strerror(err) : err || !buf ? "cannot read it whole"
+                                                 : "not a PEM file (no -----BEGIN line)");
         free(buf);
         return NULL;
     }

@@ -46,7 +46,7 @@ static struct MHD_Response *buffer_response(char *buf, size_t len, const char *t
 }
 
 enum MHD_Result reply_buf(struct MHD_Connection *c, conn *k, int status, const char *type, char *buf,
-                                size_t len)
+                          size_t len)
 {
     struct MHD_Response *r = buffer_response(buf, len, type);
     return r ? reply_queue(c, k, status, r) : MHD_NO;
@@ -100,7 +100,7 @@ enum MHD_Result reply_error(struct MHD_Connection *c, conn *k, const api_error *
 }
 
 enum MHD_Result reply_errorf(struct MHD_Connection *c, conn *k, int status, const char *type, const char *code,
-                     const char *fmt, const char *arg)
+                             const char *fmt, const char *arg)
 {
     api_error e;
     api_error_set(&e, status, type, code, NULL, fmt, arg);

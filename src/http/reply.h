@@ -20,6 +20,6 @@ enum MHD_Result reply_jval(struct MHD_Connection *c, conn *k, int status, json_t
 /* e in the path's error shape, with one extra header when hname is given. */
 enum MHD_Result reply_error(struct MHD_Connection *c, conn *k, const api_error *e, const char *hname, const char *hval);
 enum MHD_Result reply_errorf(struct MHD_Connection *c, conn *k, int status, const char *type, const char *code,
-                     const char *fmt, const char *arg);
+                             const char *fmt, const char *arg);
 
 #endif

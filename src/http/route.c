@@ -36,7 +36,8 @@ int route_init(const http_options *o)
     g_o = o;
     g_req.n = 0;
     for (int i = 0; i < o->n_routes + 2; i++) {
-        const char *ep = i < o->n_routes ? o->routes[i].endpoint : i == o->n_routes ? "static" : "other";
+        const char *ep = i < o->n_routes ? o->routes[i].endpoint : i == o->n_routes ? "static"
+                                                                                    : "other";
         int known = 0;
         for (int j = 0; j < g_req.n; j++) known |= !strcmp(g_req.endpoint[j], ep);
         if (known) continue;
@@ -94,11 +95,13 @@ static enum MHD_Result send_inflight_refusal(struct MHD_Connection *c, conn *k, 
     if (which == 1)
         api_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
                       "this client already has %d requests in flight (--max-inflight-per-client); retry when "
-                      "one has ended", g_o->guard->max_inflight_client);
+                      "one has ended",
+                      g_o->guard->max_inflight_client);
     else
         api_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
                       "this API key already has %d requests in flight (--max-inflight-per-key); retry when one "
-                      "has ended", g_o->guard->max_inflight_key);
+                      "has ended",
+                      g_o->guard->max_inflight_key);
     return reply_error(c, k, &e, "Retry-After", "1");
 }
 
@@ -150,7 +153,8 @@ static int guard_request(struct MHD_Connection *c, conn *k, enum MHD_Result *sen
         guard_count_refusal("host");
         api_error_set(&e, 403, "permission_error", "host_not_allowed", NULL,
                       "the Host header '%s' does not name this server; start it with --allow-host NAME to "
-                      "serve that name", MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
+                      "serve that name",
+                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host"));
         *sent = reply_error(c, k, &e, NULL, NULL);
         return 0;
     }
@@ -160,7 +164,8 @@ static int guard_request(struct MHD_Connection *c, conn *k, enum MHD_Result *sen
         const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
         api_error_set(&e, 403, "permission_error", "origin_not_allowed", NULL,
                       "requests from pages of the origin '%s' are not allowed; start the server with "
-                      "--allow-origin '%s' to allow them", o, o);
+                      "--allow-origin '%s' to allow them",
+                      o, o);
         *sent = reply_error(c, k, &e, NULL, NULL);
         return 0;
     }
@@ -207,7 +212,7 @@ enum MHD_Result route_dispatch(struct MHD_Connection *c, conn *k, const char *ur
     }
     if (!(rt->flags & ROUTE_OPEN) && !authorized(c))
         return reply_errorf(c, k, 401, "authentication_error", "invalid_api_key", "%s",
-                    "missing or wrong API key: send the header 'Authorization: Bearer <key>' (or 'x-api-key: <key>')");
+                            "missing or wrong API key: send the header 'Authorization: Bearer <key>' (or 'x-api-key: <key>')");
     if (k->req.too_big) {
         api_error e;
         api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL,

@@ -32,19 +32,19 @@ typedef struct http_route {
 
 /* What the HTTP layer is told at start (the command line's options). */
 typedef struct http_options {
-    const char *host;              /* --host: the address to listen on */
-    int port;                      /* --port (0: a free one) */
-    int threads;                   /* --http-threads */
-    int timeout;                   /* --timeout: seconds a connection may make no progress */
-    size_t max_body;               /* --max-body: bytes of a request body; more is a 413 */
-    const char *const *api_keys;   /* --api-key: a request to a route that is not ROUTE_OPEN needs one */
-    int n_api_keys;                /* (0: none is needed) */
-    const guard_options *guard;    /* the connection and in-flight limits, Host and Origin (guard.h) */
-    const http_route *routes;      /* the routes, the first that takes a path wins */
+    const char *host;            /* --host: the address to listen on */
+    int port;                    /* --port (0: a free one) */
+    int threads;                 /* --http-threads */
+    int timeout;                 /* --timeout: seconds a connection may make no progress */
+    size_t max_body;             /* --max-body: bytes of a request body; more is a 413 */
+    const char *const *api_keys; /* --api-key: a request to a route that is not ROUTE_OPEN needs one */
+    int n_api_keys;              /* (0: none is needed) */
+    const guard_options *guard;  /* the connection and in-flight limits, Host and Origin (guard.h) */
+    const http_route *routes;    /* the routes, the first that takes a path wins */
     int n_routes;
-    http_handler fallback;         /* a GET or HEAD of a path no route takes, outside /v1/ and /api/ */
-    const char *tls_key_file;      /* --ssl-key-file and --ssl-cert-file (PEM): HTTPS instead of HTTP */
-    const char *tls_cert_file;     /* (both or neither) */
+    http_handler fallback;     /* a GET or HEAD of a path no route takes, outside /v1/ and /api/ */
+    const char *tls_key_file;  /* --ssl-key-file and --ssl-cert-file (PEM): HTTPS instead of HTTP */
+    const char *tls_cert_file; /* (both or neither) */
 } http_options;
 
 /* Take the options (kept by pointer: they must outlive the daemon). 0, or -1 after saying why. */

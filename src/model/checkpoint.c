@@ -28,7 +28,8 @@
 
 #define MAX_HEADER_BYTES (100u * 1000u * 1000u)
 
-static void format_error(char *err, size_t errlen, const char *fmt, ...) {
+static void format_error(char *err, size_t errlen, const char *fmt, ...)
+{
     if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
@@ -36,7 +37,8 @@ static void format_error(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-static char *path_join(const char *dir, const char *file) {
+static char *path_join(const char *dir, const char *file)
+{
     size_t a = strlen(dir), b = strlen(file);
     char *p = malloc(a + b + 2);
     if (!p) return NULL;
@@ -50,7 +52,8 @@ static char *path_join(const char *dir, const char *file) {
 /* ---- config.json ---- */
 
 static int get_int(json_t *root, const char *path, const char *key, long lo, long hi, int *out,
-                   char *err, size_t errlen) {
+                   char *err, size_t errlen)
+{
     json_t *v = json_object_get(root, key);
     if (!v) {
         format_error(err, errlen, "%s: required key \"%s\" is missing", path, key);
@@ -64,10 +67,10 @@ static int get_int(json_t *root, const char *path, const char *key, long lo, lon
     if (x < lo || x > hi) {
         if (lo == 1)
             format_error(err, errlen, "%s: key \"%s\" is %lld; it must be positive and at most %ld", path, key,
-                 (long long)x, hi);
+                         (long long)x, hi);
         else
             format_error(err, errlen, "%s: key \"%s\" is %lld; it must be in [%ld, %ld]", path, key,
-                 (long long)x, lo, hi);
+                         (long long)x, lo, hi);
         return -1;
     }
     *out = (int)x;
@@ -81,7 +84,8 @@ const char *const sasp_pos_names[2] = {"rope", "learned"};
 
 /* A string key whose value must be one of names[]; its index goes in *out. */
 static int get_enum(json_t *root, const char *path, const char *key, const char *const *names, int n,
-                    int *out, char *err, size_t errlen) {
+                    int *out, char *err, size_t errlen)
+{
     json_t *v = json_object_get(root, key);
     if (!v) {
         format_error(err, errlen, "%s: required key \"%s\" is missing", path, key);
@@ -107,7 +111,8 @@ static int get_enum(json_t *root, const char *path, const char *key, const char 
 }
 
 static int get_real(json_t *root, const char *path, const char *key, int required, double dflt,
-                    double *out, char *err, size_t errlen) {
+                    double *out, char *err, size_t errlen)
+{
     json_t *v = json_object_get(root, key);
     if (!v) {
         if (required) {
@@ -125,7 +130,8 @@ static int get_real(json_t *root, const char *path, const char *key, int require
     return 0;
 }
 
-int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen) {
+int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen)
+{
     char *path = path_join(dir, "config.json");
     if (!path) {
         format_error(err, errlen, "%s/config.json: out of memory", dir);
@@ -139,7 +145,7 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
             format_error(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         else
             format_error(err, errlen, "%s: not valid JSON: %s (line %d, column %d)", path, jerr.text, jerr.line,
-                 jerr.column);
+                         jerr.column);
         free(path);
         return -1;
     }
@@ -207,14 +213,14 @@ int sasp_config_load(const char *dir, sasp_config *cfg, char *err, size_t errlen
         goto out;
     if (cfg->d_model % cfg->n_heads != 0) {
         format_error(err, errlen, "%s: key \"d_model\" (%d) is not divisible by key \"n_heads\" (%d)", path,
-             cfg->d_model, cfg->n_heads);
+                     cfg->d_model, cfg->n_heads);
         goto out;
     }
     if (cfg->position == SASP_POS_ROPE && (cfg->d_model / cfg->n_heads) % 2 != 0) {
         format_error(err, errlen,
-             "%s: key \"position\" is \"rope\" but the head size d_model/n_heads = %d is odd (RoPE "
-             "rotates pairs)",
-             path, cfg->d_model / cfg->n_heads);
+                     "%s: key \"position\" is \"rope\" but the head size d_model/n_heads = %d is odd (RoPE "
+                     "rotates pairs)",
+                     path, cfg->d_model / cfg->n_heads);
         goto out;
     }
     rc = 0;
@@ -232,22 +238,34 @@ static const struct {
     const char *name; /* after "layers.N." for the per-layer kinds */
     const char *shape;
 } schema[SASP_N_TENSOR_KINDS] = {
-    [SASP_T_TOK_EMB] = {"tok_emb.weight", "Vd"},  [SASP_T_POS_EMB] = {"pos_emb.weight", "Sd"},
-    [SASP_T_NORM_W] = {"norm.weight", "d"},       [SASP_T_NORM_B] = {"norm.bias", "d"},
-    [SASP_T_WQ] = {"attn.wq.weight", "dd"},       [SASP_T_BQ] = {"attn.wq.bias", "d"},
-    [SASP_T_WK] = {"attn.wk.weight", "dd"},       [SASP_T_BK] = {"attn.wk.bias", "d"},
-    [SASP_T_WV] = {"attn.wv.weight", "dd"},       [SASP_T_WO] = {"attn.wo.weight", "dd"},
-    [SASP_T_ALPHA] = {"attn.alpha", "H"},         [SASP_T_BETA] = {"attn.beta", "H"},
-    [SASP_T_GAMMA] = {"attn.gamma", "H"},         [SASP_T_ATTN_GAIN] = {"attn_gain", "1"},
-    [SASP_T_MLP_GAIN] = {"mlp_gain", "1"},        [SASP_T_SKIP_GAIN] = {"skip_gain", "1"},
-    [SASP_T_NORM2_W] = {"norm2.weight", "d"},     [SASP_T_NORM2_B] = {"norm2.bias", "d"},
-    [SASP_T_W1] = {"mlp.w1.weight", "Fd"},        [SASP_T_W2] = {"mlp.w2.weight", "dF"},
-    [SASP_T_NORM_F_W] = {"norm_f.weight", "d"},   [SASP_T_NORM_F_B] = {"norm_f.bias", "d"},
+    [SASP_T_TOK_EMB] = {"tok_emb.weight", "Vd"},
+    [SASP_T_POS_EMB] = {"pos_emb.weight", "Sd"},
+    [SASP_T_NORM_W] = {"norm.weight", "d"},
+    [SASP_T_NORM_B] = {"norm.bias", "d"},
+    [SASP_T_WQ] = {"attn.wq.weight", "dd"},
+    [SASP_T_BQ] = {"attn.wq.bias", "d"},
+    [SASP_T_WK] = {"attn.wk.weight", "dd"},
+    [SASP_T_BK] = {"attn.wk.bias", "d"},
+    [SASP_T_WV] = {"attn.wv.weight", "dd"},
+    [SASP_T_WO] = {"attn.wo.weight", "dd"},
+    [SASP_T_ALPHA] = {"attn.alpha", "H"},
+    [SASP_T_BETA] = {"attn.beta", "H"},
+    [SASP_T_GAMMA] = {"attn.gamma", "H"},
+    [SASP_T_ATTN_GAIN] = {"attn_gain", "1"},
+    [SASP_T_MLP_GAIN] = {"mlp_gain", "1"},
+    [SASP_T_SKIP_GAIN] = {"skip_gain", "1"},
+    [SASP_T_NORM2_W] = {"norm2.weight", "d"},
+    [SASP_T_NORM2_B] = {"norm2.bias", "d"},
+    [SASP_T_W1] = {"mlp.w1.weight", "Fd"},
+    [SASP_T_W2] = {"mlp.w2.weight", "dF"},
+    [SASP_T_NORM_F_W] = {"norm_f.weight", "d"},
+    [SASP_T_NORM_F_B] = {"norm_f.bias", "d"},
     [SASP_T_LM_HEAD] = {"lm_head.weight", "Vd"},
 };
 
 /* The column "present" of the table. */
-static sasp_presence presence(const sasp_config *c, sasp_tensor_kind kind, int layer) {
+static sasp_presence presence(const sasp_config *c, sasp_tensor_kind kind, int layer)
+{
     const sasp_presence NO = SASP_TENSOR_ABSENT, MAY = SASP_TENSOR_OPTIONAL, MUST = SASP_TENSOR_REQUIRED;
     int sasp = c->arch == SASP_ARCH_SASP, layernorm = c->norm == SASP_NORM_LAYER, none = c->norm == SASP_NORM_NONE;
     int first_ln = none && layer == 0; /* "none" keeps a layernorm on layer 0's input */
@@ -256,15 +274,22 @@ static sasp_presence presence(const sasp_config *c, sasp_tensor_kind kind, int l
     case SASP_T_POS_EMB: return c->position == SASP_POS_LEARNED ? MUST : NO;
     case SASP_T_NORM_W: return !none || first_ln ? MUST : NO;
     case SASP_T_NORM_B: return layernorm || first_ln ? MUST : NO;
-    case SASP_T_WQ: case SASP_T_WK: return MUST;
-    case SASP_T_BQ: case SASP_T_BK: return MAY;
-    case SASP_T_WV: case SASP_T_WO: return sasp ? MAY : MUST; /* sasp: absent means V = Z, W_O = identity */
-    case SASP_T_ALPHA: case SASP_T_BETA: case SASP_T_GAMMA: return sasp ? MUST : NO;
-    case SASP_T_ATTN_GAIN: case SASP_T_MLP_GAIN: return sasp ? MUST : NO;
+    case SASP_T_WQ:
+    case SASP_T_WK: return MUST;
+    case SASP_T_BQ:
+    case SASP_T_BK: return MAY;
+    case SASP_T_WV:
+    case SASP_T_WO: return sasp ? MAY : MUST; /* sasp: absent means V = Z, W_O = identity */
+    case SASP_T_ALPHA:
+    case SASP_T_BETA:
+    case SASP_T_GAMMA: return sasp ? MUST : NO;
+    case SASP_T_ATTN_GAIN:
+    case SASP_T_MLP_GAIN: return sasp ? MUST : NO;
     case SASP_T_SKIP_GAIN: return sasp ? MAY : NO;
     case SASP_T_NORM2_W: return !sasp && !none ? MUST : NO;
     case SASP_T_NORM2_B: return !sasp && layernorm ? MUST : NO;
-    case SASP_T_W1: case SASP_T_W2: return MUST;
+    case SASP_T_W1:
+    case SASP_T_W2: return MUST;
     case SASP_T_NORM_F_W: return MUST;
     case SASP_T_NORM_F_B: return c->norm_f == SASP_NORM_LAYER ? MUST : NO;
     case SASP_T_LM_HEAD: return c->tie_embeddings ? NO : MUST;
@@ -273,7 +298,8 @@ static sasp_presence presence(const sasp_config *c, sasp_tensor_kind kind, int l
     return NO;
 }
 
-static long dim_size(const sasp_config *c, char letter) {
+static long dim_size(const sasp_config *c, char letter)
+{
     switch (letter) {
     case 'V': return c->vocab_size;
     case 'd': return c->d_model;
@@ -286,10 +312,17 @@ static long dim_size(const sasp_config *c, char letter) {
 
 bool sasp_tensor_per_layer(sasp_tensor_kind kind) { return kind >= SASP_T_NORM_W && kind <= SASP_T_W2; }
 
-bool sasp_tensor_is_matrix(sasp_tensor_kind kind) {
+bool sasp_tensor_is_matrix(sasp_tensor_kind kind)
+{
     switch (kind) {
-    case SASP_T_TOK_EMB: case SASP_T_WQ: case SASP_T_WK: case SASP_T_WV: case SASP_T_WO:
-    case SASP_T_W1: case SASP_T_W2: case SASP_T_LM_HEAD: return true;
+    case SASP_T_TOK_EMB:
+    case SASP_T_WQ:
+    case SASP_T_WK:
+    case SASP_T_WV:
+    case SASP_T_WO:
+    case SASP_T_W1:
+    case SASP_T_W2:
+    case SASP_T_LM_HEAD: return true;
     default: return false;
     }
 }
@@ -298,18 +331,21 @@ static const char *const wtype_names[] = {[SASP_WT_F32] = "f32", [SASP_WT_BF16] 
 
 const char *sasp_wtype_name(sasp_wtype t) { return (unsigned)t < 3 ? wtype_names[t] : "?"; }
 
-int sasp_wtype_parse(const char *name) {
+int sasp_wtype_parse(const char *name)
+{
     for (int i = 0; i < 3; i++)
         if (name && strcmp(name, wtype_names[i]) == 0) return i;
     return -1;
 }
 
-static void tensor_name(char *buf, size_t len, sasp_tensor_kind kind, int layer) {
+static void tensor_name(char *buf, size_t len, sasp_tensor_kind kind, int layer)
+{
     if (sasp_tensor_per_layer(kind)) snprintf(buf, len, "layers.%d.%s", layer, schema[kind].name);
     else snprintf(buf, len, "%s", schema[kind].name);
 }
 
-sasp_presence sasp_tensor_spec_of(const sasp_config *c, sasp_tensor_kind kind, int layer, sasp_tensor_spec *spec) {
+sasp_presence sasp_tensor_spec_of(const sasp_config *c, sasp_tensor_kind kind, int layer, sasp_tensor_spec *spec)
+{
     tensor_name(spec->name, sizeof spec->name, kind, layer);
     spec->ndim = (int)strlen(schema[kind].shape);
     spec->shape[1] = 0;
@@ -331,12 +367,14 @@ typedef struct {
     int n;
 } expected_list;
 
-static int cmp_expected(const void *a, const void *b) {
+static int cmp_expected(const void *a, const void *b)
+{
     return strcmp(((const expected_tensor *)a)->spec.name, ((const expected_tensor *)b)->spec.name);
 }
 
 /* Every tensor the config allows, required or optional, sorted by name. */
-static int expected_tensors(const sasp_config *c, expected_list *l) {
+static int expected_tensors(const sasp_config *c, expected_list *l)
+{
     size_t cap = 0;
     for (int kind = 0; kind < SASP_N_TENSOR_KINDS; kind++) cap += sasp_tensor_per_layer(kind) ? (size_t)c->n_layers : 1;
     l->n = 0;
@@ -354,7 +392,10 @@ static int expected_tensors(const sasp_config *c, expected_list *l) {
 
 /* ---- model.safetensors ---- */
 
-typedef enum { DT_F32, DT_F16, DT_BF16, DT_I8 } dtype;
+typedef enum { DT_F32,
+               DT_F16,
+               DT_BF16,
+               DT_I8 } dtype;
 static const char *const dtype_names[] = {"F32", "F16", "BF16", "I8"};
 static const size_t dtype_sizes[] = {4, 2, 2, 1};
 
@@ -365,25 +406,28 @@ typedef struct {
     long shape[4];
     size_t numel;
     uint64_t begin, end;
-    int is_scales;    /* "<matrix>.scales": a q8_0 matrix's scales, not a tensor of its own */
-    int scales;       /* an I8 matrix: the index of its scales entry (-1 before they are paired) */
+    int is_scales; /* "<matrix>.scales": a q8_0 matrix's scales, not a tensor of its own */
+    int scales;    /* an I8 matrix: the index of its scales entry (-1 before they are paired) */
     sasp_tensor_kind kind;
 } entry;
 
-static int cmp_entry_begin(const void *a, const void *b) {
+static int cmp_entry_begin(const void *a, const void *b)
+{
     const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-static void shape_str(char *buf, size_t len, int ndim, const long *shape) {
+static void shape_str(char *buf, size_t len, int ndim, const long *shape)
+{
     size_t n = (size_t)snprintf(buf, len, "[");
     for (int i = 0; i < ndim && n < len; i++)
         n += (size_t)snprintf(buf + n, len - n, i ? ", %ld" : "%ld", shape[i]);
     if (n < len) snprintf(buf + n, len - n, "]");
 }
 
-static uint64_t read_le64(const unsigned char *p) {
+static uint64_t read_le64(const unsigned char *p)
+{
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
@@ -391,7 +435,8 @@ static uint64_t read_le64(const unsigned char *p) {
 
 /* Parse one header entry into e. Returns 0 or -1 with a message. */
 static int parse_entry(const char *path, const char *name, json_t *v, uint64_t data_size, entry *e,
-                       char *err, size_t errlen) {
+                       char *err, size_t errlen)
+{
     e->name = name;
     if (!json_is_object(v)) {
         format_error(err, errlen, "%s: tensor \"%s\": header entry is not a JSON object", path, name);
@@ -409,7 +454,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
         if (strcmp(ds, dtype_names[i]) == 0) dt = i;
     if (dt < 0) {
         format_error(err, errlen, "%s: tensor \"%s\": unknown dtype \"%s\" (F32, F16, BF16 or I8 are supported)", path,
-             name, ds);
+                     name, ds);
         return -1;
     }
     e->dt = (dtype)dt;
@@ -421,7 +466,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
     size_t nd = json_array_size(js);
     if (nd > 4) {
         format_error(err, errlen, "%s: tensor \"%s\": shape has %zu dimensions (at most 4 are supported)", path,
-             name, nd);
+                     name, nd);
         return -1;
     }
     e->ndim = (int)nd;
@@ -443,28 +488,29 @@ static int parse_entry(const char *path, const char *name, json_t *v, uint64_t d
     if (!json_is_array(jo) || json_array_size(jo) != 2 || !json_is_integer(json_array_get(jo, 0)) ||
         !json_is_integer(json_array_get(jo, 1))) {
         format_error(err, errlen, "%s: tensor \"%s\": \"data_offsets\" must be an array of two integers", path,
-             name);
+                     name);
         return -1;
     }
     json_int_t b = json_integer_value(json_array_get(jo, 0)), en = json_integer_value(json_array_get(jo, 1));
     if (b < 0 || en < b || (uint64_t)en > data_size) {
         format_error(err, errlen,
-             "%s: tensor \"%s\": data offsets [%lld, %lld) lie outside the data section (%llu bytes)", path,
-             name, (long long)b, (long long)en, (unsigned long long)data_size);
+                     "%s: tensor \"%s\": data offsets [%lld, %lld) lie outside the data section (%llu bytes)", path,
+                     name, (long long)b, (long long)en, (unsigned long long)data_size);
         return -1;
     }
     e->begin = (uint64_t)b;
     e->end = (uint64_t)en;
     if (e->end - e->begin != e->numel * esize) {
         format_error(err, errlen,
-             "%s: tensor \"%s\": data offsets span %llu bytes but shape and dtype %s need %zu", path, name,
-             (unsigned long long)(e->end - e->begin), ds, e->numel * esize);
+                     "%s: tensor \"%s\": data offsets span %llu bytes but shape and dtype %s need %zu", path, name,
+                     (unsigned long long)(e->end - e->begin), ds, e->numel * esize);
         return -1;
     }
     return 0;
 }
 
-static void free_tensors(sasp_tensor *t, int n) {
+static void free_tensors(sasp_tensor *t, int n)
+{
     for (int i = 0; i < n; i++) {
         free(t[i].name);
         free(t[i].data);
@@ -483,14 +529,16 @@ typedef struct {
     uint64_t data_size;
 } st_file;
 
-static void st_close(st_file *f) {
+static void st_close(st_file *f)
+{
     if (f->map != MAP_FAILED) munmap(f->map, f->map_size);
     json_decref(f->header);
 }
 
 /* Map f->path and parse its header (the 8-byte length, then a JSON object). 0, or -1 with a message;
  * either way st_close releases what it took. */
-static int st_open(st_file *f, char *err, size_t errlen) {
+static int st_open(st_file *f, char *err, size_t errlen)
+{
     f->map = MAP_FAILED;
     f->header = NULL;
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
@@ -504,7 +552,7 @@ static int st_open(st_file *f, char *err, size_t errlen) {
         if (!S_ISREG(st.st_mode)) format_error(err, errlen, "%s: not a regular file", f->path);
         else
             format_error(err, errlen, "%s: file is %lld bytes, too short for the 8-byte header length", f->path,
-                 (long long)st.st_size);
+                         (long long)st.st_size);
         close(fd);
         return -1;
     }
@@ -524,7 +572,7 @@ static int st_open(st_file *f, char *err, size_t errlen) {
     }
     if (hlen > f->map_size - 8) {
         format_error(err, errlen, "%s: header length %llu runs past the end of the file (%zu bytes)", f->path,
-             (unsigned long long)hlen, f->map_size);
+                     (unsigned long long)hlen, f->map_size);
         return -1;
     }
     f->data = bytes + 8 + hlen;
@@ -545,7 +593,8 @@ static int st_open(st_file *f, char *err, size_t errlen) {
 /* Entry idx is a tensor the config allows, with the shape it implies, or the scales of one
  * ("<name>.scales", checked once paired: pair_scales); records it in the expected list. */
 static int match_expected(const char *path, const sasp_config *cfg, expected_list *exp, entry *entries, int idx,
-                          char *err, size_t errlen) {
+                          char *err, size_t errlen)
+{
     entry *e = &entries[idx];
     size_t len = strlen(e->name), suffix = strlen(".scales");
     e->is_scales = len > suffix && strcmp(e->name + len - suffix, ".scales") == 0;
@@ -558,10 +607,10 @@ static int match_expected(const char *path, const sasp_config *cfg, expected_lis
                              : NULL;
     if (!x) {
         format_error(err, errlen,
-             "%s: tensor \"%s\": unknown tensor name (not part of a %s model with norm %s, position %s, %s "
-             "embeddings and %d layers)",
-             path, e->name, sasp_arch_names[cfg->arch], sasp_norm_names[cfg->norm], sasp_pos_names[cfg->position],
-             cfg->tie_embeddings ? "tied" : "untied", cfg->n_layers);
+                     "%s: tensor \"%s\": unknown tensor name (not part of a %s model with norm %s, position %s, %s "
+                     "embeddings and %d layers)",
+                     path, e->name, sasp_arch_names[cfg->arch], sasp_norm_names[cfg->norm], sasp_pos_names[cfg->position],
+                     cfg->tie_embeddings ? "tied" : "untied", cfg->n_layers);
         return -1;
     }
     e->kind = x->kind;
@@ -575,7 +624,7 @@ static int match_expected(const char *path, const sasp_config *cfg, expected_lis
         shape_str(got, sizeof got, e->ndim, e->shape);
         shape_str(implied, sizeof implied, want->ndim, want->shape);
         format_error(err, errlen, "%s: tensor \"%s\": shape %s disagrees with config.json, which implies %s", path, e->name,
-             got, implied);
+                     got, implied);
         return -1;
     }
     x->entry = idx;
@@ -584,14 +633,15 @@ static int match_expected(const char *path, const sasp_config *cfg, expected_lis
 
 /* q8_0 (docs/checkpoint-format.md): an I8 tensor is a matrix, and has an F16 "<name>.scales" of
  * shape [rows, ceil(columns / 32)]; a .scales entry belongs to an I8 matrix. Pairs them (e->scales). */
-static int pair_scales(const char *path, const expected_list *exp, entry *entries, char *err, size_t errlen) {
+static int pair_scales(const char *path, const expected_list *exp, entry *entries, char *err, size_t errlen)
+{
     for (int i = 0; i < exp->n; i++) {
         const expected_tensor *x = &exp->v[i];
         entry *e = x->entry >= 0 ? &entries[x->entry] : NULL;
         const char *name = x->spec.name;
         if (x->scales >= 0 && (!e || e->dt != DT_I8)) {
             format_error(err, errlen, "%s: tensor \"%s.scales\": scales of a tensor that is %s (q8_0 is an I8 matrix with F16 scales)",
-                 path, name, e ? "not I8" : "missing");
+                         path, name, e ? "not I8" : "missing");
             return -1;
         }
         if (!e || e->dt != DT_I8) continue;
@@ -601,7 +651,7 @@ static int pair_scales(const char *path, const expected_list *exp, entry *entrie
         }
         if (x->scales < 0) {
             format_error(err, errlen, "%s: tensor \"%s\": I8 (q8_0) matrix without its scales tensor \"%s.scales\"", path, name,
-                 name);
+                         name);
             return -1;
         }
         const entry *s = &entries[x->scales];
@@ -611,7 +661,7 @@ static int pair_scales(const char *path, const expected_list *exp, entry *entrie
             shape_str(got, sizeof got, s->ndim, s->shape);
             shape_str(need, sizeof need, 2, want);
             format_error(err, errlen, "%s: tensor \"%s.scales\": %s %s, but the q8_0 scales of a %ld x %ld matrix are F16 %s",
-                 path, name, dtype_names[s->dt], got, e->shape[0], e->shape[1], need);
+                         path, name, dtype_names[s->dt], got, e->shape[0], e->shape[1], need);
             return -1;
         }
         e->scales = x->scales;
@@ -620,7 +670,8 @@ static int pair_scales(const char *path, const expected_list *exp, entry *entrie
 }
 
 /* No two entries' byte ranges overlap (empty ranges cannot, and every expected tensor is non-empty). */
-static int check_no_overlap(const char *path, entry *entries, int n, char *err, size_t errlen) {
+static int check_no_overlap(const char *path, entry *entries, int n, char *err, size_t errlen)
+{
     entry **order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!order) {
         format_error(err, errlen, "%s: out of memory", path);
@@ -632,8 +683,8 @@ static int check_no_overlap(const char *path, entry *entries, int n, char *err, 
     for (int i = 1; i < n && rc == 0; i++)
         if (order[i]->begin < order[i - 1]->end) {
             format_error(err, errlen, "%s: tensor \"%s\": data [%llu, %llu) overlaps tensor \"%s\" [%llu, %llu)", path,
-                 order[i]->name, (unsigned long long)order[i]->begin, (unsigned long long)order[i]->end,
-                 order[i - 1]->name, (unsigned long long)order[i - 1]->begin, (unsigned long long)order[i - 1]->end);
+                         order[i]->name, (unsigned long long)order[i]->begin, (unsigned long long)order[i]->end,
+                         order[i - 1]->name, (unsigned long long)order[i - 1]->begin, (unsigned long long)order[i - 1]->end);
             rc = -1;
         }
     free(order);
@@ -642,7 +693,8 @@ static int check_no_overlap(const char *path, entry *entries, int n, char *err, 
 
 /* Parse and check every entry of the header into entries[] (*n of them): each a tensor the config
  * allows, every required one present, no two overlapping. */
-static int check_header(const st_file *f, const sasp_config *cfg, entry *entries, int *n, char *err, size_t errlen) {
+static int check_header(const st_file *f, const sasp_config *cfg, entry *entries, int *n, char *err, size_t errlen)
+{
     expected_list exp;
     if (expected_tensors(cfg, &exp)) {
         format_error(err, errlen, "%s: out of memory", f->path);
@@ -652,7 +704,7 @@ static int check_header(const st_file *f, const sasp_config *cfg, entry *entries
     const char *key;
     json_t *val;
     *n = 0;
-    json_object_foreach(f->header, key, val) {
+    json_object_foreach (f->header, key, val) {
         if (strcmp(key, "__metadata__") == 0) continue; /* free-form strings; nothing we need */
         entry *e = &entries[*n];
         if (parse_entry(f->path, key, val, f->data_size, e, err, errlen)) goto out;
@@ -675,7 +727,8 @@ out:
 
 static uint16_t read_le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-static void *alloc64(size_t bytes) {
+static void *alloc64(size_t bytes)
+{
     size_t r = (bytes + 63) & ~(size_t)63;
     return aligned_alloc(64, r ? r : 64);
 }
@@ -683,12 +736,13 @@ static void *alloc64(size_t bytes) {
 /* A q8_0 matrix's values are in [-127, 127] (kernels.h: -128 would overflow the AVX2 sign trick) and
  * its scales are finite. */
 static int check_q8_0(const char *path, const entry *e, const entry *sc, const unsigned char *data, char *err,
-                      size_t errlen) {
+                      size_t errlen)
+{
     const int8_t *q = (const int8_t *)(data + e->begin);
     for (size_t i = 0; i < e->numel; i++)
         if (q[i] == -128) {
             format_error(err, errlen, "%s: tensor \"%s\": q8_0 value -128 at [%zu, %zu] (values are in [-127, 127])", path,
-                 e->name, i / (size_t)e->shape[1], i % (size_t)e->shape[1]);
+                         e->name, i / (size_t)e->shape[1], i % (size_t)e->shape[1]);
             return -1;
         }
     for (size_t i = 0; i < sc->numel; i++)
@@ -700,7 +754,8 @@ static int check_q8_0(const char *path, const entry *e, const entry *sc, const u
 }
 
 /* Entry e's values as float32 (F16 and BF16 exactly, q8_0 dequantized as the kernels see them). */
-static void values_f32(float *out, const entry *e, const entry *sc, const unsigned char *data) {
+static void values_f32(float *out, const entry *e, const entry *sc, const unsigned char *data)
+{
     const unsigned char *src = data + e->begin;
     if (e->dt == DT_F32) {
         memcpy(out, src, e->numel * 4);
@@ -723,11 +778,11 @@ static void values_f32(float *out, const entry *e, const entry *sc, const unsign
 /* Matrix entry e as bf16 or q8_0 (want) in t->w: a view of the mapping when the file holds that type
  * at an aligned offset, else converted into t->owned. *viewed: whether it is a view. */
 static int typed_matrix(sasp_tensor *t, const entry *e, const entry *sc, const unsigned char *data, sasp_wtype want,
-                        int *viewed) {
+                        int *viewed)
+{
     int m = (int)e->shape[0], k = (int)e->shape[1], nb = sasp_q8_0_blocks(k);
     const unsigned char *src = data + e->begin;
-    t->w = (sasp_weights){.type = want, .m = m, .k = k, .data = src,
-                          .scales = want == SASP_WT_Q8_0 && sc ? (const uint16_t *)(data + sc->begin) : NULL};
+    t->w = (sasp_weights){.type = want, .m = m, .k = k, .data = src, .scales = want == SASP_WT_Q8_0 && sc ? (const uint16_t *)(data + sc->begin) : NULL};
     int stored = (want == SASP_WT_BF16 && e->dt == DT_BF16) || (want == SASP_WT_Q8_0 && e->dt == DT_I8);
     uintptr_t half = (uintptr_t)(want == SASP_WT_BF16 ? (const void *)src : (const void *)t->w.scales);
     if (stored && half % 2 == 0 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) {
@@ -760,8 +815,10 @@ static int typed_matrix(sasp_tensor *t, const entry *e, const entry *sc, const u
 
 /* The type matrix entry e is used in: WEIGHTS, the file's own (F32 and F16 as f32), or the narrower of
  * the two (SASP_WEIGHTS_AT_MOST; the types' order, f32 > bf16 > q8_0, is sasp_wtype's). */
-static sasp_wtype type_for(const entry *e, int weights) {
-    sasp_wtype stored = e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0 : SASP_WT_F32;
+static sasp_wtype type_for(const entry *e, int weights)
+{
+    sasp_wtype stored = e->dt == DT_BF16 ? SASP_WT_BF16 : e->dt == DT_I8 ? SASP_WT_Q8_0
+                                                                         : SASP_WT_F32;
     if (weights == SASP_WEIGHTS_AS_STORED) return stored;
     if (weights <= SASP_WEIGHTS_AT_MOST(SASP_WT_F32) && weights >= SASP_WEIGHTS_AT_MOST(SASP_WT_Q8_0)) {
         sasp_wtype cap = (sasp_wtype)(-2 - weights);
@@ -773,7 +830,8 @@ static sasp_wtype type_for(const entry *e, int weights) {
 /* Tensor t from entry e (sc: its q8_0 scales): float32 in t->data, or a matrix in the type it is used
  * in (t->w). *viewed is set when t views the mapping. */
 static int make_tensor(sasp_tensor *t, const entry *e, const entry *sc, const unsigned char *data, int weights,
-                       int *viewed) {
+                       int *viewed)
+{
     t->name = strdup(e->name);
     t->ndim = e->ndim;
     memcpy(t->shape, e->shape, sizeof t->shape);
@@ -790,7 +848,8 @@ static int make_tensor(sasp_tensor *t, const entry *e, const entry *sc, const un
 
 /* Every tensor of the checked entries into ck (the scales go with their matrices). */
 static int make_tensors(sasp_checkpoint *ck, const st_file *f, const entry *entries, int n, int weights, int *viewed,
-                        char *err, size_t errlen) {
+                        char *err, size_t errlen)
+{
     for (int i = 0; i < n; i++) {
         const entry *e = &entries[i], *sc = e->scales >= 0 ? &entries[e->scales] : NULL;
         if (e->is_scales) continue;
@@ -803,11 +862,13 @@ static int make_tensors(sasp_checkpoint *ck, const st_file *f, const entry *entr
     return 0;
 }
 
-sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen) {
+sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen)
+{
     return sasp_checkpoint_load_as(dir, SASP_WEIGHTS_AS_STORED, err, errlen);
 }
 
-sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen) {
+sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen)
+{
     sasp_config cfg;
     if (sasp_config_load(dir, &cfg, err, errlen)) return NULL;
     st_file f = {.path = path_join(dir, "model.safetensors"), .map = MAP_FAILED};
@@ -858,19 +919,20 @@ typedef struct {
 } out_tensor;
 
 static int add_entry(json_t *h, const char *name, const char *dtype, long s0, long s1, int ndim, out_tensor *o,
-                     const void *bytes, size_t len, uint64_t *at) {
+                     const void *bytes, size_t len, uint64_t *at)
+{
     json_t *shape = json_array();
     json_array_append_new(shape, json_integer(s0));
     if (ndim > 1) json_array_append_new(shape, json_integer(s1));
     *o = (out_tensor){bytes, len, *at};
     json_t *offs = json_pack("[II]", (json_int_t)*at, (json_int_t)(*at + len));
     *at = (*at + len + 63) & ~(uint64_t)63; /* every tensor 64-byte aligned */
-    return json_object_set_new(h, name, json_pack("{s:s, s:o, s:o}", "dtype", dtype, "shape", shape,
-                                                  "data_offsets", offs));
+    return json_object_set_new(h, name, json_pack("{s:s, s:o, s:o}", "dtype", dtype, "shape", shape, "data_offsets", offs));
 }
 
 /* The header of ck's tensors (o: their bytes, at most 2 per tensor; *n of them). */
-static json_t *save_header(const sasp_checkpoint *ck, out_tensor *o, int *n) {
+static json_t *save_header(const sasp_checkpoint *ck, out_tensor *o, int *n)
+{
     json_t *h = json_object();
     json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
     uint64_t at = 0;
@@ -901,7 +963,8 @@ static json_t *save_header(const sasp_checkpoint *ck, out_tensor *o, int *n) {
 }
 
 /* The 8-byte length, the header padded with spaces so that the data starts 64-byte aligned, the data. */
-static int write_file(FILE *fp, const char *text, const out_tensor *o, int n) {
+static int write_file(FILE *fp, const char *text, const out_tensor *o, int n)
+{
     size_t hlen = strlen(text), padded = ((8 + hlen + 63) & ~(size_t)63) - 8;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
@@ -917,7 +980,8 @@ static int write_file(FILE *fp, const char *text, const out_tensor *o, int n) {
     return ok ? 0 : -1;
 }
 
-int sasp_checkpoint_save(const sasp_checkpoint *ck, const char *path, char *err, size_t errlen) {
+int sasp_checkpoint_save(const sasp_checkpoint *ck, const char *path, char *err, size_t errlen)
+{
     out_tensor *o = malloc(sizeof *o * 2 * (size_t)(ck->n_tensors + 1));
     int n = 0, rc = -1;
     json_t *h = o ? save_header(ck, o, &n) : NULL;
@@ -935,13 +999,15 @@ int sasp_checkpoint_save(const sasp_checkpoint *ck, const char *path, char *err,
     return rc;
 }
 
-const sasp_tensor *sasp_checkpoint_find(const sasp_checkpoint *ck, const char *name) {
+const sasp_tensor *sasp_checkpoint_find(const sasp_checkpoint *ck, const char *name)
+{
     for (int i = 0; i < ck->n_tensors; i++)
         if (ck->tensors[i].name && strcmp(ck->tensors[i].name, name) == 0) return &ck->tensors[i];
     return NULL;
 }
 
-float *sasp_checkpoint_take(sasp_checkpoint *ck, const char *name) {
+float *sasp_checkpoint_take(sasp_checkpoint *ck, const char *name)
+{
     for (int i = 0; i < ck->n_tensors; i++)
         if (ck->tensors[i].name && strcmp(ck->tensors[i].name, name) == 0) {
             float *d = ck->tensors[i].data;
@@ -951,24 +1017,28 @@ float *sasp_checkpoint_take(sasp_checkpoint *ck, const char *name) {
     return NULL;
 }
 
-const sasp_tensor *sasp_checkpoint_find_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer) {
+const sasp_tensor *sasp_checkpoint_find_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer)
+{
     char name[64];
     tensor_name(name, sizeof name, kind, layer);
     return sasp_checkpoint_find(ck, name);
 }
 
-float *sasp_checkpoint_take_kind(sasp_checkpoint *ck, sasp_tensor_kind kind, int layer) {
+float *sasp_checkpoint_take_kind(sasp_checkpoint *ck, sasp_tensor_kind kind, int layer)
+{
     char name[64];
     tensor_name(name, sizeof name, kind, layer);
     return sasp_checkpoint_take(ck, name);
 }
 
-const sasp_weights *sasp_checkpoint_weights_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer) {
+const sasp_weights *sasp_checkpoint_weights_kind(const sasp_checkpoint *ck, sasp_tensor_kind kind, int layer)
+{
     const sasp_tensor *t = sasp_checkpoint_find_kind(ck, kind, layer);
     return t && sasp_tensor_is_matrix(kind) && t->w.data ? &t->w : NULL;
 }
 
-void sasp_checkpoint_free(sasp_checkpoint *ck) {
+void sasp_checkpoint_free(sasp_checkpoint *ck)
+{
     if (!ck) return;
     free_tensors(ck->tensors, ck->n_tensors);
     if (ck->map) munmap(ck->map, ck->map_size);

@@ -16,10 +16,16 @@
 
 #include "kernels.h"
 
-typedef enum { SASP_ARCH_SASP, SASP_ARCH_PRELN } sasp_arch;
-typedef enum { SASP_NORM_RMS, SASP_NORM_LAYER, SASP_NORM_NONE } sasp_norm;
-typedef enum { SASP_ACT_RELU, SASP_ACT_GELU, SASP_ACT_SILU } sasp_act;
-typedef enum { SASP_POS_ROPE, SASP_POS_LEARNED } sasp_pos;
+typedef enum { SASP_ARCH_SASP,
+               SASP_ARCH_PRELN } sasp_arch;
+typedef enum { SASP_NORM_RMS,
+               SASP_NORM_LAYER,
+               SASP_NORM_NONE } sasp_norm;
+typedef enum { SASP_ACT_RELU,
+               SASP_ACT_GELU,
+               SASP_ACT_SILU } sasp_act;
+typedef enum { SASP_POS_ROPE,
+               SASP_POS_LEARNED } sasp_pos;
 
 /* The config.json spellings of the enums above, indexed by value ("sasp", "rmsnorm", "relu", "rope"). */
 extern const char *const sasp_arch_names[2];
@@ -61,7 +67,7 @@ typedef struct sasp_checkpoint {
     sasp_config config;
     sasp_tensor *tensors;
     int n_tensors;
-    void *map;       /* model.safetensors, mapped read-only while a tensor's w views it; else NULL */
+    void *map; /* model.safetensors, mapped read-only while a tensor's w views it; else NULL */
     size_t map_size;
 } sasp_checkpoint;
 
@@ -79,23 +85,41 @@ int sasp_wtype_parse(const char *name);
  * so the names, shapes and presence rules are written once, in checkpoint.c. The kinds from
  * SASP_T_NORM_W to SASP_T_W2 exist once per layer ("layers.N.<name>"); the others once. */
 typedef enum {
-    SASP_T_TOK_EMB, SASP_T_POS_EMB,
-    SASP_T_NORM_W, SASP_T_NORM_B,
-    SASP_T_WQ, SASP_T_BQ, SASP_T_WK, SASP_T_BK, SASP_T_WV, SASP_T_WO,
-    SASP_T_ALPHA, SASP_T_BETA, SASP_T_GAMMA, SASP_T_ATTN_GAIN, SASP_T_MLP_GAIN, SASP_T_SKIP_GAIN,
-    SASP_T_NORM2_W, SASP_T_NORM2_B,
-    SASP_T_W1, SASP_T_W2,
-    SASP_T_NORM_F_W, SASP_T_NORM_F_B, SASP_T_LM_HEAD,
+    SASP_T_TOK_EMB,
+    SASP_T_POS_EMB,
+    SASP_T_NORM_W,
+    SASP_T_NORM_B,
+    SASP_T_WQ,
+    SASP_T_BQ,
+    SASP_T_WK,
+    SASP_T_BK,
+    SASP_T_WV,
+    SASP_T_WO,
+    SASP_T_ALPHA,
+    SASP_T_BETA,
+    SASP_T_GAMMA,
+    SASP_T_ATTN_GAIN,
+    SASP_T_MLP_GAIN,
+    SASP_T_SKIP_GAIN,
+    SASP_T_NORM2_W,
+    SASP_T_NORM2_B,
+    SASP_T_W1,
+    SASP_T_W2,
+    SASP_T_NORM_F_W,
+    SASP_T_NORM_F_B,
+    SASP_T_LM_HEAD,
     SASP_N_TENSOR_KINDS
 } sasp_tensor_kind;
 
-typedef enum { SASP_TENSOR_ABSENT, SASP_TENSOR_OPTIONAL, SASP_TENSOR_REQUIRED } sasp_presence;
+typedef enum { SASP_TENSOR_ABSENT,
+               SASP_TENSOR_OPTIONAL,
+               SASP_TENSOR_REQUIRED } sasp_presence;
 
 /* One tensor as a config implies it. */
 typedef struct sasp_tensor_spec {
-    char name[64];  /* e.g. "layers.3.attn.wq.weight" */
-    int ndim;       /* 1 or 2 */
-    long shape[2];  /* shape[1] is 0 when ndim is 1 */
+    char name[64]; /* e.g. "layers.3.attn.wq.weight" */
+    int ndim;      /* 1 or 2 */
+    long shape[2]; /* shape[1] is 0 when ndim is 1 */
     sasp_presence presence;
 } sasp_tensor_spec;
 

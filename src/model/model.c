@@ -73,12 +73,12 @@ struct sasp_layer {
      * then, for sasp only, W1 (d_ff columns). in[p] is part p (p < 3: q, k, v; in[3]: W1); a work
      * item of the product lies within one part. */
     sasp_weights in[4];
-    float *b_in;              /* [n_in] biases (zeros where a part has none), or NULL */
+    float *b_in; /* [n_in] biases (zeros where a part has none), or NULL */
     int n_in;
     int has_wv;
-    sasp_weights wo;          /* [d][d], .data NULL when absent (identity) */
-    sasp_weights w1;          /* preln only: [d_ff][d] */
-    sasp_weights w2;          /* [d][d_ff] */
+    sasp_weights wo;             /* [d][d], .data NULL when absent (identity) */
+    sasp_weights w1;             /* preln only: [d_ff][d] */
+    sasp_weights w2;             /* [d][d_ff] */
     float *alpha, *beta, *gamma; /* sasp: [n_heads] shaped-attention gains */
     float attn_gain, mlp_gain;   /* sasp: beta_SA, beta_FF */
     float skip_gain;             /* sasp: alpha_skip */
@@ -92,21 +92,21 @@ struct att_tile {
 
 /* Activations of one step, grown to the largest step seen (never shrunk). */
 struct sasp_scratch {
-    int rows, logit_rows; /* capacities */
-    float *x;         /* [rows][d]    the residual stream X */
-    float *z;         /* [rows][d]    normalised input of the current sub-block */
-    float *stacked;   /* [rows][n_in] Z times the stacked matrix: q | k | (v) | (sasp: MLP hidden) */
-    float *attn;      /* [rows][d]    attention output, heads concatenated */
-    float *attn_o;    /* [rows][d]    after W_O */
-    float *hidden;    /* [rows][d_ff] preln: MLP hidden */
-    float *mlp;       /* [rows][d]    MLP output */
-    float *v_mean;    /* [rows][d]    sasp: the centring term, mean of v over positions 0..i */
-    float *scores;    /* [threads][ATT_TILE][max_seq_len] attention scores, per thread */
-    float *head_keys; /* [threads][max_seq_len][d_head] one head's keys, contiguous (in scores' block) */
+    int rows, logit_rows;   /* capacities */
+    float *x;               /* [rows][d]    the residual stream X */
+    float *z;               /* [rows][d]    normalised input of the current sub-block */
+    float *stacked;         /* [rows][n_in] Z times the stacked matrix: q | k | (v) | (sasp: MLP hidden) */
+    float *attn;            /* [rows][d]    attention output, heads concatenated */
+    float *attn_o;          /* [rows][d]    after W_O */
+    float *hidden;          /* [rows][d_ff] preln: MLP hidden */
+    float *mlp;             /* [rows][d]    MLP output */
+    float *v_mean;          /* [rows][d]    sasp: the centring term, mean of v over positions 0..i */
+    float *scores;          /* [threads][ATT_TILE][max_seq_len] attention scores, per thread */
+    float *head_keys;       /* [threads][max_seq_len][d_head] one head's keys, contiguous (in scores' block) */
     struct att_tile *tiles; /* [rows] the step's rows cut into attention tiles */
     int n_tiles;
-    float *z_final;   /* [logit_rows][d]     final-normed rows that need logits */
-    float *logits;    /* [logit_rows][vocab] */
+    float *z_final;         /* [logit_rows][d]     final-normed rows that need logits */
+    float *logits;          /* [logit_rows][vocab] */
     int *row_seq, *row_pos; /* [rows] which sequence and position each row is */
     int *logit_src;         /* [logit_rows] the row each logit row comes from */
     float **logit_dst;      /* [logit_rows] where its logits go (the caller's buffers) */
@@ -114,7 +114,8 @@ struct sasp_scratch {
     float **hidden_dst;     /* [rows] where each goes (the caller's buffers) */
 };
 
-static float *falloc(size_t n) {
+static float *falloc(size_t n)
+{
     size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
     return aligned_alloc(64, bytes ? bytes : 64);
 }
@@ -122,21 +123,24 @@ static float *falloc(size_t n) {
 /* ---- loading ---- */
 
 /* The value of a [1] tensor, 0 when the checkpoint has none; *present (when asked) says which. */
-static float scalar_of(const sasp_checkpoint *ck, sasp_tensor_kind kind, int l, int *present) {
+static float scalar_of(const sasp_checkpoint *ck, sasp_tensor_kind kind, int l, int *present)
+{
     const sasp_tensor *t = sasp_checkpoint_find_kind(ck, kind, l);
     if (present) *present = t != NULL;
     return t ? t->data[0] : 0.0f;
 }
 
 /* Matrix KIND of layer L, or an empty one (.data NULL) when the checkpoint has none. */
-static sasp_weights weights_of(const sasp_checkpoint *ck, sasp_tensor_kind kind, int l) {
+static sasp_weights weights_of(const sasp_checkpoint *ck, sasp_tensor_kind kind, int l)
+{
     const sasp_weights *w = sasp_checkpoint_weights_kind(ck, kind, l);
     return w ? *w : (sasp_weights){0};
 }
 
 /* The parts of the stacked product: W_Q, W_K, (W_V), (sasp: W1), and their biases stacked into [n_in]
  * (or NULL). */
-static int stack_layer(sasp_model *m, sasp_checkpoint *ck, int l) {
+static int stack_layer(sasp_model *m, sasp_checkpoint *ck, int l)
+{
     const sasp_config *c = &m->cfg;
     sasp_layer *L = &m->layers[l];
     size_t d = (size_t)c->d_model, F = (size_t)c->d_ff;
@@ -159,7 +163,8 @@ static int stack_layer(sasp_model *m, sasp_checkpoint *ck, int l) {
     return ok ? 0 : -1;
 }
 
-static int load_layer(sasp_model *m, sasp_checkpoint *ck, int l) {
+static int load_layer(sasp_model *m, sasp_checkpoint *ck, int l)
+{
     sasp_layer *L = &m->layers[l];
     L->norm_w = sasp_checkpoint_take_kind(ck, SASP_T_NORM_W, l);
     L->norm_b = sasp_checkpoint_take_kind(ck, SASP_T_NORM_B, l);
@@ -181,7 +186,8 @@ static int load_layer(sasp_model *m, sasp_checkpoint *ck, int l) {
 
 /* cos and sin of p theta_i for every position p and frequency i < d_h / 2: angles in double, rounded
  * once to float, as the reference does. */
-static int rope_tables(sasp_model *m) {
+static int rope_tables(sasp_model *m)
+{
     const sasp_config *c = &m->cfg;
     int half = c->d_model / c->n_heads / 2;
     size_t n = (size_t)c->max_seq_len * (size_t)half;
@@ -200,7 +206,8 @@ static int rope_tables(sasp_model *m) {
 
 /* Every matrix the forward pass multiplies by, once (a tied head is the embedding's copy): up to
  * 4 + 3 per layer and the head. */
-static int product_matrices(const sasp_model *m, const sasp_weights **out) {
+static int product_matrices(const sasp_model *m, const sasp_weights **out)
+{
     int n = 0;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const sasp_layer *L = &m->layers[l];
@@ -215,7 +222,8 @@ static int product_matrices(const sasp_model *m, const sasp_weights **out) {
 /* The q8_0 matrices as panels (simd/kernels.h), in one allocation the model owns: what a table with
  * q8_panels reads instead of packing W on every call (the same bits: only speed depends on it, so a
  * failure to allocate is no error). */
-static void pack_panels(sasp_model *m) {
+static void pack_panels(sasp_model *m)
+{
     if (m->panels) return;
     const sasp_weights **all = malloc(sizeof *all * (7 * (size_t)m->cfg.n_layers + 1));
     if (!all) return;
@@ -239,11 +247,13 @@ static void pack_panels(sasp_model *m) {
     free(all);
 }
 
-sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t errlen) {
+sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t errlen)
+{
     return sasp_model_load_as(dir, n_threads, SASP_WEIGHTS_AS_STORED, err, errlen);
 }
 
-int sasp_weights_parse(const char *name) {
+int sasp_weights_parse(const char *name)
+{
     if (!name) return SASP_WEIGHTS_UNKNOWN;
     if (!strcmp(name, "auto")) return SASP_WEIGHTS_FAST;
     if (!strcmp(name, "stored")) return SASP_WEIGHTS_AS_STORED;
@@ -251,7 +261,8 @@ int sasp_weights_parse(const char *name) {
     return t < 0 ? SASP_WEIGHTS_UNKNOWN : t;
 }
 
-sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen) {
+sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen)
+{
     if (weights == SASP_WEIGHTS_FAST) weights = SASP_WEIGHTS_AT_MOST(sasp_kernels_active()->fast_weights);
     sasp_checkpoint *ck = sasp_checkpoint_load_as(dir, weights, err, errlen);
     if (!ck) return NULL;
@@ -285,22 +296,26 @@ oom:
     return NULL;
 }
 
-static void free_layer(sasp_layer *L) {
+static void free_layer(sasp_layer *L)
+{
     free(L->norm_w), free(L->norm_b), free(L->norm2_w), free(L->norm2_b);
     free(L->b_in);
     free(L->alpha), free(L->beta), free(L->gamma);
 }
 
-static void free_row_buffers(struct sasp_scratch *s) {
+static void free_row_buffers(struct sasp_scratch *s)
+{
     free(s->x), free(s->z), free(s->stacked), free(s->attn), free(s->attn_o), free(s->hidden), free(s->mlp);
     free(s->v_mean), free(s->row_seq), free(s->row_pos), free(s->tiles), free(s->hidden_src), free(s->hidden_dst);
 }
 
-static void free_logit_buffers(struct sasp_scratch *s) {
+static void free_logit_buffers(struct sasp_scratch *s)
+{
     free(s->z_final), free(s->logits), free(s->logit_src), free(s->logit_dst);
 }
 
-void sasp_model_free(sasp_model *m) {
+void sasp_model_free(sasp_model *m)
+{
     if (!m) return;
     if (m->layers)
         for (int l = 0; l < m->cfg.n_layers; l++) free_layer(&m->layers[l]);
@@ -317,14 +332,15 @@ void sasp_model_free(sasp_model *m) {
     free(m);
 }
 
-void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels) {
+void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels)
+{
     m->kernels = kernels;
     if (kernels->q8_panels) pack_panels(m);
 }
 
-sasp_model_info sasp_model_describe(const sasp_model *m) {
-    sasp_model_info info = {.dir = m->dir, .n_params = m->n_params, .kernels = m->kernels->name,
-                            .threads = sasp_pool_size(m->pool)};
+sasp_model_info sasp_model_describe(const sasp_model *m)
+{
+    sasp_model_info info = {.dir = m->dir, .n_params = m->n_params, .kernels = m->kernels->name, .threads = sasp_pool_size(m->pool)};
     if (m->cfg.n_layers > 0) info.weights = sasp_wtype_name(m->layers[0].in[0].type);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const sasp_layer *L = &m->layers[l];
@@ -338,7 +354,8 @@ sasp_model_info sasp_model_describe(const sasp_model *m) {
 
 /* ---- KV-cache ---- */
 
-sasp_kv *sasp_kv_new(const sasp_model *m, int cap) {
+sasp_kv *sasp_kv_new(const sasp_model *m, int cap)
+{
     const sasp_config *c = &m->cfg;
     if (cap <= 0 || cap > c->max_seq_len) cap = c->max_seq_len;
     sasp_kv *kv = calloc(1, sizeof *kv);
@@ -356,13 +373,15 @@ sasp_kv *sasp_kv_new(const sasp_model *m, int cap) {
     return kv;
 }
 
-void sasp_kv_reset(sasp_kv *kv) {
+void sasp_kv_reset(sasp_kv *kv)
+{
     kv->len = 0;
     /* value_sum is [n_layers][d]; its size is not stored, so it is cleared lazily: centre_cols zeroes
      * a layer's running sum whenever a sequence starts at position 0. */
 }
 
-void sasp_kv_truncate(const sasp_model *m, sasp_kv *kv, int len) {
+void sasp_kv_truncate(const sasp_model *m, sasp_kv *kv, int len)
+{
     const sasp_config *c = &m->cfg;
     size_t d = (size_t)c->d_model;
     if (len < 0) len = 0;
@@ -378,7 +397,8 @@ void sasp_kv_truncate(const sasp_model *m, sasp_kv *kv, int len) {
     }
 }
 
-int sasp_kv_copy(const sasp_model *m, sasp_kv *dst, const sasp_kv *src, int len) {
+int sasp_kv_copy(const sasp_model *m, sasp_kv *dst, const sasp_kv *src, int len)
+{
     const sasp_config *c = &m->cfg;
     size_t d = (size_t)c->d_model;
     if (len > src->len) len = src->len;
@@ -393,7 +413,8 @@ int sasp_kv_copy(const sasp_model *m, sasp_kv *dst, const sasp_kv *src, int len)
     return 0;
 }
 
-void sasp_kv_free(sasp_kv *kv) {
+void sasp_kv_free(sasp_kv *kv)
+{
     if (!kv) return;
     free(kv->keys), free(kv->values), free(kv->value_sum);
     free(kv);
@@ -406,7 +427,7 @@ struct batch {
     const sasp_model *m;
     const sasp_kernels *kern;
     struct sasp_scratch *s;
-    sasp_step *steps;     /* the sequences */
+    sasp_step *steps; /* the sequences */
     int n_steps;
     int rows, logit_rows; /* rows of X (the step's new tokens), and of them the rows that need logits */
     int d, dh;            /* d_model, head size */
@@ -423,7 +444,8 @@ struct row_run {
     int n;
 };
 
-static void row_worker(void *p, int ith, int nth) {
+static void row_worker(void *p, int ith, int nth)
+{
     const struct row_run *run = p;
     int lo, hi;
     sasp_split(run->n, ith, nth, &lo, &hi);
@@ -432,7 +454,8 @@ static void row_worker(void *p, int ith, int nth) {
 
 /* fn(b, arg, i) for each row i < n: on the calling thread when that is SERIAL_ROW_FLOATS or fewer
  * floats of X, else in contiguous shares on the pool (rows cost the same). */
-static void for_rows(const struct batch *b, int n, row_fn *fn, const void *arg) {
+static void for_rows(const struct batch *b, int n, row_fn *fn, const void *arg)
+{
     struct row_run run = {b, fn, arg, n};
     if ((size_t)n * (size_t)b->d <= SERIAL_ROW_FLOATS) row_worker(&run, 0, 1);
     else sasp_pool_run(b->m->pool, row_worker, &run);
@@ -446,7 +469,8 @@ struct item_run {
     atomic_int next; /* the next item to hand out */
 };
 
-static void item_worker(void *p, int ith, int nth) {
+static void item_worker(void *p, int ith, int nth)
+{
     (void)nth;
     struct item_run *run = p;
     for (int it = atomic_fetch_add_explicit(&run->next, 1, memory_order_relaxed); it < run->n;
@@ -457,7 +481,8 @@ static void item_worker(void *p, int ith, int nth) {
 /* fn(b, arg, item, ith) for each item < n on the pool, handed out in order to whichever thread asks
  * next; callers number their items biggest first, so the phase ends with every thread busy. ith is
  * the thread's index, for its share of the scratch. */
-static void for_items(const struct batch *b, int n, item_fn *fn, const void *arg) {
+static void for_items(const struct batch *b, int n, item_fn *fn, const void *arg)
+{
     struct item_run run = {.b = b, .fn = fn, .arg = arg, .n = n};
     atomic_init(&run.next, 0); /* published by the pool's release */
     sasp_pool_run(b->m->pool, item_worker, &run);
@@ -469,7 +494,8 @@ static void for_items(const struct batch *b, int n, item_fn *fn, const void *arg
  * With eps_outside ("rmsnorm_eps_outside", the reference code's RMSNorm) rmsnorm is
  * y = w x / (sqrt(mean(x^2)) + eps), in plain C: no kernel computes that form. */
 static void norm_row(const sasp_kernels *kern, float *y, const float *x, const float *w, const float *bias, int d,
-                     float eps, int eps_outside) {
+                     float eps, int eps_outside)
+{
     if (!w) memcpy(y, x, (size_t)d * sizeof *y);
     else if (bias) kern->layernorm(y, x, w, bias, d, eps);
     else if (eps_outside) {
@@ -489,7 +515,8 @@ struct residual {
     const int *src;
 };
 
-static void residual_row(const struct batch *b, const void *arg, int i) {
+static void residual_row(const struct batch *b, const void *arg, int i)
+{
     const struct residual *res = arg;
     const sasp_config *c = &b->m->cfg;
     int r = res->src ? res->src[i] : i;
@@ -501,24 +528,28 @@ static void residual_row(const struct batch *b, const void *arg, int i) {
 }
 
 /* out = N(X), every row */
-static void norm_rows(const struct batch *b, const float *norm_w, const float *norm_b, float *out) {
+static void norm_rows(const struct batch *b, const float *norm_w, const float *norm_b, float *out)
+{
     for_rows(b, b->rows, residual_row, &(struct residual){.norm_w = norm_w, .norm_b = norm_b, .out = out});
 }
 
 /* X += add, then out = N(X), every row */
 static void add_norm_rows(const struct batch *b, const float *add, const float *norm_w, const float *norm_b,
-                          float *out) {
+                          float *out)
+{
     for_rows(b, b->rows, residual_row,
              &(struct residual){.add = add, .norm_w = norm_w, .norm_b = norm_b, .out = out});
 }
 
 /* X += add, every row */
-static void add_rows(const struct batch *b, const float *add) {
+static void add_rows(const struct batch *b, const float *add)
+{
     for_rows(b, b->rows, residual_row, &(struct residual){.add = add});
 }
 
 /* sasp's output for row r: X = beta_SA attn + beta_FF mlp (+ alpha_skip X), summed in mlp's row. */
-static void sasp_output_row(const struct batch *b, const void *attn_out, int r) {
+static void sasp_output_row(const struct batch *b, const void *attn_out, int r)
+{
     const sasp_layer *L = &b->m->layers[b->layer];
     const sasp_kernels *kern = b->kern;
     int d = b->d;
@@ -531,7 +562,8 @@ static void sasp_output_row(const struct batch *b, const void *attn_out, int r) 
 
 /* ---- item phases: matrix products ---- */
 
-static void activate(const struct batch *b, float *x, int n) {
+static void activate(const struct batch *b, float *x, int n)
+{
     sasp_act act = b->m->cfg.activation;
     if (act == SASP_ACT_RELU) b->kern->relu(x, n);
     else if (act == SASP_ACT_GELU) b->kern->gelu(x, n);
@@ -550,21 +582,25 @@ struct matmul {
     int block;
 };
 
-static struct matmul matmul_of(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, int n, int act) {
+static struct matmul matmul_of(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, int n, int act)
+{
     int block = BLOCK_WEIGHTS / (w->k > 0 ? w->k : 1);
-    block = block < BLOCK_COLS_MIN ? BLOCK_COLS_MIN : block > BLOCK_COLS_MAX ? BLOCK_COLS_MAX : block & ~15;
+    block = block < BLOCK_COLS_MIN ? BLOCK_COLS_MIN : block > BLOCK_COLS_MAX ? BLOCK_COLS_MAX
+                                                                             : block & ~15;
     return (struct matmul){y, ldy, x, ldx, w, n, w->m, w->k, act, block};
 }
 
 static int matmul_items(const struct matmul *mm) { return (mm->cols + mm->block - 1) / mm->block; }
 
 /* Columns [lo, hi) of block `item`. */
-static void block_cols(const struct matmul *mm, int item, int *lo, int *hi) {
+static void block_cols(const struct matmul *mm, int item, int *lo, int *hi)
+{
     *lo = item * mm->block;
     *hi = *lo + mm->block < mm->cols ? *lo + mm->block : mm->cols;
 }
 
-static void matmul_block(const struct batch *b, const struct matmul *mm, int item) {
+static void matmul_block(const struct batch *b, const struct matmul *mm, int item)
+{
     int lo, hi;
     block_cols(mm, item, &lo, &hi);
     sasp_weights cols = sasp_weights_rows(mm->w, lo, hi);
@@ -573,19 +609,22 @@ static void matmul_block(const struct batch *b, const struct matmul *mm, int ite
         for (int r = 0; r < mm->n; r++) activate(b, mm->y + (size_t)r * mm->ldy + lo, hi - lo);
 }
 
-static void matmul_item(const struct batch *b, const void *mm, int item, int ith) {
+static void matmul_item(const struct batch *b, const void *mm, int item, int ith)
+{
     (void)ith;
     matmul_block(b, mm, item);
 }
 
 /* Y = X W^T (then act(Y) when act), for every row. */
-static void matmul(const struct batch *b, float *y, int ldy, const float *x, int ldx, const sasp_weights *w, int act) {
+static void matmul(const struct batch *b, float *y, int ldy, const float *x, int ldx, const sasp_weights *w, int act)
+{
     struct matmul mm = matmul_of(y, ldy, x, ldx, w, b->rows, act);
     for_items(b, matmul_items(&mm), matmul_item, &mm);
 }
 
 /* The head, one block of vocabulary columns per item, each copied to the sequences' buffers. */
-static void logits_item(const struct batch *b, const void *head, int item, int ith) {
+static void logits_item(const struct batch *b, const void *head, int item, int ith)
+{
     (void)ith;
     const struct matmul *mm = head;
     int lo, hi;
@@ -602,7 +641,8 @@ static int head_parts(const sasp_layer *L) { return L->has_wv ? 3 : 2; }
 
 /* sasp: for columns [c0, c1) of v, the running sum over positions (double, in position order) and
  * the centring term v_mean[r] = sum / (pos + 1). Rows of a sequence come in position order. */
-static void centre_cols(const struct batch *b, int c0, int c1) {
+static void centre_cols(const struct batch *b, int c0, int c1)
+{
     const struct sasp_scratch *s = b->s;
     size_t d = (size_t)b->d;
     for (int r = 0; r < b->rows; r++) {
@@ -623,7 +663,8 @@ static void centre_cols(const struct batch *b, int c0, int c1) {
 /* Head columns [col0, col0 + d_h) of part 0 (q), 1 (k) or 2 (v) are computed: RoPE on q and k, k into
  * the cache, and v (Z itself when the layer has no W_V, written by the k item) into the cache with,
  * for sasp, its running mean. */
-static void finish_head(const struct batch *b, const sasp_layer *L, int part, int col0) {
+static void finish_head(const struct batch *b, const sasp_layer *L, int part, int col0)
+{
     const sasp_model *m = b->m;
     const struct sasp_scratch *s = b->s;
     int d = b->d, dh = b->dh, half = dh / 2;
@@ -644,7 +685,8 @@ static void finish_head(const struct batch *b, const sasp_layer *L, int part, in
 /* Item `item`: one head of q, of k or of v (items [0, head_parts * H)), else a block of HIDDEN_BLOCK
  * columns of the MLP hidden. It computes its columns of Z W_in^T (+ b_in) for every row and finishes
  * them: finish_head, or the activation. */
-static void stacked_item(const struct batch *b, const void *arg, int item, int ith) {
+static void stacked_item(const struct batch *b, const void *arg, int item, int ith)
+{
     (void)arg, (void)ith;
     const sasp_layer *L = &b->m->layers[b->layer];
     const struct sasp_scratch *s = b->s;
@@ -661,7 +703,8 @@ static void stacked_item(const struct batch *b, const void *arg, int item, int i
 }
 
 /* stacked = Z W_in^T (+ b_in), and each head and block finished, for every row. */
-static void stacked_product(const struct batch *b) {
+static void stacked_product(const struct batch *b)
+{
     const sasp_layer *L = &b->m->layers[b->layer];
     int hidden = L->n_in - head_parts(L) * b->d;
     for_items(b, head_parts(L) * b->m->cfg.n_heads + (hidden + HIDDEN_BLOCK - 1) / HIDDEN_BLOCK, stacked_item, NULL);
@@ -672,7 +715,8 @@ static void stacked_product(const struct batch *b) {
 /* Head h of tile t's rows, into attn: P = softmax(q k^T / sqrt(d_h) + M), then o = P v, and for sasp
  * o = alpha_h v_i + beta_h P v - gamma_h mean_{j<=i} v_j. Keys and values come from the cache, which
  * holds this step's rows too. */
-static void attend(const struct batch *b, int ith, const struct att_tile *t, int h) {
+static void attend(const struct batch *b, int ith, const struct att_tile *t, int h)
+{
     const sasp_layer *L = &b->m->layers[b->layer];
     const sasp_kernels *kern = b->kern;
     const struct sasp_scratch *s = b->s;
@@ -708,24 +752,28 @@ static void attend(const struct batch *b, int ith, const struct att_tile *t, int
 
 /* Items: W2's blocks first when there is a w2 (the biggest items), then one per (tile, head), the
  * tiles longest context first. */
-static void attention_item(const struct batch *b, const void *w2, int item, int ith) {
+static void attention_item(const struct batch *b, const void *w2, int item, int ith)
+{
     int w2_items = w2 ? matmul_items(w2) : 0, H = b->m->cfg.n_heads;
     if (item < w2_items) matmul_block(b, w2, item);
     else attend(b, ith, &b->s->tiles[(item - w2_items) / H], (item - w2_items) % H);
 }
 
 /* attn for every row and head; with w2 (sasp), mlp = h W2^T in the same phase. */
-static void attention(const struct batch *b, const struct matmul *w2) {
+static void attention(const struct batch *b, const struct matmul *w2)
+{
     for_items(b, (w2 ? matmul_items(w2) : 0) + b->s->n_tiles * b->m->cfg.n_heads, attention_item, w2);
 }
 
-static int by_keys_desc(const void *a, const void *b) {
+static int by_keys_desc(const void *a, const void *b)
+{
     int ka = ((const struct att_tile *)a)->n_keys, kb = ((const struct att_tile *)b)->n_keys;
     return (ka < kb) - (ka > kb);
 }
 
 /* Cut the step's rows into tiles of up to ATT_TILE rows of one sequence, longest context first. */
-static void make_tiles(const struct batch *b) {
+static void make_tiles(const struct batch *b)
+{
     struct sasp_scratch *s = b->s;
     s->n_tiles = 0;
     for (int r = 0; r < b->rows;) {
@@ -741,7 +789,8 @@ static void make_tiles(const struct batch *b) {
 
 /* One SAS-P block (docs/sasp-block.md, "SAS-P: simplified attention sub-block, parallel"), on every
  * row of the step: X becomes the block's output Y. */
-static void sasp_block(const struct batch *b) {
+static void sasp_block(const struct batch *b)
+{
     const sasp_layer *L = &b->m->layers[b->layer];
     struct sasp_scratch *s = b->s;
     int d = b->d, F = b->m->cfg.d_ff, n_in = L->n_in;
@@ -769,7 +818,8 @@ static void sasp_block(const struct batch *b) {
 
 /* One Pre-LN block (docs/sasp-block.md, "The standard block it simplifies"), on every row: X becomes
  * X' + mlp. W_V and W_O are always there. */
-static void preln_block(const struct batch *b) {
+static void preln_block(const struct batch *b)
+{
     const sasp_layer *L = &b->m->layers[b->layer];
     struct sasp_scratch *s = b->s;
     int d = b->d, F = b->m->cfg.d_ff;
@@ -795,7 +845,8 @@ static void preln_block(const struct batch *b) {
 /* Every sequence has a cache, tokens in the vocabulary and room for them, and no cache comes twice.
  * *rows and *logit_rows get the step's totals. */
 static int check_steps(const sasp_model *m, const sasp_step *steps, int n_steps, int *rows, int *logit_rows, char *err,
-                       size_t errlen) {
+                       size_t errlen)
+{
     int V = m->cfg.vocab_size;
     *rows = *logit_rows = 0;
     for (int i = 0; i < n_steps; i++) {
@@ -835,7 +886,8 @@ static int check_steps(const sasp_model *m, const sasp_step *steps, int n_steps,
     return 0;
 }
 
-static int reserve_rows(sasp_model *m, int rows) {
+static int reserve_rows(sasp_model *m, int rows)
+{
     const sasp_config *c = &m->cfg;
     struct sasp_scratch *s = m->scratch;
     size_t R = (size_t)rows, d = (size_t)c->d_model;
@@ -860,7 +912,8 @@ static int reserve_rows(sasp_model *m, int rows) {
     return 0;
 }
 
-static int reserve_logit_rows(sasp_model *m, int logit_rows) {
+static int reserve_logit_rows(sasp_model *m, int logit_rows)
+{
     struct sasp_scratch *s = m->scratch;
     free_logit_buffers(s);
     s->z_final = falloc((size_t)logit_rows * (size_t)m->cfg.d_model);
@@ -877,7 +930,8 @@ static int reserve_logit_rows(sasp_model *m, int logit_rows) {
 
 /* Grow the scratch to hold a step of `rows` rows and `logit_rows` logit rows; the first time, also
  * the attention scores and one head's keys per thread, for the longest context. */
-static int scratch_reserve(sasp_model *m, int rows, int logit_rows) {
+static int scratch_reserve(sasp_model *m, int rows, int logit_rows)
+{
     const sasp_config *c = &m->cfg;
     struct sasp_scratch *s = m->scratch;
     if (!s->scores) {
@@ -893,7 +947,8 @@ static int scratch_reserve(sasp_model *m, int rows, int logit_rows) {
 
 /* X_0 = E[token] (+ P_pos[position]): one row per new token, the sequences one after another; and
  * which sequence and position each row is. */
-static void embed(const struct batch *b) {
+static void embed(const struct batch *b)
+{
     const sasp_model *m = b->m;
     struct sasp_scratch *s = b->s;
     int d = b->d;
@@ -910,7 +965,8 @@ static void embed(const struct batch *b) {
 
 /* logits = N_f(X) W_head^T (W_head = E when tied) for the last n_logits rows of each sequence, into
  * the sequences' buffers. */
-static void head(const struct batch *b) {
+static void head(const struct batch *b)
+{
     const sasp_model *m = b->m;
     struct sasp_scratch *s = b->s;
     int V = m->cfg.vocab_size;
@@ -928,7 +984,8 @@ static void head(const struct batch *b) {
 }
 
 /* The final hidden state N_f(X_L) of hidden_src[i], into hidden_dst[i]. */
-static void hidden_row(const struct batch *b, const void *arg, int i) {
+static void hidden_row(const struct batch *b, const void *arg, int i)
+{
     (void)arg;
     const sasp_model *m = b->m;
     const float *x = b->s->x + (size_t)b->s->hidden_src[i] * b->d;
@@ -937,7 +994,8 @@ static void hidden_row(const struct batch *b, const void *arg, int i) {
 }
 
 /* hidden = N_f(X) for the last n_hidden rows of each sequence, into the sequences' buffers. */
-static void final_hidden(const struct batch *b) {
+static void final_hidden(const struct batch *b)
+{
     struct sasp_scratch *s = b->s;
     int n = 0;
     for (int i = 0, r0 = 0; i < b->n_steps; r0 += b->steps[i].n_tokens, i++) {
@@ -950,7 +1008,8 @@ static void final_hidden(const struct batch *b) {
     if (n > 0) for_rows(b, n, hidden_row, NULL);
 }
 
-int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t errlen) {
+int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t errlen)
+{
     const sasp_config *c = &m->cfg;
     int rows, logit_rows;
     if (check_steps(m, steps, n_steps, &rows, &logit_rows, err, errlen)) return -1;
@@ -959,8 +1018,7 @@ int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t
         snprintf(err, errlen, "out of memory for a step of %d tokens", rows);
         return -1;
     }
-    struct batch b = {.m = m, .kern = m->kernels, .s = m->scratch, .steps = steps, .n_steps = n_steps,
-                      .rows = rows, .logit_rows = logit_rows, .d = c->d_model, .dh = c->d_model / c->n_heads};
+    struct batch b = {.m = m, .kern = m->kernels, .s = m->scratch, .steps = steps, .n_steps = n_steps, .rows = rows, .logit_rows = logit_rows, .d = c->d_model, .dh = c->d_model / c->n_heads};
 
     /* X = E[token] (+ P_pos[position]), one row per new token */
     embed(&b);
@@ -979,7 +1037,8 @@ int sasp_forward(sasp_model *m, sasp_step *steps, int n_steps, char *err, size_t
     return 0;
 }
 
-double sasp_model_weight_bytes(const sasp_model *m) {
+double sasp_model_weight_bytes(const sasp_model *m)
+{
     const sasp_weights **all = malloc(sizeof *all * (7 * (size_t)m->cfg.n_layers + 1));
     double bytes = 0;
     if (!all) return 0;
@@ -988,17 +1047,18 @@ double sasp_model_weight_bytes(const sasp_model *m) {
     return bytes;
 }
 
-double sasp_model_flops_per_token(const sasp_model *m, int n_ctx) {
+double sasp_model_flops_per_token(const sasp_model *m, int n_ctx)
+{
     const sasp_config *c = &m->cfg;
     double d = c->d_model, F = c->d_ff, macs = 0;
     for (int l = 0; l < c->n_layers; l++) {
         const sasp_layer *L = &m->layers[l];
-        macs += (double)L->n_in * d;             /* W_Q, W_K, (W_V), (W1 for sasp) */
-        if (L->w1.data) macs += F * d;           /* preln W1 */
+        macs += (double)L->n_in * d;   /* W_Q, W_K, (W_V), (W1 for sasp) */
+        if (L->w1.data) macs += F * d; /* preln W1 */
         if (L->wo.data) macs += d * d;
-        macs += d * F;                           /* W2 */
+        macs += d * F;                             /* W2 */
         macs += 2.0 * (n_ctx > 0 ? n_ctx : 0) * d; /* Q K^T and P V over the context */
     }
-    macs += d * c->vocab_size;                   /* head */
+    macs += d * c->vocab_size; /* head */
     return macs;
 }

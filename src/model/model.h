@@ -23,27 +23,27 @@ typedef struct sasp_layer sasp_layer; /* one layer's weights, laid out for the f
 
 typedef struct sasp_model {
     sasp_config cfg;
-    size_t n_params;  /* parameters in the checkpoint */
-    sasp_pool *pool;  /* the threads the forward pass runs on */
+    size_t n_params; /* parameters in the checkpoint */
+    sasp_pool *pool; /* the threads the forward pass runs on */
     /* model.c's own: */
     char *dir;
     const sasp_kernels *kernels; /* the kernel table the forward pass calls */
-    sasp_checkpoint *ck; /* the loaded tensors: the matrices below point into it (or its mapping) */
-    sasp_weights tok_emb; /* [vocab][d], f32, bf16 or q8_0 */
-    float *pos_emb;   /* [max_seq_len][d] or NULL */
+    sasp_checkpoint *ck;         /* the loaded tensors: the matrices below point into it (or its mapping) */
+    sasp_weights tok_emb;        /* [vocab][d], f32, bf16 or q8_0 */
+    float *pos_emb;              /* [max_seq_len][d] or NULL */
     sasp_layer *layers;
     float *norm_f_w, *norm_f_b;
-    sasp_weights lm_head; /* [vocab][d]; == tok_emb when tied */
-    float *rope_cos, *rope_sin; /* [max_seq_len][d_head/2] */
+    sasp_weights lm_head;         /* [vocab][d]; == tok_emb when tied */
+    float *rope_cos, *rope_sin;   /* [max_seq_len][d_head/2] */
     struct sasp_scratch *scratch; /* activations, grown to the largest step seen */
-    void *panels;     /* the q8_0 matrices as panels, for kernels that read them (sasp_kernels.q8_panels) */
+    void *panels;                 /* the q8_0 matrices as panels, for kernels that read them (sasp_kernels.q8_panels) */
 } sasp_model;
 
 /* The cache of one sequence: keys after RoPE and values per layer and position, and for sasp the
  * running sum of values that the centring term needs. */
 typedef struct sasp_kv {
-    int len;      /* positions filled */
-    int cap;      /* positions it can hold (<= max_seq_len) */
+    int len;           /* positions filled */
+    int cap;           /* positions it can hold (<= max_seq_len) */
     float *keys;       /* [n_layers][cap][d] */
     float *values;     /* [n_layers][cap][d] */
     double *value_sum; /* [n_layers][d]: sum of the values over positions [0, len) (sasp only; after
@@ -74,15 +74,15 @@ void sasp_model_set_kernels(sasp_model *m, const sasp_kernels *kernels);
 
 /* What a loaded model is beyond its config (sasp-cli --info prints it). */
 typedef struct sasp_model_info {
-    const char *dir;       /* the directory it was loaded from */
-    size_t n_params;       /* parameters in the checkpoint */
-    int layers_with_wv;    /* layers with a value matrix W_V (preln: every layer) */
-    int layers_with_wo;    /* layers with an output matrix W_O (preln: every layer) */
-    int layers_with_skip;  /* sasp layers with a skip gain alpha_skip */
-    bool qk_bias;          /* some layer has a query or key bias */
-    const char *kernels;   /* the kernel table in use: "scalar", "avx2", ... */
-    const char *weights;   /* the type of the layers' matrices: "f32", "bf16", "q8_0" */
-    int threads;           /* of the pool, the calling thread included */
+    const char *dir;      /* the directory it was loaded from */
+    size_t n_params;      /* parameters in the checkpoint */
+    int layers_with_wv;   /* layers with a value matrix W_V (preln: every layer) */
+    int layers_with_wo;   /* layers with an output matrix W_O (preln: every layer) */
+    int layers_with_skip; /* sasp layers with a skip gain alpha_skip */
+    bool qk_bias;         /* some layer has a query or key bias */
+    const char *kernels;  /* the kernel table in use: "scalar", "avx2", ... */
+    const char *weights;  /* the type of the layers' matrices: "f32", "bf16", "q8_0" */
+    int threads;          /* of the pool, the calling thread included */
 } sasp_model_info;
 
 sasp_model_info sasp_model_describe(const sasp_model *m);
@@ -101,13 +101,13 @@ int sasp_kv_copy(const sasp_model *m, sasp_kv *dst, const sasp_kv *src, int len)
 
 /* What one sequence feeds in one step. */
 typedef struct sasp_step {
-    sasp_kv *kv;        /* its cache: tokens go at positions kv->len, kv->len + 1, ... */
-    const int *tokens;  /* n_tokens ids, each in [0, vocab) */
-    int n_tokens;       /* >= 1 */
-    int n_logits;       /* logits for the last n_logits of these tokens, 0 ... n_tokens */
-    float *logits;      /* [n_logits][vocab], written by sasp_forward */
-    int n_hidden;       /* final hidden states N_f(X_L) of the last n_hidden tokens, 0 ... n_tokens */
-    float *hidden;      /* [n_hidden][d_model], written by sasp_forward (embeddings) */
+    sasp_kv *kv;       /* its cache: tokens go at positions kv->len, kv->len + 1, ... */
+    const int *tokens; /* n_tokens ids, each in [0, vocab) */
+    int n_tokens;      /* >= 1 */
+    int n_logits;      /* logits for the last n_logits of these tokens, 0 ... n_tokens */
+    float *logits;     /* [n_logits][vocab], written by sasp_forward */
+    int n_hidden;      /* final hidden states N_f(X_L) of the last n_hidden tokens, 0 ... n_tokens */
+    float *hidden;     /* [n_hidden][d_model], written by sasp_forward (embeddings) */
 } sasp_step;
 
 /* Run one step over n_steps sequences (each kv at most once). On success every kv->len has grown by

@@ -43,7 +43,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
 #elif defined(__aarch64__)
-#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#define cpu_relax() __asm__ __volatile__("yield" :: \
+                                             : "memory")
 #else
 #define cpu_relax() ((void)0)
 #endif
@@ -65,12 +66,12 @@ struct sasp_pool {
     alignas(64) atomic_int quit;
     sasp_pool_fn fn;
     void *arg;
-    int n;                 /* threads, the caller included */
-    pthread_t *threads;    /* n - 1 workers */
-    atomic_int *cpu;       /* [n] the CPU each thread last ran on, as far as it said (-1: unknown) */
+    int n;              /* threads, the caller included */
+    pthread_t *threads; /* n - 1 workers */
+    atomic_int *cpu;    /* [n] the CPU each thread last ran on, as far as it said (-1: unknown) */
     pthread_mutex_t lock;
-    pthread_cond_t wake;   /* workers sleep here for a new generation */
-    pthread_cond_t done;   /* the caller sleeps here for pending == 0 */
+    pthread_cond_t wake; /* workers sleep here for a new generation */
+    pthread_cond_t done; /* the caller sleeps here for pending == 0 */
 };
 
 typedef struct {
@@ -79,7 +80,8 @@ typedef struct {
 } worker_arg;
 
 /* The CPU the calling thread runs on, or -1 where the system does not say. */
-static int current_cpu(void) {
+static int current_cpu(void)
+{
 #ifdef __linux__
     return sched_getcpu();
 #else
@@ -94,7 +96,8 @@ static int current_cpu(void) {
  * machine the scheduler does put both threads on one core at times; without this check decode with
  * 2 threads then fell to a third of the speed of 1.) No sched_yield: a yielding waiter can lose its
  * core to another process for a whole time slice. */
-static int keep_spinning(sasp_pool *pool, int me, unsigned i, int64_t *start) {
+static int keep_spinning(sasp_pool *pool, int me, unsigned i, int64_t *start)
+{
     cpu_relax();
     if (i & 63) return 1;
     int64_t t = sasp_now_ns();
@@ -108,12 +111,14 @@ static int keep_spinning(sasp_pool *pool, int me, unsigned i, int64_t *start) {
     return 1;
 }
 
-static uint64_t generation_now(sasp_pool *pool) {
+static uint64_t generation_now(sasp_pool *pool)
+{
     return generation_of(atomic_load_explicit(&pool->gate, memory_order_acquire));
 }
 
 /* Spin until the generation differs from `seen` or the spin ends; returns the generation. */
-static uint64_t spin_for_generation(sasp_pool *pool, int me, uint64_t seen) {
+static uint64_t spin_for_generation(sasp_pool *pool, int me, uint64_t seen)
+{
     int64_t start = 0;
     for (unsigned i = 1;; i++) {
         uint64_t g = generation_now(pool);
@@ -123,7 +128,8 @@ static uint64_t spin_for_generation(sasp_pool *pool, int me, uint64_t seen) {
 
 /* Sleep until the generation differs from `seen`; returns it. The sleeper count is raised by an RMW
  * on the gate itself (see the header), under the mutex that the publisher takes to wake us. */
-static uint64_t sleep_for_generation(sasp_pool *pool, uint64_t seen) {
+static uint64_t sleep_for_generation(sasp_pool *pool, uint64_t seen)
+{
     pthread_mutex_lock(&pool->lock);
     uint64_t g = generation_of(atomic_fetch_add(&pool->gate, 1));
     while (g == seen) {
@@ -136,7 +142,8 @@ static uint64_t sleep_for_generation(sasp_pool *pool, uint64_t seen) {
 }
 
 /* The end of a worker's share: the last one wakes the caller if it sleeps. */
-static void finish_share(sasp_pool *pool) {
+static void finish_share(sasp_pool *pool)
+{
     int before = atomic_fetch_sub(&pool->pending, 1);
     if ((before & PENDING_COUNT) == 1 && (before & CALLER_ASLEEP)) {
         pthread_mutex_lock(&pool->lock);
@@ -145,7 +152,8 @@ static void finish_share(sasp_pool *pool) {
     }
 }
 
-static void *worker_main(void *p) {
+static void *worker_main(void *p)
+{
     worker_arg wa = *(worker_arg *)p;
     free(p);
     sasp_pool *pool = wa.pool;
@@ -162,7 +170,8 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-sasp_pool *sasp_pool_new(int n_threads) {
+sasp_pool *sasp_pool_new(int n_threads)
+{
     if (n_threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = cores > 0 ? (int)cores : 1;
@@ -213,7 +222,8 @@ fail:
 int sasp_pool_size(const sasp_pool *pool) { return pool ? pool->n : 1; }
 
 /* Publish a new generation and wake the workers that sleep (or are about to: see the header). */
-static void publish(sasp_pool *pool) {
+static void publish(sasp_pool *pool)
+{
     if (atomic_fetch_add(&pool->gate, GATE_ONE) & GATE_SLEEPERS) {
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->wake);
@@ -221,7 +231,8 @@ static void publish(sasp_pool *pool) {
     }
 }
 
-void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg) {
+void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg)
+{
     if (!pool || pool->n == 1) {
         fn(arg, 0, 1);
         return;
@@ -250,7 +261,8 @@ void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg) {
     }
 }
 
-void sasp_pool_free(sasp_pool *pool) {
+void sasp_pool_free(sasp_pool *pool)
+{
     if (!pool) return;
     atomic_store(&pool->quit, 1);
     publish(pool);
@@ -263,7 +275,8 @@ void sasp_pool_free(sasp_pool *pool) {
     free(pool);
 }
 
-void sasp_split(int n, int ith, int nth, int *lo, int *hi) {
+void sasp_split(int n, int ith, int nth, int *lo, int *hi)
+{
     if (nth < 1) nth = 1;
     long base = n / nth, extra = n % nth;
     long start = ith * base + (ith < extra ? ith : extra);

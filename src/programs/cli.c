@@ -23,10 +23,11 @@
 #include "base/util.h"
 
 #define DEFAULT_MODEL_HELP SASP_SOURCE_MODEL_DIR " if the current directory has\n" \
-    "                       it, else " SASP_INSTALLED_MODEL_DIR
+                                                 "                       it, else " SASP_INSTALLED_MODEL_DIR
 #define DEFAULT_GENERATE 128
 
-static void usage(FILE *f) {
+static void usage(FILE *f)
+{
     fprintf(f,
             "usage: sasp-cli [-m MODEL_DIR] [options]\n"
             "\n"
@@ -82,14 +83,16 @@ static void usage(FILE *f) {
             DEFAULT_GENERATE, DEFAULT_MODEL_HELP);
 }
 
-static void die_usage(const char *fmt, const char *arg) {
+static void die_usage(const char *fmt, const char *arg)
+{
     fprintf(stderr, "sasp-cli: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry 'sasp-cli --help'.\n");
     exit(2);
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out) {
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -99,7 +102,8 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
 }
 
 /* "5,17,300" -> ids. Returns the count, or -1 when the list is malformed. */
-static int parse_tokens(const char *s, int **out) {
+static int parse_tokens(const char *s, int **out)
+{
     int n = 0, cap = 16;
     int *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) return -1;
@@ -129,7 +133,8 @@ bad:
     return -1;
 }
 
-static int argmax(const float *x, int n) {
+static int argmax(const float *x, int n)
+{
     int best = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
@@ -137,7 +142,8 @@ static int argmax(const float *x, int n) {
 }
 
 /* Print bytes as a JSON string. */
-static void print_json_bytes(FILE *f, const char *s, size_t n) {
+static void print_json_bytes(FILE *f, const char *s, size_t n)
+{
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -152,7 +158,8 @@ static void print_json_bytes(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-static char *read_file(const char *path, size_t *len) {
+static char *read_file(const char *path, size_t *len)
+{
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
@@ -179,7 +186,8 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-static sasp_tokenizer *load_tokenizer(const char *dir, int required) {
+static sasp_tokenizer *load_tokenizer(const char *dir, int required)
+{
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     struct stat st;
@@ -193,7 +201,8 @@ static sasp_tokenizer *load_tokenizer(const char *dir, int required) {
     return t;
 }
 
-static void print_info(const sasp_model *m) {
+static void print_info(const sasp_model *m)
+{
     const sasp_config *c = &m->cfg;
     sasp_model_info info = sasp_model_describe(m);
     printf("model:          %s\n", info.dir);
@@ -219,7 +228,8 @@ static void print_info(const sasp_model *m) {
     printf("threads:        %d\n", info.threads);
 }
 
-static int run_step(sasp_model *m, sasp_kv *kv, const int *toks, int n, int n_logits, float *logits) {
+static int run_step(sasp_model *m, sasp_kv *kv, const int *toks, int n, int n_logits, float *logits)
+{
     char err[256];
     sasp_step st = {.kv = kv, .tokens = toks, .n_tokens = n, .n_logits = n_logits, .logits = logits};
     if (sasp_forward(m, &st, 1, err, sizeof err)) {
@@ -229,7 +239,8 @@ static int run_step(sasp_model *m, sasp_kv *kv, const int *toks, int n, int n_lo
     return 0;
 }
 
-static int print_logits(const float *logits, int n, int V) {
+static int print_logits(const float *logits, int n, int V)
+{
     printf("[");
     for (int i = 0; i < n; i++) {
         printf(i ? ",\n[" : "\n[");
@@ -254,7 +265,8 @@ typedef struct {
 } greedy_run;
 
 /* Stream the bytes of one generated token, less those still to skip. */
-static void stream_token(greedy_run *g, sasp_utf8_stream *us, int id) {
+static void stream_token(greedy_run *g, sasp_utf8_stream *us, int id)
+{
     size_t blen;
     const char *b = sasp_token_bytes(g->tok, id, &blen);
     if (!b) return;
@@ -269,7 +281,8 @@ static void stream_token(greedy_run *g, sasp_utf8_stream *us, int id) {
 }
 
 /* The next token: the arg-max, among those the healing constraint allows while it is active. */
-static int next_token(greedy_run *g, const sasp_token_table *table) {
+static int next_token(greedy_run *g, const sasp_token_table *table)
+{
     int V = g->m->cfg.vocab_size;
     if (g->heal && sasp_constraint_active(g->heal)) {
         sasp_constraint_mask(g->heal, table, g->last, g->n_gen, g->ignore_eos ? -1 : g->m->cfg.eos_token_id);
@@ -280,7 +293,8 @@ static int next_token(greedy_run *g, const sasp_token_table *table) {
     return argmax(g->last, V);
 }
 
-static void print_ids_and_text(const sasp_tokenizer *tok, const int *out, int n) {
+static void print_ids_and_text(const sasp_tokenizer *tok, const int *out, int n)
+{
     for (int i = 0; i < n; i++) printf(i ? ",%d" : "%d", out[i]);
     printf("\n");
     if (!tok) return;
@@ -293,7 +307,8 @@ static void print_ids_and_text(const sasp_tokenizer *tok, const int *out, int n)
     }
 }
 
-static int generate(greedy_run *g) {
+static int generate(greedy_run *g)
+{
     int n = 0;
     int *out = malloc(((size_t)g->n_gen + 1) * sizeof *out);
     sasp_token_table *table = g->heal ? sasp_token_table_new(g->tok) : NULL;
@@ -328,7 +343,8 @@ static int generate(greedy_run *g) {
     return 0;
 }
 
-static int perplexity(sasp_model *m, const sasp_tokenizer *tok, const char *path) {
+static int perplexity(sasp_model *m, const sasp_tokenizer *tok, const char *path)
+{
     size_t len;
     char *text = read_file(path, &len);
     if (!text) {
@@ -398,17 +414,34 @@ typedef struct {
 } cli_options;
 
 /* The options, or exit 2 with a message when they are malformed or contradict each other. */
-static cli_options parse_args(int argc, char **argv) {
-    enum { OPT_TOKENS = 256, OPT_LOGITS, OPT_TOKENIZE, OPT_INFO, OPT_PERPLEXITY, OPT_IGNORE_EOS, OPT_VERSION,
-           OPT_PREFIX, OPT_SUFFIX, OPT_NO_HEALING, OPT_WEIGHTS };
+static cli_options parse_args(int argc, char **argv)
+{
+    enum { OPT_TOKENS = 256,
+           OPT_LOGITS,
+           OPT_TOKENIZE,
+           OPT_INFO,
+           OPT_PERPLEXITY,
+           OPT_IGNORE_EOS,
+           OPT_VERSION,
+           OPT_PREFIX,
+           OPT_SUFFIX,
+           OPT_NO_HEALING,
+           OPT_WEIGHTS };
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},       {"tokens", required_argument, NULL, OPT_TOKENS},
-        {"prompt", required_argument, NULL, 'p'},      {"logits", no_argument, NULL, OPT_LOGITS},
-        {"generate", required_argument, NULL, 'n'},    {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
-        {"tokenize", required_argument, NULL, OPT_TOKENIZE}, {"perplexity", required_argument, NULL, OPT_PERPLEXITY},
-        {"info", no_argument, NULL, OPT_INFO},         {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},              {"version", no_argument, NULL, OPT_VERSION},
-        {"prefix", required_argument, NULL, OPT_PREFIX}, {"suffix", required_argument, NULL, OPT_SUFFIX},
+        {"model", required_argument, NULL, 'm'},
+        {"tokens", required_argument, NULL, OPT_TOKENS},
+        {"prompt", required_argument, NULL, 'p'},
+        {"logits", no_argument, NULL, OPT_LOGITS},
+        {"generate", required_argument, NULL, 'n'},
+        {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
+        {"tokenize", required_argument, NULL, OPT_TOKENIZE},
+        {"perplexity", required_argument, NULL, OPT_PERPLEXITY},
+        {"info", no_argument, NULL, OPT_INFO},
+        {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"suffix", required_argument, NULL, OPT_SUFFIX},
         {"no-token-healing", no_argument, NULL, OPT_NO_HEALING},
         {"weights", required_argument, NULL, OPT_WEIGHTS},
         {NULL, 0, NULL, 0},
@@ -461,7 +494,8 @@ static cli_options parse_args(int argc, char **argv) {
 }
 
 /* --tokenize: the ids of text on one line, then one line per token: id and its bytes as JSON. */
-static int print_tokenization(const sasp_tokenizer *tok, const char *text) {
+static int print_tokenization(const sasp_tokenizer *tok, const char *text)
+{
     int *ids;
     int n = sasp_encode(tok, text, strlen(text), 1, &ids);
     if (n < 0) return -1;
@@ -480,7 +514,8 @@ static int print_tokenization(const sasp_tokenizer *tok, const char *text) {
 
 /* The fill-in-the-middle prompt: <|fim_prefix|> prefix <|fim_suffix|> suffix <|fim_middle|>, the
  * order the model was trained on. Returns its length (*ids malloc'd), or -1 with a message. */
-static int fim_prompt(const sasp_tokenizer *tok, const char *prefix, const char *suffix, int **ids) {
+static int fim_prompt(const sasp_tokenizer *tok, const char *prefix, const char *suffix, int **ids)
+{
     int pre = sasp_tokenizer_lookup(tok, "<|fim_prefix|>"), suf = sasp_tokenizer_lookup(tok, "<|fim_suffix|>");
     int mid = sasp_tokenizer_lookup(tok, "<|fim_middle|>");
     if (pre < 0 || suf < 0 || mid < 0) {
@@ -507,7 +542,8 @@ static int fim_prompt(const sasp_tokenizer *tok, const char *prefix, const char 
 /* The ids to run: --tokens as given, -p encoded (and healed: *heal gets the constraint and *n_run the
  * tokens to feed, one fewer), or the fill-in-the-middle prompt. Returns the count or -1. */
 static int prompt_ids(const cli_options *o, const sasp_tokenizer *tok, const int *given, int n_given, int **ids,
-                      sasp_constraint **heal) {
+                      sasp_constraint **heal)
+{
     *heal = NULL;
     if (o->prefix) return fim_prompt(tok, o->prefix, o->suffix, ids);
     if (!o->prompt) {
@@ -529,14 +565,16 @@ static int prompt_ids(const cli_options *o, const sasp_tokenizer *tok, const int
 /* --tokens / -p / --prefix: run the prompt through the model, then print its logits (--logits) and
  * continue it (--generate). *tok may be loaded here, to print the text of generated ids. Returns the
  * exit status. */
-static int run_prompt(sasp_model *m, const cli_options *o, sasp_tokenizer **tok, const int *given, int n_given) {
+static int run_prompt(sasp_model *m, const cli_options *o, sasp_tokenizer **tok, const int *given, int n_given)
+{
     if (!o->prompt && !o->prefix && !*tok) *tok = load_tokenizer(o->dir, 0); /* optional: the text of ids */
     int *ids = NULL;
     sasp_constraint *heal = NULL;
     int n_ids = prompt_ids(o, *tok, given, n_given, &ids, &heal);
     if (n_ids < 0) return 1;
     int text_in = o->prompt || o->prefix;
-    long n_gen = o->n_gen >= 0 ? o->n_gen : text_in && !o->want_logits ? DEFAULT_GENERATE : 0;
+    long n_gen = o->n_gen >= 0 ? o->n_gen : text_in && !o->want_logits ? DEFAULT_GENERATE
+                                                                       : 0;
     int V = m->cfg.vocab_size, rc = 0;
     sasp_kv *kv = NULL;
     float *logits = NULL;
@@ -556,8 +594,7 @@ static int run_prompt(sasp_model *m, const cli_options *o, sasp_tokenizer **tok,
             fwrite(o->prompt, 1, strlen(o->prompt), stdout);
             fflush(stdout);
         }
-        greedy_run g = {.m = m, .kv = kv, .last = logits + (size_t)(n_logits - 1) * V, .n_gen = (int)n_gen,
-                        .ignore_eos = o->ignore_eos, .stream = text_in, .tok = *tok, .heal = heal};
+        greedy_run g = {.m = m, .kv = kv, .last = logits + (size_t)(n_logits - 1) * V, .n_gen = (int)n_gen, .ignore_eos = o->ignore_eos, .stream = text_in, .tok = *tok, .heal = heal};
         if (heal) sasp_token_bytes(*tok, ids[n_ids], &g.skip); /* the healed bytes, printed with the prompt */
         if (generate(&g)) rc = 1;
     }
@@ -568,7 +605,8 @@ static int run_prompt(sasp_model *m, const cli_options *o, sasp_tokenizer **tok,
     return rc;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     cli_options o = parse_args(argc, argv);
     int *ids = NULL, n_ids = 0;
     if (o.tokens_arg && (n_ids = parse_tokens(o.tokens_arg, &ids)) <= 0)

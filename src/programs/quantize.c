@@ -16,7 +16,8 @@
 
 #include "model/checkpoint.h"
 
-static int usage(FILE *out, int rc) {
+static int usage(FILE *out, int rc)
+{
     fprintf(out, "usage: sasp-quantize IN_DIR OUT_DIR --type f32|bf16|q8_0\n"
                  "Writes OUT_DIR/model.safetensors with IN_DIR's weight matrices in that type (q8_0: int8 in\n"
                  "blocks of 32 columns with one binary16 scale each; docs/checkpoint-format.md) and copies\n"
@@ -25,7 +26,8 @@ static int usage(FILE *out, int rc) {
 }
 
 /* Copy IN/NAME to OUT/NAME. */
-static int copy_file(const char *in, const char *out, const char *name) {
+static int copy_file(const char *in, const char *out, const char *name)
+{
     char src[PATH_MAX], dst[PATH_MAX], buf[65536];
     snprintf(src, sizeof src, "%s/%s", in, name);
     snprintf(dst, sizeof dst, "%s/%s", out, name);
@@ -40,7 +42,8 @@ static int copy_file(const char *in, const char *out, const char *name) {
 }
 
 /* Every regular file of IN but model.safetensors, into OUT. */
-static int copy_others(const char *in, const char *out) {
+static int copy_others(const char *in, const char *out)
+{
     DIR *d = opendir(in);
     if (!d) return -1;
     int rc = 0;
@@ -55,7 +58,8 @@ static int copy_others(const char *in, const char *out) {
     return rc;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     const char *in = NULL, *out = NULL, *type = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(stdout, 0);

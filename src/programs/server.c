@@ -33,27 +33,24 @@ static struct {
     const char *ssl_key_file, *ssl_cert_file; /* both: HTTPS */
     int port, threads, parallel, ctx, max_queue, chunk, step_delay;
     size_t max_body;
-    int timeout; /* seconds a connection may make no progress (a client that stops reading) */
+    int timeout;                               /* seconds a connection may make no progress (a client that stops reading) */
     const char *model_dirs[SERVER_MAX_MODELS]; /* every -m, in order (model_dir is the first) */
     int n_model_dirs;
-    int cache_ram; /* MiB of evicted prompt prefixes kept per model (--cache-ram) */
-    const char *models_dir; /* --models-dir: models loaded on first use */
-    int models_max;         /* --models-max: models loaded at once (0: no limit) */
-    int64_t keep_alive;     /* --keep-alive: ns a model stays loaded after its last request (< 0: for ever) */
-} opt = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .max_queue = 64, .chunk = 128, .max_body = 1 << 20,
-         .timeout = 300, .cache_ram = 64, .models_max = 4,
-         .keep_alive = -1}; /* the defaults; what is not named starts at 0 or NULL */
+    int cache_ram;                                                                                                                                                                  /* MiB of evicted prompt prefixes kept per model (--cache-ram) */
+    const char *models_dir;                                                                                                                                                         /* --models-dir: models loaded on first use */
+    int models_max;                                                                                                                                                                 /* --models-max: models loaded at once (0: no limit) */
+    int64_t keep_alive;                                                                                                                                                             /* --keep-alive: ns a model stays loaded after its last request (< 0: for ever) */
+} opt = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .max_queue = 64, .chunk = 128, .max_body = 1 << 20, .timeout = 300, .cache_ram = 64, .models_max = 4, .keep_alive = -1}; /* the defaults; what is not named starts at 0 or NULL */
 
 #define MAX_MODEL_OPTIONS 16 /* -m options */
 
 /* the HTTP layer: its epoll threads and the guard's limits (http/guard.h); max_inflight_client < 0:
  * --parallel plus half of --max-queue, set once the options are read */
 static int g_http_threads = 4;
-static int g_weights = SASP_WEIGHTS_FAST; /* --weights */
+static int g_weights = SASP_WEIGHTS_FAST;      /* --weights */
 static const char *g_api_keys[GUARD_MAX_LIST]; /* every --api-key (opt.api_key is the first) */
 static int g_n_api_keys;
-static guard_options g_guard = {.max_conn_per_ip = 128, .max_connections = 8192, .header_timeout = 10,
-                                .max_inflight_client = -1, .max_inflight_key = 0};
+static guard_options g_guard = {.max_conn_per_ip = 128, .max_connections = 8192, .header_timeout = 10, .max_inflight_client = -1, .max_inflight_key = 0};
 
 /* --- main --- */
 
@@ -170,32 +167,37 @@ static int add_to_list(const char *name, const char **list, int *n, const char *
  * a bad option). */
 static int parse_options(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_PARALLEL, O_CTX, O_KEY, O_WWW, O_QUEUE, O_CHUNK, O_BODY, O_DELAY, O_TIMEOUT, O_VERSION,
-           O_CACHE_RAM, O_ORIGIN, O_ALLOW_HOST, O_CONN_IP, O_CONNS, O_HDR_TIMEOUT, O_INFL_CLIENT, O_INFL_KEY,
-           O_HTTP_THREADS, O_WEIGHTS, O_SLOT_SAVE_PATH, O_TRUSTED_PROXY, O_SSL_KEY, O_SSL_CERT, O_MODELS_DIR,
-           O_MODELS_MAX, O_KEEP_ALIVE };
+    enum { O_HOST = 256,
+           O_PORT,
+           O_PARALLEL,
+           O_CTX,
+           O_KEY,
+           O_WWW,
+           O_QUEUE,
+           O_CHUNK,
+           O_BODY,
+           O_DELAY,
+           O_TIMEOUT,
+           O_VERSION,
+           O_CACHE_RAM,
+           O_ORIGIN,
+           O_ALLOW_HOST,
+           O_CONN_IP,
+           O_CONNS,
+           O_HDR_TIMEOUT,
+           O_INFL_CLIENT,
+           O_INFL_KEY,
+           O_HTTP_THREADS,
+           O_WEIGHTS,
+           O_SLOT_SAVE_PATH,
+           O_TRUSTED_PROXY,
+           O_SSL_KEY,
+           O_SSL_CERT,
+           O_MODELS_DIR,
+           O_MODELS_MAX,
+           O_KEEP_ALIVE };
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'},    {"host", required_argument, 0, O_HOST},
-        {"port", required_argument, 0, O_PORT},  {"threads", required_argument, 0, 't'},
-        {"parallel", required_argument, 0, O_PARALLEL}, {"ctx", required_argument, 0, O_CTX},
-        {"api-key", required_argument, 0, O_KEY}, {"www", required_argument, 0, O_WWW},
-        {"max-queue", required_argument, 0, O_QUEUE}, {"chunk", required_argument, 0, O_CHUNK},
-        {"max-body", required_argument, 0, O_BODY}, {"step-delay", required_argument, 0, O_DELAY},
-        {"timeout", required_argument, 0, O_TIMEOUT}, {"cache-ram", required_argument, 0, O_CACHE_RAM},
-        {"allow-origin", required_argument, 0, O_ORIGIN}, {"allow-host", required_argument, 0, O_ALLOW_HOST},
-        {"max-conn-per-ip", required_argument, 0, O_CONN_IP}, {"max-connections", required_argument, 0, O_CONNS},
-        {"header-timeout", required_argument, 0, O_HDR_TIMEOUT},
-        {"max-inflight-per-client", required_argument, 0, O_INFL_CLIENT},
-        {"max-inflight-per-key", required_argument, 0, O_INFL_KEY},
-        {"http-threads", required_argument, 0, O_HTTP_THREADS},
-        {"weights", required_argument, 0, O_WEIGHTS},
-        {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH},
-        {"trusted-proxy", required_argument, 0, O_TRUSTED_PROXY},
-        {"ssl-key-file", required_argument, 0, O_SSL_KEY}, {"ssl-cert-file", required_argument, 0, O_SSL_CERT},
-        {"models-dir", required_argument, 0, O_MODELS_DIR}, {"models-max", required_argument, 0, O_MODELS_MAX},
-        {"keep-alive", required_argument, 0, O_KEEP_ALIVE},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},  {0, 0, 0, 0}};
+        {"model", required_argument, 0, 'm'}, {"host", required_argument, 0, O_HOST}, {"port", required_argument, 0, O_PORT}, {"threads", required_argument, 0, 't'}, {"parallel", required_argument, 0, O_PARALLEL}, {"ctx", required_argument, 0, O_CTX}, {"api-key", required_argument, 0, O_KEY}, {"www", required_argument, 0, O_WWW}, {"max-queue", required_argument, 0, O_QUEUE}, {"chunk", required_argument, 0, O_CHUNK}, {"max-body", required_argument, 0, O_BODY}, {"step-delay", required_argument, 0, O_DELAY}, {"timeout", required_argument, 0, O_TIMEOUT}, {"cache-ram", required_argument, 0, O_CACHE_RAM}, {"allow-origin", required_argument, 0, O_ORIGIN}, {"allow-host", required_argument, 0, O_ALLOW_HOST}, {"max-conn-per-ip", required_argument, 0, O_CONN_IP}, {"max-connections", required_argument, 0, O_CONNS}, {"header-timeout", required_argument, 0, O_HDR_TIMEOUT}, {"max-inflight-per-client", required_argument, 0, O_INFL_CLIENT}, {"max-inflight-per-key", required_argument, 0, O_INFL_KEY}, {"http-threads", required_argument, 0, O_HTTP_THREADS}, {"weights", required_argument, 0, O_WEIGHTS}, {"slot-save-path", required_argument, 0, O_SLOT_SAVE_PATH}, {"trusted-proxy", required_argument, 0, O_TRUSTED_PROXY}, {"ssl-key-file", required_argument, 0, O_SSL_KEY}, {"ssl-cert-file", required_argument, 0, O_SSL_CERT}, {"models-dir", required_argument, 0, O_MODELS_DIR}, {"models-max", required_argument, 0, O_MODELS_MAX}, {"keep-alive", required_argument, 0, O_KEEP_ALIVE}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, O_VERSION}, {0, 0, 0, 0}};
     int ch, body = 0;
     while ((ch = getopt_long(argc, argv, "m:t:h", lo, NULL)) != -1) {
         int bad = 0;
@@ -220,7 +222,10 @@ static int parse_options(int argc, char **argv)
         case O_WWW: opt.www = optarg; break;
         case O_QUEUE: bad = parse_int("--max-queue", optarg, 0, 1 << 20, &opt.max_queue); break;
         case O_CHUNK: bad = parse_int("--chunk", optarg, 1, 1 << 16, &opt.chunk); break;
-        case O_BODY: bad = parse_int("--max-body", optarg, 1, INT_MAX, &body); opt.max_body = (size_t)body; break;
+        case O_BODY:
+            bad = parse_int("--max-body", optarg, 1, INT_MAX, &body);
+            opt.max_body = (size_t)body;
+            break;
         case O_DELAY: bad = parse_int("--step-delay", optarg, 0, 60000, &opt.step_delay); break;
         case O_TIMEOUT: bad = parse_int("--timeout", optarg, 1, 86400, &opt.timeout); break;
         case O_CACHE_RAM: bad = parse_int("--cache-ram", optarg, 0, 1 << 20, &opt.cache_ram); break;
@@ -282,9 +287,7 @@ static int parse_options(int argc, char **argv)
 static int load_engine(void)
 {
     if (opt.n_model_dirs == 0 && opt.model_dir) opt.model_dirs[opt.n_model_dirs++] = opt.model_dir;
-    serve_options so = {.threads = opt.threads, .parallel = opt.parallel, .ctx = opt.ctx, .max_queue = opt.max_queue,
-                        .chunk = opt.chunk, .step_delay = opt.step_delay, .cache_ram = (size_t)opt.cache_ram << 20,
-                        .weights = g_weights, .models_max = opt.models_max, .keep_alive = opt.keep_alive};
+    serve_options so = {.threads = opt.threads, .parallel = opt.parallel, .ctx = opt.ctx, .max_queue = opt.max_queue, .chunk = opt.chunk, .step_delay = opt.step_delay, .cache_ram = (size_t)opt.cache_ram << 20, .weights = g_weights, .models_max = opt.models_max, .keep_alive = opt.keep_alive};
     if (slots_init(opt.slot_save_path) != 0 ||
         served_models_load(opt.model_dirs, opt.n_model_dirs, opt.models_dir, &so) != 0)
         return -1;
@@ -306,7 +309,8 @@ static void raise_nofile(void)
     if (rl.rlim_cur < want) {
         int fit = rl.rlim_cur > 320 ? (int)(rl.rlim_cur - 256) : 64;
         fprintf(stderr, "sasp-server: note: open files limited to %llu (hard limit); --max-connections lowered "
-                "from %d to %d\n", (unsigned long long)rl.rlim_cur, g_guard.max_connections, fit);
+                        "from %d to %d\n",
+                (unsigned long long)rl.rlim_cur, g_guard.max_connections, fit);
         g_guard.max_connections = fit;
     }
     printf("sasp-server: open files limit %llu (was %llu) for up to %d connections\n",
@@ -317,11 +321,7 @@ static void raise_nofile(void)
 static struct MHD_Daemon *start_listening(void)
 {
     static http_options o;
-    o = (http_options){.host = opt.host, .port = opt.port, .threads = g_http_threads, .timeout = opt.timeout,
-                       .max_body = opt.max_body, .api_keys = g_api_keys, .n_api_keys = g_n_api_keys,
-                       .guard = &g_guard, .routes = server_routes, .n_routes = server_n_routes,
-                       .fallback = handle_static, .tls_key_file = opt.ssl_key_file,
-                       .tls_cert_file = opt.ssl_cert_file};
+    o = (http_options){.host = opt.host, .port = opt.port, .threads = g_http_threads, .timeout = opt.timeout, .max_body = opt.max_body, .api_keys = g_api_keys, .n_api_keys = g_n_api_keys, .guard = &g_guard, .routes = server_routes, .n_routes = server_n_routes, .fallback = handle_static, .tls_key_file = opt.ssl_key_file, .tls_cert_file = opt.ssl_cert_file};
     int port, ipv6;
     struct MHD_Daemon *d = listen_start(&o, &port, &ipv6);
     if (!d) return NULL;
@@ -338,7 +338,8 @@ static struct MHD_Daemon *start_listening(void)
             printf("sasp-server: %s (%s, loaded when a request names it)\n", m->id, m->dir);
     }
     printf("sasp-server: HTTP: %d epoll threads, at most %d connections (%d per client address), headers "
-           "within %d s, %d generation requests in flight per client (0: no limit)\n", g_http_threads,
+           "within %d s, %d generation requests in flight per client (0: no limit)\n",
+           g_http_threads,
            g_guard.max_connections, g_guard.max_conn_per_ip, g_guard.header_timeout, g_guard.max_inflight_client);
     printf("sasp-server: listening on http%s://%s%s%s:%d/\n", opt.ssl_key_file ? "s" : "", ipv6 ? "[" : "", opt.host,
            ipv6 ? "]" : "", port);

@@ -19,8 +19,8 @@ typedef struct embed_work {
     api_embed_request r;
     served_model *m;
     char name[256];
-    int from, n;       /* the batch in flight: inputs [from, from + n) */
-    float **vectors;   /* [r.n_inputs] */
+    int from, n;     /* the batch in flight: inputs [from, from + n) */
+    float **vectors; /* [r.n_inputs] */
     int failed;
     int64_t t0;
 } embed_work;

@@ -193,7 +193,8 @@ static served_model *model_of(struct MHD_Connection *c, conn *k, api_kind kind, 
     int64_t keep_alive = SERVED_KEEP_DEFAULT;
     api_error e = {0};
     int given = ollama ? api_ollama_keep_alive(conn_body(k), k->req.body.len, kind == API_OLLAMA_CHAT, &keep_alive,
-                                               &empty, &e) : 0;
+                                               &empty, &e)
+                       : 0;
     if (given < 0) {
         *sent = reply_error(c, k, &e, NULL, NULL);
         return NULL;

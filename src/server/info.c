@@ -78,7 +78,7 @@ static enum MHD_Result handle_tok(struct MHD_Connection *c, conn *k, int de)
     char name[256];
     enum MHD_Result sent = MHD_NO;
     served_model *m = api_requested_model(conn_body(k), k->req.body.len, 0, name, sizeof name) ? served_model_find(name)
-                                                                                         : NULL;
+                                                                                               : NULL;
     if (!(m = served_model_ready(c, k, m ? m : served_model_at(0), SERVED_KEEP_DEFAULT, &sent))) return sent;
     const api_limits *lim = &m->lim;
     char *s = de ? api_detokenize(conn_body(k), k->req.body.len, lim, &e) : api_tokenize(conn_body(k), k->req.body.len, lim, &e);

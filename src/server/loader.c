@@ -78,8 +78,7 @@ static void attach(served_model *m, const instance *in)
     m->model = in->model;
     m->tok = in->tok;
     m->sched = in->sched;
-    m->lim = (api_limits){.tok = in->tok, .n_ctx = m->info.n_ctx, .vocab = cfg->vocab_size,
-                          .bos = cfg->bos_token_id, .model_id = m->id};
+    m->lim = (api_limits){.tok = in->tok, .n_ctx = m->info.n_ctx, .vocab = cfg->vocab_size, .bos = cfg->bos_token_id, .model_id = m->id};
     m->info.n_params = in->model->n_params;
     m->info.weights = sasp_model_describe(in->model).weights;
     m->state = MODEL_LOADED;
@@ -284,7 +283,7 @@ static void give_back(served_model *m, int touch)
     pthread_mutex_lock(&L.mu);
     m->users--;
     if (touch) m->last_used = sasp_now_ns();
-    if (unload_due(m, sasp_now_ns())) detach(m); /* keep_alive 0, or asked: unloaded when the answer is */
+    if (unload_due(m, sasp_now_ns())) detach(m);        /* keep_alive 0, or asked: unloaded when the answer is */
     else if (m->users == 0) pthread_cond_signal(&L.cv); /* a model over --models-max may go now */
     pthread_mutex_unlock(&L.mu);
 }
@@ -314,7 +313,8 @@ static void ask_load(served_model *m)
 int served_model_unload(served_model *m)
 {
     pthread_mutex_lock(&L.mu);
-    int rc = m->state == MODEL_UNLOADED ? -1 : m->users == 0 && m->state == MODEL_LOADED ? 1 : 0;
+    int rc = m->state == MODEL_UNLOADED ? -1 : m->users == 0 && m->state == MODEL_LOADED ? 1
+                                                                                         : 0;
     if (rc == 1) detach(m);
     else if (rc == 0) m->unload_asked = 1;
     pthread_mutex_unlock(&L.mu);

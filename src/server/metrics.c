@@ -55,23 +55,23 @@ static void all_stats(sasp_sched_stats *st)
 static void cache_metrics_text(sasp_buf *b, const sasp_sched_stats *st)
 {
     sasp_buf_printf(b,
-            "# HELP sasp_prompt_tokens_cached_total Prompt tokens served from a prompt cache instead of computed.\n"
-            "# TYPE sasp_prompt_tokens_cached_total counter\nsasp_prompt_tokens_cached_total %llu\n"
-            "# HELP sasp_prompt_cache_copied_tokens_total Cached prompt tokens copied from another slot or the host cache.\n"
-            "# TYPE sasp_prompt_cache_copied_tokens_total counter\nsasp_prompt_cache_copied_tokens_total %llu\n"
-            "# HELP sasp_prompt_cache_host_hits_total Prefixes restored from the host cache (--cache-ram).\n"
-            "# TYPE sasp_prompt_cache_host_hits_total counter\nsasp_prompt_cache_host_hits_total %llu\n"
-            "# HELP sasp_prompt_cache_host_saves_total Evicted prefixes kept in the host cache.\n"
-            "# TYPE sasp_prompt_cache_host_saves_total counter\nsasp_prompt_cache_host_saves_total %llu\n"
-            "# HELP sasp_prompt_cache_host_entries Prefixes the host cache holds.\n"
-            "# TYPE sasp_prompt_cache_host_entries gauge\nsasp_prompt_cache_host_entries %d\n"
-            "# HELP sasp_prompt_cache_host_bytes Memory the host cache holds.\n"
-            "# TYPE sasp_prompt_cache_host_bytes gauge\nsasp_prompt_cache_host_bytes %zu\n"
-            "# HELP sasp_prompt_tokens_dropped_total Prompt tokens cut to fit the context.\n"
-            "# TYPE sasp_prompt_tokens_dropped_total counter\nsasp_prompt_tokens_dropped_total %llu\n",
-            (unsigned long long)st->cached_tokens, (unsigned long long)st->copied_tokens,
-            (unsigned long long)st->host_hits, (unsigned long long)st->host_saves, st->host_entries, st->host_bytes,
-            (unsigned long long)st->dropped_tokens);
+                    "# HELP sasp_prompt_tokens_cached_total Prompt tokens served from a prompt cache instead of computed.\n"
+                    "# TYPE sasp_prompt_tokens_cached_total counter\nsasp_prompt_tokens_cached_total %llu\n"
+                    "# HELP sasp_prompt_cache_copied_tokens_total Cached prompt tokens copied from another slot or the host cache.\n"
+                    "# TYPE sasp_prompt_cache_copied_tokens_total counter\nsasp_prompt_cache_copied_tokens_total %llu\n"
+                    "# HELP sasp_prompt_cache_host_hits_total Prefixes restored from the host cache (--cache-ram).\n"
+                    "# TYPE sasp_prompt_cache_host_hits_total counter\nsasp_prompt_cache_host_hits_total %llu\n"
+                    "# HELP sasp_prompt_cache_host_saves_total Evicted prefixes kept in the host cache.\n"
+                    "# TYPE sasp_prompt_cache_host_saves_total counter\nsasp_prompt_cache_host_saves_total %llu\n"
+                    "# HELP sasp_prompt_cache_host_entries Prefixes the host cache holds.\n"
+                    "# TYPE sasp_prompt_cache_host_entries gauge\nsasp_prompt_cache_host_entries %d\n"
+                    "# HELP sasp_prompt_cache_host_bytes Memory the host cache holds.\n"
+                    "# TYPE sasp_prompt_cache_host_bytes gauge\nsasp_prompt_cache_host_bytes %zu\n"
+                    "# HELP sasp_prompt_tokens_dropped_total Prompt tokens cut to fit the context.\n"
+                    "# TYPE sasp_prompt_tokens_dropped_total counter\nsasp_prompt_tokens_dropped_total %llu\n",
+                    (unsigned long long)st->cached_tokens, (unsigned long long)st->copied_tokens,
+                    (unsigned long long)st->host_hits, (unsigned long long)st->host_saves, st->host_entries, st->host_bytes,
+                    (unsigned long long)st->dropped_tokens);
 }
 
 enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k)
@@ -81,29 +81,29 @@ enum MHD_Result handle_metrics(struct MHD_Connection *c, conn *k)
     sasp_buf b = {0};
     route_metrics_text(&b);
     sasp_buf_printf(&b,
-            "# HELP sasp_prompt_tokens_total Prompt tokens processed.\n# TYPE sasp_prompt_tokens_total counter\n"
-            "sasp_prompt_tokens_total %llu\n"
-            "# HELP sasp_generated_tokens_total Tokens generated.\n# TYPE sasp_generated_tokens_total counter\n"
-            "sasp_generated_tokens_total %llu\n"
-            "# HELP sasp_requests_cancelled_total Sequences cancelled by their client (disconnect) before the end.\n"
-            "# TYPE sasp_requests_cancelled_total counter\nsasp_requests_cancelled_total %llu\n"
-            "# HELP sasp_sequences_finished_total Sequences that left the scheduler.\n"
-            "# TYPE sasp_sequences_finished_total counter\nsasp_sequences_finished_total %llu\n"
-            "# HELP sasp_slots_active Slots holding a sequence.\n# TYPE sasp_slots_active gauge\nsasp_slots_active %d\n"
-            "# HELP sasp_slots_total Slots (--parallel).\n# TYPE sasp_slots_total gauge\nsasp_slots_total %d\n"
-            "# HELP sasp_queue_depth Sequences waiting for a slot.\n# TYPE sasp_queue_depth gauge\nsasp_queue_depth %d\n"
-            "# HELP sasp_engine_steps_total Batched forward steps.\n# TYPE sasp_engine_steps_total counter\n"
-            "sasp_engine_steps_total %llu\n"
-            "# HELP sasp_engine_forward_seconds_total Time inside the batched forward pass.\n"
-            "# TYPE sasp_engine_forward_seconds_total counter\nsasp_engine_forward_seconds_total %.6f\n"
-            "# HELP sasp_constraint_seconds_total Time spent masking logits for JSON output and token healing.\n"
-            "# TYPE sasp_constraint_seconds_total counter\nsasp_constraint_seconds_total %.6f\n"
-            "# HELP sasp_constrained_tokens_total Tokens sampled under a constraint's mask.\n"
-            "# TYPE sasp_constrained_tokens_total counter\nsasp_constrained_tokens_total %llu\n",
-            (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
-            (unsigned long long)st.cancelled, (unsigned long long)st.sequences_done, st.active, st.n_slots, st.queued,
-            (unsigned long long)st.steps, st.forward_seconds, st.constraint_seconds,
-            (unsigned long long)st.constrained_tokens);
+                    "# HELP sasp_prompt_tokens_total Prompt tokens processed.\n# TYPE sasp_prompt_tokens_total counter\n"
+                    "sasp_prompt_tokens_total %llu\n"
+                    "# HELP sasp_generated_tokens_total Tokens generated.\n# TYPE sasp_generated_tokens_total counter\n"
+                    "sasp_generated_tokens_total %llu\n"
+                    "# HELP sasp_requests_cancelled_total Sequences cancelled by their client (disconnect) before the end.\n"
+                    "# TYPE sasp_requests_cancelled_total counter\nsasp_requests_cancelled_total %llu\n"
+                    "# HELP sasp_sequences_finished_total Sequences that left the scheduler.\n"
+                    "# TYPE sasp_sequences_finished_total counter\nsasp_sequences_finished_total %llu\n"
+                    "# HELP sasp_slots_active Slots holding a sequence.\n# TYPE sasp_slots_active gauge\nsasp_slots_active %d\n"
+                    "# HELP sasp_slots_total Slots (--parallel).\n# TYPE sasp_slots_total gauge\nsasp_slots_total %d\n"
+                    "# HELP sasp_queue_depth Sequences waiting for a slot.\n# TYPE sasp_queue_depth gauge\nsasp_queue_depth %d\n"
+                    "# HELP sasp_engine_steps_total Batched forward steps.\n# TYPE sasp_engine_steps_total counter\n"
+                    "sasp_engine_steps_total %llu\n"
+                    "# HELP sasp_engine_forward_seconds_total Time inside the batched forward pass.\n"
+                    "# TYPE sasp_engine_forward_seconds_total counter\nsasp_engine_forward_seconds_total %.6f\n"
+                    "# HELP sasp_constraint_seconds_total Time spent masking logits for JSON output and token healing.\n"
+                    "# TYPE sasp_constraint_seconds_total counter\nsasp_constraint_seconds_total %.6f\n"
+                    "# HELP sasp_constrained_tokens_total Tokens sampled under a constraint's mask.\n"
+                    "# TYPE sasp_constrained_tokens_total counter\nsasp_constrained_tokens_total %llu\n",
+                    (unsigned long long)st.prompt_tokens, (unsigned long long)st.generated_tokens,
+                    (unsigned long long)st.cancelled, (unsigned long long)st.sequences_done, st.active, st.n_slots, st.queued,
+                    (unsigned long long)st.steps, st.forward_seconds, st.constraint_seconds,
+                    (unsigned long long)st.constrained_tokens);
     cache_metrics_text(&b, &st);
     guard_metrics_text(&b);
     hist_text(&b, "sasp_time_to_first_token_seconds", "From request to its first sampled token.", &st.ttft);

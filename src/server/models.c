@@ -94,8 +94,7 @@ static served_model *add_model(const char *dir, const serve_options *o)
     if (o->ctx > sm->cfg.max_seq_len)
         fprintf(stderr, "sasp-server: --ctx %d is beyond %s's %d positions; using %d\n", o->ctx, sm->id,
                 sm->cfg.max_seq_len, n_ctx);
-    sm->info = (api_model_info){.id = sm->id, .path = sm->dir, .cfg = &sm->cfg, .n_params = params_of(&sm->cfg),
-                                .n_ctx = n_ctx, .digest = sm->digest, .created = (long)time(NULL)};
+    sm->info = (api_model_info){.id = sm->id, .path = sm->dir, .cfg = &sm->cfg, .n_params = params_of(&sm->cfg), .n_ctx = n_ctx, .digest = sm->digest, .created = (long)time(NULL)};
     sm->keep_alive = o->keep_alive;
     describe_file(sm);
     g_n_models++;
@@ -181,7 +180,8 @@ void served_models_free(void)
 
 const char *served_state_name(served_state s)
 {
-    return s == MODEL_LOADED ? "loaded" : s == MODEL_LOADING ? "loading" : "unloaded";
+    return s == MODEL_LOADED ? "loaded" : s == MODEL_LOADING ? "loading"
+                                                             : "unloaded";
 }
 
 void served_model_view(int i, served_view *v)
@@ -218,7 +218,8 @@ enum MHD_Result served_reply_refused(struct MHD_Connection *c, conn *k, int rc)
     if (rc == -2) return reply_errorf(c, k, 503, "unavailable_error", NULL, "%s", "the server is shutting down");
     api_error_set(&e, 400, "invalid_request_error", NULL, "n",
                   "the request asks for more sequences (prompts x n) than this server's %d slots and %d "
-                  "queue places together", served_options()->parallel, served_options()->max_queue);
+                  "queue places together",
+                  served_options()->parallel, served_options()->max_queue);
     return reply_error(c, k, &e, NULL, NULL);
 }
 

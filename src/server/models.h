@@ -22,15 +22,17 @@
 
 #define SERVER_MAX_MODELS 256
 
-typedef enum { MODEL_UNLOADED, MODEL_LOADING, MODEL_LOADED } served_state;
+typedef enum { MODEL_UNLOADED,
+               MODEL_LOADING,
+               MODEL_LOADED } served_state;
 
 typedef struct served_model {
     /* set when the model is found, never changed after */
-    char id[256];         /* the directory's name, unique among the models */
+    char id[256]; /* the directory's name, unique among the models */
     char dir[PATH_MAX];
-    char digest[65];      /* sha256 of model.safetensors */
-    sasp_config cfg;      /* its config.json */
-    api_model_info info;  /* what the listings say of it (n_params: the loaded model's once loaded) */
+    char digest[65];     /* sha256 of model.safetensors */
+    sasp_config cfg;     /* its config.json */
+    api_model_info info; /* what the listings say of it (n_params: the loaded model's once loaded) */
     /* valid while the model is held by the caller and loaded (served_model_ready) */
     sasp_model *model;
     sasp_tokenizer *tok;
@@ -38,20 +40,20 @@ typedef struct served_model {
     api_limits lim;
     /* the loader's (models.c), under its lock */
     served_state state;
-    int users;            /* requests that hold it: in flight, or waiting for its load */
-    int64_t last_used;    /* when a request last took or gave it back (ns, monotonic): the LRU order */
-    int64_t keep_alive;   /* how long it stays loaded once nothing holds it (ns); < 0: for ever */
-    int unload_asked;     /* unload it as soon as nothing holds it */
-    int failed;           /* its last load failed (error says why) */
+    int users;          /* requests that hold it: in flight, or waiting for its load */
+    int64_t last_used;  /* when a request last took or gave it back (ns, monotonic): the LRU order */
+    int64_t keep_alive; /* how long it stays loaded once nothing holds it (ns); < 0: for ever */
+    int unload_asked;   /* unload it as soon as nothing holds it */
+    int failed;         /* its last load failed (error says why) */
     char error[384];
 } served_model;
 
 /* How each model is served: the options of the command line that concern the engine. */
 typedef struct serve_options {
     int threads, parallel, ctx, max_queue, chunk, step_delay;
-    size_t cache_ram; /* bytes of evicted prompt prefixes kept per model (--cache-ram) */
-    int weights;      /* --weights: a sasp_wtype to convert the matrices to, SASP_WEIGHTS_FAST or _AS_STORED */
-    int models_max;   /* --models-max: models loaded at once (0: no limit) */
+    size_t cache_ram;   /* bytes of evicted prompt prefixes kept per model (--cache-ram) */
+    int weights;        /* --weights: a sasp_wtype to convert the matrices to, SASP_WEIGHTS_FAST or _AS_STORED */
+    int models_max;     /* --models-max: models loaded at once (0: no limit) */
     int64_t keep_alive; /* --keep-alive: the default keep_alive (ns; < 0: for ever) */
 } serve_options;
 

@@ -68,6 +68,7 @@ enum MHD_Result handle_ollama_manage(struct MHD_Connection *c, conn *k)
     api_error e;
     api_error_set(&e, 403, "permission_error", NULL, NULL,
                   "%s: sasp-server serves the models it was started with (-m, --models-dir) and does not pull, push, create, copy "
-                  "or delete models; it serves %s", k->req.path, names);
+                  "or delete models; it serves %s",
+                  k->req.path, names);
     return reply_error(c, k, &e, NULL, NULL);
 }

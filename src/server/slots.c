@@ -107,8 +107,8 @@ typedef struct slot_work {
     int action, id;
     char filename[256];
     char path[PATH_MAX];
-    long long bytes_read;   /* restore: the file's size */
-    sasp_event ev;          /* the job's one event, once the waiter took it */
+    long long bytes_read; /* restore: the file's size */
+    sasp_event ev;        /* the job's one event, once the waiter took it */
     int have_ev;
 } slot_work;
 
@@ -178,7 +178,9 @@ static int action_of_query(struct MHD_Connection *c)
 {
     const char *a = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "action");
     if (!a) return 0;
-    return !strcmp(a, "save") ? SASP_SLOT_SAVE : !strcmp(a, "restore") ? SASP_SLOT_RESTORE : !strcmp(a, "erase") ? SASP_SLOT_ERASE : 0;
+    return !strcmp(a, "save") ? SASP_SLOT_SAVE : !strcmp(a, "restore") ? SASP_SLOT_RESTORE
+                                             : !strcmp(a, "erase")     ? SASP_SLOT_ERASE
+                                                                       : 0;
 }
 
 /* The file a save or restore names, into w (400 into *sent when the body or the name is bad). */

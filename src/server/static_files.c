@@ -13,8 +13,8 @@
 #include "http/reply.h"
 #include "server/handlers.h"
 
-static const char *g_www;          /* --www */
-static char g_www_real[PATH_MAX];  /* its real path */
+static const char *g_www;         /* --www */
+static char g_www_real[PATH_MAX]; /* its real path */
 static int g_have_www;
 
 void static_files_init(const char *www)
@@ -27,15 +27,24 @@ void static_files_init(const char *www)
 static const char *content_type(const char *path)
 {
     static const char *const map[][2] = {
-        {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},   {".js", "text/javascript; charset=utf-8"},
-        {".mjs", "text/javascript; charset=utf-8"}, {".json", "application/json"},
-        {".svg", "image/svg+xml"},             {".png", "image/png"},
-        {".jpg", "image/jpeg"},                {".jpeg", "image/jpeg"},
-        {".gif", "image/gif"},                 {".ico", "image/x-icon"},
-        {".txt", "text/plain; charset=utf-8"}, {".md", "text/markdown; charset=utf-8"},
-        {".wasm", "application/wasm"},         {".map", "application/json"},
-        {".woff2", "font/woff2"},              {".webp", "image/webp"},
+        {".html", "text/html; charset=utf-8"},
+        {".htm", "text/html; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
+        {".json", "application/json"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".jpeg", "image/jpeg"},
+        {".gif", "image/gif"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
+        {".md", "text/markdown; charset=utf-8"},
+        {".wasm", "application/wasm"},
+        {".map", "application/json"},
+        {".woff2", "font/woff2"},
+        {".webp", "image/webp"},
     };
     const char *dot = strrchr(path, '.');
     if (dot && !strchr(dot, '/'))

@@ -7,7 +7,7 @@
 
 struct sasp_token_table {
     int n;
-    const char **bytes;   /* the raw bytes of each token */
+    const char **bytes; /* the raw bytes of each token */
     int *len;
     unsigned char *usable; /* a normal token with at least one byte (special tokens never are) */
     unsigned char *plain;  /* bytes that any free JSON string takes as they are: no quote, backslash or
@@ -87,7 +87,8 @@ void sasp_token_table_free(sasp_token_table *t)
 
 /* ---------------------------------------------------------------------------------------------- */
 
-typedef enum { C_HEAL, C_JSON } constraint_kind;
+typedef enum { C_HEAL,
+               C_JSON } constraint_kind;
 
 struct sasp_constraint {
     constraint_kind kind;
@@ -166,7 +167,7 @@ static int json_mask(const sasp_constraint *c, const sasp_token_table *t, float 
 {
     const sasp_json_state *st = &c->st;
     int allowed = 0, budget = tokens_left - 1; /* bytes that may follow this token, at one per token */
-    int room = js_free_string_room(st); /* inside a string: characters it may still take */
+    int room = js_free_string_room(st);        /* inside a string: characters it may still take */
     int free_string = room >= 0 && js_min_close(st) <= budget;
     sasp_json_state tmp;
     unsigned char first_ok[256]; /* the bytes that may come next: most tokens fail on their first */

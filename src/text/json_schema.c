@@ -9,14 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { JS_ANY, JS_OBJECT, JS_ARRAY, JS_STRING, JS_INTEGER, JS_NUMBER, JS_LITERALS, JS_UNION } js_kind;
+typedef enum { JS_ANY,
+               JS_OBJECT,
+               JS_ARRAY,
+               JS_STRING,
+               JS_INTEGER,
+               JS_NUMBER,
+               JS_LITERALS,
+               JS_UNION } js_kind;
 
 struct js_node {
     js_kind kind;
-    int min_len;            /* bytes of the shortest value */
+    int min_len; /* bytes of the shortest value */
     /* JS_OBJECT: n_props == 0 is an object of any keys and values */
     int n_props;
-    char **keys;            /* each key as JSON text, quotes included */
+    char **keys; /* each key as JSON text, quotes included */
     int *key_len;
     js_node **props;
     unsigned char *required;
@@ -24,8 +31,8 @@ struct js_node {
     js_node *items;
     int min_items, max_items; /* max_items < 0: no limit */
     /* JS_INTEGER, JS_NUMBER: bounds the automaton keeps to (see compile_bounds) */
-    int nonneg;               /* no minus sign (minimum 0) */
-    int no_exponent;          /* numbers with bounds: no exponent, so the 15 integer digits bound them */
+    int nonneg;      /* no minus sign (minimum 0) */
+    int no_exponent; /* numbers with bounds: no exponent, so the 15 integer digits bound them */
     /* JS_STRING: characters (code points or escapes) */
     int min_chars, max_chars; /* max_chars < 0: no limit */
     /* JS_LITERALS: enum and const values, booleans and null, as JSON text */
@@ -38,11 +45,36 @@ struct js_node {
 };
 
 /* Frames and their sub-states. */
-enum { F_VALUE, F_OBJECT, F_ARRAY, F_STRING, F_KEYSTR, F_NUMBER, F_LITERAL };
-enum { O_START, O_KEY, O_FREEKEY, O_COLON, O_VALUE, O_AFTER, O_NEXT };
-enum { A_START, A_VALUE, A_AFTER, A_NEXT };
-enum { S_CHARS, S_ESC, S_HEX, S_UTF8 };
-enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
+enum { F_VALUE,
+       F_OBJECT,
+       F_ARRAY,
+       F_STRING,
+       F_KEYSTR,
+       F_NUMBER,
+       F_LITERAL };
+enum { O_START,
+       O_KEY,
+       O_FREEKEY,
+       O_COLON,
+       O_VALUE,
+       O_AFTER,
+       O_NEXT };
+enum { A_START,
+       A_VALUE,
+       A_AFTER,
+       A_NEXT };
+enum { S_CHARS,
+       S_ESC,
+       S_HEX,
+       S_UTF8 };
+enum { N_MINUS,
+       N_ZERO,
+       N_INT,
+       N_DOT,
+       N_FRAC,
+       N_E,
+       N_ESIGN,
+       N_EXP };
 #define AGAIN 1 /* the frame is complete and the byte belongs to its parent */
 #define MAX_INT_DIGITS 15
 #define MAX_FRAC_DIGITS 15
@@ -68,8 +100,7 @@ static js_node ANY_OBJECT = {.kind = JS_OBJECT, .min_len = 2, .max_items = -1, .
 static js_node ANY_ARRAY = {.kind = JS_ARRAY, .min_len = 2, .items = &ANY_VALUE, .max_items = -1, .max_chars = -1};
 static js_node ANY_STRING = {.kind = JS_STRING, .min_len = 2, .max_items = -1, .max_chars = -1};
 static js_node ANY_NUMBER = {.kind = JS_NUMBER, .min_len = 1, .max_items = -1, .max_chars = -1};
-static js_node ANY_LITERAL = {.kind = JS_LITERALS, .min_len = 4, .n_lit = 3, .lit = any_lit_text,
-                              .lit_len = any_lit_len, .max_items = -1, .max_chars = -1};
+static js_node ANY_LITERAL = {.kind = JS_LITERALS, .min_len = 4, .n_lit = 3, .lit = any_lit_text, .lit_len = any_lit_len, .max_items = -1, .max_chars = -1};
 
 static int compile_error(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int compile_error(cctx *c, const char *fmt, ...)
@@ -129,9 +160,16 @@ static void first_bytes(const js_node *n, unsigned char set[256])
     case JS_ARRAY: set['['] = 1; break;
     case JS_STRING: set['"'] = 1; break;
     case JS_INTEGER:
-    case JS_NUMBER: set['-'] = !n->nonneg; for (int b = '0'; b <= '9'; b++) set[b] = 1; break;
-    case JS_LITERALS: for (int i = 0; i < n->n_lit; i++) set[(unsigned char)n->lit[i][0]] = 1; break;
-    case JS_UNION: for (int i = 0; i < n->n_alt; i++) first_bytes(n->alt[i], set); break;
+    case JS_NUMBER:
+        set['-'] = !n->nonneg;
+        for (int b = '0'; b <= '9'; b++) set[b] = 1;
+        break;
+    case JS_LITERALS:
+        for (int i = 0; i < n->n_lit; i++) set[(unsigned char)n->lit[i][0]] = 1;
+        break;
+    case JS_UNION:
+        for (int i = 0; i < n->n_alt; i++) first_bytes(n->alt[i], set);
+        break;
     }
 }
 
@@ -199,7 +237,7 @@ static js_node *compile_object(cctx *c, json_t *schema, const char *path, int de
     if (!n->keys || !n->key_len || !n->props || !n->required) return NULL;
     const char *name;
     json_t *sub;
-    json_object_foreach(props, name, sub) {
+    json_object_foreach (props, name, sub) {
         char sub_path[256];
         snprintf(sub_path, sizeof sub_path, "%s.properties.%s", path, name);
         json_t *key = json_string(name);
@@ -212,7 +250,7 @@ static js_node *compile_object(cctx *c, json_t *schema, const char *path, int de
     }
     size_t i;
     json_t *r;
-    json_array_foreach(req, i, r) {
+    json_array_foreach (req, i, r) {
         int found = -1;
         for (int k = 0; json_is_string(r) && k < n->n_props; k++) {
             json_t *key = json_string(json_string_value(r));
@@ -223,7 +261,8 @@ static js_node *compile_object(cctx *c, json_t *schema, const char *path, int de
         }
         if (found < 0)
             return compile_error(c, "%s: required property %s has no schema in \"properties\"", path,
-                        json_is_string(r) ? json_string_value(r) : "(not a string)"), NULL;
+                                 json_is_string(r) ? json_string_value(r) : "(not a string)"),
+                   NULL;
         n->required[found] = 1;
     }
     n->min_len = 2 + required_cost(n, 0, 0);
@@ -270,7 +309,7 @@ static int compile_bounds(cctx *c, json_t *schema, const char *path, js_node *n)
             continue;
         }
         return compile_error(c, "%s: \"%s\": %g is not supported (only 0 as a minimum, or bounds beyond 15 digits)", path,
-                    keys[i], b);
+                             keys[i], b);
     }
     return 0;
 }
@@ -339,7 +378,7 @@ static js_node *compile_alternatives(cctx *c, json_t *list, const char *key, con
     js_node *alts[8];
     size_t i;
     json_t *a;
-    json_array_foreach(list, i, a) {
+    json_array_foreach (list, i, a) {
         char sub_path[256];
         snprintf(sub_path, sizeof sub_path, "%s.%s[%zu]", path, key, i);
         if (!(alts[i] = compile(c, a, sub_path, depth + 1))) return NULL;
@@ -359,7 +398,7 @@ static js_node *compile_enum(cctx *c, json_t *schema, const char *path)
     size_t i;
     json_t *v;
     int n = 0;
-    json_array_foreach(values, i, v) texts[n++] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_array_foreach (values, i, v) texts[n++] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     js_node *node = NULL;
     int ok = 1;
     for (int j = 0; j < n; j++) ok = ok && texts[j];
@@ -376,7 +415,7 @@ static js_node *compile(cctx *c, json_t *schema, const char *path, int depth)
     if (!json_is_object(schema)) return compile_error(c, "%s: a schema must be an object", path), NULL;
     const char *key;
     json_t *v;
-    json_object_foreach(schema, key, v)
+    json_object_foreach (schema, key, v)
         if (!in_list(key, ANNOTATIONS) && !in_list(key, STRUCTURE))
             return compile_error(c, "%s: the keyword \"%s\" is not supported", path, key), NULL;
     js_node *n = NULL;
@@ -391,7 +430,7 @@ static js_node *compile(cctx *c, json_t *schema, const char *path, int depth)
         js_node *alts[7];
         size_t i;
         json_t *t;
-        json_array_foreach(type, i, t) {
+        json_array_foreach (type, i, t) {
             if (!json_is_string(t)) return compile_error(c, "%s: \"type\" lists must hold names", path), NULL;
             if (!(alts[i] = compile_type(c, schema, json_string_value(t), path, depth))) return NULL;
         }
@@ -509,7 +548,8 @@ static int start_value(sasp_json_state *st, js_frame *f, const js_node *n, unsig
     case JS_INTEGER:
     case JS_NUMBER:
         if ((c != '-' || n->nonneg) && !is_digit(c)) return -1;
-        *f = (js_frame){.node = n, .kind = F_NUMBER, .sub = c == '-' ? N_MINUS : c == '0' ? N_ZERO : N_INT,
+        *f = (js_frame){.node = n, .kind = F_NUMBER, .sub = c == '-' ? N_MINUS : c == '0' ? N_ZERO
+                                                                                          : N_INT,
                         .count = is_digit(c) && c != '0'};
         return 0;
     case JS_LITERALS: {
@@ -782,7 +822,8 @@ static int frame_close(const js_frame *f)
     case F_STRING:
     case F_KEYSTR:
         deficit = n->min_chars - f->count - (f->sub == S_ESC || f->sub == S_HEX);
-        return (f->sub == S_ESC ? 1 : f->sub == S_HEX || f->sub == S_UTF8 ? f->pending : 0) +
+        return (f->sub == S_ESC ? 1 : f->sub == S_HEX || f->sub == S_UTF8 ? f->pending
+                                                                          : 0) +
                (deficit > 0 ? deficit : 0) + 1;
     case F_NUMBER: return number_accepting(f) ? 0 : 1;
     case F_LITERAL: {
@@ -801,7 +842,8 @@ static int frame_close(const js_frame *f)
     }
     case F_OBJECT:
         if (n->n_props == 0) /* any keys: "" : 0 */
-            return f->sub == O_NEXT ? 5 : f->sub == O_FREEKEY || f->sub == O_COLON ? 3 : 1;
+            return f->sub == O_NEXT ? 5 : f->sub == O_FREEKEY || f->sub == O_COLON ? 3
+                                                                                   : 1;
         switch (f->sub) {
         case O_START: return required_cost(n, f->count, 0) + 1;
         case O_AFTER: return required_cost(n, f->count, 1) + 1;

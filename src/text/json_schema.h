@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JS_MAX_DEPTH 32    /* nesting of containers and values */
-#define JS_MAX_CHOICES 64  /* properties of one object, values of one enum */
-#define JS_MAX_WS 32       /* bytes of one run of white space */
+#define JS_MAX_DEPTH 32   /* nesting of containers and values */
+#define JS_MAX_CHOICES 64 /* properties of one object, values of one enum */
+#define JS_MAX_WS 32      /* bytes of one run of white space */
 
 typedef struct js_node js_node;
 
@@ -44,18 +44,18 @@ int sasp_json_schema_min_len(const sasp_json_schema *s);
 typedef struct js_frame {
     const js_node *node;
     uint8_t kind, sub;
-    uint8_t lo, hi;     /* strings: the range of the next UTF-8 continuation byte */
-    int16_t ws;         /* length of the current white-space run */
-    int16_t pending;    /* strings: escape or UTF-8 bytes still due */
-    int32_t count;      /* characters of a string, items of an array, next property of an object, digits */
-    int32_t pos;        /* position in a literal or key being matched */
-    int16_t cur;        /* objects: the property whose value comes or is being written */
-    uint64_t choices;   /* candidates still matching (keys of an object, enum values) */
+    uint8_t lo, hi;   /* strings: the range of the next UTF-8 continuation byte */
+    int16_t ws;       /* length of the current white-space run */
+    int16_t pending;  /* strings: escape or UTF-8 bytes still due */
+    int32_t count;    /* characters of a string, items of an array, next property of an object, digits */
+    int32_t pos;      /* position in a literal or key being matched */
+    int16_t cur;      /* objects: the property whose value comes or is being written */
+    uint64_t choices; /* candidates still matching (keys of an object, enum values) */
 } js_frame;
 
 typedef struct sasp_json_state {
-    int depth;          /* frames in use */
-    int done;           /* the root value is complete and closed */
+    int depth; /* frames in use */
+    int done;  /* the root value is complete and closed */
     js_frame f[JS_MAX_DEPTH];
 } sasp_json_state;
 

@@ -51,7 +51,10 @@ const char *const sasp_sampler_names[SASP_SMP_COUNT] = {
 int sasp_sampler_kind_of(const char *name, size_t len)
 {
     static const char letters[] = "edskypmxti"; /* in sasp_sampler_kind's order */
-    static const struct { const char *alias; int kind; } aliases[] = {
+    static const struct {
+        const char *alias;
+        int kind;
+    } aliases[] = {
         {"nucleus", SASP_SMP_TOP_P}, {"temp", SASP_SMP_TEMPERATURE}, {"typ", SASP_SMP_TYPICAL_P}};
     char k[32], canon[32];
     size_t n = 0;
@@ -61,7 +64,8 @@ int sasp_sampler_kind_of(const char *name, size_t len)
     k[n] = 0;
     if (len == 1) {
         const char *at = k[0] ? strchr(letters, k[0]) : NULL;
-        return at ? (int)(at - letters) : k[0] == 'a' ? -2 : -1;
+        return at ? (int)(at - letters) : k[0] == 'a' ? -2
+                                                      : -1;
     }
     if (!strcmp(k, "adaptivep")) return -2;
     for (int kind = 0; kind < SASP_SMP_COUNT; kind++) {
@@ -99,7 +103,7 @@ void sasp_sampling_defaults(sasp_sampling *p)
     p->repeat_last_n = 64;
     p->frequency_penalty = 0.5f; /* measured: docs/api.md, "The default sampling" */
     p->presence_penalty = 0.0f;
-    p->dry_multiplier = 0.8f;    /* measured, as frequency_penalty */
+    p->dry_multiplier = 0.8f; /* measured, as frequency_penalty */
     p->dry_base = 1.75f;
     p->dry_allowed_length = 2;
     p->dry_penalty_last_n = -1;
@@ -229,7 +233,8 @@ static inline int before(const sasp_candidate *a, const sasp_candidate *b)
 static int cmp_cand(const void *a, const void *b)
 {
     const sasp_candidate *x = a, *y = b;
-    return before(x, y) ? -1 : before(y, x) ? 1 : 0;
+    return before(x, y) ? -1 : before(y, x) ? 1
+                                            : 0;
 }
 
 /* Sift c[i] down the heap c[0..size) whose root is its worst member (no child ranks after its parent). */
@@ -324,8 +329,9 @@ static int penalties_on(const sasp_sampling *p)
 static int mark_window(sasp_sampler *s, const int **last)
 {
     const sasp_sampling *p = &s->p;
-    int n = p->repeat_penalty == 1.0f || p->repeat_last_n == 0 ? 0
-            : p->repeat_last_n < 0 || p->repeat_last_n > s->n_history ? s->n_history : p->repeat_last_n;
+    int n = p->repeat_penalty == 1.0f || p->repeat_last_n == 0        ? 0
+            : p->repeat_last_n < 0 || p->repeat_last_n > s->n_history ? s->n_history
+                                                                      : p->repeat_last_n;
     *last = s->history + s->n_history - n;
     for (int i = 0; i < n; i++) s->seen[(*last)[i]] = 1;
     return n;
@@ -512,7 +518,8 @@ static void step_top_p(chain *ch, double top_p, int min_keep)
 {
     if (top_p >= 1) return;
     softmax(ch->c, ch->n);
-    int sorted_upto = ch->sorted ? ch->n : ch->n < 256 ? ch->n : 256;
+    int sorted_upto = ch->sorted ? ch->n : ch->n < 256 ? ch->n
+                                                       : 256;
     if (!ch->sorted) sasp_cand_keep_best(ch->c, ch->n, sorted_upto);
     double cum = 0;
     for (int i = 0; i < ch->n; i++) {
@@ -542,7 +549,8 @@ static void step_min_p(chain *ch, double min_p, int min_keep)
         filter_logit_at_least(ch, floor);
     } else { /* the min_keep best (at least one) */
         sort_all(ch);
-        ch->n = min_keep <= 1 ? 1 : min_keep < ch->n ? min_keep : ch->n;
+        ch->n = min_keep <= 1 ? 1 : min_keep < ch->n ? min_keep
+                                                     : ch->n;
     }
 }
 

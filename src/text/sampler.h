@@ -67,27 +67,27 @@ typedef struct sasp_logprob {
 
 typedef struct sasp_sampler {
     sasp_sampling p;
-    sasp_rng rng;          /* the draw */
-    sasp_rng xtc_rng;      /* xtc's coin */
+    sasp_rng rng;     /* the draw */
+    sasp_rng xtc_rng; /* xtc's coin */
     int vocab;
-    int *generated_count;  /* [vocab]: times each token was generated (frequency/presence) */
-    int *gen_ids;          /* the tokens generated so far, each once */
+    int *generated_count; /* [vocab]: times each token was generated (frequency/presence) */
+    int *gen_ids;         /* the tokens generated so far, each once */
     int n_gen_ids;
-    int *history;          /* every token of the sequence so far, prompt first */
+    int *history; /* every token of the sequence so far, prompt first */
     int n_history, cap_history;
-    float *raw;            /* [vocab] the logits of the last draw (for logprobs) */
-    float *work;           /* [vocab] penalised logits (sasp_sampler_penalize) */
-    double *row;           /* [vocab] the logits the penalties and DRY changed before the chain cut any */
+    float *raw;             /* [vocab] the logits of the last draw (for logprobs) */
+    float *work;            /* [vocab] penalised logits (sasp_sampler_penalize) */
+    double *row;            /* [vocab] the logits the penalties and DRY changed before the chain cut any */
     unsigned char *changed; /* [vocab] which (the others are raw's) */
-    int *changed_ids;      /* [vocab] */
+    int *changed_ids;       /* [vocab] */
     int n_changed;
-    sasp_candidate *cand;  /* [vocab] the chain's candidates; after a draw, the final distribution */
+    sasp_candidate *cand; /* [vocab] the chain's candidates; after a draw, the final distribution */
     int n_cand, cand_sorted;
-    sasp_candidate *scratch; /* [vocab] */
-    unsigned char *seen;   /* [vocab] scratch for the repetition penalty */
-    sasp_dry *dry;         /* DRY's state: NULL when no DRY is in the chain or it is off */
-    const sasp_tokenizer *tok; /* the tokens' bytes (infill, DRY's breakers) */
-    int eog;               /* infill: the end-of-generation token */
+    sasp_candidate *scratch;     /* [vocab] */
+    unsigned char *seen;         /* [vocab] scratch for the repetition penalty */
+    sasp_dry *dry;               /* DRY's state: NULL when no DRY is in the chain or it is off */
+    const sasp_tokenizer *tok;   /* the tokens' bytes (infill, DRY's breakers) */
+    int eog;                     /* infill: the end-of-generation token */
     const sasp_logit_bias *bias; /* step 0 (sasp_sampler_set_logit_bias), n_bias of them */
     int n_bias;
 } sasp_sampler;

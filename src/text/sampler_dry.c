@@ -59,21 +59,21 @@ const char *sasp_sampling_breaker(const sasp_sampling *p, int i, size_t *len)
 
 /* A breaker that starts with a token: the tokens that must follow it (none: the token holds all of it). */
 typedef struct dry_tail {
-    int next;   /* the next tail of the same token, or -1 */
+    int next; /* the next tail of the same token, or -1 */
     int off, len;
 } dry_tail;
 
 struct sasp_dry {
     double multiplier, base;
     int allowed, last_n, vocab;
-    int *first_tail;        /* [vocab] its first dry_tail, -1: it starts no breaker */
-    unsigned char *whole;   /* [vocab] the token contains a whole breaker */
+    int *first_tail;      /* [vocab] its first dry_tail, -1: it starts no breaker */
+    unsigned char *whole; /* [vocab] the token contains a whole breaker */
     dry_tail *tails;
     int n_tails, cap_tails;
-    int *tail_ids;          /* the tails' tokens */
+    int *tail_ids; /* the tails' tokens */
     int n_ids, cap_ids;
-    int *longest;           /* [vocab] the longest repeat each token would extend, -1: none */
-    int *z;                 /* the Z-function of the reversed window */
+    int *longest; /* [vocab] the longest repeat each token would extend, -1: none */
+    int *z;       /* the Z-function of the reversed window */
     int cap_z;
 };
 

@@ -33,13 +33,13 @@ extern const char *const sasp_sampler_names[SASP_SMP_COUNT];
 int sasp_sampler_kind_of(const char *name, size_t len);
 
 #define SASP_MAX_CHAIN 32
-#define SASP_DRY_BREAKER_MAX 40      /* bytes of one breaker (longer ones are cut, as in llama.cpp) */
-#define SASP_DRY_BREAKERS_BYTES 512  /* room for all the breakers of a request */
+#define SASP_DRY_BREAKER_MAX 40     /* bytes of one breaker (longer ones are cut, as in llama.cpp) */
+#define SASP_DRY_BREAKERS_BYTES 512 /* room for all the breakers of a request */
 
 /* The sampling parameters of one request. */
 typedef struct sasp_sampling {
-    float temperature;       /* >= 0; <= 0 = greedy */
-    float dynatemp_range;    /* >= 0; 0 = off */
+    float temperature;    /* >= 0; <= 0 = greedy */
+    float dynatemp_range; /* >= 0; 0 = off */
     float dynatemp_exponent;
     int top_k;               /* >= 0; 0 = off */
     float top_p;             /* [0, 1]; 1 = off */
@@ -59,7 +59,7 @@ typedef struct sasp_sampling {
     int dry_penalty_last_n;  /* tokens DRY looks back over; 0 = off, -1 = all (the context) */
     int n_dry_breakers;      /* the sequence breakers: each a length byte then its bytes */
     unsigned char dry_breakers[SASP_DRY_BREAKERS_BYTES];
-    int n_chain;             /* the samplers, in order (sasp_sampler_kind) */
+    int n_chain; /* the samplers, in order (sasp_sampler_kind) */
     unsigned char chain[SASP_MAX_CHAIN];
     uint64_t seed;
 } sasp_sampling;

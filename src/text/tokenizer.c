@@ -26,7 +26,7 @@
  *    redundant and harmless. */
 #define WS "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}" \
            "\\x{205F}\\x{3000}"
-#define L15 "\\x{1123F}\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}" \
+#define L15 "\\x{1123F}\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}"  \
             "\\x{13441}-\\x{13446}\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}" \
             "\\x{1E4D0}-\\x{1E4EB}\\x{2B739}\\x{31350}-\\x{323AF}"
 #define N15 "\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"
@@ -42,7 +42,7 @@ static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 enum { SHORT_WORD = 48 }; /* pre-tokens up to this many bytes use the simple O(n^2) merge loop */
-enum { CACHE_WORD = 32 };  /* pre-tokens up to this many bytes are cached within one encode call */
+enum { CACHE_WORD = 32 }; /* pre-tokens up to this many bytes are cached within one encode call */
 
 typedef struct {
     char *bytes; /* what the token decodes to */
@@ -51,10 +51,13 @@ typedef struct {
     char *name; /* its string in tokenizer.json */
 } token;
 
-typedef struct { uint64_t key; int32_t rank, result; } merge_slot; /* key 0 = empty */
+typedef struct {
+    uint64_t key;
+    int32_t rank, result;
+} merge_slot; /* key 0 = empty */
 
 struct sasp_tokenizer {
-    int n;          /* vocabulary size: ids are 0..n-1 */
+    int n; /* vocabulary size: ids are 0..n-1 */
     token *tok;
     int byte_id[256];
     int *name_slots; /* open-addressed table of ids by name; -1 = empty */
@@ -69,20 +72,23 @@ struct sasp_tokenizer {
 /* ---------------------------------------------------------------------------------------------
  * Small hash tables */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
+static uint64_t hash_bytes(const char *s, size_t n)
+{
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
 }
 
-static uint64_t mix64(uint64_t x) {
+static uint64_t mix64(uint64_t x)
+{
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
     return x;
 }
 
-static int name_find(const sasp_tokenizer *t, const char *s, size_t n) {
+static int name_find(const sasp_tokenizer *t, const char *s, size_t n)
+{
     for (size_t i = hash_bytes(s, n) & t->name_mask;; i = (i + 1) & t->name_mask) {
         int id = t->name_slots[i];
         if (id < 0) return -1;
@@ -91,7 +97,8 @@ static int name_find(const sasp_tokenizer *t, const char *s, size_t n) {
     }
 }
 
-static void name_insert(sasp_tokenizer *t, int id) {
+static void name_insert(sasp_tokenizer *t, int id)
+{
     const char *nm = t->tok[id].name;
     size_t i = hash_bytes(nm, strlen(nm)) & t->name_mask;
     while (t->name_slots[i] >= 0) i = (i + 1) & t->name_mask;
@@ -100,7 +107,8 @@ static void name_insert(sasp_tokenizer *t, int id) {
 
 static inline uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1; }
 
-static inline const merge_slot *merge_find(const sasp_tokenizer *t, int a, int b) {
+static inline const merge_slot *merge_find(const sasp_tokenizer *t, int a, int b)
+{
     uint64_t k = pair_key(a, b);
     for (size_t i = mix64(k) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
         const merge_slot *m = &t->merges[i];
@@ -110,7 +118,8 @@ static inline const merge_slot *merge_find(const sasp_tokenizer *t, int a, int b
 }
 
 /* Insert unless present (the first, lowest-ranked merge of a pair wins). */
-static void merge_insert(sasp_tokenizer *t, int a, int b, int rank, int result) {
+static void merge_insert(sasp_tokenizer *t, int a, int b, int rank, int result)
+{
     uint64_t k = pair_key(a, b);
     size_t i = mix64(k) & t->merge_mask;
     while (t->merges[i].key != 0) {
@@ -120,7 +129,8 @@ static void merge_insert(sasp_tokenizer *t, int a, int b, int rank, int result) 
     t->merges[i] = (merge_slot){k, rank, result};
 }
 
-static size_t pow2_at_least(size_t n) {
+static size_t pow2_at_least(size_t n)
+{
     size_t c = 16;
     while (c < n) c <<= 1;
     return c;
@@ -134,7 +144,8 @@ typedef struct {
     int char_of_byte[256];
 } alphabet;
 
-static void init_alphabet(alphabet *a) {
+static void init_alphabet(alphabet *a)
+{
     int *byte_of_char = a->byte_of_char, *char_of_byte = a->char_of_byte;
     int n = 0;
     for (int c = 0; c < 324; c++) byte_of_char[c] = -1;
@@ -148,15 +159,18 @@ static void init_alphabet(alphabet *a) {
 
 /* Decode the byte-level spelling s into raw bytes (out has room for strlen(s) bytes). Returns the
  * number of bytes, or -1 when s holds a character outside the alphabet or is not valid UTF-8. */
-static int byte_level_decode(const alphabet *al, const char *s, char *out) {
+static int byte_level_decode(const alphabet *al, const char *s, char *out)
+{
     const int *byte_of_char = al->byte_of_char;
     const unsigned char *p = (const unsigned char *)s;
     int n = 0;
     while (*p) {
         int c;
         if (p[0] < 0x80) c = *p++;
-        else if ((p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) { c = (p[0] & 0x1F) << 6 | (p[1] & 0x3F); p += 2; }
-        else return -1; /* the alphabet lies below U+0144: two bytes at most */
+        else if ((p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) {
+            c = (p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+            p += 2;
+        } else return -1; /* the alphabet lies below U+0144: two bytes at most */
         if (c >= 324 || byte_of_char[c] < 0) return -1;
         out[n++] = (char)byte_of_char[c];
     }
@@ -166,7 +180,8 @@ static int byte_level_decode(const alphabet *al, const char *s, char *out) {
 /* ---------------------------------------------------------------------------------------------
  * Loading */
 
-static void set_err(char *err, size_t errlen, const char *path, const char *fmt, ...) {
+static void set_err(char *err, size_t errlen, const char *path, const char *fmt, ...)
+{
     if (!err || !errlen) return;
     char msg[384];
     va_list ap;
@@ -176,7 +191,8 @@ static void set_err(char *err, size_t errlen, const char *path, const char *fmt,
     snprintf(err, errlen, "%s: %s", path, msg);
 }
 
-void sasp_tokenizer_free(sasp_tokenizer *t) {
+void sasp_tokenizer_free(sasp_tokenizer *t)
+{
     if (!t) return;
     if (t->tok)
         for (int i = 0; i < t->n; i++) {
@@ -192,7 +208,8 @@ void sasp_tokenizer_free(sasp_tokenizer *t) {
 }
 
 /* Whether the pre_tokenizer (and normalizer) are what this file implements: GPT-2's byte level. */
-static const char *check_pipeline(json_t *root) {
+static const char *check_pipeline(json_t *root)
+{
     json_t *norm = json_object_get(root, "normalizer");
     if (norm && !json_is_null(norm)) return "a normalizer is not supported (sasp's byte-level BPE has none)";
     json_t *pre = json_object_get(root, "pre_tokenizer");
@@ -223,7 +240,8 @@ static const char *check_pipeline(json_t *root) {
 
 /* Give id its token; fail when the id is already taken by another token. */
 static int assign(sasp_tokenizer *t, json_int_t id, const char *name, const char *bytes, int len, int special,
-                  const char *path, char *err, size_t errlen) {
+                  const char *path, char *err, size_t errlen)
+{
     token *k = &t->tok[id];
     if (k->name) {
         set_err(err, errlen, path, "id %lld is used by both \"%s\" and \"%s\"", (long long)id, k->name, name);
@@ -248,7 +266,8 @@ typedef struct {
     json_t *vocab, *merges, *added;
 } tokenizer_json;
 
-static int check_document(json_t *root, tokenizer_json *doc, const char *path, char *err, size_t errlen) {
+static int check_document(json_t *root, tokenizer_json *doc, const char *path, char *err, size_t errlen)
+{
     const char *why = NULL;
     json_t *model = json_is_object(root) ? json_object_get(root, "model") : NULL;
     json_t *mtype = json_object_get(model, "type");
@@ -273,13 +292,14 @@ static int check_document(json_t *root, tokenizer_json *doc, const char *path, c
 /* The vocabulary's size (the largest id + 1, which must not exceed the number of entries: ids cover
  * 0..n-1 exactly) and the token and name tables for it. */
 static int size_vocabulary(sasp_tokenizer *t, const tokenizer_json *doc, const char *path, char *err,
-                           size_t errlen) {
+                           size_t errlen)
+{
     json_int_t maxid = -1;
     size_t n_added = doc->added ? json_array_size(doc->added) : 0;
     size_t n_entries = json_object_size(doc->vocab) + n_added;
     const char *key;
     json_t *val;
-    json_object_foreach(doc->vocab, key, val) {
+    json_object_foreach (doc->vocab, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= (1 << 24)) {
             set_err(err, errlen, path, "model.vocab: the id of \"%s\" is not an integer in 0..16777215", key);
             return -1;
@@ -288,7 +308,7 @@ static int size_vocabulary(sasp_tokenizer *t, const tokenizer_json *doc, const c
     }
     size_t i;
     json_t *at;
-    json_array_foreach(doc->added, i, at) {
+    json_array_foreach (doc->added, i, at) {
         json_t *id = json_object_get(at, "id"), *content = json_object_get(at, "content");
         if (!json_is_object(at) || !json_is_integer(id) || !json_is_string(content) ||
             json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 24) || json_string_length(content) == 0) {
@@ -298,8 +318,7 @@ static int size_vocabulary(sasp_tokenizer *t, const tokenizer_json *doc, const c
         if (json_integer_value(id) > maxid) maxid = json_integer_value(id);
     }
     if (maxid < 0 || (size_t)maxid >= n_entries) {
-        set_err(err, errlen, path, maxid < 0 ? "model.vocab is empty" :
-                "ids are not contiguous: the largest id is %lld but there are only %zu tokens", (long long)maxid, n_entries);
+        set_err(err, errlen, path, maxid < 0 ? "model.vocab is empty" : "ids are not contiguous: the largest id is %lld but there are only %zu tokens", (long long)maxid, n_entries);
         return -1;
     }
     t->n = (int)maxid + 1;
@@ -321,7 +340,8 @@ typedef struct {
     size_t cap;
 } scratch;
 
-static int scratch_fit(scratch *b, size_t need) {
+static int scratch_fit(scratch *b, size_t need)
+{
     if (need <= b->cap) return 0;
     char *p = realloc(b->p, need);
     if (!p) return -1;
@@ -334,10 +354,11 @@ static int scratch_fit(scratch *b, size_t need) {
  * flag says); then model.vocab, whose entries for added tokens must be their raw text and whose
  * others are byte-level spellings. */
 static int load_tokens(sasp_tokenizer *t, const alphabet *al, const tokenizer_json *doc, scratch *buf,
-                       const char *path, char *err, size_t errlen) {
+                       const char *path, char *err, size_t errlen)
+{
     size_t i;
     json_t *at;
-    json_array_foreach(doc->added, i, at) {
+    json_array_foreach (doc->added, i, at) {
         json_int_t id = json_integer_value(json_object_get(at, "id"));
         const char *content = json_string_value(json_object_get(at, "content"));
         if (t->tok[id].name) {
@@ -349,7 +370,7 @@ static int load_tokens(sasp_tokenizer *t, const alphabet *al, const tokenizer_js
     }
     const char *key;
     json_t *val;
-    json_object_foreach(doc->vocab, key, val) {
+    json_object_foreach (doc->vocab, key, val) {
         json_int_t id = json_integer_value(val);
         token *tk = &t->tok[id];
         if (tk->special) {
@@ -372,7 +393,8 @@ static int load_tokens(sasp_tokenizer *t, const alphabet *al, const tokenizer_js
 }
 
 /* Every id has a token, every name is unique (then indexed), and every byte has its token. */
-static int index_tokens(sasp_tokenizer *t, const alphabet *al, const char *path, char *err, size_t errlen) {
+static int index_tokens(sasp_tokenizer *t, const alphabet *al, const char *path, char *err, size_t errlen)
+{
     for (int id = 0; id < t->n; id++) {
         if (!t->tok[id].name) {
             set_err(err, errlen, path, "ids are not contiguous: no token has id %d", id);
@@ -388,7 +410,10 @@ static int index_tokens(sasp_tokenizer *t, const alphabet *al, const char *path,
         char nm[3] = {0};
         int c = al->char_of_byte[b];
         if (c < 0x80) nm[0] = (char)c;
-        else { nm[0] = (char)(0xC0 | c >> 6); nm[1] = (char)(0x80 | (c & 0x3F)); }
+        else {
+            nm[0] = (char)(0xC0 | c >> 6);
+            nm[1] = (char)(0x80 | (c & 0x3F));
+        }
         t->byte_id[b] = name_find(t, nm, strlen(nm));
         if (t->byte_id[b] < 0 || t->tok[t->byte_id[b]].special) {
             set_err(err, errlen, path, "model.vocab lacks the token for byte 0x%02X (\"%s\")", b, nm);
@@ -400,7 +425,8 @@ static int index_tokens(sasp_tokenizer *t, const alphabet *al, const char *path,
 
 /* Merge i's two token names: "a b" strings (classic) or ["a", "b"] pairs (newer files). */
 static int merge_names(json_t *m, size_t i, const char **a, size_t *la, const char **b, size_t *lb,
-                       const char *path, char *err, size_t errlen) {
+                       const char *path, char *err, size_t errlen)
+{
     if (json_is_string(m)) {
         *a = json_string_value(m);
         const char *space = strchr(*a, ' ');
@@ -427,7 +453,8 @@ static int merge_names(json_t *m, size_t i, const char **a, size_t *la, const ch
 
 /* The merges, by rank: both halves and their concatenation must be normal tokens of the vocabulary. */
 static int load_merges(sasp_tokenizer *t, json_t *merges, scratch *buf, const char *path, char *err,
-                       size_t errlen) {
+                       size_t errlen)
+{
     size_t nm = json_array_size(merges);
     if (nm > (size_t)1 << 24) {
         set_err(err, errlen, path, "model.merges has too many entries");
@@ -441,7 +468,7 @@ static int load_merges(sasp_tokenizer *t, json_t *merges, scratch *buf, const ch
     }
     size_t i;
     json_t *m;
-    json_array_foreach(merges, i, m) {
+    json_array_foreach (merges, i, m) {
         const char *a, *b;
         size_t la, lb;
         if (merge_names(m, i, &a, &la, &b, &lb, path, err, errlen)) return -1;
@@ -469,7 +496,8 @@ static int load_merges(sasp_tokenizer *t, json_t *merges, scratch *buf, const ch
     return 0;
 }
 
-sasp_tokenizer *sasp_tokenizer_load(const char *path, char *err, size_t errlen) {
+sasp_tokenizer *sasp_tokenizer_load(const char *path, char *err, size_t errlen)
+{
     alphabet al;
     init_alphabet(&al);
     json_error_t jerr;
@@ -510,11 +538,13 @@ int sasp_tokenizer_vocab_size(const sasp_tokenizer *t) { return t->n; }
 
 int sasp_tokenizer_lookup(const sasp_tokenizer *t, const char *s) { return name_find(t, s, strlen(s)); }
 
-int sasp_tokenizer_is_special(const sasp_tokenizer *t, int id) {
+int sasp_tokenizer_is_special(const sasp_tokenizer *t, int id)
+{
     return id >= 0 && id < t->n && t->tok[id].special;
 }
 
-const char *sasp_token_bytes(const sasp_tokenizer *t, int id, size_t *len) {
+const char *sasp_token_bytes(const sasp_tokenizer *t, int id, size_t *len)
+{
     if (id < 0 || id >= t->n) return NULL;
     if (len) *len = (size_t)t->tok[id].len;
     return t->tok[id].bytes;
@@ -531,23 +561,31 @@ typedef struct {
     /* scratch for BPE of one word */
     int *sym, *nxt, *prv;
     size_t scap;
-    struct heap_item { int32_t rank, pos; } *heap;
+    struct heap_item {
+        int32_t rank, pos;
+    } * heap;
     size_t hn;
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
     /* cache of the ids of pre-tokens seen earlier in this call (text repeats its words) */
-    struct cache_ent { const unsigned char *w; uint32_t wlen, off, n; } *cache;
+    struct cache_ent {
+        const unsigned char *w;
+        uint32_t wlen, off, n;
+    } * cache;
     size_t cache_mask, cache_used, text_len;
     int *pool;
     size_t pool_n, pool_cap;
     int oom;
 } enc_state;
 
-static struct cache_ent *cache_slot(enc_state *e, const unsigned char *w, size_t n) {
+static struct cache_ent *cache_slot(enc_state *e, const unsigned char *w, size_t n)
+{
     if (!e->cache) {
         size_t want = e->text_len / 16;
-        e->cache_mask = pow2_at_least(want < 256 ? 256 : want > (1 << 16) ? (1 << 16) : want) - 1;
+        e->cache_mask = pow2_at_least(want < 256 ? 256 : want > (1 << 16) ? (1 << 16)
+                                                                          : want) -
+                        1;
         e->cache = calloc(e->cache_mask + 1, sizeof *e->cache);
         if (!e->cache) return NULL;
     }
@@ -557,7 +595,8 @@ static struct cache_ent *cache_slot(enc_state *e, const unsigned char *w, size_t
     }
 }
 
-static int push_end(enc_state *e, const unsigned char *end) {
+static int push_end(enc_state *e, const unsigned char *end)
+{
     if (e->n == e->cap) {
         size_t nc = e->cap ? e->cap * 2 : 256;
         size_t *ne = realloc(e->ends, nc * sizeof *ne);
@@ -569,7 +608,8 @@ static int push_end(enc_state *e, const unsigned char *end) {
     return 0;
 }
 
-static int push_id(enc_state *e, int id) {
+static int push_id(enc_state *e, int id)
+{
     if (e->n == e->cap) {
         size_t nc = e->cap ? e->cap * 2 : 256;
         int *ni = realloc(e->ids, nc * sizeof *ni);
@@ -581,10 +621,14 @@ static int push_id(enc_state *e, int id) {
     return 0;
 }
 
-static int reserve_scratch(enc_state *e, size_t n) {
+static int reserve_scratch(enc_state *e, size_t n)
+{
     if (n <= e->scap) return 0;
     size_t c = n < 1024 ? 1024 : n;
-    free(e->sym); free(e->nxt); free(e->prv); free(e->heap);
+    free(e->sym);
+    free(e->nxt);
+    free(e->prv);
+    free(e->heap);
     e->sym = malloc(c * sizeof(int));
     e->nxt = malloc(c * sizeof(int));
     e->prv = malloc(c * sizeof(int));
@@ -598,10 +642,12 @@ static int reserve_scratch(enc_state *e, size_t n) {
 }
 
 /* Min-heap on (rank, pos): the lowest rank first, leftmost first among equals. */
-static inline int heap_less(struct heap_item x, struct heap_item y) {
+static inline int heap_less(struct heap_item x, struct heap_item y)
+{
     return x.rank < y.rank || (x.rank == y.rank && x.pos < y.pos);
 }
-static void heap_push(enc_state *e, struct heap_item it) {
+static void heap_push(enc_state *e, struct heap_item it)
+{
     size_t i = e->hn++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -611,7 +657,8 @@ static void heap_push(enc_state *e, struct heap_item it) {
     }
     e->heap[i] = it;
 }
-static struct heap_item heap_pop(enc_state *e) {
+static struct heap_item heap_pop(enc_state *e)
+{
     struct heap_item top = e->heap[0], last = e->heap[--e->hn];
     size_t i = 0, n = e->hn;
     for (;;) {
@@ -629,7 +676,8 @@ static struct heap_item heap_pop(enc_state *e) {
 static void bpe_merge(const sasp_tokenizer *t, enc_state *e, const unsigned char *w, size_t n);
 
 /* BPE of one pre-token: append its ids. */
-static void bpe_word(const sasp_tokenizer *t, enc_state *e, const unsigned char *w, size_t n) {
+static void bpe_word(const sasp_tokenizer *t, enc_state *e, const unsigned char *w, size_t n)
+{
     if (e->ends) {
         push_end(e, w + n);
         return;
@@ -662,7 +710,8 @@ static void bpe_word(const sasp_tokenizer *t, enc_state *e, const unsigned char 
 }
 
 /* The merges of one pre-token of n >= 2 bytes: append its ids. */
-static void bpe_merge(const sasp_tokenizer *t, enc_state *e, const unsigned char *w, size_t n) {
+static void bpe_merge(const sasp_tokenizer *t, enc_state *e, const unsigned char *w, size_t n)
+{
     if (reserve_scratch(e, n)) return;
     int *sym = e->sym;
     for (size_t i = 0; i < n; i++) sym[i] = t->byte_id[w[i]];
@@ -673,13 +722,20 @@ static void bpe_merge(const sasp_tokenizer *t, enc_state *e, const unsigned char
             int best = INT32_MAX, a = 0, b = 0, c = 0;
             for (int i = 0; i + 1 < len; i++) {
                 const merge_slot *m = merge_find(t, sym[i], sym[i + 1]);
-                if (m && m->rank < best) { best = m->rank; a = sym[i]; b = sym[i + 1]; c = m->result; }
+                if (m && m->rank < best) {
+                    best = m->rank;
+                    a = sym[i];
+                    b = sym[i + 1];
+                    c = m->result;
+                }
             }
             if (best == INT32_MAX) break;
             int o = 0;
             for (int i = 0; i < len;) {
-                if (i + 1 < len && sym[i] == a && sym[i + 1] == b) { sym[o++] = c; i += 2; }
-                else sym[o++] = sym[i++];
+                if (i + 1 < len && sym[i] == a && sym[i + 1] == b) {
+                    sym[o++] = c;
+                    i += 2;
+                } else sym[o++] = sym[i++];
             }
             len = o;
             if (len == 1) break;
@@ -691,7 +747,10 @@ static void bpe_merge(const sasp_tokenizer *t, enc_state *e, const unsigned char
      * A heap entry is stale when its pair has changed since; it is then skipped. */
     int *nxt = e->nxt, *prv = e->prv, N = (int)n;
     e->hn = 0;
-    for (int i = 0; i < N; i++) { nxt[i] = i + 1; prv[i] = i - 1; }
+    for (int i = 0; i < N; i++) {
+        nxt[i] = i + 1;
+        prv[i] = i - 1;
+    }
     for (int i = 0; i + 1 < N; i++) {
         const merge_slot *m = merge_find(t, sym[i], sym[i + 1]);
         if (m) heap_push(e, (struct heap_item){m->rank, i});
@@ -721,7 +780,8 @@ static void bpe_merge(const sasp_tokenizer *t, enc_state *e, const unsigned char
 }
 
 /* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when the byte at p is invalid. */
-static inline int utf8_seq_len(const unsigned char *p, size_t avail) {
+static inline int utf8_seq_len(const unsigned char *p, size_t avail)
+{
     unsigned c = p[0];
     if (c < 0x80) return 1;
     if (c < 0xC2) return 0;
@@ -740,7 +800,8 @@ static inline int utf8_seq_len(const unsigned char *p, size_t avail) {
 }
 
 /* Pre-tokenise a valid UTF-8 run with the pattern and BPE each piece. */
-static void encode_run(const sasp_tokenizer *t, enc_state *e, const unsigned char *s, size_t n) {
+static void encode_run(const sasp_tokenizer *t, enc_state *e, const unsigned char *s, size_t n)
+{
     size_t off = 0;
     while (off < n && !e->oom) {
         int rc = pcre2_match(t->re, s, n, off, PCRE2_NO_UTF_CHECK, e->md, e->mctx);
@@ -748,7 +809,10 @@ static void encode_run(const sasp_tokenizer *t, enc_state *e, const unsigned cha
             /* A very long run of one class: give the JIT a larger stack and retry. */
             e->jstack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
             e->mctx = pcre2_match_context_create(NULL);
-            if (!e->jstack || !e->mctx) { e->oom = -1; return; }
+            if (!e->jstack || !e->mctx) {
+                e->oom = -1;
+                return;
+            }
             pcre2_jit_stack_assign(e->mctx, NULL, e->jstack);
             continue;
         }
@@ -764,11 +828,15 @@ static void encode_run(const sasp_tokenizer *t, enc_state *e, const unsigned cha
 }
 
 /* Encode text holding no special tokens: valid runs through the pattern, invalid bytes alone. */
-static void encode_ordinary(const sasp_tokenizer *t, enc_state *e, const unsigned char *s, size_t n) {
+static void encode_ordinary(const sasp_tokenizer *t, enc_state *e, const unsigned char *s, size_t n)
+{
     size_t i = 0, start = 0;
     while (i < n) {
         int l = utf8_seq_len(s + i, n - i);
-        if (l) { i += (size_t)l; continue; }
+        if (l) {
+            i += (size_t)l;
+            continue;
+        }
         if (i > start) encode_run(t, e, s + start, i - start);
         bpe_word(t, e, s + i, 1);
         start = ++i;
@@ -777,14 +845,18 @@ static void encode_ordinary(const sasp_tokenizer *t, enc_state *e, const unsigne
 }
 
 /* Encode (ends_mode 0) or pre-tokenise (1) text; the result is in e. Returns 0, or -1 when out of memory. */
-static int run(const sasp_tokenizer *t, enc_state *e_, const char *text, size_t len, int allow_special, int ends_mode) {
+static int run(const sasp_tokenizer *t, enc_state *e_, const char *text, size_t len, int allow_special, int ends_mode)
+{
     enc_state e = {0};
     e.base = (const unsigned char *)text;
     e.text_len = len;
     if (ends_mode && !(e.ends = malloc(256 * sizeof *e.ends))) return -1;
     if (ends_mode) e.cap = 256;
     e.md = pcre2_match_data_create(1, NULL);
-    if (!e.md) { free(e.ends); return -1; }
+    if (!e.md) {
+        free(e.ends);
+        return -1;
+    }
     const unsigned char *s = (const unsigned char *)text;
     size_t pos = 0;
     while (allow_special && t->n_specials && pos < len && !e.oom) {
@@ -796,7 +868,11 @@ static int run(const sasp_tokenizer *t, enc_state *e_, const char *text, size_t 
             const char *hit = memmem(text + pos, len - pos, sp->bytes, (size_t)sp->len);
             if (!hit) continue;
             size_t at = (size_t)(hit - text);
-            if (at < best || (at == best && (size_t)sp->len > blen)) { best = at; blen = (size_t)sp->len; bid = t->specials[k]; }
+            if (at < best || (at == best && (size_t)sp->len > blen)) {
+                best = at;
+                blen = (size_t)sp->len;
+                bid = t->specials[k];
+            }
         }
         if (bid < 0) break;
         encode_ordinary(t, &e, s + pos, best - pos);
@@ -808,7 +884,10 @@ static int run(const sasp_tokenizer *t, enc_state *e_, const char *text, size_t 
     pcre2_match_data_free(e.md);
     if (e.mctx) pcre2_match_context_free(e.mctx);
     if (e.jstack) pcre2_jit_stack_free(e.jstack);
-    free(e.sym); free(e.nxt); free(e.prv); free(e.heap);
+    free(e.sym);
+    free(e.nxt);
+    free(e.prv);
+    free(e.heap);
     free(e.cache);
     free(e.pool);
     if (e.oom || e.n > INT32_MAX) {
@@ -820,7 +899,8 @@ static int run(const sasp_tokenizer *t, enc_state *e_, const char *text, size_t 
     return 0;
 }
 
-int sasp_encode(const sasp_tokenizer *t, const char *text, size_t len, int allow_special, int **ids) {
+int sasp_encode(const sasp_tokenizer *t, const char *text, size_t len, int allow_special, int **ids)
+{
     enc_state e;
     *ids = NULL;
     if (run(t, &e, text, len, allow_special, 0)) return -1;
@@ -830,7 +910,8 @@ int sasp_encode(const sasp_tokenizer *t, const char *text, size_t len, int allow
     return (int)e.n;
 }
 
-int sasp_pretokenize(const sasp_tokenizer *t, const char *text, size_t len, int allow_special, size_t **ends) {
+int sasp_pretokenize(const sasp_tokenizer *t, const char *text, size_t len, int allow_special, size_t **ends)
+{
     enc_state e;
     *ends = NULL;
     if (run(t, &e, text, len, allow_special, 1)) return -1;
@@ -841,7 +922,8 @@ int sasp_pretokenize(const sasp_tokenizer *t, const char *text, size_t len, int 
 /* ---------------------------------------------------------------------------------------------
  * Decoding */
 
-char *sasp_decode(const sasp_tokenizer *t, const int *ids, int n, size_t *len) {
+char *sasp_decode(const sasp_tokenizer *t, const int *ids, int n, size_t *len)
+{
     size_t total = 0;
     for (int i = 0; i < n; i++)
         if (ids[i] >= 0 && ids[i] < t->n) total += (size_t)t->tok[ids[i]].len;
@@ -865,7 +947,8 @@ static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
 void sasp_stream_init(sasp_utf8_stream *s) { s->n_held = 0; }
 
 /* How many bytes the sequence led by c has (2..4), or 0 when c cannot lead one. */
-static int utf8_need(unsigned char c) {
+static int utf8_need(unsigned char c)
+{
     if (c >= 0xC2 && c <= 0xDF) return 2;
     if (c >= 0xE0 && c <= 0xEF) return 3;
     if (c >= 0xF0 && c <= 0xF4) return 4;
@@ -873,17 +956,21 @@ static int utf8_need(unsigned char c) {
 }
 
 /* Whether c may follow the bytes held so far. */
-static int utf8_continues(const sasp_utf8_stream *s, unsigned char c) {
+static int utf8_continues(const sasp_utf8_stream *s, unsigned char c)
+{
     if (s->n_held == 1) {
         unsigned char l = s->held[0];
-        unsigned lo = l == 0xE0 ? 0xA0 : l == 0xF0 ? 0x90 : 0x80;
-        unsigned hi = l == 0xED ? 0x9F : l == 0xF4 ? 0x8F : 0xBF;
+        unsigned lo = l == 0xE0 ? 0xA0 : l == 0xF0 ? 0x90
+                                                   : 0x80;
+        unsigned hi = l == 0xED ? 0x9F : l == 0xF4 ? 0x8F
+                                                   : 0xBF;
         return c >= lo && c <= hi;
     }
     return (c & 0xC0) == 0x80;
 }
 
-size_t sasp_stream_push(sasp_utf8_stream *s, const char *bytes, size_t n, char *out, size_t cap) {
+size_t sasp_stream_push(sasp_utf8_stream *s, const char *bytes, size_t n, char *out, size_t cap)
+{
     size_t o = 0;
     (void)cap; /* at most 3 bytes out per byte in, plus 3 for a held prefix replaced: < 3n + 8 */
     for (size_t i = 0; i < n; i++) {
@@ -904,12 +991,16 @@ size_t sasp_stream_push(sasp_utf8_stream *s, const char *bytes, size_t n, char *
         }
         if (c < 0x80) out[o++] = (char)c;
         else if (utf8_need(c)) s->held[s->n_held++] = c;
-        else { memcpy(out + o, REPLACEMENT, 3); o += 3; }
+        else {
+            memcpy(out + o, REPLACEMENT, 3);
+            o += 3;
+        }
     }
     return o;
 }
 
-size_t sasp_stream_finish(sasp_utf8_stream *s, char *out, size_t cap) {
+size_t sasp_stream_finish(sasp_utf8_stream *s, char *out, size_t cap)
+{
     (void)cap;
     if (!s->n_held) return 0;
     s->n_held = 0;

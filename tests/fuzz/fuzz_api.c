@@ -61,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!tok) setup();
     if (size < 1) return 0;
     int llama = data[0] >= 0xf0, dialect = data[0] >= 0xe0 && !llama;
-    int which = llama ? 6 + data[0] % 2 : dialect ? 8 + (data[0] - 0xe0) % 3 : data[0] % 6;
+    int which = llama ? 6 + data[0] % 2 : dialect ? 8 + (data[0] - 0xe0) % 3
+                                                  : data[0] % 6;
     const api_limits lim = llama ? fim_lim : plain_lim;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;

@@ -138,11 +138,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         usage = data[0] >> 5 & 1;
     int n = 1 + data[1] % 3, top = (data[1] >> 2) % 6;
     char body[512];
-    api_kind kind = kind_i == 0 ? API_COMPLETIONS : kind_i == 1 ? API_CHAT : API_GENERATE;
+    api_kind kind = kind_i == 0 ? API_COMPLETIONS : kind_i == 1 ? API_CHAT
+                                                                : API_GENERATE;
     if (data[0] >> 6 == 1 || data[0] >> 6 == 2) kind = data[0] >> 6 == 1 ? API_MESSAGES : API_RESPONSES;
     if (kind == API_MESSAGES)
         snprintf(body, sizeof body, "{\"model\":\"m\",\"max_tokens\":%d,\"stream\":%s,\"stop_sequences\":[\"x\"],"
-                 "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}", n - 1, stream ? "true" : "false");
+                                    "\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}",
+                 n - 1, stream ? "true" : "false");
     else if (kind == API_RESPONSES)
         snprintf(body, sizeof body, "{\"input\":\"Hi \\u00e9\",\"stream\":%s,\"metadata\":{\"k\":\"v\"}}",
                  stream ? "true" : "false");
@@ -227,7 +229,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (flags & 0x80) {
             ev.done = 1;
             ev.finish_reason = flags & 0x40 ? "length" : "stop";
-            ev.end = flags & 0x10 ? SASP_END_WORD : flags & 0x40 ? SASP_END_LIMIT : SASP_END_EOS;
+            ev.end = flags & 0x10 ? SASP_END_WORD : flags & 0x40 ? SASP_END_LIMIT
+                                                                 : SASP_END_EOS;
             ev.stop_word = flags & 0x10 ? (flags & 0x20 ? "x" : "\nUser:") : NULL; /* the writers copy it */
             ev.error = (flags & 0x60) == 0x60;
             ev.total_ns = flags * 1000;
