@@ -593,18 +593,24 @@ ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ld
                                   size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc, int first,
                                   int last, const float *bias, int cols, int rows)
 {
-#define QP_CASE(R)                                                                                              \
-    case R:                                                                                                     \
+/* R (a constant, so that the micro-kernel unrolls for it) rows, one or two vectors of columns */
+#define QP_CALL(R)                                                                                              \
+    do {                                                                                                        \
         if (cols > VL)                                                                                          \
             q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 2); \
         else                                                                                                    \
             q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 1); \
-        break;
+    } while (0)
     switch (rows) {
-        QP_CASE(6)
-        QP_CASE(5) QP_CASE(4) QP_CASE(3) QP_CASE(2) QP_CASE(1) default : break;
+    case 6: QP_CALL(6); break;
+    case 5: QP_CALL(5); break;
+    case 4: QP_CALL(4); break;
+    case 3: QP_CALL(3); break;
+    case 2: QP_CALL(2); break;
+    case 1: QP_CALL(1); break;
+    default: break;
     }
-#undef QP_CASE
+#undef QP_CALL
 }
 
 /* q8_0 W: QP_XR rows of X at a time, quantized QP_KC columns at a time; for each chunk, W's panels (its
