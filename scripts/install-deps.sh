@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND=noninteractive
 BUILD="build-essential autoconf automake pkg-config git ca-certificates
   libmicrohttpd-dev libjansson-dev libsleef-dev libpcre2-dev check help2man"
 TEST="python3 python3-torch python3-numpy python3-regex python3-matplotlib libopenblas0-pthread curl openssl valgrind clang-14
-  libclang-rt-14-dev chromium"
+  libclang-rt-14-dev clang-format-14 chromium"
 # packaging, the systemd unit and the balancer (tests/deploy/): dpkg-buildpackage with debhelper,
 # lintian, systemd-analyze (the systemd package; nothing is started in a container) and HAProxy
 DEPLOY="debhelper lintian systemd haproxy"
