@@ -399,7 +399,7 @@ ALWAYS_INLINE void matmul_dot_bf16_pairs(float *y, int ldy, xref x, wref w, cons
 
 /* ---- the per-call copies of X for the typed dot products ---- */
 
-/* One block of X (len <= QB values) to q8_0, bit for bit as kernels_scalar.c's quantize_x_block:
+/* One block of X (len <= QB values) to q8_0, bit for bit as kernels_scalar.c's quantize_x_block_scalar:
  * dx = amax / 127, q = rint(x * (127 / amax)); all QB bytes of q are written (0 past len). */
 ALWAYS_INLINE float quantize_x_block(int8_t *q, const float *x, int len)
 {

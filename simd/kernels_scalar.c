@@ -137,7 +137,7 @@ void sasp_weights_row_f32(const sasp_weights *w, int j, float *out)
 }
 
 /* One block of X, len <= 32 values: dx = amax / 127, qx = rint(x * (127 / amax)). */
-static float quantize_x_block(int8_t *q, const float *x, int len)
+static float quantize_x_block_scalar(int8_t *q, const float *x, int len)
 {
     float amax = 0.0f;
     for (int p = 0; p < len; p++) amax = fabsf(x[p]) > amax ? fabsf(x[p]) : amax;
@@ -156,7 +156,7 @@ static float dot_q8_0(const float *x, const sasp_weights *w, int j)
     for (int b = 0; b < nb; b++) {
         int p0 = b * SASP_Q8_0_BLOCK, len = k - p0 < SASP_Q8_0_BLOCK ? k - p0 : SASP_Q8_0_BLOCK;
         int8_t qx[SASP_Q8_0_BLOCK];
-        float dx = quantize_x_block(qx, x + p0, len);
+        float dx = quantize_x_block_scalar(qx, x + p0, len);
         int32_t isum = 0;
         for (int p = 0; p < len; p++) isum += qx[p] * qw[p0 + p];
         s += (float)isum * (dx * sasp_f16_to_f32(w->scales[(size_t)j * nb + b]));
@@ -194,13 +194,13 @@ static void matmul_w_scalar(float *y, int ldy, const float *x, int ldx, const sa
 /* ---- attention ---- */
 
 static void attn_scores_scalar(float *scores, const float *q, const float *keys, int stride, int n,
-                               int dh, float scale)
+                               int dh, float factor)
 {
     for (int j = 0; j < n; j++) {
         const float *kj = keys + (size_t)j * stride;
         float s = 0.0f;
         for (int c = 0; c < dh; c++) s += q[c] * kj[c];
-        scores[j] = scale * s;
+        scores[j] = factor * s;
     }
 }
 

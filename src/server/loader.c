@@ -372,3 +372,49 @@ served_model *served_model_ready(struct MHD_Connection *c, conn *k, served_model
     *sent = wait_suspend_until(c, k, load_ended, m, run_again);
     return NULL;
 }
+
+/* --- the models as a whole: found and loaded at start, shut down, seen by the listings --- */
+
+int served_models_load(const char *const *dirs, int n, const char *models_dir, const serve_options *o)
+{
+    if (loader_init(o) != 0) return -1;
+    for (int i = 0; i < n; i++) { /* -m's: loaded now while fewer than --models-max are */
+        int first = served_models_count();
+        if (served_models_add(dirs[i], o, 0) != 0) return -1;
+        for (int j = first; j < served_models_count(); j++) {
+            int loaded = 0;
+            for (int k = 0; k < served_models_count(); k++) loaded += served_model_at(k)->state == MODEL_LOADED;
+            served_model *m = served_model_at(j);
+            if ((o->models_max <= 0 || loaded < o->models_max) && loader_load_now(m) != 0) {
+                fprintf(stderr, "sasp-server: cannot load the model: %s\n", m->error);
+                return -1;
+            }
+        }
+    }
+    if (models_dir && served_models_add(models_dir, o, 1) != 0) return -1;
+    return loader_start();
+}
+
+void served_models_shutdown(void) { loader_shutdown(); }
+
+void served_models_free(void) { loader_free(); }
+
+void served_model_view(int i, served_view *v)
+{
+    served_model *m = served_model_at(i);
+    loader_lock();
+    v->info = m->info;
+    v->state = m->state;
+    v->users = m->users;
+    v->failed = m->failed;
+    snprintf(v->error, sizeof v->error, "%s", m->error);
+    v->info.expires_at = 0;
+    if (m->state == MODEL_LOADED && m->keep_alive >= 0) { /* Ollama: keep_alive after the last request */
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t now = sasp_now_ns(), end = (m->users ? now : m->last_used) + m->keep_alive;
+        double at = (double)wall.tv_sec + wall.tv_nsec * 1e-9 + (double)(end - now) * 1e-9;
+        v->info.expires_at = at > 253402300799.0 ? 0 : (long long)(at + 0.5); /* beyond 9999: never */
+    }
+    loader_unlock();
+}

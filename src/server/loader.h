@@ -1,7 +1,8 @@
-/* loader.h: the loader thread of sasp-server's models (loader.c), used by models.c: it loads a model
- * asked for, frees one unloaded, and unloads one that nothing holds when its keep_alive has run out,
- * when it was asked to, or when it is the least recently used beyond --models-max. The rest of the
- * server reaches it through models.h. */
+/* loader.h: the loader thread of sasp-server's models (loader.c), over the models' registry
+ * (models.c): it loads a model asked for, frees one unloaded, and unloads one that nothing holds when
+ * its keep_alive has run out, when it was asked to, or when it is the least recently used beyond
+ * --models-max. The rest of the server reaches it through the functions of models.h that loader.c
+ * defines (served_models_load, served_model_ready, served_model_view, ...). */
 #ifndef SASP_SERVER_LOADER_H
 #define SASP_SERVER_LOADER_H
 

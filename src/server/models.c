@@ -1,4 +1,4 @@
-/* models.c: the models sasp-server serves (models.h): found at start (-m, --models-dir), each with
+/* models.c: the registry of the models sasp-server serves (models.h): found at start (-m, --models-dir), each with
  * its config and its file facts; the one a request names; what the listings say of them; the answers
  * that speak of them (a model not found, a job its scheduler refused). loader.c loads and unloads
  * them. */
@@ -15,7 +15,6 @@
 #include "base/util.h"
 #include "http/reply.h"
 #include "model/checkpoint.h"
-#include "server/loader.h"
 
 static served_model g_models[SERVER_MAX_MODELS];
 static int g_n_models;
@@ -129,9 +128,7 @@ static int model_dirs_of(const char *dir, char **names, int max)
     return n;
 }
 
-/* The models of one -m (a model directory, or a directory of them), or of --models-dir (lazy: listed,
- * not loaded). -m's are loaded now while fewer than --models-max are. 0, or -1 after saying why. */
-static int add_models(const char *dir, const serve_options *o, int lazy)
+int served_models_add(const char *dir, const serve_options *o, int lazy)
 {
     char *names[SERVER_MAX_MODELS];
     int n = lazy || !has_config(dir) ? model_dirs_of(dir, names, SERVER_MAX_MODELS) : 0, rc = 0;
@@ -146,62 +143,18 @@ static int add_models(const char *dir, const serve_options *o, int lazy)
         fprintf(stderr, "sasp-server: %s holds no model (no config.json in its subdirectories)\n", dir);
         rc = -1;
     }
+    g_options = *o;
     for (int i = 0; i < n; i++) {
-        served_model *m = rc == 0 ? add_model(names[i], o) : NULL;
-        if (rc == 0 && !m) rc = -1;
-        int loaded = 0;
-        for (int j = 0; j < g_n_models; j++) loaded += g_models[j].state == MODEL_LOADED;
-        if (m && !lazy && (o->models_max <= 0 || loaded < o->models_max) && loader_load_now(m) != 0) {
-            fprintf(stderr, "sasp-server: cannot load the model: %s\n", m->error);
-            rc = -1;
-        }
+        if (rc == 0 && !add_model(names[i], o)) rc = -1;
         free(names[i]);
     }
     return rc;
-}
-
-int served_models_load(const char *const *dirs, int n, const char *models_dir, const serve_options *o)
-{
-    g_options = *o;
-    if (loader_init(o) != 0) return -1;
-    for (int i = 0; i < n; i++)
-        if (add_models(dirs[i], o, 0) != 0) return -1;
-    if (models_dir && add_models(models_dir, o, 1) != 0) return -1;
-    return loader_start();
-}
-
-void served_models_shutdown(void) { loader_shutdown(); }
-
-void served_models_free(void)
-{
-    loader_free();
-    g_n_models = 0;
 }
 
 const char *served_state_name(served_state s)
 {
     return s == MODEL_LOADED ? "loaded" : s == MODEL_LOADING ? "loading"
                                                              : "unloaded";
-}
-
-void served_model_view(int i, served_view *v)
-{
-    served_model *m = served_model_at(i);
-    loader_lock();
-    v->info = m->info;
-    v->state = m->state;
-    v->users = m->users;
-    v->failed = m->failed;
-    snprintf(v->error, sizeof v->error, "%s", m->error);
-    v->info.expires_at = 0;
-    if (m->state == MODEL_LOADED && m->keep_alive >= 0) { /* Ollama: keep_alive after the last request */
-        struct timespec wall;
-        clock_gettime(CLOCK_REALTIME, &wall);
-        int64_t now = sasp_now_ns(), end = (m->users ? now : m->last_used) + m->keep_alive;
-        double at = (double)wall.tv_sec + wall.tv_nsec * 1e-9 + (double)(end - now) * 1e-9;
-        v->info.expires_at = at > 253402300799.0 ? 0 : (long long)(at + 0.5); /* beyond 9999: never */
-    }
-    loader_unlock();
 }
 
 /* --- the model of a request, and the answers that speak of the models --- */

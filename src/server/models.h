@@ -58,9 +58,12 @@ typedef struct serve_options {
 } serve_options;
 
 /* Find the models: every one of dirs (n of them; each loaded now, up to models_max) and every model
- * of models_dir (NULL: none; loaded when first named), then start the loader. 0, or -1 after saying
- * why on stderr. */
+ * of models_dir (NULL: none; loaded when first named), then start the loader (loader.c). 0, or -1
+ * after saying why on stderr. */
 int served_models_load(const char *const *dirs, int n, const char *models_dir, const serve_options *o);
+/* Add the models of dir, one model directory or a directory of them (lazy: --models-dir, which must
+ * hold some), unloaded, to the models served (models.c). 0, or -1 after saying why on stderr. */
+int served_models_add(const char *dir, const serve_options *o, int lazy);
 /* The options they were loaded with. */
 const serve_options *served_options(void);
 int served_models_count(void);
