@@ -53,7 +53,7 @@ def score_default(model_dir, data_dir, ctx_key):
 def engine_loss(model_dir, text_path):
     """sasp-cli --perplexity's mean NLL (nats/token) of a text file."""
     cli = os.path.join(ROOT, "sasp-cli")
-    out = subprocess.run([cli, "-m", model_dir, "-t", "2", "--perplexity", text_path], capture_output=True,
+    out = subprocess.run([cli, "-m", model_dir, "-t", "2", "--weights", "f32", "--perplexity", text_path], capture_output=True,
                          text=True, check=True).stdout
     return float(re.search(r"mean NLL:\s+([0-9.]+)", out).group(1))
 

@@ -161,8 +161,8 @@ def convert(src, dst, *extra):
 
 
 def engine_logits(model_dir, tokens):
-    r = subprocess.run([CLI, "-m", model_dir, "-t", "2", "--tokens", ",".join(map(str, tokens)),
-                        "--logits"], capture_output=True, text=True)
+    r = subprocess.run([CLI, "-m", model_dir, "-t", "2", "--weights", "f32", "--tokens", ",".join(map(str, tokens)),
+                        "--logits"], capture_output=True, text=True)  # f32: the reference's arithmetic
     if r.returncode != 0:
         raise RuntimeError(f"sasp-cli failed ({r.returncode}): {r.stderr.strip()}")
     return json.loads(r.stdout)
