@@ -11,16 +11,14 @@
 #include "api/api.h"
 #include "text/sampler.h"
 #include "engine/scheduler.h"
+#include "api_fixture.h"
 
 static sasp_tokenizer *tok;
 static api_limits lim;
 
 static void setup(void)
 {
-    char path[4096], err[256];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", SASP_SRCDIR);
-    tok = sasp_tokenizer_load(path, err, sizeof err);
-    ck_assert_msg(tok != NULL, "%s", err);
+    tok = load_tokenizer("tiny-model");
     lim = (api_limits){tok, 64, 512, 0, "tiny"};
 }
 
@@ -566,25 +564,6 @@ static sasp_event ev_done(int index, const char *text, const char *reason, int p
     ev.prompt_ns = 1000;
     ev.eval_ns = 2000;
     return ev;
-}
-
-/* Feed events, collect the bytes. */
-static char *feed(api_out *o, sasp_event *evs, int n)
-{
-    size_t cap = 1 << 16, len = 0, k;
-    char *all = calloc(cap, 1), *b = api_out_start(o, &k);
-    if (b) memcpy(all + len, b, k), len += k;
-    free(b);
-    for (int i = 0; i < n; i++) {
-        b = api_out_event(o, &evs[i], &k);
-        if (b) memcpy(all + len, b, k), len += k;
-        free(b);
-        sasp_event_clear(&evs[i]);
-    }
-    b = api_out_finish(o, &k);
-    if (b) memcpy(all + len, b, k), len += k;
-    free(b);
-    return all;
 }
 
 /* Split SSE text into JSON objects; checks the framing and the final [DONE]. */

@@ -14,16 +14,14 @@
 #include "api/api.h"
 #include "engine/scheduler.h"
 #include "base/util.h"
+#include "api_fixture.h"
 
 static sasp_tokenizer *tok;
 static api_limits lim;
 
 static void setup(void)
 {
-    char path[4096], err[256];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", SASP_SRCDIR);
-    tok = sasp_tokenizer_load(path, err, sizeof err);
-    ck_assert_msg(tok != NULL, "%s", err);
+    tok = load_tokenizer("tiny-model");
     lim = (api_limits){tok, 64, 512, 0, "tiny"};
 }
 
@@ -375,22 +373,9 @@ static char *answer(api_kind kind, const char *body, sasp_event *evs, int n)
     ck_assert_msg(parse(kind, body, &r, &e) == 0, "%s", e.message);
     api_out *o = api_out_new(&r, "tiny", tok, 1700000000);
     api_request_free(&r);
-    sasp_buf all = {0};
-    size_t k;
-    char *b = api_out_start(o, &k);
-    if (b) sasp_buf_append(&all, b, k);
-    free(b);
-    for (int i = 0; i < n; i++) {
-        b = api_out_event(o, &evs[i], &k);
-        if (b) sasp_buf_append(&all, b, k);
-        free(b);
-        sasp_event_clear(&evs[i]);
-    }
-    b = api_out_finish(o, &k);
-    if (b) sasp_buf_append(&all, b, k);
-    free(b);
+    char *all = feed(o, evs, n);
     api_out_free(o);
-    return sasp_buf_take(&all, NULL);
+    return all;
 }
 
 /* Named server-sent events into names[] and their JSON data; checks the framing and that each data's

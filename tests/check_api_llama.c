@@ -17,24 +17,16 @@
 #include "text/sampler.h"
 #include "engine/scheduler.h"
 #include "base/util.h"
+#include "api_fixture.h"
 
 static sasp_tokenizer *fim_tok, *plain_tok;
 static api_limits fim, plain;
 static int PRE, SUF, MID;
 
-static sasp_tokenizer *load(const char *fixture)
-{
-    char path[4096], err[256];
-    snprintf(path, sizeof path, "%s/tests/fixtures/%s/tokenizer.json", SASP_SRCDIR, fixture);
-    sasp_tokenizer *t = sasp_tokenizer_load(path, err, sizeof err);
-    ck_assert_msg(t != NULL, "%s", err);
-    return t;
-}
-
 static void setup(void)
 {
-    fim_tok = load("tiny-fim");
-    plain_tok = load("tiny-model");
+    fim_tok = load_tokenizer("tiny-fim");
+    plain_tok = load_tokenizer("tiny-model");
     fim = (api_limits){fim_tok, 256, 515, 0, "tiny-fim"};
     plain = (api_limits){plain_tok, 256, 512, 0, "tiny-model"};
     PRE = sasp_tokenizer_lookup(fim_tok, "<|fim_prefix|>");
@@ -506,26 +498,6 @@ static sasp_event ev_last(int index)
     ev.dropped_tokens = 2;
     ev.total_ns = 9000000, ev.prompt_ns = 3000000, ev.eval_ns = 6000000;
     return ev;
-}
-
-/* Feed events, return what the writer gave. */
-static char *feed(api_out *o, sasp_event *evs, int n)
-{
-    sasp_buf all = {0};
-    size_t k;
-    char *b = api_out_start(o, &k);
-    if (b) sasp_buf_append(&all, b, k);
-    free(b);
-    for (int i = 0; i < n; i++) {
-        b = api_out_event(o, &evs[i], &k);
-        if (b) sasp_buf_append(&all, b, k);
-        free(b);
-        sasp_event_clear(&evs[i]);
-    }
-    b = api_out_finish(o, &k);
-    if (b) sasp_buf_append(&all, b, k);
-    free(b);
-    return sasp_buf_take(&all, NULL);
 }
 
 START_TEST(test_write_llama_final)
