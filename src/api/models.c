@@ -63,10 +63,11 @@ static json_t *rfc3339(long long unix_seconds)
     return json_string(buf);
 }
 
-/* Ollama's quantization_level of a weight type as served: "F32", "BF16", "Q8_0" (its own spelling). */
+/* Ollama's quantization_level of a weight type as served: "F32", "BF16", "Q8_0" (its own spelling);
+ * "unknown" for a model whose file does not load. */
 static json_t *quantization_level(const char *weights)
 {
-    char up[16] = "F32";
+    char up[16] = "unknown";
     for (size_t i = 0; weights && weights[i] && i + 1 < sizeof up; i++) up[i] = (char)toupper((unsigned char)weights[i]), up[i + 1] = 0;
     return json_string(up);
 }

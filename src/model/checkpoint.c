@@ -909,6 +909,35 @@ out:
     return ck;
 }
 
+int sasp_checkpoint_matrix_type(const char *dir, int weights, char *err, size_t errlen)
+{
+    sasp_config cfg;
+    if (sasp_config_load(dir, &cfg, err, errlen)) return -1;
+    st_file f = {.path = path_join(dir, "model.safetensors"), .map = MAP_FAILED};
+    entry *entries = NULL;
+    int n = 0, type = -1;
+    if (!f.path) {
+        format_error(err, errlen, "%s: out of memory", dir);
+        return -1;
+    }
+    if (st_open(&f, err, errlen)) goto out;
+    size_t n_keys = json_object_size(f.header);
+    if (!(entries = calloc(n_keys ? n_keys : 1, sizeof *entries))) {
+        format_error(err, errlen, "%s: out of memory", f.path);
+        goto out;
+    }
+    if (check_header(&f, &cfg, entries, &n, err, errlen)) goto out;
+    for (int i = 0; i < n && type < 0; i++)
+        if (!entries[i].is_scales && sasp_tensor_is_matrix(entries[i].kind) && sasp_tensor_per_layer(entries[i].kind))
+            type = (int)type_for(&entries[i], weights);
+    if (type < 0) format_error(err, errlen, "%s: no layer matrix", f.path);
+out:
+    st_close(&f);
+    free(entries);
+    free(f.path);
+    return type;
+}
+
 /* ---- writing (sasp-quantize) ---- */
 
 /* One tensor of the file being written: its header entry and where its bytes come from. */

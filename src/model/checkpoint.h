@@ -146,6 +146,10 @@ sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen)
  * (SASP_WEIGHTS_AS_STORED, what sasp_checkpoint_load does: F32 and F16 as f32, BF16, q8_0), or
  * SASP_WEIGHTS_AT_MOST(t). */
 sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen);
+/* The sasp_wtype the layers' matrices of DIR would be loaded in with WEIGHTS (as above), from the
+ * checked header alone, without reading the data: what a listing says of a model not loaded. -1 + err
+ * when DIR does not load. */
+int sasp_checkpoint_matrix_type(const char *dir, int weights, char *err, size_t errlen);
 
 /* Write ck's tensors to PATH as a safetensors file in the format the loader reads: vectors F32,
  * matrices in the type of their w (q8_0 as its two tensors), each 64-byte aligned. 0, or -1 + err. */

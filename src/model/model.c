@@ -261,9 +261,21 @@ int sasp_weights_parse(const char *name)
     return t < 0 ? SASP_WEIGHTS_UNKNOWN : t;
 }
 
+static int resolve_weights(int weights)
+{
+    return weights == SASP_WEIGHTS_FAST ? SASP_WEIGHTS_AT_MOST(sasp_kernels_active()->fast_weights) : weights;
+}
+
+const char *sasp_model_weights_of(const char *dir, int weights)
+{
+    char err[256];
+    int t = sasp_checkpoint_matrix_type(dir, resolve_weights(weights), err, sizeof err);
+    return t < 0 ? NULL : sasp_wtype_name((sasp_wtype)t);
+}
+
 sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen)
 {
-    if (weights == SASP_WEIGHTS_FAST) weights = SASP_WEIGHTS_AT_MOST(sasp_kernels_active()->fast_weights);
+    weights = resolve_weights(weights);
     sasp_checkpoint *ck = sasp_checkpoint_load_as(dir, weights, err, errlen);
     if (!ck) return NULL;
     sasp_model *m = calloc(1, sizeof *m);

@@ -61,6 +61,10 @@ sasp_model *sasp_model_load(const char *dir, int n_threads, char *err, size_t er
 #define SASP_WEIGHTS_FAST (-100)
 sasp_model *sasp_model_load_as(const char *dir, int n_threads, int weights, char *err, size_t errlen);
 
+/* The name of the type ("f32", "bf16", "q8_0") sasp_model_load_as(dir, _, weights) would serve the
+ * layers' matrices in, from the file's header alone; NULL when DIR does not load. */
+const char *sasp_model_weights_of(const char *dir, int weights);
+
 /* --weights: "auto" (SASP_WEIGHTS_FAST), "stored" (SASP_WEIGHTS_AS_STORED), "f32", "bf16", "q8_0";
  * SASP_WEIGHTS_UNKNOWN for anything else. */
 #define SASP_WEIGHTS_UNKNOWN (-1000)

@@ -95,6 +95,7 @@ static served_model *add_model(const char *dir, const serve_options *o)
                 sm->cfg.max_seq_len, n_ctx);
     sm->info = (api_model_info){.id = sm->id, .path = sm->dir, .cfg = &sm->cfg, .n_params = params_of(&sm->cfg), .n_ctx = n_ctx, .digest = sm->digest, .created = (long)time(NULL)};
     sm->keep_alive = o->keep_alive;
+    sm->info.weights = sasp_model_weights_of(dir, o->weights); /* until loaded: from the header */
     describe_file(sm);
     g_n_models++;
     return sm;

@@ -12,6 +12,13 @@ out (issue 17). Python standard library only; run by tests/load/hostile.sh under
   4. the per-address limit: --max-conn-per-ip + 8 more connections from one address; exactly 8 are
      closed at once and /metrics counts exactly 8, and every one of the others answers a request.
 
+With --via-haproxy CONFIG the same attack goes through HAProxy running that file (deploy/haproxy.cfg)
+in front of one replica started with --trusted-proxy 127.0.0.1, as docs/deploy.md sets it up: the
+balancer holds the hostile connections (its own current sessions are counted, and the replica's stay
+few), the per-address limit is the balancer's (128, its denied connections are counted), and then
+X-Forwarded-For must carry each client to the replica: with --max-inflight-per-client 1 there, a
+second held request from one address gets 429 while another address's gets 200.
+
 Fails when a normal request does not get 200, when the p99 latency with the hostile connections is over
 2x the baseline's (a ratio from one run; the pair of phases is measured again once if it is, as the
 machine is shared), when the daemon's thread count grows with the connections, or when the extra
@@ -153,6 +160,9 @@ def hostile_main(port, n_idle, n_trickle, per_ip):
 def start_server(args):
     cmd = [args.server, "-m", args.model, "--host", HOST, "--port", "0", "-t", "1", "--parallel", "2",
            "--header-timeout", "120"]
+    if args.via_haproxy:
+        # the balancer's address is trusted; one generation in flight per client, slow enough to hold
+        cmd += ["--trusted-proxy", HOST, "--max-inflight-per-client", "1", "--step-delay", "2"]
     log = open(args.server_log, "wb")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
     port = None
@@ -176,11 +186,89 @@ def start_server(args):
 REFUSED_PER_IP = 'sasp_connections_refused_total{limit="per_ip"}'
 
 
-def per_ip_check(port, limit, timeout=60.0):
+class Target:
+    """Where the clients connect and where its counters are read: the server itself, or the balancer
+    in front of it (then `port` is HAProxy's and `stats` its Prometheus endpoint)."""
+
+    def __init__(self, replica_port, lb_port=None, stats_port=None):
+        self.replica_port = replica_port
+        self.port = lb_port or replica_port
+        self.stats = stats_port
+
+    def open_connections(self):
+        if self.stats:
+            return metrics(self.stats).get('haproxy_frontend_current_sessions{proxy="sasp"}', 0)
+        return metrics(self.port).get("sasp_connections_open", 0)
+
+    def refused_per_ip(self):
+        if self.stats:
+            return metrics(self.stats).get('haproxy_frontend_denied_connections_total{proxy="sasp"}', 0)
+        return metrics(self.port).get(REFUSED_PER_IP, 0)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_haproxy(args, replica_port):
+    """HAProxy with args.via_haproxy, all three of its replicas this one server; (process, Target) once
+    a request through it answers."""
+    lb, stats = free_port(), free_port()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2 * 8192 + 100:
+        sys.exit("hostile.py: HAProxy's maxconn of 8192 needs %d open files; the hard limit is %d"
+                 % (2 * 8192 + 100, hard))
+    env = dict(os.environ, SASP_LB_BIND="%s:%d" % (HOST, lb), SASP_LB_STATS="%s:%d" % (HOST, stats),
+               SASP_LB_HEADER_TIMEOUT="120s")
+    for i in (1, 2, 3):
+        env["SASP_REPLICA%d" % i] = "%s:%d" % (HOST, replica_port)
+    log = open(args.server_log + ".haproxy", "wb")
+    p = subprocess.Popen(["haproxy", "-db", "-f", args.via_haproxy], env=env, stdout=log, stderr=log)
+    deadline = time.time() + 30
+    while time.time() < deadline and p.poll() is None:
+        if one_request(lb, 1)[0] == 200:
+            return p, Target(replica_port, lb, stats)
+        time.sleep(0.25)
+    p.kill()
+    sys.exit("hostile.py: haproxy did not serve through %s (log: %s.haproxy)" % (args.via_haproxy, args.server_log))
+
+
+def forwarded_check(t):
+    """Through the balancer, X-Forwarded-For names each client: with one generation in flight per client
+    at the replica, a held request from 127.0.7.1 gets 200, a second from there 429, one from 127.0.7.2
+    200. Returns the three statuses."""
+    def hold(source):
+        c = http.client.HTTPConnection(HOST, t.port, timeout=30, source_address=(source, 0))
+        c.request("POST", "/completion", body=json.dumps({"prompt": "hold", "n_predict": 240, "stream": True,
+                                                          "ignore_eos": True}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status == 200:
+            r.read(1)  # the stream has begun: the request is in flight at the replica
+        else:
+            r.read()
+        return c, r.status
+    held = []
+    try:
+        for source in ("127.0.7.1", "127.0.7.1", "127.0.7.2"):
+            c, status = hold(source)
+            held.append((c, status))
+        return [st for _, st in held]
+    finally:
+        for c, _ in held:
+            c.close()
+
+
+def per_ip_check(t, limit, timeout=60.0):
     """limit + 8 connections from one address: exactly 8 are closed at accept and counted, and each of
     the other limit answers a request on its connection. Waits for those events (up to timeout), not
     for a time. Returns (connections closed, refusals counted, connections that answered)."""
-    before = metrics(port).get(REFUSED_PER_IP, 0)
+    port = t.port
+    before = t.refused_per_ip()
     socks = []
     for _ in range(limit + 8):
         s = socket.socket()
@@ -197,7 +285,7 @@ def per_ip_check(port, limit, timeout=60.0):
                     closed.add(s)
             except OSError:
                 closed.add(s)
-        counted = int(metrics(port).get(REFUSED_PER_IP, 0) - before)
+        counted = int(t.refused_per_ip() - before)
     answered = 0
     for s in socks:   # every connection the limit let in must serve; a closed one cannot
         if s in closed:
@@ -216,7 +304,8 @@ def per_ip_check(port, limit, timeout=60.0):
     return len(closed), counted, answered
 
 
-def measure_pair(args, port, pid):
+def measure_pair(args, t, pid):
+    port = t.port
     base = normal_client(port, args.requests)
     before = proc_status(pid)
     child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--hostile-child", str(port),
@@ -225,17 +314,17 @@ def measure_pair(args, port, pid):
     opened = json.loads(child.stdout.readline())
     target = args.idle + args.trickle
     deadline = time.time() + 20
-    while time.time() < deadline and metrics(port).get("sasp_connections_open", 0) < target:
+    while time.time() < deadline and t.open_connections() < target:
         time.sleep(0.2)
-    m = metrics(port)
+    held = t.open_connections()
     during = proc_status(pid)
     hostile = normal_client(port, args.requests)
     after = proc_status(pid)
-    m2 = metrics(port)
+    m2 = metrics(t.replica_port)
     child.stdin.close()
     child.wait(30)
     return {"baseline": base, "hostile": hostile, "opened": opened,
-            "connections_open": m.get("sasp_connections_open"), "connections_peak": m2.get("sasp_connections_open_peak"),
+            "connections_open": held, "server_connections_peak": m2.get("sasp_connections_open_peak"),
             "threads_before": before["Threads"], "threads_during": max(during["Threads"], after["Threads"]),
             "rss_before_kb": before["VmRSS"], "rss_during_kb": max(during["VmRSS"], after["VmRSS"]),
             "p99_ratio": hostile["p99_ms"] / max(base["p99_ms"], 1e-3)}
@@ -254,6 +343,7 @@ def main():
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--server-log", default="/tmp/sasp-hostile-server.log")
     ap.add_argument("--json")
+    ap.add_argument("--via-haproxy", metavar="CONFIG", help="attack through HAProxy running this file")
     args = ap.parse_args()
     need = args.idle + args.trickle + 512
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -262,16 +352,30 @@ def main():
         return 77
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))  # the server and the child inherit it
     server, port = start_server(args)
+    lb = None
     try:
-        normal_client(port, 20)  # warm up
-        r = measure_pair(args, port, server.pid)
+        t = Target(port)
+        if args.via_haproxy:
+            lb, t = start_haproxy(args, port)
+        normal_client(t.port, 20)  # warm up
+        r = measure_pair(args, t, server.pid)
         if r["p99_ratio"] > 2.0 and not r["hostile"]["failed"]:
             print("hostile.py: p99 ratio %.2f; measuring the pair again (shared machine)" % r["p99_ratio"])
-            r = measure_pair(args, port, server.pid)
-        r["per_ip_extra_closed"], r["refused_per_ip"], r["per_ip_answered"] = per_ip_check(port, 128)
+            r = measure_pair(args, t, server.pid)
+        r["per_ip_extra_closed"], r["refused_per_ip"], r["per_ip_answered"] = per_ip_check(t, 128)
+        if lb:
+            r["forwarded_statuses"] = forwarded_check(t)
+    except OSError as e:  # a counter or a check that got no answer at all
+        print("hostile.py: FAIL: %s stopped answering: %r" % ("the balancer" if lb else "the server", e))
+        r = None
     finally:
+        if lb:
+            lb.terminate()
+            lb.wait(30)
         server.send_signal(signal.SIGTERM)
         rc = server.wait(30)
+    if r is None:
+        return 1
     r["server_exit_status"] = rc
     print(json.dumps(r))
     if args.json:
@@ -281,10 +385,16 @@ def main():
     if r["baseline"]["failed"] or r["hostile"]["failed"]:
         errors.append("normal requests failed: %s %s" % (r["baseline"]["failed"][:5], r["hostile"]["failed"][:5]))
     if (r["connections_open"] or 0) < args.idle + args.trickle:
-        errors.append("the server held %s connections, not the %d hostile ones" % (r["connections_open"],
-                                                                                 args.idle + args.trickle))
+        errors.append("%s held %s connections, not the %d hostile ones"
+                      % ("the balancer" if lb else "the server", r["connections_open"], args.idle + args.trickle))
     if r["p99_ratio"] > 2.0:
         errors.append("p99 with hostile connections is %.2fx the baseline's (limit 2x)" % r["p99_ratio"])
+    if lb and (r["server_connections_peak"] or 0) > 64:
+        errors.append("the replica behind the balancer held %s connections at once (the balancer should "
+                      "hold the hostile ones)" % r["server_connections_peak"])
+    if lb and r["forwarded_statuses"] != [200, 429, 200]:
+        errors.append("through the balancer, held requests from 127.0.7.1, 127.0.7.1, 127.0.7.2 got %s, not "
+                      "[200, 429, 200]: X-Forwarded-For does not carry the client" % r["forwarded_statuses"])
     if r["threads_during"] > r["threads_before"] + 2:
         errors.append("threads grew from %d to %d" % (r["threads_before"], r["threads_during"]))
     if r["per_ip_extra_closed"] != 8 or r["refused_per_ip"] != 8 or r["per_ip_answered"] != 128:

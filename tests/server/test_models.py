@@ -63,6 +63,19 @@ def ps(s):
     return out
 
 
+def levels(s):
+    """{name: details.quantization_level} of /api/tags."""
+    return {m["name"]: m["details"]["quantization_level"] for m in s.get_json("/api/tags")["models"]}
+
+
+def t_levels_named(s):
+    """--weights bf16: every model that loads is listed as BF16 before and after it loads; the one whose
+    file is cut short cannot say."""
+    assert levels(s) == {"a:latest": "BF16", "b:latest": "BF16", "fim:latest": "BF16", "broken:latest": "unknown"}
+    complete(s, "b")
+    assert levels(s)["b:latest"] == "BF16" and s.get_json("/props?model=b")["weights"] == "bf16"
+
+
 def complete(s, model, n=4, **kw):
     st, r = s.post("/v1/completions", dict({"model": model, "prompt": "hi", "max_tokens": n}, **GREEDY, **kw))
     assert st == 200, (model, st, r)
@@ -94,8 +107,12 @@ def t_load_on_first_use(s):
     v1 = s.get_json("/v1/models")  # OpenAI's shape unchanged: every model, loaded or not
     assert sorted(m["id"] for m in v1["data"]) == ["a", "b", "broken", "fim"], v1
     assert all(set(m) == {"id", "object", "created", "owned_by", "meta"} for m in v1["data"]), v1
+    before = levels(s)
     complete(s, "a")
     assert states(s)["a"] == "loaded" and ps(s).keys() == {"a:latest"}
+    # the weight type a listing gives a model before it loads (from its file's header) is the one it
+    # is served in once loaded
+    assert levels(s) == before and before["a:latest"] == s.get_json("/props?model=a")["weights"].upper(), before
     # requests that come together for a model that is not loaded wait for one load
     out = {}
     th = [start(lambda i=i: out.__setitem__(i, s.post("/v1/completions", {"model": "b", "prompt": "x",
@@ -287,7 +304,8 @@ def main():
         (("--models-dir", d, "--models-max", "1", "--parallel", "2", "--step-delay", "20"), "models-max-1",
          [t_load_on_first_use, t_lru_max1_never_evicts_in_flight, t_unload_endpoint, t_load_fails,
           t_unload_races_engine]),
-        (("--models-dir", d, "--models-max", "2"), "models-max-2", [t_lru_max2, t_keep_alive, t_latest_forms]),
+        (("--models-dir", d, "--models-max", "2", "--weights", "bf16"), "models-max-2",
+         [t_levels_named, t_lru_max2, t_keep_alive, t_latest_forms]),
         (("-m", m_dir, "--models-max", "2"), "m-models-max", [t_m_loads_up_to_models_max]),
     ]
     failures = ts.run_plan(plan, only)
