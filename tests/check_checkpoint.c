@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/checkpoint.h"
 #include "model/model.h"
@@ -322,6 +323,40 @@ static void check_bf16_load(int saved)
     ck_assert_int_eq(matrices, 1 + 4 * L); /* tok_emb; wq, wk, w1, w2 per layer */
     sasp_checkpoint_free(ck);
 }
+
+/* sasp_checkpoint_matrix_type, from the header alone, names the type a full load gives the layers'
+ * matrices: files stored as F32, BF16 and q8_0, each asked for as stored, as each type, and at most
+ * each type; a file cut short names nothing. */
+START_TEST(matrix_type_from_header_matches_load)
+{
+    const int asks[] = {SASP_WEIGHTS_AS_STORED, SASP_WT_F32, SASP_WT_BF16, SASP_WT_Q8_0,
+                        SASP_WEIGHTS_AT_MOST(SASP_WT_F32), SASP_WEIGHTS_AT_MOST(SASP_WT_BF16),
+                        SASP_WEIGHTS_AT_MOST(SASP_WT_Q8_0)};
+    for (int stored = 0; stored < 3; stored++) {
+        ck_assert_int_eq(tw_write_model(tmp, cfg, &model, stored == 1 ? "BF16" : "F32"), 0);
+        if (stored == 2) { /* q8_0, as sasp-quantize writes it */
+            sasp_checkpoint *q = sasp_checkpoint_load_as(tmp, SASP_WT_Q8_0, err, sizeof err);
+            ck_assert_msg(q && sasp_checkpoint_save(q, st_path(), err, sizeof err) == 0, "%s", err);
+            sasp_checkpoint_free(q);
+        }
+        for (size_t a = 0; a < sizeof asks / sizeof asks[0]; a++) {
+            int type = sasp_checkpoint_matrix_type(tmp, asks[a], err, sizeof err);
+            sasp_checkpoint *ck = sasp_checkpoint_load_as(tmp, asks[a], err, sizeof err);
+            ck_assert_msg(ck != NULL, "%s", err);
+            const sasp_tensor *w1 = sasp_checkpoint_find_kind(ck, SASP_T_W1, 0);
+            ck_assert_msg(type == (int)w1->w.type, "stored %d, asked %d: header says %d, load gives %d", stored,
+                          asks[a], type, (int)w1->w.type);
+            sasp_checkpoint_free(ck);
+        }
+    }
+    FILE *f = fopen(st_path(), "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(ftruncate(fileno(f), 100), 0);
+    fclose(f);
+    ck_assert_int_eq(sasp_checkpoint_matrix_type(tmp, SASP_WEIGHTS_AS_STORED, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "model.safetensors"));
+}
+END_TEST
 
 /* ---- q8_0 ---- */
 
@@ -980,6 +1015,7 @@ static Suite *suite(void)
     tcase_add_test(tc, config_odd_head_with_rope);
     tcase_add_test(tc, config_not_json);
     tcase_add_test(tc, random_header_corruption_never_crashes);
+    tcase_add_test(tc, matrix_type_from_header_matches_load);
     suite_add_tcase(s, tc);
     return s;
 }
