@@ -867,74 +867,78 @@ sasp_checkpoint *sasp_checkpoint_load(const char *dir, char *err, size_t errlen)
     return sasp_checkpoint_load_as(dir, SASP_WEIGHTS_AS_STORED, err, errlen);
 }
 
-sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen)
+/* DIR's config into *cfg, its model.safetensors opened into *f and its header checked into the entries
+ * returned (*n of them); NULL with err. Either way close_checked(f, entries) releases what it took. */
+static entry *open_checked(const char *dir, sasp_config *cfg, st_file *f, int *n, char *err, size_t errlen)
 {
-    sasp_config cfg;
-    if (sasp_config_load(dir, &cfg, err, errlen)) return NULL;
-    st_file f = {.path = path_join(dir, "model.safetensors"), .map = MAP_FAILED};
-    sasp_checkpoint *ck = NULL;
-    entry *entries = NULL;
-    int n = 0, viewed = 0;
-    if (!f.path) {
+    *f = (st_file){.map = MAP_FAILED};
+    *n = 0;
+    if (sasp_config_load(dir, cfg, err, errlen)) return NULL;
+    if (!(f->path = path_join(dir, "model.safetensors"))) {
         format_error(err, errlen, "%s: out of memory", dir);
         return NULL;
     }
-    if (st_open(&f, err, errlen)) goto out;
-    size_t n_keys = json_object_size(f.header);
-    if (!(entries = calloc(n_keys ? n_keys : 1, sizeof *entries))) {
-        format_error(err, errlen, "%s: out of memory", f.path);
-        goto out;
+    if (st_open(f, err, errlen)) return NULL;
+    size_t n_keys = json_object_size(f->header);
+    entry *entries = calloc(n_keys ? n_keys : 1, sizeof *entries);
+    if (!entries) {
+        format_error(err, errlen, "%s: out of memory", f->path);
+        return NULL;
     }
-    if (check_header(&f, &cfg, entries, &n, err, errlen)) goto out;
+    if (check_header(f, cfg, entries, n, err, errlen)) {
+        free(entries);
+        return NULL;
+    }
+    return entries;
+}
 
-    ck = calloc(1, sizeof *ck);
+static void close_checked(st_file *f, entry *entries)
+{
+    st_close(f);
+    free(entries);
+    free(f->path);
+}
+
+sasp_checkpoint *sasp_checkpoint_load_as(const char *dir, int weights, char *err, size_t errlen)
+{
+    sasp_config cfg;
+    st_file f;
+    int n, viewed = 0;
+    entry *entries = open_checked(dir, &cfg, &f, &n, err, errlen);
+    if (!entries) {
+        close_checked(&f, entries);
+        return NULL;
+    }
+    sasp_checkpoint *ck = calloc(1, sizeof *ck);
     if (!ck || !(ck->tensors = calloc((size_t)(n ? n : 1), sizeof *ck->tensors))) {
         format_error(err, errlen, "%s: out of memory", f.path);
-        goto fail_ck;
+        goto fail;
     }
     ck->config = cfg;
-    if (make_tensors(ck, &f, entries, n, weights, &viewed, err, errlen)) goto fail_ck;
+    if (make_tensors(ck, &f, entries, n, weights, &viewed, err, errlen)) goto fail;
     if (viewed) { /* the checkpoint keeps the mapping its matrices view */
         ck->map = f.map, ck->map_size = f.map_size;
         f.map = MAP_FAILED;
     }
-    goto out;
-fail_ck:
-    sasp_checkpoint_free(ck);
-    ck = NULL;
-out:
-    st_close(&f);
-    free(entries);
-    free(f.path);
+    close_checked(&f, entries);
     return ck;
+fail:
+    sasp_checkpoint_free(ck);
+    close_checked(&f, entries);
+    return NULL;
 }
 
 int sasp_checkpoint_matrix_type(const char *dir, int weights, char *err, size_t errlen)
 {
     sasp_config cfg;
-    if (sasp_config_load(dir, &cfg, err, errlen)) return -1;
-    st_file f = {.path = path_join(dir, "model.safetensors"), .map = MAP_FAILED};
-    entry *entries = NULL;
-    int n = 0, type = -1;
-    if (!f.path) {
-        format_error(err, errlen, "%s: out of memory", dir);
-        return -1;
-    }
-    if (st_open(&f, err, errlen)) goto out;
-    size_t n_keys = json_object_size(f.header);
-    if (!(entries = calloc(n_keys ? n_keys : 1, sizeof *entries))) {
-        format_error(err, errlen, "%s: out of memory", f.path);
-        goto out;
-    }
-    if (check_header(&f, &cfg, entries, &n, err, errlen)) goto out;
-    for (int i = 0; i < n && type < 0; i++)
+    st_file f;
+    int n, type = -1;
+    entry *entries = open_checked(dir, &cfg, &f, &n, err, errlen);
+    for (int i = 0; entries && i < n && type < 0; i++)
         if (!entries[i].is_scales && sasp_tensor_is_matrix(entries[i].kind) && sasp_tensor_per_layer(entries[i].kind))
             type = (int)type_for(&entries[i], weights);
-    if (type < 0) format_error(err, errlen, "%s: no layer matrix", f.path);
-out:
-    st_close(&f);
-    free(entries);
-    free(f.path);
+    if (entries && type < 0) format_error(err, errlen, "%s: no layer matrix", f.path);
+    close_checked(&f, entries);
     return type;
 }
 
