@@ -5,11 +5,15 @@
 #
 # 1. Measures this machine's faster training precision (bf16 autocast against float32,
 #    train/step_bench.py at the model's shape) unless PRECISION=bf16|f32 is given.
-# 2. Trains models/sasp-small's weights further on the next chunks of data/corpus (the cursor of
-#    train/default-state.json, so no chunk is seen twice in an epoch): warm-up-stable-decay at peak
-#    LR (1e-3 by default), the decay over the last 20% of the steps, the last 10% at the model's
-#    context of 1,024, for BUDGET minutes of running time (150 by default; kill -STOP pauses do not count).
-# 3. Exports runs/continue/model. train/promote.py then decides whether it becomes the default.
+# 2. Trains further on the next chunks of data/corpus (the cursor of train/default-state.json, so no
+#    chunk is seen twice in an epoch): warm-up-stable-decay at peak LR, the decay over the last 20% of
+#    the steps, the last 10% at the model's context of 1,024, for BUDGET minutes of running time (150
+#    by default; kill -STOP pauses do not count). It starts from train/trunk, the weights of the last
+#    promoted period before its decay, at that period's stable LR (1e-3) after 100 warm-up steps; or,
+#    where there is no trunk yet, from models/sasp-small's decayed weights, re-warmed to LR (3e-4:
+#    train/schedule-sweep.sh measured the re-warm; models/README.md has the table).
+# 3. Exports runs/continue/model, and runs/continue/trunk at the first step of the decay.
+#    train/promote.py then decides whether the model becomes the default (and the trunk train/trunk).
 # A killed run (SIGTERM: it saves and exits 3) continues from runs/continue/ckpt.pt when started again.
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-runs/continue}
@@ -27,15 +31,18 @@ if [ -z "${PRECISION:-}" ] && [ ! -f "$out/ckpt.pt" ]; then
 fi
 echo "continue-run.sh: precision ${PRECISION:-(from the checkpoint)}, data cursor $cursor"
 bf16=""; [ "${PRECISION:-}" = bf16 ] && bf16=--bf16
+if [ -f train/trunk/model.safetensors ]; then from=train/trunk; lr=${LR:-1e-3}
+else from=models/sasp-small; lr=${LR:-3e-4}; fi
+[ -f "$out/ckpt.pt" ] || echo "continue-run.sh: from $from, peak learning rate $lr"
 
 while ! grep -q '"kind": "final"' "$out/log.jsonl" 2>/dev/null; do
   if [ -f "$out/ckpt.pt" ]; then
     /usr/bin/python3 train/train.py --out "$out" --resume --threads 2 --eval-every 250 --ckpt-minutes 5 \
       --export "$out/model"
   else
-    /usr/bin/python3 train/train.py --out "$out" --data "${DATA:-data/corpus}" --init-from models/sasp-small \
+    /usr/bin/python3 train/train.py --out "$out" --data "${DATA:-data/corpus}" --init-from "$from" --trunk "$out/trunk" \
       --d-model 256 --n-layers 6 --n-heads 4 --ctx 256 --long-ctx 1024 --long-frac 0.1 --fim-rate 0.5 \
-      --schedule wsd --lr "${LR:-1e-3}" --warmup-steps 100 --decay-frac 0.2 --decay sqrt --min-lr-frac 0.05 \
+      --schedule wsd --lr "$lr" --warmup-steps 100 --decay-frac 0.2 --decay sqrt --min-lr-frac 0.05 \
       --data-order epoch --data-seed "$seed" --data-cursor "$cursor" --seed "$(date +%s)" $bf16 \
       --time-budget "${BUDGET:-150}" --batch-size 16 --eval-every 250 --eval-windows 48 --threads 2 \
       --ckpt-minutes 5 --export "$out/model"

@@ -9,7 +9,8 @@ of the model's context, float32, the method of train.py's final evaluation and s
   /usr/bin/python3 train/promote.py runs/continue            # report only
   /usr/bin/python3 train/promote.py runs/continue --apply    # and copy it in, update the state file
 
---apply copies config.json, model.safetensors and tokenizer.json into models/sasp-small and records the
+--apply copies config.json, model.safetensors and tokenizer.json into models/sasp-small (and the run's
+trunk, the weights before its decay, into train/trunk, where the next period starts) and records the
 period in train/default-state.json: the data cursor the run ended at (the next period starts there),
 cumulative tokens and seconds, machine, precision and both losses.
 """
@@ -101,6 +102,11 @@ def main(argv=None):
         return 0 if ok else 1
     for f in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copyfile(os.path.join(new_dir, f), os.path.join(args.default, f))
+    trunk = os.path.join(args.run, "trunk")
+    if os.path.isfile(os.path.join(trunk, "model.safetensors")):
+        os.makedirs(os.path.join(HERE, "trunk"), exist_ok=True)
+        for f in ("config.json", "model.safetensors", "tokenizer.json"):
+            shutil.copyfile(os.path.join(trunk, f), os.path.join(HERE, "trunk", f))
     a = start["args"]
     state["data"]["cursor"] = final["data_cursor"]
     state["cumulative_tokens"] += final["tokens"]
@@ -108,7 +114,7 @@ def main(argv=None):
     state["periods"].append({
         "date": datetime.date.today().isoformat(), "tokens": final["tokens"], "seconds": round(final["train_seconds"]),
         "steps": final["step"], "machine": args.machine, "precision": "bf16 autocast" if a.get("bf16") else "float32",
-        "schedule": f"from the default's weights: {a.get('warmup_steps')} warm-up steps, {a['lr']:g} stable, "
+        "schedule": f"from {a.get('init_from')}: {a.get('warmup_steps')} warm-up steps, {a['lr']:g} stable, "
                     f"{a.get('decay')} decay over the last {a.get('decay_frac')} to {a['lr'] * a['min_lr_frac']:g}; "
                     f"context {a['ctx']}, last {a['long_frac']} at {a['long_ctx']}",
         "data": f"epoch order, chunks {a.get('data_cursor')} to {final['data_cursor']}",

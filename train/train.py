@@ -30,6 +30,8 @@ stopped (between a SIGTERM and --resume, or in a kill -STOP pause during a step)
 Continued training (train/continue-run.sh): --init-from a model directory, --schedule wsd (warm-up,
 stable, a decay over the last --decay-frac before the export), and --data-order epoch with
 --data-cursor, so that each working period trains on chunks the model has not seen this epoch.
+--trunk DIR writes the weights at the first step of the decay (BF16): warmup-stable-decay's trunk, from
+which the next period goes on at the stable learning rate while the decayed branch is the export.
 
   /usr/bin/python3 train/train.py --out runs/default --time-budget 240 --long-ctx 1024 --export models/sasp-small
   /usr/bin/python3 train/train.py --arch preln --d-model 128 --n-layers 4 --steps 3000 --out runs/cmp-preln
@@ -65,6 +67,8 @@ def parse_args(argv=None):
     ap.add_argument("--data", default="data/corpus", help="corpus.py output directory")
     ap.add_argument("--out", required=True, help="run directory (log, plot, resumable checkpoint)")
     ap.add_argument("--export", help="write the trained model here in the checkpoint format")
+    ap.add_argument("--trunk", help="write the weights (BF16) here at the first step of the decay: the next "
+                                    "period's start (wsd)")
     ap.add_argument("--export-dtype", default="auto", choices=["auto", "F32", "F16", "BF16"],
                     help="auto: F32 unless the weights would exceed 25 MB, then BF16")
     # model
@@ -653,6 +657,18 @@ def export(run, result):
     print(f"train: exported {a.export} ({dtype})", file=sys.stderr)
 
 
+def export_trunk(run):
+    """The weights before the decay's first step, in BF16, with the data cursor they have seen to."""
+    a = run.args
+    meta = {"steps": str(run.step), "tokens_seen": str(run.tokens_seen), "lr": str(a.lr), "trunk": "1",
+            "data_cursor": str(run.order.cursor if run.order else "")}
+    save_checkpoint(run.model, run.cfg, a.trunk, dtype="BF16", metadata=meta,
+                    tokenizer_json_path=os.path.join(a.data, "tokenizer.json"))
+    run.log({"kind": "trunk", "step": run.step, "tokens": run.tokens_seen, "dir": a.trunk,
+             "data_cursor": run.order.cursor if run.order else None})
+    print(f"\ntrain: the trunk (step {run.step}, before the decay) exported to {a.trunk}", file=sys.stderr)
+
+
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -716,6 +732,8 @@ def train_loop(run, progress):
         loss, gnorm = train_step(run.model, run.opt, x, y, a)
         if not math.isfinite(loss):
             sys.exit(f"train: loss is {loss} at step {run.step + 1}: stopping")
+        if getattr(a, "trunk", None) and a.schedule == "wsd" and run.step == decay_start(run.total, a):
+            export_trunk(run)
         run.step += 1
         run.tokens_seen += x.numel()
         window_tokens += x.numel()
