@@ -11,8 +11,9 @@
 #   2. one continuation per candidate, each from the exported weights, on the same next chunks of
 #      data (same cursor, same seed), CONT steps of warm-up-stable-decay (40 warm-up steps, sqrt decay
 #      over the last 20% to 5% of the peak) at the peak learning rates in PEAKS.
-# Each run ends with train.py's final evaluation on both validation splits; the table at the end
-# compares them with the pretrained weights' own loss (the "no more training" line).
+# Every run is scored on the same fixed windows of both validation splits (train.py's evaluation at the
+# last step: 64 windows of 256 tokens a split, a paired comparison); the table at the end compares them
+# with the pretrained weights' own loss (the "no more training" line).
 # Runs that already finished are not run again, so an interrupted sweep continues.
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-runs/schedule}
@@ -38,26 +39,24 @@ for peak in $peaks; do
   done_run "$run" && continue
   /usr/bin/python3 train/train.py --out "$run" $shape $common --seed 2 --init-from "$out/pre/model" \
     --steps "$cont" --schedule wsd --lr "$peak" --warmup-steps 40 --decay-frac 0.2 --decay sqrt \
-    --min-lr-frac 0.05 --data-cursor "$cursor" || exit 1
+    --min-lr-frac 0.05 --data-cursor "$cursor" --no-final-eval || exit 1
 done
 
 /usr/bin/python3 - "$out" $peaks <<'EOF'
 import json, sys
 out, peaks = sys.argv[1], sys.argv[2:]
-def final(run):
-    for line in open(f"{out}/{run}/log.jsonl"):
-        r = json.loads(line)
-        if r.get("kind") == "final":
-            return r
-pre = final("pre")
+def last(run):
+    recs = [json.loads(line) for line in open(f"{out}/{run}/log.jsonl")]
+    final = next(r for r in recs if r.get("kind") == "final")
+    val = [r for r in recs if r.get("kind") == "val" and r["step"] == final["step"]][-1]
+    return final, val
 print("| run | tokens | val-files | val-packages | minutes |")
 print("|---|---|---|---|---|")
-def row(name, r):
-    ev = r["eval"]
-    f = next(v for k, v in ev.items() if k.startswith("val-files@"))["loss"]
-    p = next(v for k, v in ev.items() if k.startswith("val-packages@"))["loss"]
-    print(f"| {name} | {r['tokens']:,} | {f:.4f} | {p:.4f} | {r['train_seconds'] / 60:.1f} |")
-row("pretrained (no more training)", pre)
+def row(name, run):
+    final, val = last(run)
+    print(f"| {name} | {final['tokens']:,} | {val['val_loss']:.4f} | {val['val_packages']:.4f} | "
+          f"{final['train_seconds'] / 60:.1f} |")
+row("pretrained (no more training)", "pre")
 for peak in peaks:
-    row(f"+ continuation, peak {peak}", final(f"peak-{peak}"))
+    row(f"+ continuation, peak {peak}", f"peak-{peak}")
 EOF
