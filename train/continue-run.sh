@@ -9,11 +9,12 @@
 #    chunk is seen twice in an epoch): warm-up-stable-decay at peak LR, the decay over the last 20% of
 #    the steps, the last 10% at the model's context of 1,024, for BUDGET minutes of running time (150
 #    by default; kill -STOP pauses do not count). It starts from train/trunk, the weights of the last
-#    promoted period before its decay, at that period's stable LR (1e-3) after 100 warm-up steps; or,
-#    where there is no trunk yet, from models/sasp-small's decayed weights, re-warmed to LR (3e-4:
+#    period before its decay (promote.py keeps it), at that period's stable LR after 100 warm-up steps; or,
+#    where there is no trunk yet, from models/sasp-small's decayed weights, re-warmed to LR (1e-3:
 #    train/schedule-sweep.sh measured the re-warm; models/README.md has the table).
 # 3. Exports runs/continue/model, and runs/continue/trunk at the first step of the decay.
-#    train/promote.py then decides whether the model becomes the default (and the trunk train/trunk).
+#    train/promote.py --apply then decides whether the model becomes the default, and keeps the trunk
+#    in train/trunk either way.
 # A killed run (SIGTERM: it saves and exits 3) continues from runs/continue/ckpt.pt when started again.
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-runs/continue}
@@ -31,8 +32,10 @@ if [ -z "${PRECISION:-}" ] && [ ! -f "$out/ckpt.pt" ]; then
 fi
 echo "continue-run.sh: precision ${PRECISION:-(from the checkpoint)}, data cursor $cursor"
 bf16=""; [ "${PRECISION:-}" = bf16 ] && bf16=--bf16
-if [ -f train/trunk/model.safetensors ]; then from=train/trunk; lr=${LR:-1e-3}
-else from=models/sasp-small; lr=${LR:-3e-4}; fi
+if [ -f train/trunk/model.safetensors ]; then
+  from=train/trunk
+  lr=${LR:-$(/usr/bin/python3 -c "import json; print(json.load(open('$state'))['trunk']['lr'])")} || exit 1
+else from=models/sasp-small; lr=${LR:-1e-3}; fi
 [ -f "$out/ckpt.pt" ] || echo "continue-run.sh: from $from, peak learning rate $lr"
 
 while ! grep -q '"kind": "final"' "$out/log.jsonl" 2>/dev/null; do

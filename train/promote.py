@@ -9,10 +9,13 @@ of the model's context, float32, the method of train.py's final evaluation and s
   /usr/bin/python3 train/promote.py runs/continue            # report only
   /usr/bin/python3 train/promote.py runs/continue --apply    # and copy it in, update the state file
 
---apply copies config.json, model.safetensors and tokenizer.json into models/sasp-small (and the run's
-trunk, the weights before its decay, into train/trunk, where the next period starts) and records the
+--apply copies config.json, model.safetensors and tokenizer.json into models/sasp-small and records the
 period in train/default-state.json: the data cursor the run ended at (the next period starts there),
-cumulative tokens and seconds, machine, precision and both losses.
+cumulative tokens and seconds, machine, precision and both losses. The run's trunk (its weights at the
+first step of its decay, train.py --trunk) goes into train/trunk with --apply whatever the verdict:
+the next period goes on from it at the stable learning rate, so a period too short to beat the
+default after its own decay still adds its stable-phase tokens to the ones after it
+(warmup-stable-decay; state["trunk"] counts the tokens in those weights).
 """
 import argparse
 import datetime
@@ -37,7 +40,19 @@ def read_log(run_dir):
     final = next((r for r in rows if r["kind"] == "final"), None)
     if final is None:
         sys.exit(f"promote: {run_dir}/log.jsonl has no final record: the run has not finished")
-    return start, final
+    return start, final, next((r for r in rows if r["kind"] == "trunk"), None)
+
+
+def keep_trunk(run_dir, dest, state, trunk, base_tokens, lr):
+    """Copy the run's trunk into dest (train/trunk) and count its tokens in state["trunk"]."""
+    src = os.path.join(run_dir, "trunk")
+    os.makedirs(dest, exist_ok=True)
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copyfile(os.path.join(src, f), os.path.join(dest, f))
+    state["trunk"] = {"date": datetime.date.today().isoformat(), "tokens": base_tokens + trunk["tokens"],
+                      "lr": lr, "note": "weights before the decay of the last period, in BF16: the next "
+                                        "period starts here at this stable learning rate (continue-run.sh)"}
+    print(f"promote: the trunk ({base_tokens + trunk['tokens']:,} tokens) copied into {dest}")
 
 
 def score_default(model_dir, data_dir, ctx_key):
@@ -59,6 +74,12 @@ def engine_loss(model_dir, text_path):
     return float(re.search(r"mean NLL:\s+([0-9.]+)", out).group(1))
 
 
+def write_state(path, state):
+    with open(path, "w") as f:
+        json.dump(state, f, indent=2)
+        f.write("\n")
+
+
 def bits_per_byte(nats, facts):
     return nats * facts["tokens"] / facts["bytes"] / math.log(2)
 
@@ -69,12 +90,13 @@ def main(argv=None):
     ap.add_argument("--default", default=os.path.join(ROOT, "models", "sasp-small"))
     ap.add_argument("--state", default=os.path.join(HERE, "default-state.json"))
     ap.add_argument("--data", default=os.path.join(ROOT, "data", "corpus"))
+    ap.add_argument("--trunk", default=os.path.join(HERE, "trunk"), help="where the kept trunk goes")
     ap.add_argument("--machine", default="", help="how to name this machine in the state file")
     ap.add_argument("--apply", action="store_true")
     ap.add_argument("--rescore", action="store_true",
                     help="score the current default again (else its figures from the state file)")
     args = ap.parse_args(argv)
-    start, final = read_log(args.run)
+    start, final, trunk = read_log(args.run)
     new_dir = os.path.join(args.run, "model")
     ctx = start["config"]["max_seq_len"]
     manifest = json.load(open(os.path.join(args.data, "manifest.json")))
@@ -98,18 +120,25 @@ def main(argv=None):
     ok = better and agree < 0.01
     print("verdict:", "promote" if ok else "keep the default" + ("" if better else " (held-out loss did not improve on both splits)")
           + ("" if agree < 0.01 else " (C engine disagrees by over 1%)"))
-    if not (ok and args.apply):
+    a = start["args"]
+    # the tokens already in the weights the run started from: the trunk's, or the default's
+    from_trunk = os.path.normpath(a.get("init_from") or "") == os.path.normpath(os.path.join("train", "trunk"))
+    base = state["trunk"]["tokens"] if from_trunk else state["cumulative_tokens"]
+    if not args.apply:
         return 0 if ok else 1
+    if trunk and os.path.isfile(os.path.join(args.run, "trunk", "model.safetensors")):
+        keep_trunk(args.run, args.trunk, state, trunk, base, a["lr"])
+        state["data"]["cursor"] = final["data_cursor"]  # the trunk's lineage has taken these chunks
+    if not ok:
+        state.setdefault("not_promoted", []).append({
+            "date": datetime.date.today().isoformat(), "tokens": final["tokens"], "machine": args.machine,
+            **{s.replace("-", "_"): round(new[s], 4) for s in SPLITS}, "trunk_kept": bool(trunk)})
+        write_state(args.state, state)
+        return 1
     for f in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copyfile(os.path.join(new_dir, f), os.path.join(args.default, f))
-    trunk = os.path.join(args.run, "trunk")
-    if os.path.isfile(os.path.join(trunk, "model.safetensors")):
-        os.makedirs(os.path.join(HERE, "trunk"), exist_ok=True)
-        for f in ("config.json", "model.safetensors", "tokenizer.json"):
-            shutil.copyfile(os.path.join(trunk, f), os.path.join(HERE, "trunk", f))
-    a = start["args"]
     state["data"]["cursor"] = final["data_cursor"]
-    state["cumulative_tokens"] += final["tokens"]
+    state["cumulative_tokens"] = base + final["tokens"]
     state["cumulative_seconds"] += round(final["train_seconds"])
     state["periods"].append({
         "date": datetime.date.today().isoformat(), "tokens": final["tokens"], "seconds": round(final["train_seconds"]),
@@ -121,9 +150,7 @@ def main(argv=None):
         **{s.replace("-", "_"): {"nats_per_token": round(new[s], 4),
                                  "bits_per_byte": round(bits_per_byte(new[s], manifest[s]), 4)} for s in SPLITS},
         "c_engine_val_packages": round(c_engine, 6)})
-    with open(args.state, "w") as f:
-        json.dump(state, f, indent=2)
-        f.write("\n")
+    write_state(args.state, state)
     print(f"promote: copied {new_dir} into {args.default}; {args.state} updated "
           f"(cumulative {state['cumulative_tokens']:,} tokens)")
     return 0
