@@ -43,12 +43,16 @@ def read_log(run_dir):
     return start, final, next((r for r in rows if r["kind"] == "trunk"), None)
 
 
-def keep_trunk(run_dir, dest, state, trunk, base_tokens, lr):
-    """Copy the run's trunk into dest (train/trunk) and count its tokens in state["trunk"]."""
-    src = os.path.join(run_dir, "trunk")
+def copy_model(src, dest):
+    """A model directory's three files from src into dest."""
     os.makedirs(dest, exist_ok=True)
     for f in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copyfile(os.path.join(src, f), os.path.join(dest, f))
+
+
+def keep_trunk(run_dir, dest, state, trunk, base_tokens, lr):
+    """Copy the run's trunk into dest (train/trunk) and count its tokens in state["trunk"]."""
+    copy_model(os.path.join(run_dir, "trunk"), dest)
     state["trunk"] = {"date": datetime.date.today().isoformat(), "tokens": base_tokens + trunk["tokens"],
                       "lr": lr, "note": "weights before the decay of the last period, in BF16: the next "
                                         "period starts here at this stable learning rate (continue-run.sh)"}
@@ -135,8 +139,7 @@ def main(argv=None):
             **{s.replace("-", "_"): round(new[s], 4) for s in SPLITS}, "trunk_kept": bool(trunk)})
         write_state(args.state, state)
         return 1
-    for f in ("config.json", "model.safetensors", "tokenizer.json"):
-        shutil.copyfile(os.path.join(new_dir, f), os.path.join(args.default, f))
+    copy_model(new_dir, args.default)
     state["data"]["cursor"] = final["data_cursor"]
     state["cumulative_tokens"] = base + final["tokens"]
     state["cumulative_seconds"] += round(final["train_seconds"])
