@@ -129,6 +129,33 @@ static inline size_t sasp_weights_bytes(const sasp_weights *w)
  * attn_scores(q, keys, ..., scale) is, bit for bit, matmul's row of q against the keys times scale. */
 #define SASP_SEM_BF16_ACT 1u /* sasp_kernels.semantics: bf16 products round X to bf16 */
 
+/* X prepared for typed products (matmul_xp): what matmul_w does to X on every call (rounds it to
+ * bf16, splits it by pairs, or quantizes it to q8_0) done once, for an X that many calls multiply: the
+ * model's products are split by columns into work items, and each item used to make the whole copy
+ * again (at shape B's prefill, 48 copies of X per layer: most of q8_0's time went there). The same bytes
+ * as the per-call copy, so matmul_xp gives matmul_w's results bit for bit. xprep_init lays it out in a
+ * buffer of sasp_xprep_bytes(n, k) bytes, xprep_rows fills rows (any thread, any split of the rows),
+ * matmul_xp reads it. Weights of another type than the one prepared for (and f32 weights, and every
+ * type in the scalar table) are multiplied by X itself, as matmul_w does. */
+typedef struct sasp_xprep {
+    sasp_wtype type; /* the weight type it is prepared for */
+    int n, k;        /* rows and columns of X */
+    const float *x;  /* X itself, rows ldx apart */
+    int ldx;
+    void *data;     /* bf16: [n][ld] X rounded to bfloat16, or split by pairs (floats); q8_0: int8; else NULL */
+    size_t ld;      /* a multiple of 64, zero-padded */
+    float *scales;  /* q8_0: [n][lds] dx per block of 32 (0 past the blocks) */
+    int32_t *sums;  /* q8_0: [n][lds] -128 times the sum of the block's bytes (the panels' correction) */
+    size_t lds;     /* a multiple of 16 */
+} sasp_xprep;
+
+/* Bytes of buffer a prepared X of n x k needs, in any table and for any type. */
+static inline size_t sasp_xprep_bytes(int n, int k)
+{
+    size_t ld = ((size_t)k + 63) / 64 * 64, lds = ((size_t)sasp_q8_0_blocks(k) + 15) / 16 * 16;
+    return (size_t)n * (4 * ld + 8 * lds) + 64;
+}
+
 typedef struct sasp_kernels {
     const char *name;   /* the instruction set: "scalar", "avx2", "avx512", "neon" */
     const char *id;     /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
@@ -152,10 +179,16 @@ typedef struct sasp_kernels {
     /* The same for a typed weight matrix (above): Y[i][j] for i < n, j < w->m, X n x w->k. A column
      * slice of Y is a call on sasp_weights_rows(w, lo, hi) with y + lo and bias + lo. A bf16 or q8_0
      * call first copies X (split into even and odd columns, rounded to bf16, or quantized: n * k
-     * values, 24 rows and 1024 or 2048 columns at a time, at most 96 KB of stack), so its cost is
-     * lowest with wide slices. */
+     * values, 24 rows and 1024 or 2048 columns at a time, at most 96 KB of stack): a caller that
+     * cuts one product into many column slices prepares X once instead (xprep_init, matmul_xp). */
     void (*matmul_w)(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
                      int n);
+    /* X prepared once (sasp_xprep above): p laid out for weights of `type` in buf (sasp_xprep_bytes(n, k)
+     * bytes, any alignment), reading X [n][k] (row stride ldx) when its rows are filled; rows [r0, r1)
+     * filled from X; and matmul_w's product of all n rows of the prepared X, bit for bit. */
+    void (*xprep_init)(sasp_xprep *p, void *buf, sasp_wtype type, const float *x, int ldx, int n, int k);
+    void (*xprep_rows)(const sasp_xprep *p, int r0, int r1);
+    void (*matmul_xp)(float *y, int ldy, const sasp_xprep *p, const sasp_weights *w, const float *bias);
 
     /* Attention of one query against the keys of one head.
      * scores[j] = scale * dot(q, keys + j*stride, dh) for j < n. */

@@ -88,7 +88,8 @@
  *    dx * dw is made once per pair of rows and group of QG blocks, vector by vector. The tables with
  *    an int8 dot product of a broadcast (AVX-512 VNNI) take q8_0 by panels instead (below).
  *    The per-call copies of X (bf16, pairs or q8_0) live on the stack, XROWS rows and QCHUNK (PCHUNK)
- *    columns at a time.
+ *    columns at a time; a prepared X (xprep_init / xprep_rows: the same bytes, whole rows, made once
+ *    for many calls) takes their place in matmul_xp, chunk for chunk, so the sums are the same.
  * Adding a type: its loads here and in each ISA file, a case in w_row, a loop in dot_along_k if it has
  * its own arithmetic, and its case in matmul_w.
  *
@@ -431,6 +432,20 @@ static void quantize_x(int8_t *xq, size_t ldq, float *xs, size_t lds, const floa
     }
 }
 
+/* Per row and block of the quantized X (n rows of ldq bytes, kc columns), -128 times the sum of its
+ * bytes (rows of lds): what q8_0 by panels starts a block's accumulators from. */
+static void q8_sums(int32_t *xc, size_t lds, const int8_t *xq, size_t ldq, int n, int kc)
+{
+    int nbc = (kc + QB - 1) / QB;
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < nbc; b++) {
+            const int8_t *q = xq + (size_t)i * ldq + b * QB;
+            int32_t sum = 0;
+            for (int c = 0; c < QB; c++) sum += q[c];
+            xc[(size_t)i * lds + b] = -128 * sum;
+        }
+}
+
 #ifndef KERNELS_BF16_DOT
 /* Columns [0, kc) of n rows of X split by pairs for dot_loop_bf16_pairs: per 2 VL columns, the VL even
  * ones then the VL odd ones; rows of ld floats, zero-padded. */
@@ -523,14 +538,7 @@ static void quantize_x_panels(int8_t *xq, size_t ldq, float *xs, int32_t *xc, si
                               int n, int kc)
 {
     quantize_x(xq, ldq, xs, lds, x, ldx, n, kc);
-    int nbc = (kc + QB - 1) / QB;
-    for (int i = 0; i < n; i++)
-        for (int b = 0; b < nbc; b++) {
-            const int8_t *q = xq + (size_t)i * ldq + b * QB;
-            int32_t sum = 0;
-            for (int c = 0; c < QB; c++) sum += q[c];
-            xc[(size_t)i * lds + b] = -128 * sum;
-        }
+    q8_sums(xc, lds, xq, ldq, n, kc);
 }
 
 /* Y[i][0..cols) for i < NR, the product over blocks [0, nbc) of the chunk: W's panel p, block b at
@@ -613,23 +621,32 @@ ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ld
 #undef QP_CALL
 }
 
-/* q8_0 W: QP_XR rows of X at a time, quantized QP_KC columns at a time; for each chunk, W's panels (its
- * own, or packed here: the same bytes) by two, multiplied by the rows QP_NR at a time. */
-static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
-                        int n)
+/* q8_0 W: QP_XR rows of X at a time, quantized QP_KC columns at a time (or those of the prepared X, p);
+ * for each chunk, W's panels (its own, or packed here: the same bytes) by two, multiplied by the rows
+ * QP_NR at a time. */
+static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_xprep *p, const sasp_weights *w,
+                        const float *bias, int n)
 {
     int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
     uint8_t pw[QP_NP * (QP_KC / QB) * QP_BLOCK] __attribute__((aligned(64)));
     uint16_t ps[QP_NP * (QP_KC / QB) * VL];
-    int8_t xq[QP_XR * QP_KC] __attribute__((aligned(64)));
-    float xs[QP_XR * (QP_KC / QB)];
-    int32_t xc[QP_XR * (QP_KC / QB)];
-    const size_t ldq = QP_KC, lds = QP_KC / QB;
+    int8_t copy_q[QP_XR * QP_KC] __attribute__((aligned(64)));
+    float copy_s[QP_XR * (QP_KC / QB)];
+    int32_t copy_c[QP_XR * (QP_KC / QB)];
+    const size_t ldq = p ? p->ld : QP_KC, lds = p ? p->lds : QP_KC / QB;
     for (int r0 = 0; r0 < n; r0 += QP_XR) {
         int nr = n - r0 < QP_XR ? n - r0 : QP_XR;
         for (int pc = 0; pc < k; pc += QP_KC) {
             int kc = k - pc < QP_KC ? k - pc : QP_KC, nbc = (kc + QB - 1) / QB, last = pc + kc == k;
-            quantize_x_panels(xq, ldq, xs, xc, lds, x + (size_t)r0 * ldx + pc, ldx, nr, kc);
+            const int8_t *xq = copy_q;
+            const float *xs = copy_s;
+            const int32_t *xc = copy_c;
+            if (p) {
+                xq = (const int8_t *)p->data + (size_t)r0 * ldq + pc;
+                xs = p->scales + (size_t)r0 * lds + pc / QB, xc = p->sums + (size_t)r0 * lds + pc / QB;
+            } else {
+                quantize_x_panels(copy_q, ldq, copy_s, copy_c, lds, x + (size_t)r0 * ldx + pc, ldx, nr, kc);
+            }
             for (int j0 = 0; j0 < m; j0 += QP_NP * VL) {
                 int cols = m - j0 < QP_NP * VL ? m - j0 : QP_NP * VL;
                 const uint8_t *wp = pw;
@@ -671,9 +688,10 @@ static void matmul_f32(float *y, int ldy, const float *x, int ldx, const float *
 }
 
 /* bf16 W: XROWS rows of X at a time, copied (rounded to bf16, or split by pairs) QCHUNK (PCHUNK)
- * columns at a time; each chunk's dot products are added to Y (the first one sets it, with the bias). */
-static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
-                        int n)
+ * columns at a time, or those of the prepared X (p); each chunk's dot products are added to Y (the
+ * first one sets it, with the bias). */
+static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_xprep *p, const sasp_weights *w,
+                        const float *bias, int n)
 {
     int m = w->m, k = w->k;
 #ifdef KERNELS_BF16_DOT
@@ -683,8 +701,9 @@ static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_w
         for (int pc = 0; pc < k; pc += QCHUNK) {
             int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
             size_t ldb = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
-            round_x_bf16(xb, ldb, x + (size_t)i * ldx + pc, ldx, nr, kc);
             xref xr = {xb, NULL, ldb, 0};
+            if (p) xr = (xref){(const uint16_t *)p->data + (size_t)i * p->ld + pc, NULL, p->ld, 0};
+            else round_x_bf16(xb, ldb, x + (size_t)i * ldx + pc, ldx, nr, kc);
             wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
             matmul_dot(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0, W_BF16, X_BF16);
         }
@@ -696,8 +715,9 @@ static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_w
         for (int pc = 0; pc < k; pc += PCHUNK) {
             int kc = k - pc < PCHUNK ? k - pc : PCHUNK;
             size_t ld = (size_t)(kc + 2 * VL - 1) / (2 * VL) * (2 * VL);
-            pair_x(xp, ld, x + (size_t)i * ldx + pc, ldx, nr, kc);
             xref xr = {xp, NULL, ld, 0};
+            if (p) xr = (xref){(const float *)p->data + (size_t)i * p->ld + pc, NULL, p->ld, 0};
+            else pair_x(xp, ld, x + (size_t)i * ldx + pc, ldx, nr, kc);
             wref wc = {(const uint16_t *)w->data + pc, NULL, (size_t)k, 0};
             matmul_dot_bf16_pairs(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0);
         }
@@ -707,9 +727,10 @@ static void matmul_bf16(float *y, int ldy, const float *x, int ldx, const sasp_w
 
 #ifndef KERNELS_Q8_PANELS
 /* q8_0 W: XROWS rows of X at a time, quantized QCHUNK columns at a time (the same blocks of 32 for one
- * row as for many); each chunk's dot products are added to Y (the first one sets it, with the bias). */
-static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias,
-                        int n)
+ * row as for many), or those of the prepared X (p); each chunk's dot products are added to Y (the first
+ * one sets it, with the bias). */
+static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_xprep *p, const sasp_weights *w,
+                        const float *bias, int n)
 {
     int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
     int8_t xq[XROWS * QCHUNK] __attribute__((aligned(64)));
@@ -719,8 +740,12 @@ static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_w
         for (int pc = 0; pc < k; pc += QCHUNK) {
             int kc = k - pc < QCHUNK ? k - pc : QCHUNK;
             size_t ldq = (size_t)(kc + QSTEP - 1) / QSTEP * QSTEP, lds = (size_t)(kc + QG * QB - 1) / (QG * QB) * QG;
-            quantize_x(xq, ldq, xs, lds, x + (size_t)i * ldx + pc, ldx, nr, kc);
             xref xr = {xq, xs, ldq, lds};
+            if (p)
+                xr = (xref){(const int8_t *)p->data + (size_t)i * p->ld + pc, p->scales + (size_t)i * p->lds + pc / QB,
+                            p->ld, p->lds};
+            else
+                quantize_x(xq, ldq, xs, lds, x + (size_t)i * ldx + pc, ldx, nr, kc);
             wref wc = {(const int8_t *)w->data + pc, w->scales + pc / QB, (size_t)k, (size_t)nb};
             matmul_dot_q8(y + (size_t)i * ldy, ldy, xr, wc, pc ? NULL : bias, 1.0f, nr, m, kc, pc > 0);
         }
@@ -728,13 +753,56 @@ static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_w
 }
 #endif
 
-static void matmul_w(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias, int n)
+/* Y = X W^T (+ bias) of any weight type, X copied per call (p NULL) or prepared for W's type (p). */
+static void matmul_typed(float *y, int ldy, const float *x, int ldx, const sasp_xprep *p, const sasp_weights *w,
+                         const float *bias, int n)
 {
     switch (w->type) {
     case SASP_WT_F32: matmul_f32(y, ldy, x, ldx, w->data, bias, n, w->m, w->k); return;
-    case SASP_WT_BF16: matmul_bf16(y, ldy, x, ldx, w, bias, n); return;
-    case SASP_WT_Q8_0: matmul_q8_0(y, ldy, x, ldx, w, bias, n); return;
+    case SASP_WT_BF16: matmul_bf16(y, ldy, x, ldx, p, w, bias, n); return;
+    case SASP_WT_Q8_0: matmul_q8_0(y, ldy, x, ldx, p, w, bias, n); return;
     }
+}
+
+static void matmul_w(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, const float *bias, int n)
+{
+    matmul_typed(y, ldy, x, ldx, NULL, w, bias, n);
+}
+
+/* ---- X prepared once for many products (kernels.h: sasp_xprep): the per-call copies, whole ---- */
+
+static void xprep_init(sasp_xprep *p, void *buf, sasp_wtype type, const float *x, int ldx, int n, int k)
+{
+    *p = (sasp_xprep){.type = type, .n = n, .k = k, .x = x, .ldx = ldx};
+    if (type == SASP_WT_F32) return;
+    char *at = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+    p->data = at, p->ld = ((size_t)k + 63) / 64 * 64;
+    if (type != SASP_WT_Q8_0) return;
+    p->lds = ((size_t)sasp_q8_0_blocks(k) + 15) / 16 * 16;
+    p->scales = (float *)(at + (size_t)n * p->ld), p->sums = (int32_t *)(p->scales + (size_t)n * p->lds);
+}
+
+static void xprep_rows(const sasp_xprep *p, int r0, int r1)
+{
+    const float *x = p->x + (size_t)r0 * p->ldx;
+    int n = r1 - r0;
+    if (p->type == SASP_WT_BF16) {
+#ifdef KERNELS_BF16_DOT
+        round_x_bf16((uint16_t *)p->data + (size_t)r0 * p->ld, p->ld, x, p->ldx, n, p->k);
+#else
+        pair_x((float *)p->data + (size_t)r0 * p->ld, p->ld, x, p->ldx, n, p->k);
+#endif
+    } else if (p->type == SASP_WT_Q8_0) {
+        int8_t *q = (int8_t *)p->data + (size_t)r0 * p->ld;
+        quantize_x(q, p->ld, p->scales + (size_t)r0 * p->lds, p->lds, x, p->ldx, n, p->k);
+        q8_sums(p->sums + (size_t)r0 * p->lds, p->lds, q, p->ld, n, p->k);
+    }
+}
+
+static void matmul_xp(float *y, int ldy, const sasp_xprep *p, const sasp_weights *w, const float *bias)
+{
+    if (w->type == p->type) matmul_typed(y, ldy, p->x, p->ldx, p->data ? p : NULL, w, bias, p->n);
+    else matmul_typed(y, ldy, p->x, p->ldx, NULL, w, bias, p->n);
 }
 
 /* ---- attention ---- */
@@ -947,6 +1015,9 @@ const sasp_kernels KERNELS_TABLE = {
 #endif
     .matmul = matmul_f32,
     .matmul_w = matmul_w,
+    .xprep_init = xprep_init,
+    .xprep_rows = xprep_rows,
+    .matmul_xp = matmul_xp,
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
     .softmax = softmax,

@@ -288,12 +288,29 @@ static void scale_scalar(float *y, float a, int n)
     for (int i = 0; i < n; i++) y[i] *= a;
 }
 
+/* The reference prepares nothing: its products read X itself (kernels.h, sasp_xprep). */
+static void xprep_init_scalar(sasp_xprep *p, void *buf, sasp_wtype type, const float *x, int ldx, int n, int k)
+{
+    (void)buf;
+    *p = (sasp_xprep){.type = type, .n = n, .k = k, .x = x, .ldx = ldx};
+}
+
+static void xprep_rows_scalar(const sasp_xprep *p, int r0, int r1) { (void)p, (void)r0, (void)r1; }
+
+static void matmul_xp_scalar(float *y, int ldy, const sasp_xprep *p, const sasp_weights *w, const float *bias)
+{
+    matmul_w_scalar(y, ldy, p->x, p->ldx, w, bias, p->n);
+}
+
 const sasp_kernels sasp_kernels_scalar = {
     .name = "scalar",
     .id = "scalar",
     .fast_weights = SASP_WT_F32,
     .matmul = matmul_scalar,
     .matmul_w = matmul_w_scalar,
+    .xprep_init = xprep_init_scalar,
+    .xprep_rows = xprep_rows_scalar,
+    .matmul_xp = matmul_xp_scalar,
     .attn_scores = attn_scores_scalar,
     .attn_accum = attn_accum_scalar,
     .softmax = softmax_scalar,

@@ -852,6 +852,40 @@ static void expect_same_rows(const char *what, const sasp_kernels *K, const floa
         }
 }
 
+/* X prepared once (xprep_init, then xprep_rows over random groups of rows, as the model's threads fill
+ * it), then multiplied in random column slices by matmul_xp: every output bit for bit matmul_w's
+ * (y_all). Also prepared for each other weight type, which matmul_xp multiplies by X itself. */
+static void check_prepared(const sasp_kernels *K, const char *what, const sasp_weights *W, const gbuf *x, int ldx,
+                           const float *bias, const float *y_all, gbuf *y, int ldy, int n)
+{
+    int m = W->m, k = W->k;
+    size_t bytes = sasp_xprep_bytes(n, k);
+    gbuf buf = galloc_of(bytes, 1, (int)(rng_next() % 2));
+    for (int t = 0; t < 3; t++) {
+        sasp_wtype type = (sasp_wtype)((W->type + t) % 3);
+        sasp_xprep xp;
+        memset(buf.p, 0xa5, bytes); /* what the kernel does not write must not matter */
+        memset(y->p, 0, (size_t)n * ldy * sizeof(float));
+        K->xprep_init(&xp, buf.p, type, x->p, ldx, n, k);
+        for (int i = 0; i < n;) {
+            int rows = 1 + (int)(rng_next() % (uint64_t)(n - i));
+            K->xprep_rows(&xp, i, i + rows);
+            i += rows;
+        }
+        for (int lo = 0; lo < m;) {
+            int hi = lo + 1 + (int)(rng_next() % (uint64_t)(m - lo));
+            if (rng_next() % 2) hi = lo + 16 < m ? lo + 16 : m;
+            sasp_weights cols = sasp_weights_rows(W, lo, hi);
+            K->matmul_xp(y->p + lo, ldy, &xp, &cols, bias ? bias + lo : NULL);
+            lo = hi;
+        }
+        char label[64];
+        snprintf(label, sizeof label, "%s, X prepared for %s", what, WK_NAME[type]);
+        expect_same_rows(label, K, y_all, y->p, ldy, 0, n, n, m, k);
+    }
+    gfree(&buf);
+}
+
 /* Y = X W^T of kind `kind` (WK_*; -1: the f32 matmul entry) for n rows at once, then again one row at
  * a time (the decode path), and again cut into random groups of rows and random slices of columns
  * (a batch of other sizes, the threads' column blocks): every output bit for bit the same, in every
@@ -901,6 +935,7 @@ static void check_invariance_shape(int kind, int n, int m, int k, int off)
                 expect_same_rows(what, K, y_all.p, y.p, ldy, i, i + rows, n, m, k);
                 i += rows;
             }
+            if (kind >= 0) check_prepared(K, what, W, &x, ldx, bias, y_all.p, &y, ldy, n);
         }
 #undef PRODUCT
     }

@@ -112,6 +112,9 @@ struct sasp_scratch {
     float **logit_dst;      /* [logit_rows] where its logits go (the caller's buffers) */
     int *hidden_src;        /* [rows] the rows whose final hidden states were asked for */
     float **hidden_dst;     /* [rows] where each goes (the caller's buffers) */
+    sasp_xprep xp;          /* the X of the product in flight, prepared once for its weight type */
+    void *xprep_buf;        /* xp's copy of X: sasp_xprep_bytes(rows or logit_rows, max(d_model, d_ff)) */
+    size_t xprep_cap;
 };
 
 static float *falloc(size_t n)
@@ -338,7 +341,7 @@ void sasp_model_free(sasp_model *m)
     sasp_pool_free(m->pool);
     if (m->scratch) {
         free_row_buffers(m->scratch), free_logit_buffers(m->scratch);
-        free(m->scratch->scores), free(m->scratch);
+        free(m->scratch->scores), free(m->scratch->xprep_buf), free(m->scratch);
     }
     free(m->dir);
     free(m);
@@ -582,24 +585,24 @@ static void activate(const struct batch *b, float *x, int n)
     else b->kern->silu(x, n);
 }
 
-/* Y = X W^T, then act(Y) when act is set: Y is n x cols (row stride ldy), X is n x n_inner (ldx), W is
- * cols x n_inner (W->m x W->k, of any weight type); work items are blocks of `block` columns. */
+/* Y = X W^T, then act(Y) when act is set: Y is n x cols (row stride ldy), X is n x n_inner (prepared
+ * for W's type: prepare below), W is cols x n_inner (W->m x W->k, of any weight type); work items are
+ * blocks of `block` columns. */
 struct matmul {
     float *y;
     int ldy;
-    const float *x;
-    int ldx;
+    const sasp_xprep *xp;
     const sasp_weights *w;
     int n, cols, n_inner, act;
     int block;
 };
 
-static struct matmul matmul_of(float *y, int ldy, const float *x, int ldx, const sasp_weights *w, int n, int act)
+static struct matmul matmul_of(float *y, int ldy, const sasp_xprep *xp, const sasp_weights *w, int act)
 {
     int block = BLOCK_WEIGHTS / (w->k > 0 ? w->k : 1);
     block = block < BLOCK_COLS_MIN ? BLOCK_COLS_MIN : block > BLOCK_COLS_MAX ? BLOCK_COLS_MAX
                                                                              : block & ~15;
-    return (struct matmul){y, ldy, x, ldx, w, n, w->m, w->k, act, block};
+    return (struct matmul){y, ldy, xp, w, xp->n, w->m, w->k, act, block};
 }
 
 static int matmul_items(const struct matmul *mm) { return (mm->cols + mm->block - 1) / mm->block; }
@@ -616,7 +619,7 @@ static void matmul_block(const struct batch *b, const struct matmul *mm, int ite
     int lo, hi;
     block_cols(mm, item, &lo, &hi);
     sasp_weights cols = sasp_weights_rows(mm->w, lo, hi);
-    b->kern->matmul_w(mm->y + lo, mm->ldy, mm->x, mm->ldx, &cols, NULL, mm->n);
+    b->kern->matmul_xp(mm->y + lo, mm->ldy, mm->xp, &cols, NULL);
     if (mm->act)
         for (int r = 0; r < mm->n; r++) activate(b, mm->y + (size_t)r * mm->ldy + lo, hi - lo);
 }
@@ -627,10 +630,25 @@ static void matmul_item(const struct batch *b, const void *mm, int item, int ith
     matmul_block(b, mm, item);
 }
 
+static void prepare_row(const struct batch *b, const void *xp, int i)
+{
+    b->kern->xprep_rows(xp, i, i + 1);
+}
+
+/* s->xp = the first n rows of X (row stride ldx, k columns) prepared for products with weights of
+ * `type` (rounded to bf16 or quantized once, not once per work item: kernels.h, sasp_xprep). */
+static const sasp_xprep *prepare(const struct batch *b, sasp_wtype type, const float *x, int ldx, int n, int k)
+{
+    sasp_xprep *xp = &b->s->xp;
+    b->kern->xprep_init(xp, b->s->xprep_buf, type, x, ldx, n, k);
+    if (type != SASP_WT_F32) for_rows(b, n, prepare_row, xp);
+    return xp;
+}
+
 /* Y = X W^T (then act(Y) when act), for every row. */
 static void matmul(const struct batch *b, float *y, int ldy, const float *x, int ldx, const sasp_weights *w, int act)
 {
-    struct matmul mm = matmul_of(y, ldy, x, ldx, w, b->rows, act);
+    struct matmul mm = matmul_of(y, ldy, prepare(b, w->type, x, ldx, b->rows, w->k), w, act);
     for_items(b, matmul_items(&mm), matmul_item, &mm);
 }
 
@@ -708,7 +726,7 @@ static void stacked_item(const struct batch *b, const void *arg, int item, int i
     /* the part the columns lie in, a head of q, k or v, or the block of W1 (after the heads' parts) */
     int part = item < head_items ? lo / d : 3, p0 = item < head_items ? part * d : head_parts(L) * d;
     sasp_weights cols = sasp_weights_rows(&L->in[part], lo - p0, hi - p0);
-    b->kern->matmul_w(s->stacked + lo, n_in, s->z, d, &cols, L->b_in ? L->b_in + lo : NULL, b->rows);
+    b->kern->matmul_xp(s->stacked + lo, n_in, &s->xp, &cols, L->b_in ? L->b_in + lo : NULL);
     if (item < head_items) finish_head(b, L, lo / d, lo % d);
     else
         for (int r = 0; r < b->rows; r++) activate(b, s->stacked + (size_t)r * n_in + lo, hi - lo);
@@ -719,6 +737,7 @@ static void stacked_product(const struct batch *b)
 {
     const sasp_layer *L = &b->m->layers[b->layer];
     int hidden = L->n_in - head_parts(L) * b->d;
+    prepare(b, L->in[0].type, b->s->z, b->d, b->rows, b->d); /* a part of another type reads Z itself */
     for_items(b, head_parts(L) * b->m->cfg.n_heads + (hidden + HIDDEN_BLOCK - 1) / HIDDEN_BLOCK, stacked_item, NULL);
 }
 
@@ -816,7 +835,7 @@ static void sasp_block(const struct batch *b)
     /* 4. attn = concat_h (alpha_h v_i + beta_h P v - gamma_h mean_{j<=i} v_j),
      *    P = softmax(q_h k_h^T / sqrt(d_h) + M); beside it, since it does not wait for attn, the second
      *    half of 5.: mlp = h W2^T */
-    struct matmul w2 = matmul_of(s->mlp, d, s->stacked + (n_in - F), n_in, &L->w2, b->rows, 0);
+    struct matmul w2 = matmul_of(s->mlp, d, prepare(b, L->w2.type, s->stacked + (n_in - F), n_in, b->rows, F), &L->w2, 0);
     attention(b, &w2);
     /*    attn = attn W_O^T, when the checkpoint has an output matrix */
     const float *attn = s->attn;
@@ -954,6 +973,13 @@ static int scratch_reserve(sasp_model *m, int rows, int logit_rows)
     }
     if (rows > s->rows && reserve_rows(m, rows)) return -1;
     if (logit_rows > s->logit_rows && reserve_logit_rows(m, logit_rows)) return -1;
+    size_t xprep = sasp_xprep_bytes(s->rows > s->logit_rows ? s->rows : s->logit_rows,
+                                    c->d_ff > c->d_model ? c->d_ff : c->d_model);
+    if (xprep > s->xprep_cap) {
+        free(s->xprep_buf);
+        s->xprep_cap = (s->xprep_buf = malloc(xprep)) ? xprep : 0;
+        if (!s->xprep_buf) return -1;
+    }
     return 0;
 }
 
@@ -991,7 +1017,8 @@ static void head(const struct batch *b)
     }
     for_rows(b, b->logit_rows, residual_row,
              &(struct residual){.norm_w = m->norm_f_w, .norm_b = m->norm_f_b, .out = s->z_final, .src = s->logit_src});
-    struct matmul mm = matmul_of(s->logits, V, s->z_final, b->d, &m->lm_head, b->logit_rows, 0);
+    const sasp_xprep *xp = prepare(b, m->lm_head.type, s->z_final, b->d, b->logit_rows, b->d);
+    struct matmul mm = matmul_of(s->logits, V, xp, &m->lm_head, 0);
     for_items(b, matmul_items(&mm), logits_item, &mm);
 }
 
