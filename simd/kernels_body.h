@@ -493,7 +493,7 @@ static void round_x_bf16(uint16_t *xb, size_t ldb, const float *x, int ldx, int 
  * prefill run this same code, only the number of rows differs, so a row's result does not depend on
  * its company; k is cut into chunks of QP_KC at the same places for every n, the float accumulators
  * going through Y between them unchanged. */
-#define QP_NP 2            /* panels per microkernel: 2 VL columns of Y */
+#define QP_NP 4            /* panels per step of the driver: 4 VL columns of Y */
 #define QP_NR 6            /* rows of X per microkernel: 12 int32 and 12 float accumulators */
 #define QP_KC 1024         /* columns per chunk of X's copy (and of W's, packed here): 48 + 32 KB of stack */
 #define QP_XR 48           /* rows of X per chunk */
@@ -550,45 +550,45 @@ ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t l
 {
     vtail t[QP_NP];
     vec acc[QP_NR][QP_NP];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int p = 0; p < NP; p++) t[p] = v_lanes(cols - p * VL);
 #pragma GCC unroll 6
     for (int i = 0; i < NR; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int p = 0; p < NP; p++) acc[i][p] = first ? v_zero() : v_load_tail(y + (size_t)i * ldy + p * VL, t[p]);
     for (int b = 0; b < nbc; b++) {
         i32vec ia[QP_NR][QP_NP];
 #pragma GCC unroll 6
         for (int i = 0; i < NR; i++) {
             i32vec c = i32_set1(xc[(size_t)i * lds + b]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int p = 0; p < NP; p++) ia[i][p] = c;
         }
 #pragma GCC unroll 8
         for (int g = 0; g < QP_GROUPS; g++) {
             qvec wv[QP_NP];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int p = 0; p < NP; p++) wv[p] = q_load((const int8_t *)pw + ((p * pstride + b) * QP_GROUPS + g) * 64);
 #pragma GCC unroll 6
             for (int i = 0; i < NR; i++) {
                 qvec xb = qp_bcast((const uint8_t *)xq + (size_t)i * ldq + b * QB + 4 * g);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
                 for (int p = 0; p < NP; p++) ia[i][p] = qp_dot(ia[i][p], wv[p], xb);
             }
         }
         vec dw[QP_NP];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int p = 0; p < NP; p++) dw[p] = v_load_f16(ps + (p * pstride + b) * VL);
 #pragma GCC unroll 6
         for (int i = 0; i < NR; i++) {
             vec dx = v_set1(xs[(size_t)i * lds + b]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int p = 0; p < NP; p++) acc[i][p] = v_fma(i32_to_float(ia[i][p]), v_mul(dw[p], dx), acc[i][p]);
         }
     }
 #pragma GCC unroll 6
     for (int i = 0; i < NR; i++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int p = 0; p < NP; p++) {
             vec o = acc[i][p];
             if (last && bias) o = v_add(o, v_load_tail(bias + p * VL, t[p]));
@@ -596,33 +596,52 @@ ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t l
         }
 }
 
-/* rows (<= QP_NR) rows of X against one panel or two (cols > VL): the microkernel of that shape. */
+/* rows (<= QP_NR) rows of X against up to QP_NP panels (cols columns): the microkernel of that shape.
+ * One or two rows (decode) take all four panels at once: four independent streams of W and chains of
+ * vpdpbusd per broadcast of X. More rows take them two at a time (registers: 2 x NR x NP accumulators).
+ * Each column's sum is the same either way: its lane adds its blocks in order. */
 ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ldq, const float *xs, const int32_t *xc,
                                   size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc, int first,
                                   int last, const float *bias, int cols, int rows)
 {
-/* R (a constant, so that the micro-kernel unrolls for it) rows, one or two vectors of columns */
-#define QP_CALL(R)                                                                                              \
-    do {                                                                                                        \
-        if (cols > VL)                                                                                          \
-            q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 2); \
-        else                                                                                                    \
-            q8_panels_micro(y, ldy, xq, ldq, xs, xc, lds, pw, ps, pstride, nbc, first, last, bias, cols, R, 1); \
+    int np = (cols + VL - 1) / VL;
+/* R rows and P panels, both constants so that the microkernel unrolls for them, from panel P0 */
+#define QP_MICRO(R, P0, P)                                                                               \
+    q8_panels_micro(y + (P0) * VL, ldy, xq, ldq, xs, xc, lds, pw + (size_t)(P0) * pstride * QP_BLOCK,      \
+                    ps + (size_t)(P0) * pstride * VL, pstride, nbc, first, last, bias ? bias + (P0) * VL : NULL, \
+                    cols - (P0) * VL, R, P)
+#define QP_PAIRS(R)                              \
+    do {                                         \
+        if (np >= 2) QP_MICRO(R, 0, 2);          \
+        else QP_MICRO(R, 0, 1);                  \
+        if (np == 4) QP_MICRO(R, 2, 2);          \
+        else if (np == 3) QP_MICRO(R, 2, 1);     \
+    } while (0)
+#define QP_ALL(R)                                \
+    do {                                         \
+        switch (np) {                            \
+        case 4: QP_MICRO(R, 0, 4); break;        \
+        case 3: QP_MICRO(R, 0, 3); break;        \
+        case 2: QP_MICRO(R, 0, 2); break;        \
+        default: QP_MICRO(R, 0, 1); break;       \
+        }                                        \
     } while (0)
     switch (rows) {
-    case 6: QP_CALL(6); break;
-    case 5: QP_CALL(5); break;
-    case 4: QP_CALL(4); break;
-    case 3: QP_CALL(3); break;
-    case 2: QP_CALL(2); break;
-    case 1: QP_CALL(1); break;
+    case 6: QP_PAIRS(6); break;
+    case 5: QP_PAIRS(5); break;
+    case 4: QP_PAIRS(4); break;
+    case 3: QP_PAIRS(3); break;
+    case 2: QP_ALL(2); break;
+    case 1: QP_ALL(1); break;
     default: break;
     }
-#undef QP_CALL
+#undef QP_ALL
+#undef QP_PAIRS
+#undef QP_MICRO
 }
 
 /* q8_0 W: QP_XR rows of X at a time, quantized QP_KC columns at a time (or those of the prepared X, p);
- * for each chunk, W's panels (its own, or packed here: the same bytes) by two, multiplied by the rows
+ * for each chunk, W's panels (its own, or packed here: the same bytes) by four, multiplied by the rows
  * QP_NR at a time. */
 static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_xprep *p, const sasp_weights *w,
                         const float *bias, int n)
