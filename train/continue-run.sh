@@ -48,7 +48,7 @@ while ! grep -q '"kind": "final"' "$out/log.jsonl" 2>/dev/null; do
       --schedule wsd --lr "$lr" --warmup-steps 100 --decay-frac 0.2 --decay sqrt --min-lr-frac 0.05 \
       --data-order epoch --data-seed "$seed" --data-cursor "$cursor" --seed "$(date +%s)" $bf16 \
       --time-budget "${BUDGET:-150}" --batch-size 16 --eval-every 250 --eval-windows 48 --threads 2 \
-      --ckpt-minutes 5 --export "$out/model"
+      --ckpt-minutes 5 --final-eval-ctx model --export "$out/model"
   fi
   rc=$?
   { [ $rc = 0 ] || [ $rc = 3 ]; } && break

@@ -113,6 +113,9 @@ def parse_args(argv=None):
     # bookkeeping
     ap.add_argument("--eval-every", type=int, default=200, help="steps between validation losses")
     ap.add_argument("--eval-windows", type=int, default=48, help="windows of each split per evaluation")
+    ap.add_argument("--final-eval-ctx", default="both", choices=["both", "model"],
+                    help="the final evaluation's windows: the model's context and --ctx, or the model's only "
+                         "(continued training: half the time, and the only figure promote.py reads)")
     ap.add_argument("--no-final-eval", action="store_true",
                     help="skip scoring the whole validation splits at the end")
     ap.add_argument("--log-every", type=int, default=10)
@@ -594,7 +597,11 @@ def probe(run, progress):
     if not a.no_final_eval:
         n_full = sum((len(t) - 1) // run.cfg.max_seq_len for t in run.val.values())
         per_window = run.eval_seconds / max(1, sum(len(w) for w in run.vwin.values()))
-        run.final_eval_cost = 1.5 * per_window * n_full * (run.cfg.max_seq_len / a.ctx)
+        # Windows of the model's context cost about (L / ctx) of a probe window each; the final
+        # evaluation runs in float32 (about 2x a bf16 probe) and, with "both", once more at --ctx.
+        n_ctx = 2 if getattr(a, "final_eval_ctx", "both") == "both" else 1
+        run.final_eval_cost = (1.25 * per_window * n_full * (run.cfg.max_seq_len / a.ctx) * n_ctx
+                               * (2.0 if a.bf16 else 1.0))
     run.total = plan_steps(run, st)
     print(f"train: measured {st * 1000:.0f} ms/step ({a.batch_size * a.ctx / st:.0f} tok/s), "
           f"{run.eval_seconds:.1f} s/eval, long-window steps x{run.long_step_ratio or 1:.2f}: "
@@ -622,7 +629,7 @@ def final_eval(run):
     """Each validation split whole, in windows of the model's context (and of --ctx when shorter),
     in nats/token and bits/byte."""
     res = {}
-    ctxs = sorted({run.args.ctx, run.cfg.max_seq_len})
+    ctxs = sorted({run.cfg.max_seq_len} | ({run.args.ctx} if getattr(run.args, "final_eval_ctx", "both") == "both" else set()))
     for s, toks in run.val.items():
         for ctx in ctxs:
             t = time.time()
