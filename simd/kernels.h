@@ -142,11 +142,11 @@ typedef struct sasp_xprep {
     int n, k;        /* rows and columns of X */
     const float *x;  /* X itself, rows ldx apart */
     int ldx;
-    void *data;     /* bf16: [n][ld] X rounded to bfloat16, or split by pairs (floats); q8_0: int8; else NULL */
-    size_t ld;      /* a multiple of 64, zero-padded */
-    float *scales;  /* q8_0: [n][lds] dx per block of 32 (0 past the blocks) */
-    int32_t *sums;  /* q8_0: [n][lds] -128 times the sum of the block's bytes (the panels' correction) */
-    size_t lds;     /* a multiple of 16 */
+    void *data;    /* bf16: [n][ld] X rounded to bfloat16, or split by pairs (floats); q8_0: int8; else NULL */
+    size_t ld;     /* a multiple of 64, zero-padded */
+    float *scales; /* q8_0: [n][lds] dx per block of 32 (0 past the blocks) */
+    int32_t *sums; /* q8_0: [n][lds] -128 times the sum of the block's bytes (the panels' correction) */
+    size_t lds;    /* a multiple of 16 */
 } sasp_xprep;
 
 /* Bytes of buffer a prepared X of n x k needs, in any table and for any type. */

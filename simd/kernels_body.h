@@ -606,25 +606,25 @@ ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ld
 {
     int np = (cols + VL - 1) / VL;
 /* R rows and P panels, both constants so that the microkernel unrolls for them, from panel P0 */
-#define QP_MICRO(R, P0, P)                                                                               \
-    q8_panels_micro(y + (P0) * VL, ldy, xq, ldq, xs, xc, lds, pw + (size_t)(P0) * pstride * QP_BLOCK,      \
-                    ps + (size_t)(P0) * pstride * VL, pstride, nbc, first, last, bias ? bias + (P0) * VL : NULL, \
-                    cols - (P0) * VL, R, P)
-#define QP_PAIRS(R)                              \
-    do {                                         \
-        if (np >= 2) QP_MICRO(R, 0, 2);          \
-        else QP_MICRO(R, 0, 1);                  \
-        if (np == 4) QP_MICRO(R, 2, 2);          \
-        else if (np == 3) QP_MICRO(R, 2, 1);     \
+#define QP_MICRO(R, P0, P)                                                                                   \
+    q8_panels_micro(y + (P0)*VL, ldy, xq, ldq, xs, xc, lds, pw + (size_t)(P0)*pstride * QP_BLOCK,            \
+                    ps + (size_t)(P0)*pstride * VL, pstride, nbc, first, last, bias ? bias + (P0)*VL : NULL, \
+                    cols - (P0)*VL, R, P)
+#define QP_PAIRS(R)                          \
+    do {                                     \
+        if (np >= 2) QP_MICRO(R, 0, 2);      \
+        else QP_MICRO(R, 0, 1);              \
+        if (np == 4) QP_MICRO(R, 2, 2);      \
+        else if (np == 3) QP_MICRO(R, 2, 1); \
     } while (0)
-#define QP_ALL(R)                                \
-    do {                                         \
-        switch (np) {                            \
-        case 4: QP_MICRO(R, 0, 4); break;        \
-        case 3: QP_MICRO(R, 0, 3); break;        \
-        case 2: QP_MICRO(R, 0, 2); break;        \
-        default: QP_MICRO(R, 0, 1); break;       \
-        }                                        \
+#define QP_ALL(R)                          \
+    do {                                   \
+        switch (np) {                      \
+        case 4: QP_MICRO(R, 0, 4); break;  \
+        case 3: QP_MICRO(R, 0, 3); break;  \
+        case 2: QP_MICRO(R, 0, 2); break;  \
+        default: QP_MICRO(R, 0, 1); break; \
+        }                                  \
     } while (0)
     switch (rows) {
     case 6: QP_PAIRS(6); break;
