@@ -70,12 +70,37 @@ def score_default(model_dir, data_dir, ctx_key):
     return {s: mean_loss(model, split_windows(load_tokens(data_dir, s), cfg.max_seq_len)) for s in SPLITS}
 
 
-def engine_loss(model_dir, text_path):
-    """sasp-cli --perplexity's mean NLL (nats/token) of a text file."""
+def engine_loss(model_dir, text_path, weights="f32"):
+    """sasp-cli --perplexity's mean NLL (nats/token) of a text file, the matrices in `weights` (auto: the
+    type the server loads by default on this CPU)."""
     cli = os.path.join(ROOT, "sasp-cli")
-    out = subprocess.run([cli, "-m", model_dir, "-t", "2", "--weights", "f32", "--perplexity", text_path], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run([cli, "-m", model_dir, "-t", "2", "--weights", weights, "--perplexity", text_path],
+                         capture_output=True, text=True, check=True).stdout
     return float(re.search(r"mean NLL:\s+([0-9.]+)", out).group(1))
+
+
+def ship_in(model_dir, wtype, data):
+    """Store model_dir's matrices in wtype (sasp-quantize) when that moves the held-out loss by at most
+    0.1% on both splits, each scored by the C engine as the server serves it by default (issue 25: ship
+    the model in the type it is served in; bf16 halves the file, and continued training resumes from
+    train/trunk, not from these weights). Returns what was measured and decided."""
+    tmp = model_dir.rstrip("/") + ".ship"
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run([os.path.join(ROOT, "sasp-quantize"), model_dir, tmp, "--type", wtype], check=True,
+                   capture_output=True)
+    rec = {"type": wtype, "served_as": "auto"}
+    for s in SPLITS:
+        text = os.path.join(data, s + ".txt")
+        rec[s.replace("-", "_")] = {"as_exported": engine_loss(model_dir, text, "auto"),
+                                    wtype: engine_loss(tmp, text, "auto")}
+    worst = max(abs(v[wtype] / v["as_exported"] - 1) for k, v in rec.items() if k.startswith("val_"))
+    rec["shipped"] = worst <= 0.001
+    if rec["shipped"]:
+        shutil.copyfile(os.path.join(tmp, "model.safetensors"), os.path.join(model_dir, "model.safetensors"))
+    shutil.rmtree(tmp)
+    print(f"promote: {wtype} moves the served loss by at most {100 * worst:.4f}% (limit 0.1%): "
+          f"{'shipped in ' + wtype if rec['shipped'] else 'kept as exported'}")
+    return rec
 
 
 def write_state(path, state):
@@ -97,6 +122,8 @@ def main(argv=None):
     ap.add_argument("--trunk", default=os.path.join(HERE, "trunk"), help="where the kept trunk goes")
     ap.add_argument("--machine", default="", help="how to name this machine in the state file")
     ap.add_argument("--apply", action="store_true")
+    ap.add_argument("--ship", default="bf16", choices=["bf16", "as-exported"],
+                    help="the type the promoted model is stored in, when within 0.1%% (ship_in)")
     ap.add_argument("--rescore", action="store_true",
                     help="score the current default again (else its figures from the state file)")
     args = ap.parse_args(argv)
@@ -140,6 +167,7 @@ def main(argv=None):
         write_state(args.state, state)
         return 1
     copy_model(new_dir, args.default)
+    shipped = ship_in(args.default, args.ship, args.data) if args.ship != "as-exported" else None
     state["data"]["cursor"] = final["data_cursor"]
     state["cumulative_tokens"] = base + final["tokens"]
     state["cumulative_seconds"] += round(final["train_seconds"])
@@ -152,7 +180,7 @@ def main(argv=None):
         "data": f"epoch order, chunks {a.get('data_cursor')} to {final['data_cursor']}",
         **{s.replace("-", "_"): {"nats_per_token": round(new[s], 4),
                                  "bits_per_byte": round(bits_per_byte(new[s], manifest[s]), 4)} for s in SPLITS},
-        "c_engine_val_packages": round(c_engine, 6)})
+        "c_engine_val_packages": round(c_engine, 6), **({"stored": shipped} if shipped else {})})
     write_state(args.state, state)
     print(f"promote: copied {new_dir} into {args.default}; {args.state} updated "
           f"(cumulative {state['cumulative_tokens']:,} tokens)")
