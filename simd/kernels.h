@@ -145,15 +145,17 @@ typedef struct sasp_xprep {
     void *data;    /* bf16: [n][ld] X rounded to bfloat16, or split by pairs (floats); q8_0: int8; else NULL */
     size_t ld;     /* a multiple of 64, zero-padded */
     float *scales; /* q8_0: [n][lds] dx per block of 32 (0 past the blocks) */
-    int32_t *sums; /* q8_0: [n][lds] -128 times the sum of the block's bytes (the panels' correction) */
+    int32_t *sums; /* q8_0, tables that read panels: [n][lds] -128 times the sum of the block's bytes */
     size_t lds;    /* a multiple of 16 */
 } sasp_xprep;
 
-/* Bytes of buffer a prepared X of n x k needs, in any table and for any type. */
+/* A prepared row's elements (ld) and q8_0 scales (lds), padded; and the bytes of buffer a prepared X
+ * of n x k needs, in any table and for any type (4-byte elements at most, 64 for the alignment). */
+static inline size_t sasp_xprep_ld(int k) { return ((size_t)k + 63) / 64 * 64; }
+static inline size_t sasp_xprep_lds(int k) { return ((size_t)sasp_q8_0_blocks(k) + 15) / 16 * 16; }
 static inline size_t sasp_xprep_bytes(int n, int k)
 {
-    size_t ld = ((size_t)k + 63) / 64 * 64, lds = ((size_t)sasp_q8_0_blocks(k) + 15) / 16 * 16;
-    return (size_t)n * (4 * ld + 8 * lds) + 64;
+    return (size_t)n * (4 * sasp_xprep_ld(k) + 8 * sasp_xprep_lds(k)) + 64;
 }
 
 typedef struct sasp_kernels {

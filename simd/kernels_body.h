@@ -432,20 +432,6 @@ static void quantize_x(int8_t *xq, size_t ldq, float *xs, size_t lds, const floa
     }
 }
 
-/* Per row and block of the quantized X (n rows of ldq bytes, kc columns), -128 times the sum of its
- * bytes (rows of lds): what q8_0 by panels starts a block's accumulators from. */
-static void q8_sums(int32_t *xc, size_t lds, const int8_t *xq, size_t ldq, int n, int kc)
-{
-    int nbc = (kc + QB - 1) / QB;
-    for (int i = 0; i < n; i++)
-        for (int b = 0; b < nbc; b++) {
-            const int8_t *q = xq + (size_t)i * ldq + b * QB;
-            int32_t sum = 0;
-            for (int c = 0; c < QB; c++) sum += q[c];
-            xc[(size_t)i * lds + b] = -128 * sum;
-        }
-}
-
 #ifndef KERNELS_BF16_DOT
 /* Columns [0, kc) of n rows of X split by pairs for dot_loop_bf16_pairs: per 2 VL columns, the VL even
  * ones then the VL odd ones; rows of ld floats, zero-padded. */
@@ -530,6 +516,20 @@ static void pack_q8_panels(uint8_t *pw, uint16_t *ps, const sasp_weights *w, int
             for (int b = 0; b < nbc; b++) ps[(size_t)(p * nbc + b) * VL + l] = row < rows ? s[b] : 0;
         }
     }
+}
+
+/* Per row and block of the quantized X (n rows of ldq bytes, kc columns), -128 times the sum of its
+ * bytes (rows of lds): what q8_0 by panels starts a block's accumulators from. */
+static void q8_sums(int32_t *xc, size_t lds, const int8_t *xq, size_t ldq, int n, int kc)
+{
+    int nbc = (kc + QB - 1) / QB;
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < nbc; b++) {
+            const int8_t *q = xq + (size_t)i * ldq + b * QB;
+            int32_t sum = 0;
+            for (int c = 0; c < QB; c++) sum += q[c];
+            xc[(size_t)i * lds + b] = -128 * sum;
+        }
 }
 
 /* Columns [0, kc) of n rows of X for the panels: the q8_0 bytes (signed, rows of ldq, zero-padded), and
@@ -795,9 +795,9 @@ static void xprep_init(sasp_xprep *p, void *buf, sasp_wtype type, const float *x
     *p = (sasp_xprep){.type = type, .n = n, .k = k, .x = x, .ldx = ldx};
     if (type == SASP_WT_F32) return;
     char *at = (char *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
-    p->data = at, p->ld = ((size_t)k + 63) / 64 * 64;
+    p->data = at, p->ld = sasp_xprep_ld(k);
     if (type != SASP_WT_Q8_0) return;
-    p->lds = ((size_t)sasp_q8_0_blocks(k) + 15) / 16 * 16;
+    p->lds = sasp_xprep_lds(k);
     p->scales = (float *)(at + (size_t)n * p->ld), p->sums = (int32_t *)(p->scales + (size_t)n * p->lds);
 }
 
@@ -814,14 +814,15 @@ static void xprep_rows(const sasp_xprep *p, int r0, int r1)
     } else if (p->type == SASP_WT_Q8_0) {
         int8_t *q = (int8_t *)p->data + (size_t)r0 * p->ld;
         quantize_x(q, p->ld, p->scales + (size_t)r0 * p->lds, p->lds, x, p->ldx, n, p->k);
+#ifdef KERNELS_Q8_PANELS
         q8_sums(p->sums + (size_t)r0 * p->lds, p->lds, q, p->ld, n, p->k);
+#endif
     }
 }
 
 static void matmul_xp(float *y, int ldy, const sasp_xprep *p, const sasp_weights *w, const float *bias)
 {
-    if (w->type == p->type) matmul_typed(y, ldy, p->x, p->ldx, p->data ? p : NULL, w, bias, p->n);
-    else matmul_typed(y, ldy, p->x, p->ldx, NULL, w, bias, p->n);
+    matmul_typed(y, ldy, p->x, p->ldx, w->type == p->type && p->data ? p : NULL, w, bias, p->n);
 }
 
 /* ---- attention ---- */

@@ -438,7 +438,7 @@ class Run:
             if not os.path.isfile(self.ckpt_path):
                 sys.exit(f"train: --resume: {self.ckpt_path} does not exist")
             state = torch.load(self.ckpt_path)
-            saved = argparse.Namespace(**state["args"])
+            saved = argparse.Namespace(**{"final_eval_ctx": "both", **state["args"]})  # runs before the option
             # The run's shape and schedule come from the checkpoint; bookkeeping options from this call.
             for k in ("threads", "export", "export_dtype", "eval_every", "log_every", "ckpt_minutes",
                       "no_final_eval"):
@@ -599,7 +599,7 @@ def probe(run, progress):
         per_window = run.eval_seconds / max(1, sum(len(w) for w in run.vwin.values()))
         # Windows of the model's context cost about (L / ctx) of a probe window each; the final
         # evaluation runs in float32 (about 2x a bf16 probe) and, with "both", once more at --ctx.
-        n_ctx = 2 if getattr(a, "final_eval_ctx", "both") == "both" else 1
+        n_ctx = 2 if a.final_eval_ctx == "both" else 1
         run.final_eval_cost = (1.25 * per_window * n_full * (run.cfg.max_seq_len / a.ctx) * n_ctx
                                * (2.0 if a.bf16 else 1.0))
     run.total = plan_steps(run, st)
@@ -626,10 +626,10 @@ def replan(run, step_times):
 # ---------------------------------------------------------------------------------------------
 
 def final_eval(run):
-    """Each validation split whole, in windows of the model's context (and of --ctx when shorter),
-    in nats/token and bits/byte."""
+    """Each validation split whole, in windows of the model's context (and of --ctx when shorter, unless
+    --final-eval-ctx model), in nats/token and bits/byte."""
     res = {}
-    ctxs = sorted({run.cfg.max_seq_len} | ({run.args.ctx} if getattr(run.args, "final_eval_ctx", "both") == "both" else set()))
+    ctxs = sorted({run.cfg.max_seq_len} | ({run.args.ctx} if run.args.final_eval_ctx == "both" else set()))
     for s, toks in run.val.items():
         for ctx in ctxs:
             t = time.time()
