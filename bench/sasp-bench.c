@@ -337,6 +337,7 @@ typedef struct {
     double triad_gbs;   /* arrays >> L3 */
     size_t triad_bytes;
     long l3;
+    double handoff_us; /* one empty run of the pool: what every phase of a step pays to hand out work */
 } machine;
 
 /* ---- the model measurements ---- */
@@ -724,6 +725,24 @@ static int choose_isas(const char *isa_list, const sasp_kernels **isas)
     return n;
 }
 
+static void empty_share(void *arg, int ith, int nth) { (void)arg, (void)ith, (void)nth; }
+
+/* Microseconds per sasp_pool_run of a share that does nothing, the best of `reps` bursts of 20,000: the
+ * hand-off of a phase (publish, every thread seeing it, every thread reporting back), which a decode
+ * step pays twice a layer. It moves cache lines between the cores: on a VM whose vCPUs sit far apart
+ * it is a large part of a small model's decode step. */
+static double pool_handoff_us(sasp_pool *pool, int reps)
+{
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double t = now();
+        for (int i = 0; i < 20000; i++) sasp_pool_run(pool, empty_share, NULL);
+        t = (now() - t) / 20000 * 1e6;
+        if (r == 0 || t < best) best = t;
+    }
+    return best;
+}
+
 /* The machine's ceilings with the widest vector ISA, on a pool of o->threads; printed. -1 when the
  * threads cannot start. */
 static int measure_machine(const options *o, machine *mc)
@@ -735,15 +754,17 @@ static int measure_machine(const options *o, machine *mc)
         fprintf(stderr, "sasp-bench: cannot start threads\n");
         return -1;
     }
-    *mc = (machine){avail[n_avail - 1]->name, 0, 0, 0, l3_bytes()};
+    *mc = (machine){avail[n_avail - 1]->name, 0, 0, 0, l3_bytes(), 0};
     mc->peak_gflops = peak_gflops(pool, mc->isa, 5);
     size_t tb = o->bw_mb > 0 ? (size_t)o->bw_mb << 20 : (size_t)(4 * mc->l3);
     if (tb < ((size_t)256 << 20)) tb = (size_t)256 << 20;
     mc->triad_bytes = tb;
     mc->triad_gbs = bandwidth_gbs(pool, tb, 1, 5);
+    mc->handoff_us = pool_handoff_us(pool, 5);
     printf("machine: %d threads; peak FMA (%s, all threads) %.1f GFLOP/s; STREAM triad (%.0f MB arrays) %.1f GB/s; "
-           "L3 %.0f MB\n",
-           sasp_pool_size(pool), mc->isa, mc->peak_gflops, tb / 1048576.0, mc->triad_gbs, mc->l3 / 1048576.0);
+           "L3 %.0f MB; pool hand-off %.2f us\n",
+           sasp_pool_size(pool), mc->isa, mc->peak_gflops, tb / 1048576.0, mc->triad_gbs, mc->l3 / 1048576.0,
+           mc->handoff_us);
     sasp_pool_free(pool);
     return 0;
 }
@@ -862,9 +883,9 @@ int main(int argc, char **argv)
 
     json_t *out = json_object();
     json_object_set_new(out, "machine",
-                        json_pack("{s:s, s:f, s:f, s:f, s:f}", "peak_isa", mc.isa, "peak_fma_gflops", mc.peak_gflops,
-                                  "triad_gbs", mc.triad_gbs, "triad_mb", mc.triad_bytes / 1048576.0, "l3_mb",
-                                  mc.l3 / 1048576.0));
+                        json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "peak_isa", mc.isa, "peak_fma_gflops",
+                                  mc.peak_gflops, "triad_gbs", mc.triad_gbs, "triad_mb", mc.triad_bytes / 1048576.0,
+                                  "l3_mb", mc.l3 / 1048576.0, "pool_handoff_us", mc.handoff_us));
     json_t *jmodels = json_array();
     /* the models: -m, or shapes A and B (each with its Pre-LN twin under --vs-preln) */
     int n_runs = o.model_dir ? 1 : o.shape ? 1

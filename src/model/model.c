@@ -17,8 +17,11 @@
  * - W_Q, W_K, (W_V) and, for sasp, W1 all read Z: they are one stacked matrix, read in one phase that
  *   also applies RoPE, fills the cache and the centring term and activates the MLP hidden;
  * - sasp's MLP does not wait for the attention: W2 and the attention share one phase;
- * - the items of a phase are handed out one at a time to whichever thread is free, biggest first
- *   (W2's blocks, then attention tiles longest context first), so the threads finish together;
+ * - the items of a phase are numbered biggest first (W2's blocks, then attention tiles longest context
+ *   first) and dealt round-robin to the threads, each claiming its own from a counter of its own; a
+ *   thread done early takes what is left of the others', so the threads finish together; a column
+ *   block goes, as a rule, to the same thread from one step to the next, and its weights stay in
+ *   that core's cache;
  * - row phases of a few rows (decode) run on the calling thread: a sasp decode step costs two pool
  *   round trips per layer (three with W_O) and one for the head. A prefill's row phases go to the pool,
  *   four round trips per layer; sasp's output combination could share one with the next block's norm,
@@ -28,6 +31,7 @@
 #include "model/model.h"
 
 #include <math.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,15 +109,16 @@ struct sasp_scratch {
     float *head_keys;       /* [threads][max_seq_len][d_head] one head's keys, contiguous (in scores' block) */
     struct att_tile *tiles; /* [rows] the step's rows cut into attention tiles */
     int n_tiles;
-    float *z_final;         /* [logit_rows][d]     final-normed rows that need logits */
-    float *logits;          /* [logit_rows][vocab] */
-    int *row_seq, *row_pos; /* [rows] which sequence and position each row is */
-    int *logit_src;         /* [logit_rows] the row each logit row comes from */
-    float **logit_dst;      /* [logit_rows] where its logits go (the caller's buffers) */
-    int *hidden_src;        /* [rows] the rows whose final hidden states were asked for */
-    float **hidden_dst;     /* [rows] where each goes (the caller's buffers) */
-    sasp_xprep xp;          /* the X of the product in flight, prepared once for its weight type */
-    void *xprep_buf;        /* xp's copy of X: sasp_xprep_bytes(rows or logit_rows, max(d_model, d_ff)) */
+    float *z_final;            /* [logit_rows][d]     final-normed rows that need logits */
+    float *logits;             /* [logit_rows][vocab] */
+    int *row_seq, *row_pos;    /* [rows] which sequence and position each row is */
+    int *logit_src;            /* [logit_rows] the row each logit row comes from */
+    float **logit_dst;         /* [logit_rows] where its logits go (the caller's buffers) */
+    int *hidden_src;           /* [rows] the rows whose final hidden states were asked for */
+    float **hidden_dst;        /* [rows] where each goes (the caller's buffers) */
+    struct item_share *shares; /* [threads] the item phases' counters (for_items) */
+    sasp_xprep xp;             /* the X of the product in flight, prepared once for its weight type */
+    void *xprep_buf;           /* xp's copy of X: sasp_xprep_bytes(rows or logit_rows, max(d_model, d_ff)) */
     size_t xprep_cap;
 };
 
@@ -341,7 +346,7 @@ void sasp_model_free(sasp_model *m)
     sasp_pool_free(m->pool);
     if (m->scratch) {
         free_row_buffers(m->scratch), free_logit_buffers(m->scratch);
-        free(m->scratch->scores), free(m->scratch->xprep_buf), free(m->scratch);
+        free(m->scratch->scores), free(m->scratch->shares), free(m->scratch->xprep_buf), free(m->scratch);
     }
     free(m->dir);
     free(m);
@@ -476,30 +481,48 @@ static void for_rows(const struct batch *b, int n, row_fn *fn, const void *arg)
     else sasp_pool_run(b->m->pool, row_worker, &run);
 }
 
+/* A thread's share of an item phase: items ith, ith + nth, ith + 2 nth, ... (so every share runs
+ * biggest first), claimed one at a time from the share's own counter, each on a cache line of its own.
+ * A thread whose share is done takes what is left of the others' shares, so the threads still finish
+ * together when one of them is slowed. One counter for all (the earlier way) moved its cache line
+ * between the cores at every item: about 210 ns one way on the 2-vCPU VM of docs/performance.md, as
+ * long as a small decode item's work (shape B's decode at batch 1 on two threads gained 27-47%). */
+struct item_share {
+    alignas(64) atomic_int next; /* the share's next item, counted within the share */
+};
+
 struct item_run {
     const struct batch *b;
     item_fn *fn;
     const void *arg;
     int n;
-    atomic_int next; /* the next item to hand out */
+    struct item_share *shares; /* [threads] */
 };
+
+/* The next unclaimed item of `owner`'s share, or -1 when that share is done. */
+static int claim(struct item_run *run, int owner, int nth)
+{
+    long k = atomic_fetch_add_explicit(&run->shares[owner].next, 1, memory_order_relaxed);
+    long item = owner + k * nth;
+    return item < run->n ? (int)item : -1;
+}
 
 static void item_worker(void *p, int ith, int nth)
 {
-    (void)nth;
     struct item_run *run = p;
-    for (int it = atomic_fetch_add_explicit(&run->next, 1, memory_order_relaxed); it < run->n;
-         it = atomic_fetch_add_explicit(&run->next, 1, memory_order_relaxed))
-        run->fn(run->b, run->arg, it, ith);
+    for (int j = 0; j < nth; j++) /* its own share first, then the others' */
+        for (int owner = (ith + j) % nth, it; (it = claim(run, owner, nth)) >= 0;)
+            run->fn(run->b, run->arg, it, ith);
 }
 
-/* fn(b, arg, item, ith) for each item < n on the pool, handed out in order to whichever thread asks
- * next; callers number their items biggest first, so the phase ends with every thread busy. ith is
- * the thread's index, for its share of the scratch. */
+/* fn(b, arg, item, ith) for each item < n on the pool; callers number their items biggest first, so
+ * the phase ends on small items with every thread busy. ith is the thread's index, for its share of
+ * the scratch. */
 static void for_items(const struct batch *b, int n, item_fn *fn, const void *arg)
 {
-    struct item_run run = {.b = b, .fn = fn, .arg = arg, .n = n};
-    atomic_init(&run.next, 0); /* published by the pool's release */
+    struct item_run run = {.b = b, .fn = fn, .arg = arg, .n = n, .shares = b->s->shares};
+    for (int t = 0; t < sasp_pool_size(b->m->pool); t++) /* published by the pool's release */
+        atomic_store_explicit(&run.shares[t].next, 0, memory_order_relaxed);
     sasp_pool_run(b->m->pool, item_worker, &run);
 }
 
@@ -971,6 +994,7 @@ static int scratch_reserve(sasp_model *m, int rows, int logit_rows)
         if (!s->scores) return -1;
         s->head_keys = s->scores + threads * ATT_TILE * ctx;
     }
+    if (!s->shares && !(s->shares = aligned_alloc(64, (size_t)sasp_pool_size(m->pool) * sizeof *s->shares))) return -1;
     if (rows > s->rows && reserve_rows(m, rows)) return -1;
     if (logit_rows > s->logit_rows && reserve_logit_rows(m, logit_rows)) return -1;
     size_t xprep = sasp_xprep_bytes(s->rows > s->logit_rows ? s->rows : s->logit_rows,
