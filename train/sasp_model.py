@@ -349,6 +349,14 @@ class SASPModel(nn.Module):
 
     def forward(self, tokens):
         """tokens: LongTensor [B, T] (T <= max_seq_len), positions 0..T-1 -> logits [B, T, vocab]."""
+        return self.hidden(tokens) @ self.head_weight().t()
+
+    def head_weight(self):
+        """The output matrix [vocab, d]: the embedding when tied."""
+        return self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+
+    def hidden(self, tokens):
+        """The final hidden states N_f(X_L) [B, T, d]: everything but the head."""
         B, T = tokens.shape
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {T} tokens is longer than max_seq_len {self.cfg.max_seq_len}")
@@ -360,9 +368,67 @@ class SASPModel(nn.Module):
             rope = rope_tables(T, self.cfg.d_head, self.cfg.rope_theta, x.dtype, x.device)
         for layer in self.layers:
             x = layer(x, rope)
-        x = self.norm_f(x)
-        head = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        return x @ head.t()
+        return self.norm_f(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss: the head and the cross-entropy together, a chunk of rows at a time
+
+LOSS_CHUNK = 512  # rows of logits at a time: 16 MB of float32 at a vocabulary of 8,192
+
+
+class ChunkedHeadLoss(torch.autograd.Function):
+    """sum over rows of cross_entropy(h @ w.T, targets), without ever holding the logits of all rows:
+    for each chunk of rows the logits, their log-sum-exp and, when gradients are wanted, the softmax
+    less the one-hot targets, multiplied back into the gradients of h and w right there. Training
+    at shape A spent 1.2 of its 1.9 s a step on the [16 x 256, 8192] logits (the float32 copy,
+    log_softmax and its backward, the zero-filled gradient); this takes about 0.24 s
+    (train/profile_step.py, docs/sasp-vs-preln.md). With bf16, h and w are rounded to bfloat16 for the
+    products and the logits come out rounded to bfloat16, as CPU autocast does for `h @ w.t()`; the
+    softmax is float32, as cross_entropy(logits.float()) computes it. The gradient of w is summed over
+    the chunks in float32 (autocast rounds the whole product once to bfloat16)."""
+
+    @staticmethod
+    def forward(ctx, h, w, targets, chunk, bf16, want_grad):
+        N = h.shape[0]
+        wl = w.to(torch.bfloat16) if bf16 else w
+        total = torch.zeros((), dtype=torch.float32)
+        grad_h = torch.empty_like(h) if want_grad else None
+        grad_w = torch.zeros(w.shape, dtype=torch.float32) if want_grad else None
+        for s in range(0, N, chunk):
+            hc = h[s:s + chunk]
+            hl = hc.to(torch.bfloat16) if bf16 else hc
+            logits = (hl @ wl.t()).float()
+            t = targets[s:s + chunk]
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if want_grad:
+                g = torch.exp(logits.sub_(lse[:, None]))  # the softmax, in place of the logits
+                g[torch.arange(g.shape[0]), t] -= 1.0
+                gl = g.to(torch.bfloat16) if bf16 else g
+                grad_h[s:s + chunk] = gl @ wl
+                grad_w += (gl.t() @ hl).float()
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.w_dtype = w.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, g):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * g, (grad_w * g).to(ctx.w_dtype), None, None, None, None
+
+
+def lm_loss(model, x, y, bf16=False, reduction="mean", chunk=LOSS_CHUNK):
+    """Next-token cross-entropy of model on tokens x [B, T] against targets y [B, T] (nats, the mean
+    or the sum over positions): F.cross_entropy(model(x).float(), y) under CPU autocast when bf16,
+    the head computed by ChunkedHeadLoss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        h = model.hidden(x)
+    h = h.reshape(-1, h.shape[-1])
+    w = model.head_weight()
+    want_grad = torch.is_grad_enabled() and (h.requires_grad or w.requires_grad)
+    total = ChunkedHeadLoss.apply(h, w, y.reshape(-1), chunk, bf16, want_grad)
+    return total / y.numel() if reduction == "mean" else total
 
 
 # ---------------------------------------------------------------------------------------------

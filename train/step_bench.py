@@ -8,17 +8,19 @@ that sasp_model.forward_flops counts.
   /usr/bin/python3 train/step_bench.py --threads 1 --shape 128,4,4,128,16 --shape 256,6,4,256,8
   (each --shape: d_model, n_layers, n_heads, context, batch; d_ff = 4 d_model; vocab 8192)
 """
-import argparse
-import sys
 import os
-import time
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sasp_model import ModelConfig, SASPModel, init_paper_, param_count, forward_flops  # noqa: E402
+import runtime  # noqa: E402,F401  (first: OMP_WAIT_POLICY and malloc's thresholds, as train.py)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from sasp_model import ModelConfig, SASPModel, init_paper_, lm_loss, param_count, forward_flops  # noqa: E402
 
 
 def make(arch, d, L, H, ctx, vocab):
@@ -31,9 +33,7 @@ def make(arch, d, L, H, ctx, vocab):
 
 
 def step(m, opt, x, y, bf16):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = m(x)
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+    loss = lm_loss(m, x, y, bf16)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)

@@ -37,25 +37,22 @@ which the next period goes on at the stable learning rate while the decayed bran
   /usr/bin/python3 train/train.py --arch preln --d-model 128 --n-layers 4 --steps 3000 --out runs/cmp-preln
 """
 import os
+import sys
 
-# libgomp's threads spin while they wait, against OpenBLAS's own threads: on two cores that costs a
-# third of the throughput (2,040-2,230 tokens/s passive against 1,290-1,410 spinning, shape A).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import runtime  # noqa: E402,F401  (first: OMP_WAIT_POLICY and malloc's thresholds, train/runtime.py)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from sasp_model import ModelConfig, SASPModel, init_paper_, param_count, forward_flops  # noqa: E402
+from sasp_model import ModelConfig, SASPModel, init_paper_, lm_loss, param_count, forward_flops  # noqa: E402
 from checkpoint_io import save_checkpoint, load_checkpoint  # noqa: E402
 
 VAL_SPLITS = ("val-files", "val-packages")
@@ -250,11 +247,7 @@ def mean_loss(model, windows, batch=16, bf16=False):
     for group in by_len.values():
         for i in range(0, len(group), batch):
             w = torch.from_numpy(np.stack(group[i:i + batch]))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(w[:, :-1])
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1),
-                                   reduction="sum")
-            total += loss.item()
+            total += lm_loss(model, w[:, :-1], w[:, 1:], bf16, reduction="sum").item()
             count += w[:, 1:].numel()
     model.train()
     return total / max(1, count)
@@ -312,9 +305,7 @@ def make_optimizer(model, args):
 
 def train_step(model, opt, x, y, args):
     """Forward, cross-entropy, backward, clipping, AdamW. Returns (loss, gradient norm)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-        logits = model(x)
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+    loss = lm_loss(model, x, y, args.bf16)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()

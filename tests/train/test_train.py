@@ -149,6 +149,51 @@ class Windows(unittest.TestCase):
         self.assertEqual(train.window_at(80, 100, a), (256, 4))   # the same tokens per step
 
 
+class HeadLoss(unittest.TestCase):
+    """sasp_model.lm_loss (the head and the cross-entropy a chunk of rows at a time, gradients made in
+    the forward pass) against F.cross_entropy(model(x).float(), y), the way train.py computed the loss
+    before: the loss and every parameter's gradient, in float32 and under bf16 autocast, tied and
+    untied heads, chunks that do and do not divide the rows, fresh random weights and tokens."""
+
+    def check(self, bf16, untied, chunk, seed):
+        from sasp_model import ModelConfig, SASPModel, init_paper_, lm_loss
+        torch.manual_seed(seed)
+        cfg = ModelConfig(d_model=24, n_heads=2, d_ff=40, vocab_size=53, n_layers=2, max_seq_len=16,
+                          tie_embeddings=not untied)
+        model = SASPModel(cfg)
+        init_paper_(model)
+        with torch.no_grad():  # the paper's W_Q = 0 would leave the attention gradients trivial
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        x = torch.randint(0, 53, (3, 11))
+        y = torch.randint(0, 53, (3, 11))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        ref = torch.nn.functional.cross_entropy(logits.float().reshape(-1, 53), y.reshape(-1))
+        ref.backward()
+        ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad(set_to_none=True)
+        loss = lm_loss(model, x, y, bf16, chunk=chunk)
+        loss.backward()
+        tol = dict(rtol=2e-2, atol=2e-3) if bf16 else dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loss, ref, rtol=1e-5 if bf16 else 1e-6, atol=0)
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(p.grad, ref_grads[n], **tol, msg=lambda m: f"{n}: {m}")
+        with torch.no_grad():
+            total = lm_loss(model, x, y, bf16, reduction="sum", chunk=chunk)
+        torch.testing.assert_close(total / y.numel(), ref, rtol=1e-5 if bf16 else 1e-6, atol=0)
+
+    def test_float32(self):
+        for untied in (False, True):
+            for chunk in (1, 7, 33, 512):
+                self.check(False, untied, chunk, seed=chunk + 10 * untied)
+
+    def test_bf16(self):
+        for untied in (False, True):
+            for chunk in (5, 33, 512):
+                self.check(True, untied, chunk, seed=100 + chunk + 10 * untied)
+
+
 class Training(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
