@@ -47,7 +47,8 @@ def main(argv=None):
     ap.add_argument("--title", default="SAS-P vs Pre-LN: same width, depth, data, tokens and schedule")
     args = ap.parse_args(argv)
     runs = [summary(r) for r in args.runs]
-    plot_losses([(f"{s['arch']} ({s['params'] / 1e6:.2f}M params)", s["rows"]) for s in runs],
+    plot_losses([(f"{os.path.basename(os.path.normpath(s['run']))}: {s['arch']} ({s['params'] / 1e6:.2f}M params)",
+                  s["rows"]) for s in runs],
                 args.png, args.title)
     print("| run | architecture | parameters (non-embedding) | steps | tokens | training tok/s "
           "| wall time | final val loss (fixed windows) | val loss, whole split | train loss, last 10% |")
@@ -56,6 +57,16 @@ def main(argv=None):
         print(f"| {s['run']} | {s['arch']} | {s['params']:,} ({s['params_non_embedding']:,}) | "
               f"{s['steps']} | {s['tokens']:,} | {s['tok_s']:.0f} | {s['train_seconds'] / 60:.1f} min | "
               f"{s['val_loss']:.4f} | {s['val_loss_full']:.4f} | {s['train_loss_tail']:.4f} |")
+    by_arch = {}
+    for s in runs:
+        by_arch.setdefault(s["arch"], []).append(s)
+    if len(by_arch) == 2 and any(len(v) > 1 for v in by_arch.values()):
+        print("\n| architecture | runs | mean training tok/s | mean val loss, whole split | per run |")
+        print("|---|---|---|---|---|")
+        for arch, rs in by_arch.items():
+            mean = lambda key: sum(r[key] for r in rs) / len(rs)  # noqa: E731
+            print(f"| {arch} | {len(rs)} | {mean('tok_s'):.0f} | {mean('val_loss_full'):.4f} | "
+                  + ", ".join(f"{r['val_loss_full']:.4f}" for r in rs) + " |")
     if len(runs) == 2 and not any(math.isnan(s["val_loss"]) for s in runs):
         a, b = runs
         print(f"\n{a['arch']} / {b['arch']}: parameters {a['params'] / b['params']:.3f} "
