@@ -40,7 +40,11 @@ def read_log(run_dir):
     final = next((r for r in rows if r["kind"] == "final"), None)
     if final is None:
         sys.exit(f"promote: {run_dir}/log.jsonl has no final record: the run has not finished")
-    return start, final, next((r for r in rows if r["kind"] == "trunk"), None)
+    trunk = next((dict(r) for r in rows if r["kind"] == "trunk"), None)
+    if trunk:  # the running time at the trunk: that of the last step logged before it
+        trunk["time"] = max((r["time"] for r in rows if r["kind"] == "train" and r["step"] <= trunk["step"]),
+                            default=0.0)
+    return start, final, trunk
 
 
 def copy_model(src, dest):
@@ -50,12 +54,15 @@ def copy_model(src, dest):
         shutil.copyfile(os.path.join(src, f), os.path.join(dest, f))
 
 
-def keep_trunk(run_dir, dest, state, trunk, base_tokens, lr):
-    """Copy the run's trunk into dest (train/trunk) and count its tokens in state["trunk"]."""
+def keep_trunk(run_dir, dest, state, trunk, base_tokens, lr, uncounted_seconds):
+    """Copy the run's trunk into dest (train/trunk) and count its tokens in state["trunk"], with the
+    seconds of training in it that cumulative_seconds does not count yet (those of runs that were not
+    promoted: a promoted period adds them when it goes on from this trunk)."""
     copy_model(os.path.join(run_dir, "trunk"), dest)
     state["trunk"] = {"date": datetime.date.today().isoformat(), "tokens": base_tokens + trunk["tokens"],
-                      "lr": lr, "note": "weights before the decay of the last period, in BF16: the next "
-                                        "period starts here at this stable learning rate (continue-run.sh)"}
+                      "lr": lr, "uncounted_seconds": round(uncounted_seconds),
+                      "note": "weights before the decay of the last period, in BF16: the next "
+                              "period starts here at this stable learning rate (continue-run.sh)"}
     print(f"promote: the trunk ({base_tokens + trunk['tokens']:,} tokens) copied into {dest}")
 
 
@@ -155,10 +162,12 @@ def main(argv=None):
     # the tokens already in the weights the run started from: the trunk's, or the default's
     from_trunk = os.path.normpath(a.get("init_from") or "") == os.path.normpath(os.path.join("train", "trunk"))
     base = state["trunk"]["tokens"] if from_trunk else state["cumulative_tokens"]
+    # seconds of runs that were not promoted, in the trunk this run started from
+    base_uncounted = state["trunk"].get("uncounted_seconds", 0) if from_trunk else 0
     if not args.apply:
         return 0 if ok else 1
     if trunk and os.path.isfile(os.path.join(args.run, "trunk", "model.safetensors")):
-        keep_trunk(args.run, args.trunk, state, trunk, base, a["lr"])
+        keep_trunk(args.run, args.trunk, state, trunk, base, a["lr"], 0 if ok else base_uncounted + trunk["time"])
         state["data"]["cursor"] = final["data_cursor"]  # the trunk's lineage has taken these chunks
     if not ok:
         state.setdefault("not_promoted", []).append({
@@ -170,7 +179,7 @@ def main(argv=None):
     shipped = ship_in(args.default, args.ship, args.data) if args.ship != "as-exported" else None
     state["data"]["cursor"] = final["data_cursor"]
     state["cumulative_tokens"] = base + final["tokens"]
-    state["cumulative_seconds"] += round(final["train_seconds"])
+    state["cumulative_seconds"] += round(base_uncounted + final["train_seconds"])
     state["periods"].append({
         "date": datetime.date.today().isoformat(), "tokens": final["tokens"], "seconds": round(final["train_seconds"]),
         "steps": final["step"], "machine": args.machine, "precision": "bf16 autocast" if a.get("bf16") else "float32",
