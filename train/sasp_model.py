@@ -403,7 +403,7 @@ class ChunkedHeadLoss(torch.autograd.Function):
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
             if want_grad:
-                g = torch.exp(logits.sub_(lse[:, None]))  # the softmax, in place of the logits
+                g = logits.sub_(lse[:, None]).exp_()  # the softmax, in place of the logits
                 g[torch.arange(g.shape[0]), t] -= 1.0
                 gl = g.to(torch.bfloat16) if bf16 else g
                 grad_h[s:s + chunk] = gl @ wl
