@@ -20,8 +20,10 @@ X-Forwarded-For must carry each client to the replica: with --max-inflight-per-c
 second held request from one address gets 429 while another address's gets 200.
 
 Fails when a normal request does not get 200, when the p99 latency with the hostile connections is over
-2x the baseline's (a ratio from one run; the pair of phases is measured again once if it is, as the
-machine is shared), when the daemon's thread count grows with the connections, or when the extra
+2x the baseline's and more than SLACK_MS above it (a ratio from one run; the pair of phases is measured
+again once if it is, as the machine is shared; the baseline's p99 is a millisecond or two, and on a
+2-core machine running other suites beside this one a ratio of 2 is a few milliseconds of scheduling:
+CI failed on 1.63 against 5.82 ms, while a client locked out by the attack waits whole seconds), when the daemon's thread count grows with the connections, or when the extra
 connections of step 4 are not refused. The daemon runs with --header-timeout 120 so that the hostile
 connections stay open for the whole run (the default of 10 s would close them: test_guard.py checks
 that). Prints the figures as one JSON line (--json FILE writes them too).
@@ -263,6 +265,15 @@ def forwarded_check(t):
             c.close()
 
 
+SLACK_MS = 20  # p99 may grow by this much whatever the ratio: a time slice or two of a busy scheduler
+
+
+def too_slow(r):
+    """The normal client's p99 with the hostile connections open is over 2x the baseline's and more
+    than SLACK_MS above it."""
+    return r["p99_ratio"] > 2.0 and r["hostile"]["p99_ms"] - r["baseline"]["p99_ms"] > SLACK_MS
+
+
 def per_ip_check(t, limit, timeout=60.0):
     """limit + 8 connections from one address: exactly 8 are closed at accept and counted, and each of
     the other limit answers a request on its connection. Waits for those events (up to timeout), not
@@ -359,7 +370,7 @@ def main():
             lb, t = start_haproxy(args, port)
         normal_client(t.port, 20)  # warm up
         r = measure_pair(args, t, server.pid)
-        if r["p99_ratio"] > 2.0 and not r["hostile"]["failed"]:
+        if too_slow(r) and not r["hostile"]["failed"]:
             print("hostile.py: p99 ratio %.2f; measuring the pair again (shared machine)" % r["p99_ratio"])
             r = measure_pair(args, t, server.pid)
         r["per_ip_extra_closed"], r["refused_per_ip"], r["per_ip_answered"] = per_ip_check(t, 128)
@@ -387,8 +398,9 @@ def main():
     if (r["connections_open"] or 0) < args.idle + args.trickle:
         errors.append("%s held %s connections, not the %d hostile ones"
                       % ("the balancer" if lb else "the server", r["connections_open"], args.idle + args.trickle))
-    if r["p99_ratio"] > 2.0:
-        errors.append("p99 with hostile connections is %.2fx the baseline's (limit 2x)" % r["p99_ratio"])
+    if too_slow(r):
+        errors.append("p99 with hostile connections is %.2fx the baseline's and %.1f ms above it (limits 2x and "
+                      "%d ms)" % (r["p99_ratio"], r["hostile"]["p99_ms"] - r["baseline"]["p99_ms"], SLACK_MS))
     if lb and (r["server_connections_peak"] or 0) > 64:
         errors.append("the replica behind the balancer held %s connections at once (the balancer should "
                       "hold the hostile ones)" % r["server_connections_peak"])
