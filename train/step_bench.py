@@ -20,7 +20,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sasp_model import ModelConfig, SASPModel, init_paper_, lm_loss, param_count, forward_flops  # noqa: E402
+from sasp_model import ModelConfig, SASPModel, init_paper_, param_count, forward_flops  # noqa: E402
+from train import train_step  # noqa: E402
 
 
 def make(arch, d, L, H, ctx, vocab):
@@ -33,11 +34,8 @@ def make(arch, d, L, H, ctx, vocab):
 
 
 def step(m, opt, x, y, bf16):
-    loss = lm_loss(m, x, y, bf16)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-    opt.step()
+    """One step exactly as train.py takes it (gradient clipping at train.py's default, 1.0)."""
+    train_step(m, opt, x, y, argparse.Namespace(bf16=bf16, clip=1.0))
 
 
 def main(argv=None):
