@@ -573,16 +573,18 @@ def probe(run, progress):
         run.step += 1
         run.tokens_seen += x.numel()
     st = float(np.median(times[2:]))
-    if a.long_ctx > a.ctx:  # the cost of a long-window step against a short one, by forward passes
+    if a.long_ctx > a.ctx:  # the cost of a long-window step against a short one, forward and backward
+        # (forward passes alone gave 2.3x where the run's steps took 3.3x: attention's backward grows
+        # with the square of the window); the gradients are dropped, nothing is learnt from these
         ctx, b = window_at(1, 1, a)
         t_long, t_short = [], []
         for _ in range(3):
             for n, c, dest in ((b, ctx, t_long), (a.batch_size, a.ctx, t_short)):
-                x, _ = random_batch(run.train_tokens, n, c, run.rng)
+                x, y = random_batch(run.train_tokens, n, c, run.rng)
                 t = time.time()
-                with torch.no_grad():
-                    run.model(x)
+                lm_loss(run.model, x, y, a.bf16).backward()
                 dest.append(time.time() - t)
+                run.opt.zero_grad(set_to_none=True)
         run.long_step_ratio = float(np.median(t_long) / np.median(t_short))
     run.evaluate()
     if not a.no_final_eval:
@@ -612,6 +614,34 @@ def replan(run, step_times):
     if abs(new_total - run.total) > 0.02 * run.total:
         run.log({"kind": "plan", "step": run.step, "step_seconds": st, "total_steps": new_total})
         run.total = new_total
+
+
+def fit_tail(run, short_times, long_times):
+    """From the decay on, where replan no longer runs: when the steps left would overrun the time
+    budget at the step times measured (the long-window ones once there are a few), end the schedule
+    sooner, so that the learning rate still decays to its floor instead of being cut where the
+    budget runs out. Only ever shortens."""
+    a = run.args
+    st = float(np.median(short_times[-50:]))
+    lt = (float(np.median(long_times[-20:])) if len(long_times) >= 5
+          else st * (run.long_step_ratio or 1.0))
+    left = run.budget - run.elapsed() - 20.0 - (0.0 if a.no_final_eval else run.final_eval_cost)
+    long_on = a.long_ctx and a.long_ctx > a.ctx
+
+    def cost(total):
+        start = total - int(round(a.long_frac * total)) if long_on else total
+        n_short, n_long = max(0, start - run.step), total - max(run.step, start)
+        return n_short * st + n_long * lt + (total - run.step) / a.eval_every * (run.eval_seconds or 0.0)
+
+    total = run.total
+    while total > run.step + 1 and cost(total) > left:
+        total -= 1
+    if total < run.total:
+        if total < 0.99 * run.planned_tail:
+            run.log({"kind": "plan", "step": run.step, "step_seconds": st, "long_step_seconds": lt,
+                     "total_steps": total})
+            run.planned_tail = total
+        run.total = total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -715,7 +745,8 @@ def train_loop(run, progress):
         signal.signal(sig, lambda signum, frame: stop.append(signum))
     run.model.train()
     last_ckpt, window_t, window_tokens = time.time(), time.time(), 0
-    step_times = []
+    step_times, short_times, long_times = [], [], []
+    run.planned_tail = run.total
     while run.step < run.total:
         if run.budget and run.elapsed() > run.budget - 10 - (0 if a.no_final_eval else run.final_eval_cost):
             print(f"\ntrain: time budget reached at step {run.step}/{run.total}: stopping", file=sys.stderr)
@@ -741,9 +772,12 @@ def train_loop(run, progress):
             run.t_start += dt - float(np.median(step_times[-50:]))
             dt = float(np.median(step_times[-50:]))
         step_times.append(dt)
+        (long_times if ctx != a.ctx else short_times).append(dt)
         if run.budget and run.step % a.eval_every == 0 and run.step < min(0.85 * run.total,
                                                                             decay_start(run.total, a) - a.eval_every):
             replan(run, step_times)
+        elif run.budget and run.step % 10 == 0 and short_times and run.step >= decay_start(run.total, a):
+            fit_tail(run, short_times, long_times)
         if run.step % a.log_every == 0 or run.step == run.total:
             now = time.time()
             tok_s = window_tokens / max(1e-9, now - window_t)

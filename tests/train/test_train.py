@@ -149,6 +149,54 @@ class Windows(unittest.TestCase):
         self.assertEqual(train.window_at(80, 100, a), (256, 4))   # the same tokens per step
 
 
+class FitTail(unittest.TestCase):
+    """train.fit_tail: in the decay, steps that would overrun the time budget shorten the schedule
+    (so the learning rate still reaches its floor) by exactly what the measured step times say."""
+
+    def run_at(self, step, total, left, long_ratio=2.0):
+        a = train.parse_args(["--out", "x", "--time-budget", "10", "--ctx", "64", "--long-ctx", "256",
+                              "--long-frac", "0.1", "--eval-every", "50", "--schedule", "wsd"])
+
+        class Run:
+            pass
+        run = Run()
+        run.args, run.step, run.total, run.planned_tail = a, step, total, total
+        run.budget, run.final_eval_cost, run.eval_seconds, run.long_step_ratio = 1000.0, 0.0, 0.0, long_ratio
+        run.elapsed = lambda: 1000.0 - 20.0 - left
+        run.logged = []
+        run.log = run.logged.append
+        return run
+
+    def test_shortens_only_when_the_steps_left_overrun(self):
+        # 200 steps left, the last 100 long (1.0 s) and 100 short (0.5 s): 150 s needed
+        run = self.run_at(800, 1000, left=150.0)
+        train.fit_tail(run, [0.5] * 10, [1.0] * 10)
+        self.assertEqual(run.total, 1000)
+        self.assertEqual(run.logged, [])
+        # 120 s left: total T with long stage from T - round(0.1 T), the largest that fits
+        run = self.run_at(800, 1000, left=120.0)
+        train.fit_tail(run, [0.5] * 10, [1.0] * 10)
+        t = run.total
+
+        def cost(total):
+            start = total - int(round(0.1 * total))
+            return (start - 800) * 0.5 + (total - start) * 1.0
+        self.assertLessEqual(cost(t), 120.0)
+        self.assertGreater(cost(t + 1), 120.0)
+        self.assertLess(t, 1000)
+        self.assertEqual(run.logged[-1]["total_steps"], t)
+        self.assertAlmostEqual(train.lr_at(t, t, run.args), run.args.lr * run.args.min_lr_frac)
+
+    def test_before_long_steps_are_measured_it_uses_the_probe_ratio(self):
+        run = self.run_at(800, 1000, left=120.0, long_ratio=3.0)
+        train.fit_tail(run, [0.5] * 10, [9.0] * 4)     # 4 long steps: too few, the ratio stands
+        t_ratio = run.total
+        run2 = self.run_at(800, 1000, left=120.0)
+        train.fit_tail(run2, [0.5] * 10, [1.5] * 5)     # 5: measured
+        self.assertEqual(t_ratio, run2.total)
+        self.assertLess(t_ratio, 1000)
+
+
 class HeadLoss(unittest.TestCase):
     """sasp_model.lm_loss (the head and the cross-entropy a chunk of rows at a time, gradients made in
     the forward pass) against F.cross_entropy(model(x).float(), y), the way train.py computed the loss
