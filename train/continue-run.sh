@@ -15,7 +15,8 @@
 # 3. Exports runs/continue/model, and runs/continue/trunk at the first step of the decay.
 #    train/promote.py --apply then decides whether the model becomes the default, and keeps the trunk
 #    in train/trunk either way.
-# A killed run (SIGTERM: it saves and exits 3) continues from runs/continue/ckpt.pt when started again.
+# A killed run (SIGTERM: it saves and exits 3) continues from runs/continue/ckpt.pt when started again
+# (with BUDGET given again, that is the period's new length in minutes, the time already run included).
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-runs/continue}
 mkdir -p "$out"
@@ -41,7 +42,7 @@ else from=models/sasp-small; lr=${LR:-1e-3}; fi
 while ! grep -q '"kind": "final"' "$out/log.jsonl" 2>/dev/null; do
   if [ -f "$out/ckpt.pt" ]; then
     /usr/bin/python3 train/train.py --out "$out" --resume --threads 2 --eval-every 250 --ckpt-minutes 5 \
-      --export "$out/model"
+      --export "$out/model" ${BUDGET:+--time-budget "$BUDGET"}
   else
     /usr/bin/python3 train/train.py --out "$out" --data "${DATA:-data/corpus}" --init-from "$from" --trunk "$out/trunk" \
       --d-model 256 --n-layers 6 --n-heads 4 --ctx 256 --long-ctx 1024 --long-frac 0.1 --fim-rate 0.5 \

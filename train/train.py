@@ -19,6 +19,7 @@ Outputs, under --out (runs/NAME):
   loss.png      training and validation loss against tokens seen (redrawn at every evaluation)
   ckpt.pt       model + optimizer + step + RNG states + args, written every --ckpt-minutes and at
                 the end; --resume continues from it with the same schedule and the budget left
+                (or, with --time-budget, a new budget for the whole run, re-planned as it goes)
 and with --export DIR, the checkpoint format (config.json, model.safetensors, tokenizer.json).
 
 The length of a run is --steps, or --flops-budget (a fixed amount of compute, for comparing shapes),
@@ -424,7 +425,7 @@ class Run:
 
     def __init__(self, args):
         self.ckpt_path = os.path.join(args.out, "ckpt.pt")
-        state = None
+        state, new_budget = None, args.time_budget if args.resume else 0
         if args.resume:
             if not os.path.isfile(self.ckpt_path):
                 sys.exit(f"train: --resume: {self.ckpt_path} does not exist")
@@ -443,6 +444,9 @@ class Run:
         self.eval_seconds, self.final_eval_cost, self.long_step_ratio = None, 0.0, None
         if state is not None:
             self.restore(state)
+            if new_budget and self.budget:  # a new length for a time-budget run: re-planned as it goes
+                self.budget, args.time_budget = new_budget * 60.0, new_budget
+                print(f"train: time budget now {new_budget:g} minutes", file=sys.stderr)
             elapsed = state["elapsed"]
         self.t_start = time.time() - elapsed
         self.log_f = open(os.path.join(args.out, "log.jsonl"), "a")
