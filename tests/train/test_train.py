@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(SRC, "train"))
 import bpe  # noqa: E402
 import corpus  # noqa: E402
 import eval_perplexity  # noqa: E402
+import quality_filter  # noqa: E402
 import train  # noqa: E402
 from checkpoint_io import load_checkpoint  # noqa: E402
 
@@ -147,6 +148,57 @@ class Windows(unittest.TestCase):
                               "--long-frac", "0.2", "--batch-size", "16"])
         self.assertEqual(train.window_at(79, 100, a), (64, 16))
         self.assertEqual(train.window_at(80, 100, a), (256, 4))   # the same tokens per step
+
+
+class QualityFilter(unittest.TestCase):
+    """train/quality_filter.py: what it calls a test, a data table and undocumented code, and that the
+    filtered train.bin is exactly the kept documents' tokens, each with its end-of-text id."""
+
+    DOCS = {
+        "kept": '"""A module."""\nimport os\n\n\ndef f(x):\n    # double it\n    return 2 * x\n',
+        "test": '"""Tests."""\nimport unittest\n\n\nclass T(unittest.TestCase):\n    pass\n',
+        "table": '# data\nROWS = [\n    (1, 2.5, "a"),\n    (0x1f, -3, "b"),\n    (4, 5e-3, \'c\'),\n]\n',
+        "bare": "import os\n\n\ndef g(y):\n    return y + 1\n\n\ndef h():\n    pass\n",
+        "also kept": "def k():\n    '''Docstring\n    over lines.\n    '''\n    return None\n",
+    }
+
+    def test_features(self):
+        self.assertTrue(quality_filter.keep(self.DOCS["kept"]))
+        self.assertTrue(quality_filter.keep(self.DOCS["also kept"]))
+        self.assertTrue(quality_filter.features(self.DOCS["test"])[0])
+        self.assertGreaterEqual(quality_filter.features(self.DOCS["table"])[1], 0.3)
+        self.assertLess(quality_filter.features(self.DOCS["bare"])[2], 0.1)
+        self.assertTrue(quality_filter.features("def test_a():\n    pass\ndef test_b():\n    pass\n")[0])
+        self.assertFalse(quality_filter.is_literal_line("x = [1, 2]"))
+        self.assertTrue(quality_filter.is_literal_line("'it\\'s', 1.5e-3, 0b101,"))
+
+    def test_filtered_tokens_are_the_kept_documents(self):
+        with tempfile.TemporaryDirectory() as d:
+            src, out = os.path.join(d, "src"), os.path.join(d, "out")
+            os.makedirs(src)
+            rng = np.random.default_rng(0)
+            names = list(self.DOCS) * 3
+            docs = [rng.integers(1, 400, size=rng.integers(1, 30)).tolist() + [0] for _ in names]
+            np.asarray(sum(docs, []), dtype=np.uint16).tofile(os.path.join(src, "train.bin"))
+            with open(os.path.join(src, "train.txt"), "w") as fh:
+                fh.write("".join(self.DOCS[n] + quality_filter.EOT_TEXT for n in names))
+            for f in ("tokenizer.json", "val-files.bin", "val-files.txt", "val-packages.bin", "val-packages.txt"):
+                open(os.path.join(src, f), "w").close()
+            with open(os.path.join(src, "manifest.json"), "w") as fh:
+                json.dump({"tokenizer": {"eot_id": 0, "vocab_size": 400}, "train": {"files": len(names)}}, fh)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(quality_filter.main(["--data", src, "--out", out]), 0)
+            want = sum((t for n, t in zip(names, docs) if n in ("kept", "also kept")), [])
+            got = np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16).tolist()
+            self.assertEqual(got, want)
+            with open(os.path.join(out, "manifest.json")) as fh:
+                m = json.load(fh)
+            self.assertEqual(m["train"]["tokens"], len(want))
+            self.assertEqual(m["quality_filter"]["dropped"], {"test": 3, "data_table": 3, "undocumented": 3})
+            with open(os.path.join(src, "train.txt"), "a") as fh:  # a document more in the text than the tokens
+                fh.write("x = 1\n" + quality_filter.EOT_TEXT)
+            with self.assertRaises(SystemExit):
+                quality_filter.main(["--data", src, "--out", out])
 
 
 class FitTail(unittest.TestCase):
