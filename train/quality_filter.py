@@ -8,7 +8,8 @@ A training file is dropped when it is
   a data table:  30% or more of its non-blank lines hold nothing but literals (numbers, strings,
                  brackets and commas);
   undocumented:  fewer than MIN_DOC (10%) of its non-blank lines are comments or docstring lines.
-The validation splits are not filtered (they are what the model is judged on either way), and the
+The validation splits are not filtered (they are what the model is judged on either way; the held-out
+files that pass are also written, as val-files-kept.txt and val-packages-kept.txt), and the
 tokens are not re-encoded: the documents of train.bin (ended by the <|endoftext|> id) are matched one
 for one with those of train.txt (ended by the <|endoftext|> text), which corpus.py wrote in the same
 order, and the kept ones are copied.
@@ -72,9 +73,27 @@ def features(text):
     return is_test, literal / len(lines), doc / len(lines)
 
 
-def keep(text):
+def reason(text):
+    """Why the file is dropped ("test", "data_table" or "undocumented"), or None when it is kept."""
     is_test, literal, doc = features(text)
-    return not is_test and literal < MAX_LITERAL_LINES and doc >= MIN_DOC
+    if is_test:
+        return "test"
+    if literal >= MAX_LITERAL_LINES:
+        return "data_table"
+    return "undocumented" if doc < MIN_DOC else None
+
+
+def keep(text):
+    return reason(text) is None
+
+
+def documents(path):
+    """The documents of a split's .txt (each ended by the <|endoftext|> text)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        texts = fh.read().split(EOT_TEXT)
+    if texts and not texts[-1].strip():
+        texts.pop()
+    return texts
 
 
 def main(argv=None):
@@ -87,21 +106,14 @@ def main(argv=None):
     eot = manifest["tokenizer"].get("eot_id", 0)
     tokens = np.fromfile(os.path.join(a.data, "train.bin"), dtype=np.uint16)
     ends = np.flatnonzero(tokens == eot)
-    with open(os.path.join(a.data, "train.txt"), encoding="utf-8", errors="replace") as fh:
-        texts = fh.read().split(EOT_TEXT)
-    if texts and not texts[-1].strip():
-        texts.pop()
+    texts = documents(os.path.join(a.data, "train.txt"))
     if len(texts) != len(ends):
         sys.exit(f"quality_filter: {len(texts)} documents in train.txt, {len(ends)} in train.bin")
     kept, reasons = [], {"test": 0, "data_table": 0, "undocumented": 0}
     for i, text in enumerate(texts):
-        is_test, literal, doc = features(text)
-        if is_test:
-            reasons["test"] += 1
-        elif literal >= MAX_LITERAL_LINES:
-            reasons["data_table"] += 1
-        elif doc < MIN_DOC:
-            reasons["undocumented"] += 1
+        why = reason(text)
+        if why:
+            reasons[why] += 1
         else:
             kept.append(i)
     starts = np.concatenate([[0], ends[:-1] + 1])
@@ -110,6 +122,9 @@ def main(argv=None):
     out_tokens.tofile(os.path.join(a.out, "train.bin"))
     for name in ("tokenizer.json", "val-files.bin", "val-files.txt", "val-packages.bin", "val-packages.txt"):
         shutil.copyfile(os.path.join(a.data, name), os.path.join(a.out, name))
+    for split in ("val-files", "val-packages"):  # the held-out files that pass, to score both models on
+        with open(os.path.join(a.out, f"{split}-kept.txt"), "w", encoding="utf-8") as fh:
+            fh.write("".join(t + EOT_TEXT for t in documents(os.path.join(a.data, f"{split}.txt")) if keep(t)))
     manifest["train"] = dict(manifest["train"], files=len(kept), tokens=int(out_tokens.size))
     manifest["quality_filter"] = {"files_before": len(texts), "tokens_before": int(tokens.size),
                                   "dropped": reasons, "min_doc_lines": MIN_DOC,

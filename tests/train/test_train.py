@@ -195,6 +195,7 @@ class QualityFilter(unittest.TestCase):
                 m = json.load(fh)
             self.assertEqual(m["train"]["tokens"], len(want))
             self.assertEqual(m["quality_filter"]["dropped"], {"test": 3, "data_table": 3, "undocumented": 3})
+            self.assertTrue(os.path.isfile(os.path.join(out, "val-packages-kept.txt")))
             with open(os.path.join(src, "train.txt"), "a") as fh:  # a document more in the text than the tokens
                 fh.write("x = 1\n" + quality_filter.EOT_TEXT)
             with self.assertRaises(SystemExit):
