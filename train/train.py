@@ -578,8 +578,8 @@ def probe(run, progress):
         run.tokens_seen += x.numel()
     st = float(np.median(times[2:]))
     if a.long_ctx > a.ctx:  # the cost of a long-window step against a short one, forward and backward
-        # (forward passes alone gave 2.3x where the run's steps took 3.3x: attention's backward grows
-        # with the square of the window); the gradients are dropped, nothing is learnt from these
+        # (forward passes alone said 2.3x where period 6's steps took 3.2x); the gradients are
+        # dropped, nothing is learnt from these. fit_tail corrects the plan with the real long steps.
         ctx, b = window_at(1, 1, a)
         t_long, t_short = [], []
         for _ in range(3):
