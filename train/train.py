@@ -617,7 +617,7 @@ def replan(run, step_times):
     new_total = plan_steps(run, st)
     if abs(new_total - run.total) > 0.02 * run.total:
         run.log({"kind": "plan", "step": run.step, "step_seconds": st, "total_steps": new_total})
-        run.total = new_total
+        run.total = run.logged_total = new_total
 
 
 def fit_tail(run, short_times, long_times):
@@ -641,10 +641,10 @@ def fit_tail(run, short_times, long_times):
     while total > run.step + 1 and cost(total) > left:
         total -= 1
     if total < run.total:
-        if total < 0.99 * run.planned_tail:
+        if total < 0.99 * run.logged_total:  # a plan record for every 1% it shortens
             run.log({"kind": "plan", "step": run.step, "step_seconds": st, "long_step_seconds": lt,
                      "total_steps": total})
-            run.planned_tail = total
+            run.logged_total = total
         run.total = total
 
 
@@ -750,7 +750,7 @@ def train_loop(run, progress):
     run.model.train()
     last_ckpt, window_t, window_tokens = time.time(), time.time(), 0
     step_times, short_times, long_times = [], [], []
-    run.planned_tail = run.total
+    run.logged_total = run.total  # the total of the last plan record (replan and fit_tail write them)
     while run.step < run.total:
         if run.budget and run.elapsed() > run.budget - 10 - (0 if a.no_final_eval else run.final_eval_cost):
             print(f"\ntrain: time budget reached at step {run.step}/{run.total}: stopping", file=sys.stderr)

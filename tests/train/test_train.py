@@ -213,7 +213,7 @@ class FitTail(unittest.TestCase):
         class Run:
             pass
         run = Run()
-        run.args, run.step, run.total, run.planned_tail = a, step, total, total
+        run.args, run.step, run.total, run.logged_total = a, step, total, total
         run.budget, run.final_eval_cost, run.eval_seconds, run.long_step_ratio = 1000.0, 0.0, 0.0, long_ratio
         run.elapsed = lambda: 1000.0 - 20.0 - left
         run.logged = []
