@@ -23,10 +23,12 @@ for run in all kept; do
       > runs/filter-$run.log 2>&1 &
 done
 wait
+nll() { # run held-out-text: mean NLL in nats/token
+  ./sasp-cli -m "runs/filter-$1/model" -t 2 --perplexity "data/corpus-filtered/$2.txt" 2>/dev/null |
+    sed -n "s/^mean NLL: *\([0-9.]*\).*/\1/p"
+}
 echo "| held-out text | trained on all files | trained on the filtered files |"
 echo "|---|---:|---:|"
 for f in val-files val-packages val-files-kept val-packages-kept; do
-  nll() { ./sasp-cli -m "runs/filter-$1/model" -t 2 --perplexity "data/corpus-filtered/$f.txt" 2>/dev/null |
-          sed -n "s/^mean NLL: *\([0-9.]*\).*/\1/p"; }
-  echo "| $f | $(nll all) | $(nll kept) |"
+  echo "| $f | $(nll all $f) | $(nll kept $f) |"
 done

@@ -25,7 +25,9 @@ import sys
 
 import numpy as np
 
-EOT_TEXT = "<|endoftext|>"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from corpus import EOT as EOT_TEXT  # noqa: E402  (the separator corpus.py writes between documents)
+
 MIN_DOC = 0.10
 MAX_LITERAL_LINES = 0.30
 
@@ -62,7 +64,7 @@ def features(text):
         if s.startswith("#"):
             doc += 1
             continue
-        m = TRIPLE.match(s) or TRIPLE.match(s.lstrip("rRuUbBfF"))
+        m = TRIPLE.match(s.lstrip("rRuUbBfF"))
         if m:  # a string statement opening with triple quotes: a docstring (or a bare string)
             doc += 1
             if s.count(m.group(0)) % 2 == 1:

@@ -288,9 +288,18 @@ def lr_at(step, total, args):
     return args.lr * (args.min_lr_frac + (1 - args.min_lr_frac) * shape)
 
 
+def has_long_stage(args):
+    return bool(args.long_ctx) and args.long_ctx > args.ctx
+
+
+def long_start(total, args):
+    """The first step of the last --long-frac of the steps, at --long-ctx when there is a long stage."""
+    return total - int(round(args.long_frac * total))
+
+
 def window_at(step, total, args):
     """(window length, windows per step) at a step: --ctx, then --long-ctx for the last --long-frac."""
-    if args.long_ctx and args.long_ctx > args.ctx and step >= total - int(round(args.long_frac * total)):
+    if has_long_stage(args) and step >= long_start(total, args):
         return args.long_ctx, max(1, args.batch_size * args.ctx // args.long_ctx)
     return args.ctx, args.batch_size
 
@@ -552,11 +561,17 @@ class Run:
 # ---------------------------------------------------------------------------------------------
 # planning a budget
 
+def time_left(run):
+    """Seconds of the budget left for steps and evaluations: 20 s of margin and the final evaluation
+    set aside."""
+    return run.budget - run.elapsed() - 20.0 - (0.0 if run.args.no_final_eval else run.final_eval_cost)
+
+
 def plan_steps(run, step_time):
     """Steps that fit in what is left of the time budget, evaluations, the long-window stage and
     the final evaluation included."""
     a = run.args
-    left = run.budget - run.elapsed() - 20.0 - (0.0 if a.no_final_eval else run.final_eval_cost)
+    left = time_left(run)
     per_step = step_time * (1 + (a.long_frac * ((run.long_step_ratio or 1.0) - 1) if a.long_ctx else 0))
     per_step += (run.eval_seconds or 0.0) / a.eval_every
     return run.step + max(1, int(left / per_step))
@@ -577,7 +592,7 @@ def probe(run, progress):
         run.step += 1
         run.tokens_seen += x.numel()
     st = float(np.median(times[2:]))
-    if a.long_ctx > a.ctx:  # the cost of a long-window step against a short one, forward and backward
+    if has_long_stage(a):  # the cost of a long-window step against a short one, forward and backward
         # (forward passes alone said 2.3x where period 6's steps took 3.2x); the gradients are
         # dropped, nothing is learnt from these. fit_tail corrects the plan with the real long steps.
         ctx, b = window_at(1, 1, a)
@@ -629,11 +644,10 @@ def fit_tail(run, short_times, long_times):
     st = float(np.median(short_times[-50:]))
     lt = (float(np.median(long_times[-20:])) if len(long_times) >= 5
           else st * (run.long_step_ratio or 1.0))
-    left = run.budget - run.elapsed() - 20.0 - (0.0 if a.no_final_eval else run.final_eval_cost)
-    long_on = a.long_ctx and a.long_ctx > a.ctx
+    left = time_left(run)
 
     def cost(total):
-        start = total - int(round(a.long_frac * total)) if long_on else total
+        start = long_start(total, a) if has_long_stage(a) else total
         n_short, n_long = max(0, start - run.step), total - max(run.step, start)
         return n_short * st + n_long * lt + (total - run.step) / a.eval_every * (run.eval_seconds or 0.0)
 
