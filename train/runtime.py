@@ -15,7 +15,8 @@ starts its threads): train.py, step_bench.py and profile_step.py import it.
   unmapped each time: M_MMAP_MAX = 0 puts every block in the heap. Measured in fresh processes,
   alternated, 2 threads, bf16, shape A at context 1,024 (4 windows a step) against 256 (16 windows):
   with mmap 1,218-1,605 ms against 568-717 (2.15-2.24x), without 704-720 ms against 516-531 (1.36x).
-  Period 6's steps at 1,024 had taken 3.2x those at 256.
+  Period 6's steps at 1,024 had taken 3.2x those at 256. train/malloc_ab.py reruns the comparison (the
+  figures above came from its first form, which switched mmap off where this one switches it on).
 """
 import ctypes
 import ctypes.util
