@@ -290,26 +290,41 @@ def t_header_timeout(s):
         assert a.stop() == 0
 
 
+def metrics_from_other_address(port):
+    """/metrics read from 127.0.0.2, an address no per-address limit of the test touches."""
+    other = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+    other.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    text = b""
+    while True:
+        b = other.recv(65536)
+        if not b:
+            break
+        text += b
+    other.close()
+    assert b" 200 " in text.split(b"\r\n")[0], text[:100]
+    return text
+
+
+def open_connections(port):
+    m = re.search(rb"\nsasp_connections_open (\d+)", metrics_from_other_address(port))
+    return int(m.group(1)) if m else 0
+
+
 def t_per_ip(s):
     a = Server("--max-conn-per-ip", "3", name="per-ip")
     try:
         socks = [socket.create_connection(("127.0.0.1", a.port)) for _ in range(3)]
+        # The server's threads accept from one listening socket, in no fixed order: wait until it
+        # holds the three (and the metrics connection itself), so that the fourth is the one refused.
+        wait_for(lambda: open_connections(a.port) >= 4, "the server to hold the three connections", 10)
         extra = socket.create_connection(("127.0.0.1", a.port))
         assert closed_within(extra, 5), "a fourth connection from one address was kept"
-        other = socket.create_connection(("127.0.0.1", a.port), source_address=("127.0.0.2", 0))
-        other.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        text = b""
-        while True:
-            b = other.recv(65536)
-            if not b:
-                break
-            text += b
-        assert b" 200 " in text.split(b"\r\n")[0], text[:100]
+        text = metrics_from_other_address(a.port)
         m = re.search(rb'sasp_connections_refused_total\{limit="per_ip"\} (\d+)', text)
         assert m and int(m.group(1)) >= 1, text[-2000:]
         socks[0].sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert b" 200 " in socks[0].recv(4096)
-        for x in socks + [extra, other]:
+        for x in socks + [extra]:
             x.close()
     finally:
         assert a.stop() == 0
