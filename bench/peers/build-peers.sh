@@ -7,7 +7,7 @@
 #   llama2.c   run and runq (make runomp), from LLAMA2C_SRC or a clone of github.com/karpathy/llama2.c
 # A *_SRC may be a work tree or a git directory (its HEAD is extracted). JOBS (default: all cores)
 # is the parallelism of each build; the builds run one after another; SKIP_GGML=1 leaves ggml out.
-# About 30 CPU-minutes, most of it llama.cpp; LLAMA_PREBUILT=1 instead compiles only llama-bench's
+# About 20 CPU-minutes, most of it llama.cpp; LLAMA_PREBUILT=1 instead compiles only llama-bench's
 # two files from that source and links them to the CPU-only libraries that node-llama-cpp@3.21.1
 # ships prebuilt for linux-x64 (@node-llama-cpp/linux-x64: the same llama.cpp, one libggml-cpu per
 # x86 level, chosen at run time), into llama.cpp/build-prebuilt/bin: a minute, not half an hour.
