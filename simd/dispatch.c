@@ -3,11 +3,11 @@
  * On x86-64 the CPU is asked (CPUID) which instruction sets it has and the OS (XGETBV) whether it
  * saves the YMM / ZMM registers across context switches; only then are the AVX2 or AVX-512 tables
  * offered, and the AVX-512 ones with VNNI (CPUID.7.0:ECX[11]) and BF16 (CPUID.7.1:EAX[5]) when the CPU
- * has them. On ARM64 NEON is part of the base architecture; the dotprod and bf16 tables are offered
+ * has them, and AVX2's with AVX-VNNI (CPUID.7.1:EAX[4]). On ARM64 NEON is part of the base architecture; the dotprod and bf16 tables are offered
  * when the kernel reports the features (getauxval: HWCAP_ASIMDDP, HWCAP2_BF16). A table the compiler
  * could not build (configure checks the -m flags) is never offered.
  *
- * SASP_SIMD picks one by hand (for tests and benchmarks): a table's id (scalar, avx2, avx512,
+ * SASP_SIMD picks one by hand (for tests and benchmarks): a table's id (scalar, avx2, avx2-vnni, avx512,
  * avx512-vnni, avx512-bf16, neon, neon-dotprod, neon-bf16), or an instruction set's name for its best
  * table; a value this build or CPU cannot run is reported on stderr and the best available table is
  * used instead. The choice is made once, thread-safely (pthread_once). */
@@ -33,7 +33,7 @@ static unsigned long long read_xcr0(void)
 }
 
 typedef struct {
-    int avx2, avx512, vnni, bf16;
+    int avx2, avx_vnni, avx512, vnni, bf16;
 } x86_caps;
 
 /* Which of the x86 tables this CPU and OS can run. The AVX-512 files are compiled with F, VL, BW and
@@ -41,7 +41,7 @@ typedef struct {
  * VNNI and BF16 only count with AVX-512. */
 static x86_caps x86_features(void)
 {
-    x86_caps c = {0, 0, 0, 0};
+    x86_caps c = {0, 0, 0, 0, 0};
     unsigned int a, b, cx, d;
     if (!__get_cpuid(1, &a, &b, &cx, &d)) return c;
     int osxsave = (cx >> 27) & 1, avx = (cx >> 28) & 1, fma = (cx >> 12) & 1, f16c = (cx >> 29) & 1;
@@ -54,12 +54,14 @@ static x86_caps x86_features(void)
     unsigned int max_sub = a;
     int avx2 = (b >> 5) & 1;
     int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
-        avx512vl = (b >> 31) & 1, vnni = (cx >> 11) & 1, bf16 = 0;
+        avx512vl = (b >> 31) & 1, vnni = (cx >> 11) & 1, bf16 = 0, avx_vnni = 0;
     if (max_sub >= 1) {
         __cpuid_count(7, 1, a, b, cx, d);
+        avx_vnni = (a >> 4) & 1;
         bf16 = (a >> 5) & 1;
     }
     c.avx2 = os_ymm && avx2 && fma && f16c;
+    c.avx_vnni = c.avx2 && avx_vnni;
     c.avx512 = c.avx2 && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
     c.vnni = c.avx512 && vnni;
     c.bf16 = c.vnni && bf16; /* the bf16 table is built with VNNI too (every such CPU has both) */
@@ -94,6 +96,9 @@ static void detect(void)
 #ifdef SASP_HAVE_X86
     x86_caps c = x86_features();
     if (c.avx2) offer(&sasp_kernels_avx2);
+#ifdef SASP_HAVE_AVX_VNNI
+    if (c.avx_vnni) offer(&sasp_kernels_avx2_vnni);
+#endif
     if (c.avx512) offer(&sasp_kernels_avx512);
 #ifdef SASP_HAVE_AVX512_VNNI
     if (c.vnni) offer(&sasp_kernels_avx512_vnni);

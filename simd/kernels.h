@@ -160,7 +160,7 @@ static inline size_t sasp_xprep_bytes(int n, int k)
 
 typedef struct sasp_kernels {
     const char *name;   /* the instruction set: "scalar", "avx2", "avx512", "neon" */
-    const char *id;     /* this table (SASP_SIMD): the name, or "avx512-vnni", "avx512-bf16" (VNNI + BF16),
+    const char *id;     /* this table (SASP_SIMD): the name, or "avx2-vnni", "avx512-vnni", "avx512-bf16" (VNNI + BF16),
                        * "neon-dotprod", "neon-bf16" (dotprod + bf16) */
     unsigned semantics; /* SASP_SEM_* flags: where matmul_w's results differ by design (above) */
     /* The weight type this table serves a model fastest in, decode and prefill taken together, which
@@ -226,18 +226,18 @@ typedef struct sasp_kernels {
  * reported on stderr and falls back to the best available), else from the CPU. Thread-safe. */
 const sasp_kernels *sasp_kernels_active(void);
 
-/* The table of that id ("scalar", "avx2", "avx512", "avx512-vnni", "avx512-bf16", "neon",
+/* The table of that id ("scalar", "avx2", "avx2-vnni", "avx512", "avx512-vnni", "avx512-bf16", "neon",
  * "neon-dotprod", "neon-bf16"), or NULL when this build or CPU lacks it. */
 const sasp_kernels *sasp_kernels_by_name(const char *id);
 
 /* Every table this build and CPU can run, scalar first, best last; returns the count (at most
  * SASP_KERNELS_MAX). */
-#define SASP_KERNELS_MAX 6
+#define SASP_KERNELS_MAX 8
 int sasp_kernels_available(const sasp_kernels **out, int max);
 
 /* The tables, defined in their files (only those built for this architecture and compiler exist). */
 extern const sasp_kernels sasp_kernels_scalar;
-extern const sasp_kernels sasp_kernels_avx2;
+extern const sasp_kernels sasp_kernels_avx2, sasp_kernels_avx2_vnni;
 extern const sasp_kernels sasp_kernels_avx512, sasp_kernels_avx512_vnni, sasp_kernels_avx512_bf16;
 extern const sasp_kernels sasp_kernels_neon, sasp_kernels_neon_dotprod, sasp_kernels_neon_bf16;
 

@@ -3,8 +3,14 @@
  * says what each primitive must do. Tails are masked loads and stores (vmaskmov) with a mask of the
  * first r lanes, read from a table; the 8- and 16-bit tails (q8_0, bf16) go through a zeroed buffer
  * (k % 16 columns of a row: once per row), the scales' tails are inserted in a register.
- * q8_0: one block of 32 per step, its int8 dot products by vpmaddubsw (unsigned x signed bytes, pairs
- * summed to int16) and vpmaddwd (pairs of int16 summed to int32) with the sign trick. */
+ *
+ * One file, two tables (Makefile.am builds it once for each):
+ *   sasp_kernels_avx2       "avx2"       q8_0: one block of 32 per step, its int8 dot products by
+ *                                        vpmaddubsw (unsigned x signed bytes, pairs summed to int16) and
+ *                                        vpmaddwd (pairs of int16 summed to int32) with the sign trick
+ *   sasp_kernels_avx2_vnni  "avx2-vnni"  + AVX-VNNI (KERNELS_VNNI: Intel since Alder Lake, AMD since Zen
+ *                                        5): the same by one VEX vpdpbusd (4 products into each int32),
+ *                                        the same int32 sums, so its results are avx2's bit for bit */
 #include <stdint.h>
 #include <string.h>
 
@@ -13,9 +19,14 @@
 
 #include "kernels.h"
 
+#ifdef KERNELS_VNNI
+#define KERNELS_TABLE sasp_kernels_avx2_vnni
+#define KERNELS_ID "avx2-vnni"
+#else
 #define KERNELS_TABLE sasp_kernels_avx2
-#define KERNELS_NAME "avx2"
 #define KERNELS_ID "avx2"
+#endif
+#define KERNELS_NAME "avx2"
 
 #define VL 8         /* floats per vector */
 #define ACCUM_VECS 4 /* attn_accum: 4 vectors of out (dh = 32) per pass */
@@ -150,12 +161,17 @@ ALWAYS_INLINE qvec q_load_tail(const int8_t *p, int left)
 /* The sign trick: vpmaddubsw multiplies unsigned by signed bytes, so it gets |x| and w with the sign of
  * x (|x| is made once per step, whatever the rows of W: GCC keeps it from the first q_dot of the step);
  * w in [-127, 127], so the sign flip does not overflow, and a pair of products is at most
- * 2 * 127 * 127 = 32258: vpmaddubsw does not saturate. vpmaddwd by 1 sums the pairs of int16 into 8 int32
- * lanes of 4 products each. */
+ * 2 * 127 * 128 = 32512: vpmaddubsw does not saturate. vpmaddwd by 1 sums the pairs of int16 into 8 int32
+ * lanes of 4 products each. vpdpbusd (AVX-VNNI) makes the same 8 sums of 4 exact products at once. */
 ALWAYS_INLINE vec q_dot(qvec x, qvec w)
 {
-    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+#ifdef KERNELS_VNNI
+    __m256i p32 = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+#else
+    __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x)),
+                                    _mm256_set1_epi16(1));
+#endif
+    return _mm256_cvtepi32_ps(p32);
 }
 ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return _mm256_broadcast_ss(group + b); }
 
