@@ -9,8 +9,9 @@
  *                                        vpmaddubsw (unsigned x signed bytes, pairs summed to int16) and
  *                                        vpmaddwd (pairs of int16 summed to int32) with the sign trick
  *   sasp_kernels_avx2_vnni  "avx2-vnni"  + AVX-VNNI (KERNELS_VNNI: Intel since Alder Lake, AMD since Zen
- *                                        5): the same by one VEX vpdpbusd (4 products into each int32),
- *                                        the same int32 sums, so its results are avx2's bit for bit */
+ *                                        5): q8_0 by panels, VEX vpdpbusd of broadcast X against W 16
+ *                                        rows a panel, read as two vectors of 8 (the body's
+ *                                        KERNELS_Q8_PANELS, as AVX-512 VNNI's with 16 lanes) */
 #include <stdint.h>
 #include <string.h>
 
@@ -162,17 +163,59 @@ ALWAYS_INLINE qvec q_load_tail(const int8_t *p, int left)
  * x (|x| is made once per step, whatever the rows of W: GCC keeps it from the first q_dot of the step);
  * w in [-127, 127], so the sign flip does not overflow, and a pair of products is at most
  * 2 * 127 * 128 = 32512: vpmaddubsw does not saturate. vpmaddwd by 1 sums the pairs of int16 into 8 int32
- * lanes of 4 products each. vpdpbusd (AVX-VNNI) makes the same 8 sums of 4 exact products at once. */
+ * lanes of 4 products each. With AVX-VNNI the table takes q8_0 by panels (below), and this is unused. */
 ALWAYS_INLINE vec q_dot(qvec x, qvec w)
 {
-#ifdef KERNELS_VNNI
-    __m256i p32 = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
-#else
-    __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x)),
-                                    _mm256_set1_epi16(1));
-#endif
-    return _mm256_cvtepi32_ps(p32);
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 ALWAYS_INLINE vec q_scale_at(const float *group, int b) { return _mm256_broadcast_ss(group + b); }
+
+#ifdef KERNELS_VNNI
+/* ---- q8_0 by panels (AVX-VNNI): kernels_body.h's KERNELS_Q8_PANELS, a 16-row panel as two vectors ---- */
+#define KERNELS_Q8_PANELS
+#define QP_NR 3 /* 16 registers: 3 rows x 2 vectors of int32 and float accumulators, W and X */
+/* decode reads two panels at a time here (four with AVX-512); prefetching the next two took a 2-vCPU
+ * Zen 5's decode at batch 1 from 0.92-0.97x avx2's to 1.03-1.10x (AVX-512, where it cost 12-40%, does not) */
+#define QP_PREFETCH 1
+typedef __m256i i32vec;
+ALWAYS_INLINE i32vec i32_set1(int32_t a) { return _mm256_set1_epi32(a); }
+ALWAYS_INLINE vec i32_to_float(i32vec a) { return _mm256_cvtepi32_ps(a); }
+/* the four bytes at p in every 32-bit lane (vpbroadcastd) */
+ALWAYS_INLINE qvec qp_bcast(const uint8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+ALWAYS_INLINE void q_store(int8_t *p, qvec v) { _mm256_storeu_si256((__m256i *)p, v); }
+ALWAYS_INLINE qvec q_flip_sign(qvec v) { return _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80)); }
+/* vpdpbusd (VEX): 8 int32 lanes, each + the four products of its unsigned and signed bytes, exact */
+ALWAYS_INLINE i32vec qp_dot(i32vec acc, qvec u, qvec s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+/* r[0..8) as an 8 x 8 matrix of 32-bit elements, transposed: pairs of rows interleaved by 32 then 64
+ * bits (vpunpck*), which leaves in each 128-bit half four rows of one column, then the halves swapped
+ * (vperm2i128). */
+ALWAYS_INLINE void qp_transpose(qvec r[8])
+{
+    __m256i t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++) { /* u[4i + c], 128-bit half H: rows 4i..4i+3 of column 4H + c */
+        u[4 * i] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+    }
+}
+#endif
 
 #include "kernels_body.h"

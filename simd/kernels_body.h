@@ -40,8 +40,8 @@
  *   bvec, b_load(p), b_load_tail(p, left)      2 VL bfloat16, any alignment; the first `left` only
  *   v_dot_bf16(acc, a, b)        acc[l] + a[2l] b[2l] + a[2l+1] b[2l+1] (exact products, float sums)
  *   v_store_bf16(p, v)           VL bfloat16 at p: v rounded to nearest even
- * and where the ISA has an int8 dot product of a broadcast (KERNELS_Q8_PANELS: AVX-512 VNNI), for q8_0
- * by panels (below):
+ * and where the ISA has an int8 dot product of a broadcast (KERNELS_Q8_PANELS: AVX-512 VNNI, AVX-VNNI),
+ * for q8_0 by panels (below; QP_NR, the rows of X per microkernel, may be set for fewer registers):
  *   qp_bcast(p)                  a qvec with the four bytes at p in every 32-bit lane
  *   qp_dot(acc, u, s)            acc (VL int32) + in lane l the four products of u's and s's bytes
  *                                4l..4l+3, u unsigned, s signed; exact
@@ -469,28 +469,47 @@ static void round_x_bf16(uint16_t *xb, size_t ldb, const float *x, int ldx, int 
  * The order of this path's sums (kernels.h's q8_0, summed its own way): for each output, acc = 0, then
  * for each block b of 32 columns in order acc = fma((float)I_b, dx_b * dw_b, acc), I_b the block's
  * exact int32 dot product of the quantized X and W; y = acc (+ bias). A lane of a vector is a column of
- * Y: W comes as kernels.h's panels (VL rows k-major, four bytes of each row a 32-bit lane, + 128 so that
- * vpdpbusd takes them as unsigned), packed once at load (sasp_weights.panels) or here per call
- * (pack_q8_panels, VL rows at a time by qp_transpose), the same bytes either way. X's copy keeps its
- * signed bytes and adds per row and block -128 times their sum (the correction of W's 128s), which
- * starts the block's int32 accumulators. q8_panels_micro multiplies NR rows of X, four bytes broadcast
- * at a time, by NP panels: per block and pair of a row and a panel, 8 vpdpbusd (512 multiply-adds) and
- * three float instructions, where the dot-product blocks spend four instructions per 64. Decode and
+ * Y: W comes as kernels.h's panels (16 rows k-major, four bytes of each row a 32-bit lane, + 128 so
+ * that vpdpbusd takes them as unsigned; a panel's group is one vector of 16 lanes, or two of 8),
+ * packed once at load (sasp_weights.panels) or here per call (pack_q8_panels, VL rows at a time by
+ * qp_transpose), the same bytes either way. X's copy keeps its signed bytes and adds per row and block
+ * -128 times their sum (the correction of W's 128s), which starts the block's int32 accumulators.
+ * q8_panels_micro multiplies NR rows of X, four bytes broadcast at a time, by NP vectors of columns:
+ * per block and pair of a row and a vector, 8 vpdpbusd (16 lanes: 512 multiply-adds) and three float
+ * instructions, where the dot-product blocks spend four instructions per 64. Decode and
  * prefill run this same code, only the number of rows differs, so a row's result does not depend on
  * its company; k is cut into chunks of QP_KC at the same places for every n, the float accumulators
  * going through Y between them unchanged. */
-#define QP_NP 4            /* panels per step of the driver: 4 VL columns of Y */
-#define QP_NR 6            /* rows of X per microkernel: 12 int32 and 12 float accumulators */
-#define QP_KC 1024         /* columns per chunk of X's copy (and of W's, packed here): 48 + 32 KB of stack */
-#define QP_XR 48           /* rows of X per chunk */
-#define QP_GROUPS (QB / 4) /* four-byte groups per block */
-#define QP_BLOCK 512       /* bytes of a panel's block: QP_GROUPS x VL lanes x 4 */
-_Static_assert(VL == SASP_Q8_0_PANEL && QSTEP == 64 && QP_KC % QSTEP == 0 && QP_XR % QP_NR == 0,
-               "a panel is 16 lanes, transposed 64 columns at a time");
+#define QP_NP 4 /* vectors of columns per step of the driver: 4 VL columns of Y */
+#ifndef QP_NR
+#define QP_NR 6 /* rows of X per microkernel: 12 int32 and 12 float accumulators (the ISA may say fewer) */
+#endif
+#ifndef QP_PREFETCH
+#define QP_PREFETCH 0 /* the ISA's choice: decode prefetches the panels of the next columns of its slice */
+#endif
+#define QP_KC 1024                          /* columns per chunk of X's copy (and of W's, packed here): 48 + 32 KB of stack */
+#define QP_XR 48                            /* rows of X per chunk */
+#define QP_GROUPS (QB / 4)                  /* four-byte groups per block */
+#define QP_LANES SASP_Q8_0_PANEL            /* rows of W in a panel: 16 */
+#define QP_SUB (QP_LANES / VL)              /* vectors a panel's group fills: 1 (16 lanes), 2 (8 lanes: AVX2) */
+#define QP_BLOCK (QP_GROUPS * 4 * QP_LANES) /* bytes of a panel's block: 512 */
+_Static_assert(QP_LANES % VL == 0 && QSTEP == 4 * VL && QP_KC % QSTEP == 0 && QP_XR % QP_NR == 0,
+               "a panel is whole vectors, transposed VL groups at a time");
+
+/* Vector v of VL columns (v = 0, 1, ... from a panel's start) lies in panel v / QP_SUB, lanes
+ * (v % QP_SUB) VL on: where its group g of block b is (blocks pstride apart per panel), and its scales. */
+ALWAYS_INLINE size_t qp_at(int v, size_t pstride, int b, int g)
+{
+    return (((size_t)(v / QP_SUB) * pstride + (size_t)b) * QP_GROUPS + (size_t)g) * 4 * QP_LANES + (size_t)(v % QP_SUB) * 4 * VL;
+}
+ALWAYS_INLINE size_t qp_scales_at(int v, size_t pstride, int b)
+{
+    return ((size_t)(v / QP_SUB) * pstride + (size_t)b) * QP_LANES + (size_t)(v % QP_SUB) * VL;
+}
 
 /* Panels of rows [j0, j0 + rows) of W (rows <= QP_NP VL; the lanes past them as zero rows), columns
- * [pc, pc + kc) (kc <= QP_KC), in kernels.h's layout with nbc = the blocks of kc: panel p's block b
- * at pw + (p nbc + b) QP_BLOCK, its scales at ps + (p nbc + b) VL. */
+ * [pc, pc + kc) (kc <= QP_KC), in kernels.h's layout with nbc = the blocks of kc: panel P's block b
+ * at pw + (P nbc + b) QP_BLOCK, its scales at ps + (P nbc + b) QP_LANES; VL rows (a vector) at a time. */
 static void pack_q8_panels(uint8_t *pw, uint16_t *ps, const sasp_weights *w, int j0, int rows, int pc, int kc)
 {
     int nb = sasp_q8_0_blocks(w->k), nbc = (kc + QB - 1) / QB;
@@ -507,13 +526,13 @@ static void pack_q8_panels(uint8_t *pw, uint16_t *ps, const sasp_weights *w, int
             qp_transpose(r); /* r[g]: group t / 4 + g of every lane */
             for (int g = 0; g < VL && (t / 4 + g) / QP_GROUPS < nbc; g++) {
                 int G = t / 4 + g;
-                q_store((int8_t *)pw + ((size_t)(p * nbc + G / QP_GROUPS) * QP_GROUPS + G % QP_GROUPS) * 64, q_flip_sign(r[g]));
+                q_store((int8_t *)pw + qp_at(p, (size_t)nbc, G / QP_GROUPS, G % QP_GROUPS), q_flip_sign(r[g]));
             }
         }
         for (int l = 0; l < VL; l++) {
             int row = p * VL + l;
             const uint16_t *s = w->scales + (size_t)(j0 + row) * nb + pc / QB;
-            for (int b = 0; b < nbc; b++) ps[(size_t)(p * nbc + b) * VL + l] = row < rows ? s[b] : 0;
+            for (int b = 0; b < nbc; b++) ps[qp_scales_at(p, (size_t)nbc, b) + l] = row < rows ? s[b] : 0;
         }
     }
 }
@@ -541,12 +560,15 @@ static void quantize_x_panels(int8_t *xq, size_t ldq, float *xs, int32_t *xc, si
     q8_sums(xc, lds, xq, ldq, n, kc);
 }
 
-/* Y[i][0..cols) for i < NR, the product over blocks [0, nbc) of the chunk: W's panel p, block b at
- * pw + (p pstride + b) QP_BLOCK (scales: ps + (p pstride + b) VL). Y holds the accumulators of the
- * chunks before (unless first); last: add the bias and leave the result. */
+/* Y[i][0..cols) for i < NR, the product over blocks [0, nbc) of the chunk: W's vector p of columns,
+ * block b at pw + qp_at(p, pstride, b, 0) (scales: ps + qp_scales_at(p, pstride, b)). Y holds the
+ * accumulators of the chunks before (unless first); last: add the bias and leave the result. With
+ * QP_PREFETCH, one or two rows (decode) and `ahead`, each line read is prefetched in the panels NP
+ * vectors on, the next call's. */
 ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t ldq, const float *xs, const int32_t *xc,
                                    size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc,
-                                   int first, int last, const float *bias, int cols, const int NR, const int NP)
+                                   int first, int last, const float *bias, int cols, int ahead, const int NR,
+                                   const int NP)
 {
     vtail t[QP_NP];
     vec acc[QP_NR][QP_NP];
@@ -568,7 +590,10 @@ ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t l
         for (int g = 0; g < QP_GROUPS; g++) {
             qvec wv[QP_NP];
 #pragma GCC unroll 4
-            for (int p = 0; p < NP; p++) wv[p] = q_load((const int8_t *)pw + ((p * pstride + b) * QP_GROUPS + g) * 64);
+            for (int p = 0; p < NP; p++) {
+                wv[p] = q_load((const int8_t *)pw + qp_at(p, pstride, b, g));
+                if (QP_PREFETCH && NR <= 2 && ahead && p % QP_SUB == 0) v_prefetch(pw + qp_at(p + NP, pstride, b, g));
+            }
 #pragma GCC unroll 6
             for (int i = 0; i < NR; i++) {
                 qvec xb = qp_bcast((const uint8_t *)xq + (size_t)i * ldq + b * QB + 4 * g);
@@ -578,7 +603,7 @@ ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t l
         }
         vec dw[QP_NP];
 #pragma GCC unroll 4
-        for (int p = 0; p < NP; p++) dw[p] = v_load_f16(ps + (p * pstride + b) * VL);
+        for (int p = 0; p < NP; p++) dw[p] = v_load_f16(ps + qp_scales_at(p, pstride, b));
 #pragma GCC unroll 6
         for (int i = 0; i < NR; i++) {
             vec dx = v_set1(xs[(size_t)i * lds + b]);
@@ -602,14 +627,14 @@ ALWAYS_INLINE void q8_panels_micro(float *y, int ldy, const int8_t *xq, size_t l
  * Each column's sum is the same either way: its lane adds its blocks in order. */
 ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ldq, const float *xs, const int32_t *xc,
                                   size_t lds, const uint8_t *pw, const uint16_t *ps, size_t pstride, int nbc, int first,
-                                  int last, const float *bias, int cols, int rows)
+                                  int last, const float *bias, int cols, int ahead, int rows)
 {
     int np = (cols + VL - 1) / VL;
-/* R rows and P panels, both constants so that the microkernel unrolls for them, from panel P0 */
-#define QP_MICRO(R, P0, P)                                                                                   \
-    q8_panels_micro(y + (P0)*VL, ldy, xq, ldq, xs, xc, lds, pw + (size_t)(P0)*pstride * QP_BLOCK,            \
-                    ps + (size_t)(P0)*pstride * VL, pstride, nbc, first, last, bias ? bias + (P0)*VL : NULL, \
-                    cols - (P0)*VL, R, P)
+/* R rows and P vectors, both constants so that the microkernel unrolls for them, from vector P0 (0 or 2:
+ * the start of a panel, whether a panel is one vector or two) */
+#define QP_MICRO(R, P0, P)                                                                                                    \
+    q8_panels_micro(y + (P0)*VL, ldy, xq, ldq, xs, xc, lds, pw + qp_at(P0, pstride, 0, 0), ps + qp_scales_at(P0, pstride, 0), \
+                    pstride, nbc, first, last, bias ? bias + (P0)*VL : NULL, cols - (P0)*VL, ahead, R, P)
 #define QP_PAIRS(R)                          \
     do {                                     \
         if (np >= 2) QP_MICRO(R, 0, 2);      \
@@ -627,9 +652,11 @@ ALWAYS_INLINE void q8_panels_rows(float *y, int ldy, const int8_t *xq, size_t ld
         }                                  \
     } while (0)
     switch (rows) {
+#if QP_NR >= 6
     case 6: QP_PAIRS(6); break;
     case 5: QP_PAIRS(5); break;
     case 4: QP_PAIRS(4); break;
+#endif
     case 3: QP_PAIRS(3); break;
     case 2: QP_ALL(2); break;
     case 1: QP_ALL(1); break;
@@ -648,7 +675,7 @@ static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_x
 {
     int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
     uint8_t pw[QP_NP * (QP_KC / QB) * QP_BLOCK] __attribute__((aligned(64)));
-    uint16_t ps[QP_NP * (QP_KC / QB) * VL];
+    uint16_t ps[QP_NP * VL * (QP_KC / QB)];
     int8_t copy_q[QP_XR * QP_KC] __attribute__((aligned(64)));
     float copy_s[QP_XR * (QP_KC / QB)];
     int32_t copy_c[QP_XR * (QP_KC / QB)];
@@ -672,8 +699,8 @@ static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_x
                 const uint16_t *sp = ps;
                 size_t pstride = (size_t)nbc;
                 if (w->panels) {
-                    size_t at = (size_t)(j0 / VL) * nb + pc / QB;
-                    wp = w->panels + at * QP_BLOCK, sp = w->panel_scales + at * VL, pstride = (size_t)nb;
+                    size_t at = (size_t)(j0 / QP_LANES) * nb + pc / QB;
+                    wp = w->panels + at * QP_BLOCK, sp = w->panel_scales + at * QP_LANES, pstride = (size_t)nb;
                 } else {
                     pack_q8_panels(pw, ps, w, j0, cols, pc, kc);
                 }
@@ -682,7 +709,7 @@ static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_x
                 for (int i = 0; i < nr; i += QP_NR)
                     q8_panels_rows(yj + (size_t)i * ldy, ldy, xq + (size_t)i * ldq, ldq, xs + (size_t)i * lds,
                                    xc + (size_t)i * lds, lds, wp, sp, pstride, nbc, pc == 0, last, bj, cols,
-                                   nr - i < QP_NR ? nr - i : QP_NR);
+                                   w->panels && j0 + QP_NP * VL < m, nr - i < QP_NR ? nr - i : QP_NR);
             }
         }
     }

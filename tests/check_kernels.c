@@ -1002,35 +1002,6 @@ START_TEST(test_q8_panels_are_read)
 }
 END_TEST
 
-/* avx2-vnni is avx2 with each q8_0 step's vpmaddubsw + vpmaddwd made one vpdpbusd: the same int32 sums,
- * so every product of the two tables is the same, bit for bit (raw bytes at -127 / 127 included: the
- * pair sums vpmaddubsw would saturate past 32767 stay below it). Runs where the CPU has AVX-VNNI. */
-START_TEST(test_avx2_vnni_is_avx2)
-{
-    const sasp_kernels *avx2 = sasp_kernels_by_name("avx2"), *vnni = sasp_kernels_by_name("avx2-vnni");
-    if (!avx2 || !vnni) {
-        printf("check_kernels: avx2-vnni against avx2: not run (this build or CPU lacks %s)\n", avx2 ? "avx2-vnni" : "avx2");
-        return;
-    }
-    static const int SHAPES[][3] = {{1, 1, 1}, {1, 7, 31}, {2, 9, 33}, {3, 17, 64}, {5, 33, 257}, {9, 70, 1100}, {30, 5, 2100}};
-    for (unsigned sh = 0; sh < sizeof SHAPES / sizeof *SHAPES; sh++)
-        for (int kind = WK_Q8; kind <= WK_Q8_RAW; kind++) {
-            int n = SHAPES[sh][0], m = SHAPES[sh][1], k = SHAPES[sh][2];
-            typed_w t = make_weights(kind, m, k, (int)sh % 2);
-            gbuf x = galloc((size_t)n * k, 0), y1 = galloc((size_t)n * m, 0), y2 = galloc((size_t)n * m, 0);
-            fill_real(&x, -1, 1);
-            for (size_t i = 0; i < (size_t)n * k; i++) x.p[i] *= i % 37 == 5 ? 40.0f : 1.0f; /* outliers in blocks */
-            avx2->matmul_w(y1.p, m, x.p, k, &t.w, NULL, n);
-            vnni->matmul_w(y2.p, m, x.p, k, &t.w, NULL, n);
-            ck_assert_msg(memcmp(y1.p, y2.p, sizeof(float) * (size_t)n * m) == 0,
-                          "seed %llu: %s n=%d m=%d k=%d: avx2-vnni differs from avx2", (unsigned long long)seed,
-                          WK_NAME[kind], n, m, k);
-            free_weights(&t);
-            gfree(&x), gfree(&y1), gfree(&y2);
-        }
-}
-END_TEST
-
 /* attn_scores(q, keys, scale) is matmul's row of q against the keys, times scale, bit for bit: the model
  * scores a tile of rows as one matmul and a single row with attn_scores (kernels.h). */
 START_TEST(test_attn_scores_is_matmul)
@@ -1123,7 +1094,6 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_batch_invariance, 0, WK_COUNT + 1);
     tcase_add_test(tc, test_q8_panels_are_read);
     tcase_add_test(tc, test_attn_scores_is_matmul);
-    tcase_add_test(tc, test_avx2_vnni_is_avx2);
     suite_add_tcase(s, tc);
     return s;
 }
