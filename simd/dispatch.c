@@ -2,10 +2,11 @@
  *
  * On x86-64 the CPU is asked (CPUID) which instruction sets it has and the OS (XGETBV) whether it
  * saves the YMM / ZMM registers across context switches; only then are the AVX2 or AVX-512 tables
- * offered, and the AVX-512 ones with VNNI (CPUID.7.0:ECX[11]) and BF16 (CPUID.7.1:EAX[5]) when the CPU
- * has them, and AVX2's with AVX-VNNI (CPUID.7.1:EAX[4]). On ARM64 NEON is part of the base architecture; the dotprod and bf16 tables are offered
- * when the kernel reports the features (getauxval: HWCAP_ASIMDDP, HWCAP2_BF16). A table the compiler
- * could not build (configure checks the -m flags) is never offered.
+ * offered, the AVX-512 ones with VNNI (CPUID.7.0:ECX[11]) and BF16 (CPUID.7.1:EAX[5]) when the CPU has
+ * them, and AVX2's with AVX-VNNI (CPUID.7.1:EAX[4]). On ARM64 NEON is part of the base architecture;
+ * the dotprod and bf16 tables are offered when the kernel reports the features (getauxval:
+ * HWCAP_ASIMDDP, HWCAP2_BF16). A table the compiler could not build (configure checks the -m flags) is
+ * never offered.
  *
  * SASP_SIMD picks one by hand (for tests and benchmarks): a table's id (scalar, avx2, avx2-vnni, avx512,
  * avx512-vnni, avx512-bf16, neon, neon-dotprod, neon-bf16), or an instruction set's name for its best
@@ -38,7 +39,7 @@ typedef struct {
 
 /* Which of the x86 tables this CPU and OS can run. The AVX-512 files are compiled with F, VL, BW and
  * DQ (the compiler may use any of them), the AVX2 one with FMA and F16C, so all of those are required;
- * VNNI and BF16 only count with AVX-512. */
+ * AVX-512's VNNI and BF16 only count with AVX-512, AVX-VNNI with AVX2. */
 static x86_caps x86_features(void)
 {
     x86_caps c = {0, 0, 0, 0, 0};

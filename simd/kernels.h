@@ -160,8 +160,8 @@ static inline size_t sasp_xprep_bytes(int n, int k)
 
 typedef struct sasp_kernels {
     const char *name;   /* the instruction set: "scalar", "avx2", "avx512", "neon" */
-    const char *id;     /* this table (SASP_SIMD): the name, or "avx2-vnni", "avx512-vnni", "avx512-bf16" (VNNI + BF16),
-                       * "neon-dotprod", "neon-bf16" (dotprod + bf16) */
+    const char *id;     /* this table (SASP_SIMD): the name, or "avx2-vnni", "avx512-vnni", "avx512-bf16"
+                       * (VNNI + BF16), "neon-dotprod", "neon-bf16" (dotprod + bf16) */
     unsigned semantics; /* SASP_SEM_* flags: where matmul_w's results differ by design (above) */
     /* The weight type this table serves a model fastest in, decode and prefill taken together, which
      * sasp-server and sasp-cli load by default (model.h: SASP_WEIGHTS_FAST). The rule: q8_0 in every
