@@ -675,7 +675,7 @@ static void matmul_q8_0(float *y, int ldy, const float *x, int ldx, const sasp_x
 {
     int m = w->m, k = w->k, nb = sasp_q8_0_blocks(k);
     uint8_t pw[QP_NP * (QP_KC / QB) * QP_BLOCK] __attribute__((aligned(64)));
-    uint16_t ps[QP_NP * VL * (QP_KC / QB)];
+    uint16_t ps[QP_NP * (QP_KC / QB) * VL];
     int8_t copy_q[QP_XR * QP_KC] __attribute__((aligned(64)));
     float copy_s[QP_XR * (QP_KC / QB)];
     int32_t copy_c[QP_XR * (QP_KC / QB)];

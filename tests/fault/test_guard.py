@@ -36,6 +36,7 @@ import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
 from test_server import Server, wait_for  # noqa: E402
+from test_fault import read_all  # noqa: E402  (beside this file)
 
 BODY = json.dumps({"prompt": "hello", "max_tokens": 3, "ignore_eos": True})
 
@@ -294,12 +295,7 @@ def metrics_from_other_address(port):
     """/metrics read from 127.0.0.2, an address no per-address limit of the test touches."""
     other = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
     other.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    text = b""
-    while True:
-        b = other.recv(65536)
-        if not b:
-            break
-        text += b
+    text = read_all(other)
     other.close()
     assert b" 200 " in text.split(b"\r\n")[0], text[:100]
     return text
