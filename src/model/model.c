@@ -33,6 +33,7 @@
 #include <math.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,48 +482,59 @@ static void for_rows(const struct batch *b, int n, row_fn *fn, const void *arg)
     else sasp_pool_run(b->m->pool, row_worker, &run);
 }
 
-/* A thread's share of an item phase: items ith, ith + nth, ith + 2 nth, ... (so every share runs
- * biggest first), claimed one at a time from the share's own counter, each on a cache line of its own.
- * A thread whose share is done takes what is left of the others' shares, so the threads still finish
- * together when one of them is slowed. One counter for all (the earlier way) moved its cache line
- * between the cores at every item: about 210 ns one way on the 2-vCPU VM of docs/performance.md, as
- * long as a small decode item's work (shape B's decode at batch 1 on two threads gained 27-47%). */
+/* A thread's share of an item phase: one contiguous run of the items, [front, back), in one word on a
+ * cache line of its own. Its owner takes items from the front, so it streams through one stretch of each
+ * matrix in order; a thread whose own share is done takes from the back of the others', so the threads
+ * still finish together when one of them is slowed, and the owner's stream goes on unbroken. Both take
+ * an item by a compare-and-swap on the share's word.
+ * Measured on the 2-vCPU Zen 5 VM of docs/performance.md, q8_0, against the earlier shares (items ith,
+ * ith + nth, ...: each thread's reads of a matrix came in pieces of a few KB with the other's between,
+ * which the cores' prefetchers overran), alternated in one process: decode at batch 1 on two threads
+ * 1.11x (A) and 1.18x (B), batch 8 1.15x (A), prefill 1.03x (A); the same on one thread. One counter
+ * for all (the way before those) moved its cache line between the cores at every item. */
 struct item_share {
-    alignas(64) atomic_int next; /* the share's next item, counted within the share */
+    alignas(64) _Atomic uint64_t range; /* front << 32 | back */
 };
 
 struct item_run {
     const struct batch *b;
     item_fn *fn;
     const void *arg;
-    int n;
     struct item_share *shares; /* [threads] */
 };
 
-/* The next unclaimed item of `owner`'s share, or -1 when that share is done. */
-static int claim(struct item_run *run, int owner, int nth)
+/* The front item of a share (its owner's next) or its back one (a thief's), or -1 when it is empty. */
+static int claim(struct item_share *share, int from_back)
 {
-    long k = atomic_fetch_add_explicit(&run->shares[owner].next, 1, memory_order_relaxed);
-    long item = owner + k * nth;
-    return item < run->n ? (int)item : -1;
+    uint64_t r = atomic_load_explicit(&share->range, memory_order_relaxed);
+    for (;;) {
+        uint32_t front = (uint32_t)(r >> 32), back = (uint32_t)r;
+        if (front >= back) return -1;
+        uint64_t rest = from_back ? r - 1 : r + ((uint64_t)1 << 32);
+        if (atomic_compare_exchange_weak_explicit(&share->range, &r, rest, memory_order_relaxed, memory_order_relaxed))
+            return (int)(from_back ? back - 1 : front);
+    }
 }
 
 static void item_worker(void *p, int ith, int nth)
 {
     struct item_run *run = p;
     for (int j = 0; j < nth; j++) /* its own share first, then the others' */
-        for (int owner = (ith + j) % nth, it; (it = claim(run, owner, nth)) >= 0;)
+        for (int it; (it = claim(&run->shares[(ith + j) % nth], j > 0)) >= 0;)
             run->fn(run->b, run->arg, it, ith);
 }
 
-/* fn(b, arg, item, ith) for each item < n on the pool; callers number their items biggest first, so
- * the phase ends on small items with every thread busy. ith is the thread's index, for its share of
- * the scratch. */
+/* fn(b, arg, item, ith) for each item < n on the pool, each thread's share a contiguous run of them;
+ * callers number their items biggest first, so the phase ends on small items (a share's back) with
+ * every thread busy. ith is the thread's index, for its share of the scratch. */
 static void for_items(const struct batch *b, int n, item_fn *fn, const void *arg)
 {
-    struct item_run run = {.b = b, .fn = fn, .arg = arg, .n = n, .shares = b->s->shares};
-    for (int t = 0; t < sasp_pool_size(b->m->pool); t++) /* published by the pool's release */
-        atomic_store_explicit(&run.shares[t].next, 0, memory_order_relaxed);
+    struct item_run run = {.b = b, .fn = fn, .arg = arg, .shares = b->s->shares};
+    for (int t = 0, nth = sasp_pool_size(b->m->pool); t < nth; t++) { /* published by the pool's release */
+        int lo, hi;
+        sasp_split(n, t, nth, &lo, &hi);
+        atomic_store_explicit(&run.shares[t].range, (uint64_t)lo << 32 | (uint32_t)hi, memory_order_relaxed);
+    }
     sasp_pool_run(b->m->pool, item_worker, &run);
 }
 
