@@ -44,6 +44,7 @@
 
 #include "kernels.h"
 #include "model/model.h"
+#include "text/sampler.h"
 #include "base/paths.h"
 #include "st_writer.h"
 #include "model/threadpool.h"
@@ -373,14 +374,6 @@ static double step_flops(const sasp_model *m, int from, int to, int n_logits)
     return 2.0 * (macs + head * n_logits);
 }
 
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 /* A loaded model with what measuring it needs: caches for 8 sequences, a prompt, logits. */
 typedef struct {
     sasp_model *m;
@@ -448,7 +441,7 @@ static double time_decode(bench_model *bm, int B, int steps, double *cpu)
     double c = cpu_now(), t = now();
     for (int s = 0; s < steps; s++) {
         for (int b = 0; b < B; b++) {
-            tok[b] = argmax(bm->logits + (size_t)b * V, V);
+            tok[b] = sasp_argmax(bm->logits + (size_t)b * V, V);
             st[b] = (sasp_step){.kv = bm->kv[b], .tokens = &tok[b], .n_tokens = 1, .n_logits = 1, .logits = bm->logits + (size_t)b * V};
         }
         if (sasp_forward(bm->m, st, B, err, sizeof err) != 0) {

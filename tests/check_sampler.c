@@ -8,6 +8,7 @@
 #include <check.h>
 #include <float.h>
 #include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -709,6 +710,26 @@ START_TEST(test_greedy_and_seed)
 }
 END_TEST
 
+/* sasp_argmax is the first largest logit: against the plain loop on fresh random rows of every size
+ * from 1 to 300, with values from a few levels so that ties are common, and -inf among them. */
+START_TEST(test_argmax)
+{
+    enum { V = 300 };
+    float logits[V];
+    sasp_rng r;
+    sasp_rng_seed(&r, (uint64_t)time(NULL));
+    for (int n = 1; n <= V; n++)
+        for (int rep = 0; rep < 8; rep++) {
+            int levels = 1 + irand(&r, 6);
+            for (int j = 0; j < n; j++) logits[j] = irand(&r, 9) ? (float)irand(&r, levels) - 2.5f : -INFINITY;
+            int want = 0;
+            for (int j = 1; j < n; j++)
+                if (logits[j] > logits[want]) want = j;
+            ck_assert_int_eq(sasp_argmax(logits, n), want);
+        }
+}
+END_TEST
+
 /* The draw follows the distribution: 400k draws over 6 candidates land within 0.005 of each p. */
 START_TEST(test_frequencies)
 {
@@ -873,6 +894,7 @@ int main(void)
     tcase_add_test(tc, test_penalty_semantics);
     tcase_add_test(tc, test_logit_bias_first);
     tcase_add_test(tc, test_greedy_and_seed);
+    tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_frequencies);
     tcase_add_test(tc, test_xtc_coin);
     tcase_add_test(tc, test_sampler_names);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "text/constrain.h"
+#include "text/sampler.h"
 #include "kernels.h"
 #include "model/model.h"
 #include "base/paths.h"
@@ -131,14 +132,6 @@ static int parse_tokens(const char *s, int **out)
 bad:
     free(ids);
     return -1;
-}
-
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
 }
 
 /* Print bytes as a JSON string. */
@@ -286,11 +279,11 @@ static int next_token(greedy_run *g, const sasp_token_table *table)
     int V = g->m->cfg.vocab_size;
     if (g->heal && sasp_constraint_active(g->heal)) {
         sasp_constraint_mask(g->heal, table, g->last, g->n_gen, g->ignore_eos ? -1 : g->m->cfg.eos_token_id);
-        int next = argmax(g->last, V);
+        int next = sasp_argmax(g->last, V);
         sasp_constraint_accept(g->heal, table, next);
         return next;
     }
-    return argmax(g->last, V);
+    return sasp_argmax(g->last, V);
 }
 
 static void print_ids_and_text(const sasp_tokenizer *tok, const int *out, int n)

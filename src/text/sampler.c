@@ -732,6 +732,15 @@ int sasp_sampler_dist(sasp_sampler *s, const float *logits, const sasp_candidate
     return s->n_cand;
 }
 
+int sasp_argmax(const float *logits, int n)
+{
+    int best = 0;
+    float max = n > 0 ? logits[0] : 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > max) max = logits[i], best = i;
+    return best;
+}
+
 /* The draw walks the candidates in the order the chain left them (sorting them would cost more than
  * the draw, and the same seed gives the same token either way). */
 int sasp_sampler_sample(sasp_sampler *s, const float *logits)

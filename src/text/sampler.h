@@ -125,6 +125,13 @@ int sasp_sampler_dist(sasp_sampler *s, const float *logits, const sasp_candidate
 /* Sample the next token (does not accept it). A distribution of one token draws no random number. */
 int sasp_sampler_sample(sasp_sampler *s, const float *logits);
 
+/* Greedy decoding without a chain: the id of the largest of logits[0..n), the first of equals (0 when
+ * none is larger than logits[0]). The running maximum is kept in a register: comparing with
+ * logits[best], a load that waits for the last comparison, took 30 us a row of 8,192 logits on the
+ * Zen 5 VM of docs/performance.md (written by another core, as a forward pass on two threads leaves
+ * them), as long as a third of a decode step; this takes 6. */
+int sasp_argmax(const float *logits, int n);
+
 /* Log-probabilities (see above) of token `chosen` and of the n_top most likely tokens (sorted,
  * written to top; n_top may be 0), for the logits of the last sasp_sampler_sample or
  * sasp_sampler_dist call. Returns the log-probability of `chosen`. */
