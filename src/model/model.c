@@ -17,11 +17,11 @@
  * - W_Q, W_K, (W_V) and, for sasp, W1 all read Z: they are one stacked matrix, read in one phase that
  *   also applies RoPE, fills the cache and the centring term and activates the MLP hidden;
  * - sasp's MLP does not wait for the attention: W2 and the attention share one phase;
- * - the items of a phase are numbered biggest first (W2's blocks, then attention tiles longest context
- *   first) and dealt round-robin to the threads, each claiming its own from a counter of its own; a
- *   thread done early takes what is left of the others', so the threads finish together; a column
- *   block goes, as a rule, to the same thread from one step to the next, and its weights stay in
- *   that core's cache;
+ * - the items of a phase are numbered biggest first (or, for attention's heads, where their inputs
+ *   lie: attention_item) and dealt to the threads in contiguous shares, so that each core streams one
+ *   stretch of every matrix; a thread done early takes from the back of the others', so the threads
+ *   finish together; a column block goes, as a rule, to the same thread from one step to the next,
+ *   and its weights stay in that core's cache;
  * - row phases of a few rows (decode) run on the calling thread: a sasp decode step costs two pool
  *   round trips per layer (three with W_O) and one for the head. A prefill's row phases go to the pool,
  *   four round trips per layer; sasp's output combination could share one with the next block's norm,
