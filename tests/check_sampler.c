@@ -8,10 +8,10 @@
 #include <check.h>
 #include <float.h>
 #include <math.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "text/sampler.h"
 #include "text/tokenizer.h"

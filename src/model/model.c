@@ -825,7 +825,7 @@ static void attend(const struct batch *b, int ith, const struct att_tile *t, int
  * old time over new): decode b1 A 1.06-1.09x, B 1.05x; b8 A 0.97x, B 1.07x; prefill 1.01-1.02x. */
 static void attention_item(const struct batch *b, const void *w2, int item, int ith)
 {
-    int heads = b->s->n_tiles * b->m->cfg.n_heads, H = b->m->cfg.n_heads;
+    int H = b->m->cfg.n_heads, heads = b->s->n_tiles * H;
     if (item < heads) attend(b, ith, &b->s->tiles[item / H], item % H);
     else matmul_block(b, w2, item - heads);
 }
