@@ -730,6 +730,48 @@ START_TEST(test_argmax)
 }
 END_TEST
 
+/* sasp_row_above_bar then sasp_cand_keep_best give a row's k best finite values (largest, then lowest
+ * id), as sorting the whole row does: fresh random rows of every size to 300 and some large ones, with
+ * ties, NaN and infinities, for k from 1 past the row's length. */
+static int by_rank(const void *a, const void *b)
+{
+    const sasp_candidate *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+START_TEST(test_row_above_bar)
+{
+    enum { MAXN = 20000 };
+    static float row[MAXN];
+    static sasp_candidate got[MAXN], want[MAXN];
+    sasp_rng r;
+    sasp_rng_seed(&r, (uint64_t)time(NULL));
+    for (int t = 0; t < 1500; t++) {
+        int n = t < 1200 ? 1 + t % 300 : (int[]){1023, 1024, 4099, 8192, 20000}[t % 5];
+        int ks[] = {1, 2, 3, 5, 40, 64, n - 1, n, n + 7}, k = ks[irand(&r, 9)];
+        int levels = irand(&r, 2) ? 4 : 1 << 20, odd = irand(&r, 3); /* odd: NaN and infinities now and then */
+        for (int j = 0; j < n; j++) {
+            int u = irand(&r, 64);
+            row[j] = odd && u == 0 ? NAN : odd && u == 1             ? -INFINITY
+                                       : odd && u == 2 && t % 7 == 0 ? INFINITY
+                                                                     : (float)irand(&r, levels) / 16;
+        }
+        if (k < 1) continue;
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            if (row[j] > -INFINITY) want[m++] = (sasp_candidate){j, row[j], 0};
+        qsort(want, (size_t)m, sizeof *want, by_rank);
+        int g = sasp_row_above_bar(row, n, k, got);
+        ck_assert_int_ge(g, m < k ? m : k);
+        sasp_cand_keep_best(got, g, k);
+        for (int i = 0; i < (m < k ? m : k); i++)
+            ck_assert_msg(got[i].id == want[i].id && got[i].logit == want[i].logit, "n %d k %d: rank %d is %d, not %d",
+                          n, k, i, got[i].id, want[i].id);
+    }
+}
+END_TEST
+
 /* The draw follows the distribution: 400k draws over 6 candidates land within 0.005 of each p. */
 START_TEST(test_frequencies)
 {
@@ -895,6 +937,7 @@ int main(void)
     tcase_add_test(tc, test_logit_bias_first);
     tcase_add_test(tc, test_greedy_and_seed);
     tcase_add_test(tc, test_argmax);
+    tcase_add_test(tc, test_row_above_bar);
     tcase_add_test(tc, test_frequencies);
     tcase_add_test(tc, test_xtc_coin);
     tcase_add_test(tc, test_sampler_names);

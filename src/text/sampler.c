@@ -275,6 +275,67 @@ void sasp_cand_keep_best(sasp_candidate *c, int n, int k)
     qsort(c, (size_t)k, sizeof *c, cmp_cand);
 }
 
+/* The k-th largest of a[0..n) (1 <= k <= n, no NaN), a reordered: quickselect, Hoare's partition. */
+static float kth_largest(float *a, int n, int k)
+{
+    int lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) { /* a[lo..i) >= pivot >= a(j..hi] */
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return pivot; /* a(j..i) all equal the pivot */
+    }
+    return a[lo];
+}
+
+/* The largest of x[0..n), -inf when there is none (x > m is false for NaN): eight running maxima, one
+ * chain of dependent comparisons each, which the compiler makes vector instructions of. */
+static float block_max(const float *x, int n)
+{
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
+    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
+    for (int l = 1; l < 8; l++) m[0] = m[l] > m[0] ? m[l] : m[0];
+    return m[0];
+}
+
+/* A row is cut into blocks of BAR_BLOCK values or more (a power of two times it), at least two per
+ * wanted candidate where the row allows, at most BAR_BLOCKS of them. */
+#define BAR_BLOCK 16
+#define BAR_BLOCKS 1024
+
+int sasp_row_above_bar(const float *x, int n, int k, sasp_candidate *c)
+{
+    if (k < 1) return 0;
+    int b = BAR_BLOCK;
+    while (b < 64 && n / (2 * b) >= 2 * k) b *= 2;
+    while ((n + b - 1) / b > BAR_BLOCKS) b *= 2;
+    int nb = (n + b - 1) / b;
+    float mx[BAR_BLOCKS], sel[BAR_BLOCKS];
+    for (int i = 0; i < nb; i++) mx[i] = sel[i] = block_max(x + i * b, (i + 1) * b < n ? b : n - i * b);
+    float bar = k > nb ? -INFINITY : kth_largest(sel, nb, k);
+    int m = 0;
+    for (int i = 0; i < nb; i++) {
+        if (!(mx[i] >= bar) || mx[i] == -INFINITY) continue; /* no value of the block reaches the bar */
+        int hi = (i + 1) * b < n ? (i + 1) * b : n;
+        for (int j = i * b; j < hi; j++)
+            if (x[j] >= bar && x[j] > -INFINITY) c[m++] = (sasp_candidate){j, x[j], 0};
+    }
+    return m;
+}
+
 /* p = softmax(logits) over c[0..n). */
 static void softmax(sasp_candidate *c, int n)
 {
@@ -432,41 +493,23 @@ static int row_prefix(sasp_sampler *s)
 }
 
 /* The k best finite tokens of the row as candidates c, sorted; returns how many (fewer than k when
- * fewer are finite). */
-/* Offer candidate x to the heap c of at most k (size of them so far). */
-static void heap_offer(sasp_candidate *c, int k, int *size, sasp_candidate x)
-{
-    if (*size < k) {
-        c[(*size)++] = x;
-        if (*size == k) heapify_worst(c, k);
-    } else if (before(&x, &c[0])) {
-        c[0] = x;
-        sift_worst(c, k, 0);
-    }
-}
-
-/* The k best finite tokens of the row as candidates c, sorted; returns how many (fewer than k when
  * fewer are finite). The unchanged tokens are read straight from raw (the changed ones hidden there
- * meanwhile, so that the common loop needs no test), the changed ones offered after. */
+ * meanwhile), those at sasp_row_above_bar's bar or above; the changed ones are added after: the k best
+ * of the row are among the k best unchanged ones and the changed ones. */
 static int row_best(sasp_sampler *s, int k, sasp_candidate *c)
 {
-    int size = 0;
     for (int i = 0; i < s->n_changed; i++) { /* hidden, their raw values kept in work meanwhile */
         s->work[s->changed_ids[i]] = s->raw[s->changed_ids[i]];
         s->raw[s->changed_ids[i]] = -INFINITY;
     }
-    for (int j = 0; j < s->vocab; j++) {
-        double v = s->raw[j];
-        if (!(v > -INFINITY) || (size == k && v < c[0].logit)) continue; /* the second: the common case */
-        heap_offer(c, k, &size, (sasp_candidate){j, v, 0});
-    }
+    int n = sasp_row_above_bar(s->raw, s->vocab, k, c);
     for (int i = 0; i < s->n_changed; i++) {
         int id = s->changed_ids[i];
         s->raw[id] = s->work[id]; /* put back */
-        if (s->row[id] > -INFINITY) heap_offer(c, k, &size, (sasp_candidate){id, s->row[id], 0});
+        if (s->row[id] > -INFINITY) c[n++] = (sasp_candidate){id, s->row[id], 0};
     }
-    qsort(c, (size_t)size, sizeof *c, cmp_cand);
-    return size;
+    sasp_cand_keep_best(c, n, k);
+    return n < k ? n : k;
 }
 
 static void step_top_n_sigma(chain *ch, double n_sigma)
@@ -780,8 +823,10 @@ float sasp_log_softmax_top(const float *w, int vocab, int chosen, sasp_logprob *
     double lse = mx + log(sum);
     if (n_top > vocab) n_top = vocab;
     if (n_top > 0) {
-        for (int j = 0; j < vocab; j++) scratch[j] = (sasp_candidate){j, w[j], 0};
-        sasp_cand_keep_best(scratch, vocab, n_top);
+        int n = sasp_row_above_bar(w, vocab, n_top, scratch);
+        if (n < n_top) /* fewer finite ones than asked for: the forbidden ones (-inf) too, by id */
+            for (n = 0; n < vocab; n++) scratch[n] = (sasp_candidate){n, w[n], 0};
+        sasp_cand_keep_best(scratch, n, n_top);
         for (int i = 0; i < n_top; i++) top[i] = (sasp_logprob){scratch[i].id, (float)(scratch[i].logit - lse)};
     }
     return (float)((double)w[chosen] - lse);

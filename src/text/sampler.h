@@ -152,4 +152,10 @@ float sasp_log_softmax_top(const float *w, int vocab, int chosen, sasp_logprob *
 /* Keep the k best of c[0..n) (largest logit, then lowest id) in c[0..k), sorted. */
 void sasp_cand_keep_best(sasp_candidate *c, int n, int k);
 
+/* The finite values of x[0..n) that may be among its k best, as candidates c (room for n), in id order;
+ * returns how many: every value at or above a bar, the k-th largest of the maxima of blocks of x. At
+ * least k values reach it (those k maxima) where x has k finite ones, so its k best all do; only the
+ * blocks whose maximum reaches the bar are read again, and a few times k values are kept, as a rule. */
+int sasp_row_above_bar(const float *x, int n, int k, sasp_candidate *c);
+
 #endif
