@@ -290,6 +290,10 @@ struct sasp_sched {
     float *logits;         /* [n_slots][vocab] */
     sasp_step *steps;      /* [n_slots] */
     int *step_slot, *step_fed;
+    int *step_tok;  /* [n_slots]: the token each step drew (draw_all), -1 for none */
+    int *draw_step; /* [n_slots]: the steps that draw, n_draw of them */
+    int n_draw;
+    atomic_int next_draw; /* the next of them a thread takes */
 
     pthread_mutex_t mu;
     seq *qhead, *qtail;
@@ -755,19 +759,28 @@ static int seq_limits_end(sasp_sched *s, int si, seq *q, int complete, int newli
     return 0;
 }
 
-/* The sampled logits of slot si: choose the token, stream its text, decide whether q is finished. */
-static void seq_on_logits(sasp_sched *s, int si, seq *q, float *logits)
+/* Draw q's next token from the logits of slot si: the constraint's mask, the sampler, the token's
+ * logprobs. It touches q alone (the token table and tokenizer it reads are shared and read-only, the
+ * statistics are taken under s->mu), so the sequences of a step draw side by side (draw_all). Returns
+ * the token, or -1 when only the prompt was asked for or nothing may follow. */
+static int seq_draw(sasp_sched *s, int si, seq *q, float *logits)
+{
+    if (q->p.max_tokens == 0 || seq_mask_logits(s, si, q, logits) == 0) return -1;
+    int tok = sasp_sampler_sample(q->smp, logits);
+    record_token(s, q, tok);
+    sasp_sampler_accept(q->smp, tok, 1);
+    return tok;
+}
+
+/* The token seq_draw drew for slot si (-1: none): stream its text, decide whether q is finished. */
+static void seq_on_token(sasp_sched *s, int si, seq *q, int tok)
 {
     int64_t t = sasp_now_ns();
-    if (q->p.max_tokens == 0 || seq_mask_logits(s, si, q, logits) == 0) { /* only the prompt was asked
-                                                    * for, or nothing may follow: end here */
+    if (tok < 0) {
         q->end = SASP_END_LIMIT;
         seq_finish_flush(s, q, si, "length");
         return;
     }
-    int tok = sasp_sampler_sample(q->smp, logits);
-    record_token(s, q, tok);
-    sasp_sampler_accept(q->smp, tok, 1);
     q->n_gen++;
     observe_token(s, q, t);
     int complete = seq_advance_constraint(s, q, tok);
@@ -1157,6 +1170,36 @@ static void seq_pool(seq *q, int n)
     }
 }
 
+/* Whether step k of sequence q draws a token in draw_all: it has logits, and neither pools nor scores
+ * its prompt (deliver draws after scoring). */
+static int step_draws(const sasp_sched *s, int k, const seq *q)
+{
+    return s->steps[k].n_logits && !q->p.pooling && !(s->step_fed[k] && q->p.prompt_logprobs);
+}
+
+/* A thread of draw_all: takes the next step that draws until none is left. */
+static void draw_some(void *arg, int ith, int nth)
+{
+    sasp_sched *s = arg;
+    (void)ith, (void)nth;
+    for (int d; (d = atomic_fetch_add_explicit(&s->next_draw, 1, memory_order_relaxed)) < s->n_draw;) {
+        int k = s->draw_step[d], i = s->step_slot[k];
+        s->step_tok[k] = seq_draw(s, i, s->slots[i].q, s->steps[k].logits);
+    }
+}
+
+/* Draw the tokens of the n steps just run, on the model's threads when more than one draws: at batch 8
+ * the sampler chain of eight sequences is a fifth of a step of a model of sasp-small's size. */
+static void draw_all(sasp_sched *s, int n)
+{
+    s->n_draw = 0;
+    for (int k = 0; k < n; k++)
+        if (step_draws(s, k, s->slots[s->step_slot[k]].q)) s->draw_step[s->n_draw++] = k;
+    atomic_store_explicit(&s->next_draw, 0, memory_order_relaxed);
+    if (s->n_draw > 1 && sasp_pool_size(s->m->pool) > 1) sasp_pool_run(s->m->pool, draw_some, s);
+    else draw_some(s, 0, 1);
+}
+
 /* After a successful forward pass, step k (slot i, sequence q): count the prompt tokens it fed, score
  * them when asked, and sample once the logits of its next token are there. */
 static void deliver(sasp_sched *s, int k, int i, seq *q)
@@ -1170,9 +1213,9 @@ static void deliver(sasp_sched *s, int k, int i, seq *q)
         seq_score_prompt(s, q, q->n_fed - fed, fed);
         if (q->n_fed < q->n_prompt) return;
         if (q->p.max_tokens == 0) seq_finish_flush(s, q, i, "length"); /* scoring only */
-        else seq_on_logits(s, i, q, q->plogits + (size_t)(fed - 1) * s->vocab);
-    } else if (s->steps[k].n_logits) {
-        seq_on_logits(s, i, q, s->steps[k].logits);
+        else seq_on_token(s, i, q, seq_draw(s, i, q, q->plogits + (size_t)(fed - 1) * s->vocab));
+    } else if (step_draws(s, k, q)) {
+        seq_on_token(s, i, q, s->step_tok[k]);
     }
 }
 
@@ -1202,7 +1245,7 @@ static void run_step(sasp_sched *s, int n)
     if (rc == 0) s->st.prompt_tokens += fed;
     pthread_mutex_unlock(&s->mu);
     if (rc != 0) fprintf(stderr, "sasp-server: engine step failed: %s\n", err);
-    else remember_fed(s, n);
+    else remember_fed(s, n), draw_all(s, n);
     for (int k = 0; k < n; k++) {
         int i = s->step_slot[k];
         if (rc != 0) seq_finish(s, s->slots[i].q, i, "stop", 1, err, strlen(err));
@@ -1338,6 +1381,8 @@ static void sched_free_memory(sasp_sched *s)
     free(s->steps);
     free(s->step_slot);
     free(s->step_fed);
+    free(s->step_tok);
+    free(s->draw_step);
     free(s);
 }
 
@@ -1356,9 +1401,12 @@ static sasp_sched *sched_alloc(sasp_model *m, const sasp_tokenizer *tok, int n_s
     s->steps = calloc((size_t)n_slots, sizeof *s->steps);
     s->step_slot = calloc((size_t)n_slots, sizeof *s->step_slot);
     s->step_fed = calloc((size_t)n_slots, sizeof *s->step_fed);
+    s->step_tok = calloc((size_t)n_slots, sizeof *s->step_tok);
+    s->draw_step = calloc((size_t)n_slots, sizeof *s->draw_step);
     s->views = calloc((size_t)n_slots, sizeof *s->views);
     s->table = sasp_token_table_new(tok);
-    int ok = s->slots && s->logits && s->steps && s->step_slot && s->step_fed && s->views && s->table;
+    int ok = s->slots && s->logits && s->steps && s->step_slot && s->step_fed && s->step_tok && s->draw_step &&
+             s->views && s->table;
     for (int i = 0; ok && i < n_slots; i++) {
         ok = (s->slots[i].kv = sasp_kv_new(m, n_ctx)) != NULL;
         ok = ok && (s->slots[i].ids = malloc((size_t)s->slots[i].kv->cap * sizeof *s->slots[i].ids)) != NULL;

@@ -4,7 +4,8 @@
  * count, the calling thread taking i = 0, and returns when all have returned. Between runs the workers
  * spin for a short while (then sleep on a condition variable), so a run in a burst of runs costs a
  * cache-line round trip, not a wake-up. One run at a time per pool: a model's pool is run by sasp_forward
- * alone (sasp-bench makes pools of its own for the machine's ceilings). */
+ * and, between passes on the same thread, by the scheduler's draws (sasp-bench makes pools of its own
+ * for the machine's ceilings). */
 #ifndef SASP_THREADPOOL_H
 #define SASP_THREADPOOL_H
 
