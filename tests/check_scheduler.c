@@ -34,15 +34,25 @@
 static sasp_model *model;
 static sasp_tokenizer *tok;
 
+/* The tiny model, its forward pass on `threads` threads. */
+static sasp_model *load_tiny(int threads)
+{
+    const char *src = getenv("SASP_SRCDIR");
+    if (!src || !*src) src = SASP_SRCDIR;
+    char dir[4096], err[512];
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/tiny-model", src);
+    sasp_model *m = sasp_model_load(dir, threads, err, sizeof err);
+    ck_assert_msg(m != NULL, "%s", err);
+    return m;
+}
+
 static void setup(void)
 {
     const char *src = getenv("SASP_SRCDIR");
     if (!src || !*src) src = SASP_SRCDIR;
-    char dir[4096], path[4200], err[512];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/tiny-model", src);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    model = sasp_model_load(dir, 1, err, sizeof err);
-    ck_assert_msg(model != NULL, "%s", err);
+    char path[4200], err[512];
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", src);
+    model = load_tiny(1);
     tok = sasp_tokenizer_load(path, err, sizeof err);
     ck_assert_msg(tok != NULL, "%s", err);
 }
@@ -527,6 +537,31 @@ END_TEST
 
 /* --- batching invariance --- */
 
+/* The request g on prompt p run beside 7 others (other prompts, seeds and lengths), on the model
+ * `model` is now: its result in *out. */
+static void run_with_seven(const int *p, int n, const sasp_gen_params *g, result *out)
+{
+    sasp_sched *s = new_sched(8, 0, 8, 128);
+    int others[7][40];
+    sasp_job *jobs[8];
+    for (int i = 0; i < 8; i++) {
+        if (i == 3) {
+            jobs[i] = job1(p, n, g);
+        } else { /* other prompts, lengths, seeds and lengths of answer */
+            int k = i < 3 ? i : i - 1, len = 5 + 5 * k;
+            make_prompt(others[k], len, 20 + k);
+            sasp_gen_params go = sampled(10 + 4 * k, 50 + (uint64_t)k);
+            jobs[i] = job1(others[k], len, &go);
+        }
+        submit(s, jobs[i]);
+    }
+    result res[8];
+    for (int i = 0; i < 8; i++) collect(jobs[i], &res[i], 1);
+    *out = res[3];
+    for (int i = 0; i < 8; i++) sasp_job_release(jobs[i]);
+    sasp_sched_free(s);
+}
+
 START_TEST(test_batching_invariance)
 {
     int p[12];
@@ -538,29 +573,18 @@ START_TEST(test_batching_invariance)
     g.sampling.top_k = 40;
     g.sampling.top_p = 0.95f;
     g.sampling.min_p = 0.05f;
-    result alone;
+    result alone, batched;
     run_alone(8, 0, 128, p, 12, &g, &alone);
     ck_assert_int_eq(alone.n_ids, 24);
-
-    sasp_sched *s = new_sched(8, 0, 8, 128);
-    int others[7][40];
-    sasp_job *jobs[8];
-    for (int i = 0; i < 8; i++) {
-        if (i == 3) {
-            jobs[i] = job1(p, 12, &g);
-        } else { /* other prompts, lengths, seeds and lengths of answer */
-            int k = i < 3 ? i : i - 1, n = 5 + 5 * k;
-            make_prompt(others[k], n, 20 + k);
-            sasp_gen_params go = sampled(10 + 4 * k, 50 + (uint64_t)k);
-            jobs[i] = job1(others[k], n, &go);
-        }
-        submit(s, jobs[i]);
-    }
-    result res[8];
-    for (int i = 0; i < 8; i++) collect(jobs[i], &res[i], 1);
-    same_result(&res[3], &alone, "batched with 7 others");
-    for (int i = 0; i < 8; i++) sasp_job_release(jobs[i]);
-    sasp_sched_free(s);
+    run_with_seven(p, 12, &g, &batched);
+    same_result(&batched, &alone, "batched with 7 others");
+    /* again with the forward pass on three threads, where the eight draw side by side on them */
+    sasp_model *one = model;
+    model = load_tiny(3);
+    run_with_seven(p, 12, &g, &batched);
+    sasp_model_free(model);
+    model = one;
+    same_result(&batched, &alone, "batched with 7 others, 3 threads");
 }
 END_TEST
 
