@@ -742,13 +742,13 @@ static int by_rank(const void *a, const void *b)
 
 START_TEST(test_row_above_bar)
 {
-    enum { MAXN = 20000 };
+    enum { MAXN = 70001 }; /* past 65,536: blocks of more than 64 (at most 1,024 blocks) */
     static float row[MAXN];
     static sasp_candidate got[MAXN], want[MAXN];
     sasp_rng r;
     sasp_rng_seed(&r, (uint64_t)time(NULL));
     for (int t = 0; t < 1500; t++) {
-        int n = t < 1200 ? 1 + t % 300 : (int[]){1023, 1024, 4099, 8192, 20000}[t % 5];
+        int n = t < 1200 ? 1 + t % 300 : (int[]){1023, 1024, 4099, 8192, 20000, 70001}[t % 6];
         int ks[] = {1, 2, 3, 5, 40, 64, n - 1, n, n + 7}, k = ks[irand(&r, 9)];
         int levels = irand(&r, 2) ? 4 : 1 << 20, odd = irand(&r, 3); /* odd: NaN and infinities now and then */
         for (int j = 0; j < n; j++) {
