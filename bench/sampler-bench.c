@@ -1,7 +1,9 @@
 /* sampler-bench.c: the time sasp_sampler_sample takes a token, on Gaussian rows of logits.
  *
- *   bench/sasp-sampler-bench [VOCAB] [CHAIN]     CHAIN: default (the server's: penalties, DRY, top-k 40,
- *                                                top-p, min-p, temperature) or plain (no DRY, no penalties)
+ *   bench/sasp-sampler-bench [VOCAB] [CHAIN] [logprobs]
+ *       CHAIN: default (the server's: penalties, DRY, top-k 40, top-p, min-p, temperature) or plain (no
+ *       DRY, no penalties); logprobs: each token's logprob and the 3 most likely ones too, as a request
+ *       with `logprobs: 3` asks (sasp_sampler_logprobs)
  *
  * 20 requests of 256 tokens each, every drawn token accepted (so DRY and the penalties see a history);
  * prints microseconds per token and a checksum of the tokens (the same for any two builds that draw
@@ -24,9 +26,10 @@ static double now(void)
 int main(int argc, char **argv)
 {
     int vocab = argc > 1 ? atoi(argv[1]) : 8192, rows = 64, requests = 20, tokens = 256;
-    int plain = argc > 2 && strcmp(argv[2], "plain") == 0;
+    int plain = argc > 2 && strcmp(argv[2], "plain") == 0, logprobs = argc > 3 && strcmp(argv[3], "logprobs") == 0;
+    sasp_logprob top[3];
     if (vocab < 1) {
-        fprintf(stderr, "usage: sasp-sampler-bench [VOCAB] [default|plain]\n");
+        fprintf(stderr, "usage: sasp-sampler-bench [VOCAB] [default|plain] [logprobs]\n");
         return 2;
     }
     float *logits = malloc((size_t)vocab * (size_t)rows * sizeof *logits);
@@ -49,14 +52,22 @@ int main(int argc, char **argv)
         for (int t = 0; t < tokens; t++) {
             double t0 = now();
             int tok = sasp_sampler_sample(s, logits + (size_t)(t % rows) * (size_t)vocab);
+            float lp = logprobs ? sasp_sampler_logprobs(s, tok, top, 3) : 0;
             spent += now() - t0;
             sum = sum * 31 + (unsigned)tok;
+            if (logprobs) {
+                union {
+                    float f;
+                    uint32_t u;
+                } bits = {lp};
+                sum = sum * 31 + bits.u + (unsigned)top[0].id;
+            }
             sasp_sampler_accept(s, tok, 1);
         }
         sasp_sampler_free(s);
     }
-    printf("sampler (%s chain, vocab %d): %.2f us a token; tokens' checksum %llu\n", plain ? "plain" : "default",
-           vocab, spent / (requests * tokens) * 1e6, sum);
+    printf("sampler (%s chain%s, vocab %d): %.2f us a token; tokens' checksum %llu\n", plain ? "plain" : "default",
+           logprobs ? ", logprobs" : "", vocab, spent / (requests * tokens) * 1e6, sum);
     free(logits);
     return 0;
 }

@@ -817,8 +817,7 @@ const float *sasp_sampler_penalize(sasp_sampler *s, const float *logits)
 float sasp_log_softmax_top(const float *w, int vocab, int chosen, sasp_logprob *top, int n_top,
                            sasp_candidate *scratch)
 {
-    double mx = -INFINITY, sum = 0;
-    for (int j = 0; j < vocab; j++) mx = fmax(mx, w[j]);
+    double mx = block_max(w, vocab), sum = 0; /* fmax's value, NaN passed over, without a call a logit */
     for (int j = 0; j < vocab; j++) sum += exp((double)w[j] - mx);
     double lse = mx + log(sum);
     if (n_top > vocab) n_top = vocab;
