@@ -1188,8 +1188,9 @@ static void draw_some(void *arg, int ith, int nth)
     }
 }
 
-/* Draw the tokens of the n steps just run, on the model's threads when more than one draws: at batch 8
- * the sampler chain of eight sequences is a fifth of a step of a model of sasp-small's size. */
+/* Draw the tokens of the n steps just run, on the model's threads when more than one draws: with a
+ * small model the draws of a batch are a large share of its step (at batch 8 with logprobs, eight
+ * log-softmaxes over the vocabulary: docs/performance.md). */
 static void draw_all(sasp_sched *s, int n)
 {
     s->n_draw = 0;
@@ -1201,7 +1202,7 @@ static void draw_all(sasp_sched *s, int n)
 }
 
 /* After a successful forward pass, step k (slot i, sequence q): count the prompt tokens it fed, score
- * them when asked, and sample once the logits of its next token are there. */
+ * them when asked, and take the token draw_all drew (a prompt scored is drawn from here, after). */
 static void deliver(sasp_sched *s, int k, int i, seq *q)
 {
     int fed = s->step_fed[k];
