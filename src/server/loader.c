@@ -1,7 +1,7 @@
 /* loader.c: models loaded and unloaded while sasp-server runs (loader.h, models.h). One thread, the
  * loader, does every load and every free, so that an HTTP thread never waits for one (a request for a
  * model that loads is suspended, http/wait.h) and the engine thread keeps stepping the other models.
- * L.mu guards every model's state fields (served_model: state, users, last_used, keep_alive,
+ * L.mu guards every model's state fields (served_model: state, users, last_used, last_asked, keep_alive,
  * unload_asked, failed, error, and model, tok, sched and lim while they change). A model that a request
  * holds (users > 0) is never unloaded; one that nothing holds is taken off (its state "unloaded" at
  * once) and its memory freed by the loader: its scheduler first (sasp_sched_free waits until the
@@ -84,7 +84,7 @@ static void attach(served_model *m, const instance *in)
     m->state = MODEL_LOADED;
     m->failed = 0;
     m->error[0] = 0;
-    m->last_used = sasp_now_ns();
+    m->last_used = m->last_asked = sasp_now_ns();
 }
 
 /* Under L.mu: m (loaded, held by nothing) is unloaded from now on; the loader frees its memory. */
@@ -128,7 +128,7 @@ static void unload_what_is_due(int64_t now)
         served_model *lru = NULL;
         for (int i = 0; i < n; i++) {
             served_model *m = served_model_at(i);
-            if (m->state == MODEL_LOADED && m->users == 0 && (!lru || m->last_used < lru->last_used)) lru = m;
+            if (m->state == MODEL_LOADED && m->users == 0 && (!lru || m->last_asked < lru->last_asked)) lru = m;
         }
         if (!lru) break; /* every loaded one is in use: unloaded when it is not */
         detach(lru);
@@ -348,7 +348,7 @@ served_model *served_model_ready(struct MHD_Connection *c, conn *k, served_model
     pthread_mutex_lock(&L.mu);
     if (!again) {
         m->users++;
-        m->last_used = sasp_now_ns();
+        m->last_used = m->last_asked = sasp_now_ns();
         m->keep_alive = keep_alive == SERVED_KEEP_DEFAULT ? L.o.keep_alive : keep_alive;
         m->unload_asked = 0; /* a request that comes keeps it (Ollama: the last keep_alive wins) */
         k->run.hold = m;
