@@ -34,13 +34,18 @@
 static sasp_model *model;
 static sasp_tokenizer *tok;
 
+/* The source tree: $SASP_SRCDIR, else the one this test was built from. */
+static const char *srcdir(void)
+{
+    const char *src = getenv("SASP_SRCDIR");
+    return src && *src ? src : SASP_SRCDIR;
+}
+
 /* The tiny model, its forward pass on `threads` threads. */
 static sasp_model *load_tiny(int threads)
 {
-    const char *src = getenv("SASP_SRCDIR");
-    if (!src || !*src) src = SASP_SRCDIR;
     char dir[4096], err[512];
-    snprintf(dir, sizeof dir, "%s/tests/fixtures/tiny-model", src);
+    snprintf(dir, sizeof dir, "%s/tests/fixtures/tiny-model", srcdir());
     sasp_model *m = sasp_model_load(dir, threads, err, sizeof err);
     ck_assert_msg(m != NULL, "%s", err);
     return m;
@@ -48,10 +53,8 @@ static sasp_model *load_tiny(int threads)
 
 static void setup(void)
 {
-    const char *src = getenv("SASP_SRCDIR");
-    if (!src || !*src) src = SASP_SRCDIR;
     char path[4200], err[512];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", src);
+    snprintf(path, sizeof path, "%s/tests/fixtures/tiny-model/tokenizer.json", srcdir());
     model = load_tiny(1);
     tok = sasp_tokenizer_load(path, err, sizeof err);
     ck_assert_msg(tok != NULL, "%s", err);
@@ -799,9 +802,8 @@ START_TEST(test_token_healing)
     int n = (int)(sizeof prompts / sizeof *prompts);
     for (int i = 0; i < n; i++) check_healing(model, tok, prompts[i]);
     /* with the shipped model, whose greedy output means something, also the joint tokenisation */
-    const char *src = getenv("SASP_SRCDIR");
     char dir[4096], path[4200], err[512];
-    snprintf(dir, sizeof dir, "%s/models/sasp-small", src && *src ? src : SASP_SRCDIR);
+    snprintf(dir, sizeof dir, "%s/models/sasp-small", srcdir());
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     sasp_model *small = sasp_model_load(dir, 1, err, sizeof err);
     if (!small) return; /* a tree without the shipped model: the tiny one's checks stand */
