@@ -44,14 +44,14 @@ export PKG_CONFIG=pkg-config
 export PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig
 export PKG_CONFIG_PATH=
 if [ ! -f config.status ] || [ configure.ac -nt config.status ]; then
-  echo "== check-neon.sh: configure --host=$triplet in $build/src"
+  echo "== $(date -u +%T) check-neon.sh: configure --host=$triplet in $build/src"
   autoreconf -fi >/dev/null 2>&1 || die "autoreconf failed"
   ./configure -q --host=$triplet CC=$triplet-gcc >configure.out 2>&1 || { cat configure.out; die "configure failed"; }
 fi
 grep -q '^#define SASP_HAVE_NEON 1' config.h || die "configure did not select the NEON kernels"
 
 # 3. build the test programs, and run the chosen tests under qemu through automake's test driver
-echo "== check-neon.sh: building ($triplet-gcc)"
+echo "== $(date -u +%T) check-neon.sh: building ($triplet-gcc)"
 make -j"$jobs" $tests >build.out 2>&1 || { tail -40 build.out; die "cross build failed"; }
 # compiler warnings only (file:line:col: warning:), not make's own notes
 if grep -qE '^[^ ]+:[0-9]+:[0-9]+: warning:' build.out; then
@@ -70,7 +70,7 @@ grep -q '^#define SASP_HAVE_NEON_BF16 1' config.h && max_tables="$max_tables neo
 run_tests() {
   cpu=$1 expect=$2
   shift 2
-  echo "== check-neon.sh: running under qemu-aarch64 -cpu $cpu: $*"
+  echo "== $(date -u +%T) check-neon.sh: running under qemu-aarch64 -cpu $cpu: $*"
   status=0
   # man1_MANS= : no man pages (help2man would run the ARM64 programs on this machine); Check's timeouts
   # times 10: qemu runs the kernels tens of times slower than the CPU would. Each suite runs under
@@ -97,4 +97,4 @@ run_tests max "$max_tables" $tests
 if echo " $tests " | grep -q ' tests/check_kernels '; then
   quick=1 && run_tests cortex-a57 "scalar neon" tests/check_kernels
 fi
-echo "== check-neon.sh: all passed"
+echo "== $(date -u +%T) check-neon.sh: all passed"

@@ -32,7 +32,7 @@ mkdir -p "$build/src"
 (cd "$top" && tar -cf - -T "$build/.files") | (cd "$build/src" && tar -xf -)
 cd "$build/src"
 if [ ! -f config.status ] || [ configure.ac -nt config.status ]; then
-  echo "== check-sanitizers.sh: configure --enable-sanitizers=$flag in $build/src"
+  echo "== $(date -u +%T) check-sanitizers.sh: configure --enable-sanitizers=$flag in $build/src"
   autoreconf -fi >/dev/null 2>&1 || die "autoreconf failed"
   ./configure -q --enable-sanitizers=$flag >configure.out 2>&1 || { cat configure.out; die "configure failed"; }
 fi
@@ -72,7 +72,7 @@ address_checks() {
   # ASan stops at the first error and reports leaks at exit (LeakSanitizer, on by default); UBSan stops
   # at the first error too (-fno-sanitize-recover=undefined)
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-  echo "== check-sanitizers.sh: make check"
+  echo "== $(date -u +%T) check-sanitizers.sh: make check"
   status=0
   # suites run under tests/bounded.sh with 3 times the native time limit (the sanitizers are slower);
   # check_kernels runs a quarter of its sweeps of shapes (SASP_TEST_QUICK, every size still met: the
@@ -89,7 +89,7 @@ address_checks() {
   "$top/scripts/no-skips.sh" . || die "suites skipped under the sanitizers"
 }
 
-echo "== check-sanitizers.sh: building with $name"
+echo "== $(date -u +%T) check-sanitizers.sh: building with $name"
 if [ $mode = thread ]; then
   grep -q 'fsanitize=thread' Makefile || die "configure did not enable ThreadSanitizer"
   thread_checks
@@ -97,4 +97,4 @@ else
   grep -q 'fsanitize=address,undefined' Makefile || die "configure did not enable the sanitizers"
   address_checks
 fi
-echo "== check-sanitizers.sh: all passed ($name)"
+echo "== $(date -u +%T) check-sanitizers.sh: all passed ($name)"
