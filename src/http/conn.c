@@ -12,6 +12,12 @@
 
 const char *conn_body(const conn *k) { return k->req.body.data ? k->req.body.data : ""; }
 
+void conn_answered(conn *k)
+{
+    if (k->run.answered && !k->run.was_answered) k->run.answered(k->run.hold);
+    k->run.was_answered = 1;
+}
+
 void conn_release(conn *k)
 {
     if (atomic_fetch_sub(&k->refs, 1) != 1) return;
@@ -20,6 +26,8 @@ void conn_release(conn *k)
     if (k->run.job) sasp_job_release(k->run.job);
     if (k->run.free_work) k->run.free_work(k->run.work);
     api_out_free(k->run.out);
+    /* a request that ends without an answer (an error, a client gone) is answered here */
+    conn_answered(k);
     if (k->run.unhold) k->run.unhold(k->run.hold); /* last: the answer and the job may use what it holds */
     free(k->stream.pend);
     sasp_buf_free(&k->req.body);

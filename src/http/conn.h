@@ -52,6 +52,8 @@ struct conn {
         void (*free_work)(void *work); /* frees it with the conn */
         void *hold;                    /* what the request holds while it lives (the model it runs on: server/models.c), */
         void (*unhold)(void *hold);    /* given back with the conn, after everything above is freed */
+        void (*answered)(void *hold);  /* told once that the answer is complete: conn_answered */
+        int was_answered;
     } run;
     struct {             /* a stream, sent by its content reader (server/generate.c) */
         char *pend;      /* bytes to send */
@@ -81,6 +83,11 @@ struct conn {
 conn *conn_new(struct MHD_Connection *c, const char *url, const char *method);
 /* Give up one reference; the last one frees k and what it holds (its job, answer, in-flight place). */
 void conn_release(conn *k);
+/* The answer is complete: queued whole (reply_queue), or a stream's last bytes made. What the request
+ * holds is told once (run.answered), at the latest when the conn is freed: the client may have the
+ * answer before the conn goes, and a model whose requests are answered is no longer in use for the
+ * choice of the one to unload (server/loader.c). */
+void conn_answered(conn *k);
 /* The request body as text ("" when there is none). */
 const char *conn_body(const conn *k);
 /* Whether the client has closed its end (checked while it waits). */

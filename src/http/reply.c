@@ -24,13 +24,19 @@ static void add_common_headers(struct MHD_Response *r, const conn *k)
     }
 }
 
-enum MHD_Result reply_queue(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
+enum MHD_Result reply_queue_stream(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
 {
     add_common_headers(r, k);
     k->res.status = status;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+enum MHD_Result reply_queue(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r)
+{
+    conn_answered(k); /* before the client can have it */
+    return reply_queue_stream(c, k, status, r);
 }
 
 /* A response of buf (len bytes, malloc'd: taken, freed on failure too) with its Content-Type. */

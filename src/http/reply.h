@@ -10,8 +10,11 @@
 #include "api/api.h"
 #include "http/conn.h"
 
-/* Queue r as the answer with status (the headers every answer has added) and let it go. */
+/* Queue r as the answer with status (the headers every answer has added) and let it go; the request is
+ * answered (conn_answered). */
 enum MHD_Result reply_queue(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r);
+/* The same for a stream, whose content reader calls conn_answered when it has made the last bytes. */
+enum MHD_Result reply_queue_stream(struct MHD_Connection *c, conn *k, int status, struct MHD_Response *r);
 /* buf (len bytes, malloc'd: taken) with its Content-Type. */
 enum MHD_Result reply_buf(struct MHD_Connection *c, conn *k, int status, const char *type, char *buf, size_t len);
 /* JSON text (malloc'd, taken) with a newline, or j (consumed) so written. */

@@ -39,6 +39,7 @@ static int next_event(conn *k)
     } else if (r < 0) {
         k->stream.pend = api_out_finish(k->run.out, &k->stream.len);
         k->stream.ended = 1;
+        conn_answered(k); /* before the client can have the last bytes */
     }
     return r;
 }
@@ -169,7 +170,7 @@ static enum MHD_Result answer_stream(struct MHD_Connection *c, conn *k, api_kind
     MHD_add_response_header(resp, "Content-Type", api_kind_is_ollama(kind) ? "application/x-ndjson" : "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    return reply_queue(c, k, 200, resp);
+    return reply_queue_stream(c, k, 200, resp);
 }
 
 /* Ollama's keep_alive 0 with nothing to generate: the model is unloaded (after the requests it runs,

@@ -1,8 +1,8 @@
 /* loader.c: models loaded and unloaded while sasp-server runs (loader.h, models.h). One thread, the
  * loader, does every load and every free, so that an HTTP thread never waits for one (a request for a
  * model that loads is suspended, http/wait.h) and the engine thread keeps stepping the other models.
- * L.mu guards every model's state fields (served_model: state, users, last_used, last_asked, keep_alive,
- * unload_asked, failed, error, and model, tok, sched and lim while they change). A model that a request
+ * L.mu guards every model's state fields (served_model: state, users, answering, last_used, last_asked,
+ * keep_alive, unload_asked, failed, error, and model, tok, sched and lim while they change). A model that a request
  * holds (users > 0) is never unloaded; one that nothing holds is taken off (its state "unloaded" at
  * once) and its memory freed by the loader: its scheduler first (sasp_sched_free waits until the
  * engine thread no longer steps it), then its tokenizer and weights. */
@@ -114,24 +114,29 @@ static int unload_due(const served_model *m, int64_t now)
            (m->unload_asked || m->keep_alive == 0 || (m->keep_alive > 0 && now - m->last_used >= m->keep_alive));
 }
 
-/* Under L.mu: unload what is due, then the least recently used models that nothing holds while more
- * than --models-max are loaded or loading. */
+/* Under L.mu: unload what is due, then, while more than --models-max are loaded or loading (not
+ * counting those on their way out), the least recently used of the models whose requests are all
+ * answered: at once, or when the last connection that holds it is freed (a client may have its answer,
+ * and ask for the next model, before that). */
 static void unload_what_is_due(int64_t now)
 {
     int n = served_models_count(), busy = 0;
     for (int i = 0; i < n; i++) {
         served_model *m = served_model_at(i);
         if (unload_due(m, now)) detach(m);
-        busy += m->state != MODEL_UNLOADED;
+        busy += m->state != MODEL_UNLOADED && !m->unload_asked;
     }
     while (L.o.models_max > 0 && busy > L.o.models_max) {
         served_model *lru = NULL;
         for (int i = 0; i < n; i++) {
             served_model *m = served_model_at(i);
-            if (m->state == MODEL_LOADED && m->users == 0 && (!lru || m->last_asked < lru->last_asked)) lru = m;
+            if (m->state == MODEL_LOADED && m->answering == 0 && !m->unload_asked &&
+                (!lru || m->last_asked < lru->last_asked))
+                lru = m;
         }
-        if (!lru) break; /* every loaded one is in use: unloaded when it is not */
-        detach(lru);
+        if (!lru) break; /* every loaded one is answering a request: unloaded when it is not */
+        if (lru->users == 0) detach(lru);
+        else lru->unload_asked = 1;
         busy--;
     }
 }
@@ -290,6 +295,18 @@ static void give_back(served_model *m, int touch)
 
 static void give_back_held(void *hold) { give_back(hold, 1); }
 
+/* A request's answer is complete: its model is no longer in use for the choice of the least recently
+ * used (it stays held until the answer's connection is freed); keep_alive starts. */
+static void answered_held(void *hold)
+{
+    served_model *m = hold;
+    pthread_mutex_lock(&L.mu);
+    m->answering--;
+    m->last_used = sasp_now_ns();
+    if (m->answering == 0) pthread_cond_signal(&L.cv); /* a model over --models-max may go now */
+    pthread_mutex_unlock(&L.mu);
+}
+
 int served_model_take_loaded(served_model *m)
 {
     pthread_mutex_lock(&L.mu);
@@ -348,11 +365,13 @@ served_model *served_model_ready(struct MHD_Connection *c, conn *k, served_model
     pthread_mutex_lock(&L.mu);
     if (!again) {
         m->users++;
+        m->answering++;
         m->last_used = m->last_asked = sasp_now_ns();
         m->keep_alive = keep_alive == SERVED_KEEP_DEFAULT ? L.o.keep_alive : keep_alive;
         m->unload_asked = 0; /* a request that comes keeps it (Ollama: the last keep_alive wins) */
         k->run.hold = m;
         k->run.unhold = give_back_held;
+        k->run.answered = answered_held;
         ask_load(m);
     } else if (!m->failed) {
         ask_load(m);

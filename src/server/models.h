@@ -41,11 +41,12 @@ typedef struct served_model {
     /* the loader's (models.c), under its lock */
     served_state state;
     int users;          /* requests that hold it: in flight, or waiting for its load */
+    int answering;      /* of them, those whose answer is not complete yet (conn_answered) */
     int64_t last_used;  /* when a request last took or gave it back (ns, monotonic): keep_alive's start */
     int64_t last_asked; /* when a request last came for it, or its load ended: the LRU order, the order
                          * clients sent their requests in, whatever order their connections end in */
     int64_t keep_alive; /* how long it stays loaded once nothing holds it (ns); < 0: for ever */
-    int unload_asked;   /* unload it as soon as nothing holds it */
+    int unload_asked;   /* unload it as soon as nothing holds it (asked, or the least recently used) */
     int failed;         /* its last load failed (error says why) */
     char error[384];
 } served_model;
