@@ -7,6 +7,7 @@
  *   - the workers sleep between runs and are woken by the next one (gaps longer than the spin), or
  *     announce their sleep just as the next run is published (gaps of 60-140 us);
  *   - nobody sleeps (short shares, no gaps).
+ * And runs of claimed work (sasp_pool_run_claimed), where a worker late to a run is let off it.
  * With 1 to 4 threads, thousands of runs each. Each run checks that every share ran exactly once and
  * that the caller sees what each worker wrote. A lost wake-up would hang: a watchdog thread fails the
  * test (naming the case, thread count and run) when no run completes for 20 s (CK_TIMEOUT_MULTIPLIER
@@ -223,6 +224,87 @@ START_TEST(pool_mixed)
 }
 END_TEST
 
+/* --- runs of claimed work (sasp_pool_run_claimed) --- */
+
+#define CLAIM_ITEMS 24
+
+typedef struct {
+    atomic_int next;               /* the next item to claim */
+    int n;                         /* items in this run */
+    int64_t item_ns[CLAIM_ITEMS];  /* how long each runs */
+    atomic_int calls[CLAIM_ITEMS]; /* times each ran */
+    uint64_t written[CLAIM_ITEMS]; /* a plain write of each item */
+    uint64_t stamp;
+    atomic_long fn_calls; /* every call of claim_fn, ever: none may come after a run returned */
+} claim_plan;
+
+static void claim_fn(void *arg, int ith, int nth)
+{
+    claim_plan *p = arg;
+    if (ith < 0 || ith >= nth || nth > MAX_THREADS) abort();
+    atomic_fetch_add(&p->fn_calls, 1);
+    for (int it; (it = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->n;) {
+        busy_for(p->item_ns[it]);
+        p->written[it] = p->stamp + (uint64_t)it;
+        atomic_fetch_add_explicit(&p->calls[it], 1, memory_order_relaxed);
+    }
+}
+
+/* Claimed runs, plain runs between them, gaps that let the workers sleep: each item runs once, the
+ * caller sees its write, and no worker calls fn after its run has returned (one let off must not). */
+static void drive_claimed(int nth, int runs, uint64_t seed)
+{
+    sasp_pool *pool = sasp_pool_new(nth);
+    ck_assert_ptr_nonnull(pool);
+    pthread_t t = watchdog_start("claimed work", nth);
+    uint64_t s = seed | 1;
+    claim_plan *p = calloc(1, sizeof *p);
+    run_plan plain = {0};
+    for (int r = 0; r < runs; r++) {
+        long before = atomic_load(&p->fn_calls);
+        p->n = 1 + (int)(rng_next(&s) % CLAIM_ITEMS);
+        for (int i = 0; i < p->n; i++) {
+            p->item_ns[i] = rng_next(&s) % 4 ? us_between(&s, 0, 3) : us_between(&s, 20, 80);
+            atomic_store(&p->calls[i], 0);
+            p->written[i] = 0;
+        }
+        p->stamp = (uint64_t)r << 8;
+        atomic_store(&p->next, 0);
+        sasp_pool_run_claimed(pool, claim_fn, p);
+        long after = atomic_load(&p->fn_calls);
+        ck_assert_msg(after - before >= 1 && after - before <= nth, "run %d: fn called %ld times", r, after - before);
+        for (int i = 0; i < p->n; i++) {
+            ck_assert_msg(atomic_load(&p->calls[i]) == 1, "%d threads, run %d: item %d ran %d times", nth, r, i,
+                          atomic_load(&p->calls[i]));
+            ck_assert_msg(p->written[i] == p->stamp + (uint64_t)i, "%d threads, run %d: item %d's write not seen",
+                          nth, r, i);
+        }
+        int64_t gap = rng_next(&s) % 8 == 0 ? us_between(&s, 60, 300) : 0;
+        if (gap) busy_for(gap);
+        ck_assert_msg(atomic_load(&p->fn_calls) == after, "%d threads, run %d: a worker ran fn after the run returned",
+                      nth, r);
+        if (r % 5 == 4) { /* a plain run between: every worker must take part in it */
+            for (int i = 0; i < nth; i++) atomic_store(&plain.calls[i], 0), plain.share_ns[i] = 0;
+            sasp_pool_run(pool, share_fn, &plain);
+            for (int i = 0; i < nth; i++)
+                ck_assert_msg(atomic_load(&plain.calls[i]) == 1, "%d threads, run %d: plain share %d ran %d times",
+                              nth, r, i, atomic_load(&plain.calls[i]));
+        }
+        atomic_fetch_add(&dog.completed, 1);
+    }
+    fprintf(stderr, "check_threadpool: claimed work, %d threads: workers let off %ld times in %d runs\n", nth,
+            sasp_pool_let_off(pool), runs);
+    watchdog_stop(t);
+    sasp_pool_free(pool);
+    free(p);
+}
+
+START_TEST(pool_claimed)
+{
+    for (int nth = 1; nth <= MAX_THREADS; nth++) drive_claimed(nth, runs_for(6000), 71u + (unsigned)nth);
+}
+END_TEST
+
 /* A pool made and freed while its workers sleep, spin, or have never run. */
 START_TEST(pool_free_in_every_state)
 {
@@ -250,6 +332,7 @@ int main(void)
     tcase_add_test(tc, pool_gap_race);
     tcase_add_test(tc, pool_nobody_sleeps);
     tcase_add_test(tc, pool_mixed);
+    tcase_add_test(tc, pool_claimed);
     tcase_add_test(tc, pool_free_in_every_state);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -1197,7 +1197,7 @@ static void draw_all(sasp_sched *s, int n)
     for (int k = 0; k < n; k++)
         if (step_draws(s, k, s->slots[s->step_slot[k]].q)) s->draw_step[s->n_draw++] = k;
     atomic_store_explicit(&s->next_draw, 0, memory_order_relaxed);
-    if (s->n_draw > 1 && sasp_pool_size(s->m->pool) > 1) sasp_pool_run(s->m->pool, draw_some, s);
+    if (s->n_draw > 1 && sasp_pool_size(s->m->pool) > 1) sasp_pool_run_claimed(s->m->pool, draw_some, s);
     else draw_some(s, 0, 1);
 }
 

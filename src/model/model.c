@@ -536,7 +536,7 @@ static void for_items(const struct batch *b, int n, item_fn *fn, const void *arg
         sasp_split(n, t, nth, &lo, &hi);
         atomic_store_explicit(&run.shares[t].range, (uint64_t)lo << 32 | (uint32_t)hi, memory_order_relaxed);
     }
-    sasp_pool_run(b->m->pool, item_worker, &run);
+    sasp_pool_run_claimed(b->m->pool, item_worker, &run); /* item_worker on the caller takes what is left */
 }
 
 /* ---- row phases ---- */

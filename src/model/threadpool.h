@@ -16,6 +16,13 @@ typedef void (*sasp_pool_fn)(void *arg, int ith, int nth);
 sasp_pool *sasp_pool_new(int n_threads);
 int sasp_pool_size(const sasp_pool *pool);
 void sasp_pool_run(sasp_pool *pool, sasp_pool_fn fn, void *arg);
+/* The same for work that the threads claim as they go (a counter, or shares others may take from):
+ * when fn(arg, 0, n) returns on the calling thread, nothing is left unclaimed, so a worker that has
+ * not begun the run by then is let off it (it skips the run) rather than waited for. A worker that
+ * the OS has not run yet (a busy machine, a client on the same cores) then holds up nothing. */
+void sasp_pool_run_claimed(sasp_pool *pool, sasp_pool_fn fn, void *arg);
+/* How many times a worker was let off a run so far (for tests and benchmarks). */
+long sasp_pool_let_off(const sasp_pool *pool);
 void sasp_pool_free(sasp_pool *pool);
 
 /* The contiguous share [*lo, *hi) of n items that thread ith of nth takes. */
