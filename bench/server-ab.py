@@ -2,14 +2,16 @@
 """server-ab.py: two sasp-server builds side by side, under the same load, alternated run by run.
 
   bench/server-ab.py OLD_BINARY NEW_BINARY [--clients 8] [--pairs 30] [--tokens 200] [--body JSON]
-                     [-m MODEL_DIR] [-t THREADS]
+                     [-m MODEL_DIR] [-t THREADS] [--stream]
 
 Both servers run at once (idle while the other is measured) on the model (--parallel = clients). Each
 pair of runs sends `clients` concurrent non-streamed /v1/completions of `tokens` tokens (ignore_eos,
 the server's default sampling, plus --body's fields, e.g. '{"logprobs": 3}') to one server, then the
 same to the other, the order swapped every pair. Prints the median of new/old tokens/s over the pairs
 with its quartiles, and of old/new process CPU time per token: on a shared, noisy machine a ratio of
-runs taken seconds apart is steadier than either figure. Standard library only.
+runs taken seconds apart is steadier than either figure. With --stream the clients stream instead
+(greedy, a 32-token prompt of token ids, read by the one event loop of bench/peers/servers.py, whose
+client costs little beside the servers'); --body does not apply there. Standard library only.
 """
 import argparse
 import http.client
@@ -17,10 +19,13 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import threading
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "bench", "peers"))
+import servers as streams  # noqa: E402 (the streaming client)
 PROMPT = "def main():\n    x = compute("
 
 
@@ -59,7 +64,15 @@ def one_request(port, body, out, i):
     out[i] = doc["usage"]["completion_tokens"]
 
 
+def run_streams(port, pid, clients, tokens):
+    c0 = cpu_seconds(pid)
+    tps, _ = streams.measure(port, clients, list(range(300, 332)), tokens)
+    return tps, (cpu_seconds(pid) - c0) * 1000 / (clients * tokens)
+
+
 def run(port, pid, clients, body):
+    if body.get("stream"):
+        return run_streams(port, pid, clients, body["max_tokens"])
     out = [0] * clients
     th = [threading.Thread(target=one_request, args=(port, body, out, i)) for i in range(clients)]
     c0, t0 = cpu_seconds(pid), time.time()
@@ -81,9 +94,14 @@ def main():
     ap.add_argument("--body", default="{}")
     ap.add_argument("-m", "--model", default=os.path.join(TOP, "models", "sasp-small"))
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--stream", action="store_true", help="streaming clients (greedy, token-id prompt)")
     a = ap.parse_args()
+    if a.stream and json.loads(a.body):
+        ap.error("--body does not apply with --stream")
     body = {"prompt": PROMPT, "max_tokens": a.tokens, "ignore_eos": True}
     body.update(json.loads(a.body))
+    if a.stream:
+        body = {"stream": True, "max_tokens": a.tokens}
     procs = [start(a.old, 18701, a.model, a.threads, a.clients), start(a.new, 18702, a.model, a.threads, a.clients)]
     try:
         servers = [(18701, procs[0].pid), (18702, procs[1].pid)]
@@ -97,7 +115,7 @@ def main():
             speed.append(new[0] / old[0])
             cpu.append(old[1] / new[1] if new[1] > 0 else float("nan"))
         qs, qc = statistics.quantiles(speed, n=4), statistics.quantiles(cpu, n=4)
-        print(f"{a.clients} clients, {a.tokens} tokens, body {json.dumps(json.loads(a.body))}, {a.pairs} pairs: "
+        print(f"{a.clients} {'streaming ' if a.stream else ''}clients, {a.tokens} tokens, body {json.dumps(json.loads(a.body))}, {a.pairs} pairs: "
               f"new/old tokens/s {statistics.median(speed):.3f} [{qs[0]:.3f}, {qs[2]:.3f}]; "
               f"old/new CPU per token {statistics.median(cpu):.3f} [{qc[0]:.3f}, {qc[2]:.3f}]")
     finally:
