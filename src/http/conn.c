@@ -14,8 +14,9 @@ const char *conn_body(const conn *k) { return k->req.body.data ? k->req.body.dat
 
 void conn_answered(conn *k)
 {
-    if (k->run.answered && !k->run.was_answered) k->run.answered(k->run.hold);
-    k->run.was_answered = 1;
+    void (*answered)(void *hold) = k->run.answered;
+    k->run.answered = NULL; /* once */
+    if (answered) answered(k->run.hold);
 }
 
 void conn_release(conn *k)

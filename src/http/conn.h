@@ -52,8 +52,7 @@ struct conn {
         void (*free_work)(void *work); /* frees it with the conn */
         void *hold;                    /* what the request holds while it lives (the model it runs on: server/models.c), */
         void (*unhold)(void *hold);    /* given back with the conn, after everything above is freed */
-        void (*answered)(void *hold);  /* told once that the answer is complete: conn_answered */
-        int was_answered;
+        void (*answered)(void *hold);  /* told once that the answer is complete (conn_answered), then NULL */
     } run;
     struct {             /* a stream, sent by its content reader (server/generate.c) */
         char *pend;      /* bytes to send */

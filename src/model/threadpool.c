@@ -76,7 +76,7 @@ struct sasp_pool {
     sasp_pool_fn fn;
     void *arg;
     int n;                 /* threads, the caller included */
-    struct entry *entries; /* [n] each worker's entry into the runs (enter_run) */
+    struct entry *entries; /* [n] each worker's entry into the runs (enter_run); [0], the caller's, unused */
     atomic_long let_off;   /* workers let off a run, so far */
     pthread_t *threads;    /* n - 1 workers */
     atomic_int *cpu;       /* [n] the CPU each thread last ran on, as far as it said (-1: unknown) */

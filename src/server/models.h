@@ -42,7 +42,8 @@ typedef struct served_model {
     served_state state;
     int users;          /* requests that hold it: in flight, or waiting for its load */
     int answering;      /* of them, those whose answer is not complete yet (conn_answered) */
-    int64_t last_used;  /* when a request last took or gave it back (ns, monotonic): keep_alive's start */
+    int64_t last_used;  /* when a request last took it, was answered or gave it back (ns, monotonic):
+                         * keep_alive's start */
     int64_t last_asked; /* when a request last came for it, or its load ended: the LRU order, the order
                          * clients sent their requests in, whatever order their connections end in */
     int64_t keep_alive; /* how long it stays loaded once nothing holds it (ns); < 0: for ever */
