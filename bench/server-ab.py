@@ -18,35 +18,19 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(TOP, "bench", "peers"))
-import servers as streams  # noqa: E402 (the streaming client)
+import servers as streams  # noqa: E402 (its server start-up and streaming client)
 PROMPT = "def main():\n    x = compute("
 
 
 def start(binary, port, model, threads, parallel):
-    p = subprocess.Popen([binary, "-m", model, "--port", str(port), "-t", str(threads), "--parallel", str(parallel)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", "/health")
-            r = c.getresponse()
-            r.read()
-            if r.status == 200:
-                return p
-        except OSError:
-            pass
-        if p.poll() is not None:
-            raise SystemExit(f"{binary} exited with {p.returncode}")
-        time.sleep(0.1)
-    p.kill()
-    raise SystemExit(f"{binary} did not answer /health on port {port}")
+    return streams.start([binary, "-m", model, "--port", str(port), "-t", str(threads), "--parallel", str(parallel)],
+                         port)
 
 
 def cpu_seconds(pid):
